@@ -1,0 +1,326 @@
+//! Activity lifecycle after scheduling: started by a poller, heartbeats, completion, failure
+//! with server-side retries, cancellation, and the four timeouts.
+//!
+//! With a retry policy (always present: defaults apply), ActivityTaskStarted is written only
+//! when the activity closes, right before its outcome, as the reference server does.
+
+use crate::api::{
+    common::v1::Payloads,
+    enums::v1::{RetryState, TimeoutType},
+    failure::v1::{Failure, TimeoutFailureInfo, failure::FailureInfo},
+    history::v1::{
+        ActivityTaskCanceledEventAttributes, ActivityTaskCompletedEventAttributes,
+        ActivityTaskFailedEventAttributes, ActivityTaskStartedEventAttributes,
+        ActivityTaskTimedOutEventAttributes, history_event::Attributes,
+    },
+};
+use crate::retry::{self, RetryDecision};
+use crate::state::ActivityInfo;
+use crate::transition::BUFFERED_STARTED;
+use crate::{Effect, EngineError, Transition};
+
+/// Identifies an activity attempt (carried in its task token). `attempt == 0` matches any
+/// attempt (completion by activity id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityRef {
+    pub scheduled_event_id: i64,
+    pub attempt: i32,
+}
+
+fn not_found() -> EngineError {
+    EngineError::NotFound("Activity task not found.".into())
+}
+
+impl Transition<'_> {
+    fn pending_activity(&self, task: ActivityRef) -> Result<ActivityInfo, EngineError> {
+        if !self.state.is_running() {
+            return Err(EngineError::NotFound(
+                "Workflow execution already completed.".into(),
+            ));
+        }
+        let a = self
+            .state
+            .activity(task.scheduled_event_id)
+            .ok_or_else(not_found)?;
+        if task.attempt != 0 && a.attempt != task.attempt {
+            return Err(not_found());
+        }
+        Ok(a.clone())
+    }
+
+    /// Hands the activity attempt to a poller (memory only until the next commit).
+    pub fn start_activity(
+        &mut self,
+        task: ActivityRef,
+        identity: &str,
+        request_id: &str,
+    ) -> Result<ActivityInfo, EngineError> {
+        let a = self.pending_activity(task)?;
+        if a.is_started() || a.attempt_scheduled_time_ms > self.now {
+            return Err(not_found());
+        }
+        let now = self.now;
+        let info = self
+            .state
+            .activity_mut(task.scheduled_event_id)
+            .expect("checked above");
+        info.started_time_ms = now;
+        info.last_heartbeat_time_ms = 0;
+        info.started_identity = identity.to_string();
+        info.started_request_id = request_id.to_string();
+        self.persist = false;
+        Ok(info.clone())
+    }
+
+    /// Records a heartbeat; returns whether cancellation was requested.
+    pub fn heartbeat_activity(
+        &mut self,
+        task: ActivityRef,
+        details: Option<Payloads>,
+    ) -> Result<bool, EngineError> {
+        let a = self.pending_activity(task)?;
+        let now = self.now;
+        let info = self
+            .state
+            .activity_mut(a.scheduled_event_id)
+            .expect("checked above");
+        if info.started_time_ms == 0 {
+            // Started before a restart that forgot it: the worker is evidently running it.
+            info.started_time_ms = now;
+        }
+        info.last_heartbeat_time_ms = now;
+        if details.is_some() {
+            info.heartbeat_details = details;
+        }
+        Ok(info.cancel_requested)
+    }
+
+    /// Writes the buffered-or-appended ActivityTaskStarted for a closing activity and returns
+    /// the started event id to reference (a placeholder when buffered).
+    fn record_activity_started(&mut self, a: &ActivityInfo, identity: &str) -> i64 {
+        let buffered = self.state.workflow_task_started();
+        let identity = if a.started_identity.is_empty() {
+            identity
+        } else {
+            &a.started_identity
+        };
+        let attributes =
+            Attributes::ActivityTaskStartedEventAttributes(ActivityTaskStartedEventAttributes {
+                scheduled_event_id: a.scheduled_event_id,
+                identity: identity.to_string(),
+                request_id: a.started_request_id.clone(),
+                attempt: a.attempt,
+                last_failure: a.last_failure.clone(),
+                ..Default::default()
+            });
+        self.record(attributes);
+        if buffered {
+            BUFFERED_STARTED
+        } else {
+            self.state.next_event_id - 1
+        }
+    }
+
+    fn close_activity(&mut self, scheduled_event_id: i64) {
+        self.state
+            .activities
+            .retain(|a| a.scheduled_event_id != scheduled_event_id);
+        self.ensure_workflow_task();
+    }
+
+    /// RespondActivityTaskCompleted (by token or by id).
+    pub fn complete_activity(
+        &mut self,
+        task: ActivityRef,
+        result: Option<Payloads>,
+        identity: &str,
+    ) -> Result<(), EngineError> {
+        let a = self.pending_activity(task)?;
+        let started_event_id = self.record_activity_started(&a, identity);
+        self.record(Attributes::ActivityTaskCompletedEventAttributes(
+            ActivityTaskCompletedEventAttributes {
+                result,
+                scheduled_event_id: a.scheduled_event_id,
+                started_event_id,
+                identity: identity.to_string(),
+                ..Default::default()
+            },
+        ));
+        self.close_activity(a.scheduled_event_id);
+        Ok(())
+    }
+
+    /// RespondActivityTaskFailed: retried by the server when the policy allows, else closed.
+    pub fn fail_activity(
+        &mut self,
+        task: ActivityRef,
+        failure: Failure,
+        last_heartbeat_details: Option<Payloads>,
+        identity: &str,
+    ) -> Result<(), EngineError> {
+        let a = self.pending_activity(task)?;
+        if last_heartbeat_details.is_some()
+            && let Some(info) = self.state.activity_mut(a.scheduled_event_id)
+        {
+            info.heartbeat_details = last_heartbeat_details;
+        }
+        self.activity_attempt_failed(a.scheduled_event_id, failure, None, identity);
+        Ok(())
+    }
+
+    /// RespondActivityTaskCanceled.
+    pub fn cancel_activity(
+        &mut self,
+        task: ActivityRef,
+        details: Option<Payloads>,
+        identity: &str,
+    ) -> Result<(), EngineError> {
+        let a = self.pending_activity(task)?;
+        let started_event_id = self.record_activity_started(&a, identity);
+        self.record(Attributes::ActivityTaskCanceledEventAttributes(
+            ActivityTaskCanceledEventAttributes {
+                details,
+                latest_cancel_requested_event_id: a.cancel_requested_event_id,
+                scheduled_event_id: a.scheduled_event_id,
+                started_event_id,
+                identity: identity.to_string(),
+                ..Default::default()
+            },
+        ));
+        self.close_activity(a.scheduled_event_id);
+        Ok(())
+    }
+
+    /// One attempt ended badly (a failure or a retryable timeout). Either schedules the next
+    /// attempt or closes the activity with Failed / TimedOut.
+    fn activity_attempt_failed(
+        &mut self,
+        scheduled_event_id: i64,
+        failure: Failure,
+        timeout: Option<TimeoutType>,
+        identity: &str,
+    ) {
+        let Some(a) = self.state.activity(scheduled_event_id).cloned() else {
+            return;
+        };
+        let policy = a.retry_policy.clone().unwrap_or_default();
+        let expiration = if a.schedule_to_close_ms > 0 {
+            a.scheduled_time_ms + a.schedule_to_close_ms
+        } else {
+            0
+        };
+        let decision = if a.cancel_requested {
+            RetryDecision::Stop(RetryState::CancelRequested)
+        } else {
+            retry::decide(&policy, a.attempt, &failure, self.now, expiration)
+        };
+        match decision {
+            RetryDecision::Retry { delay_ms } => {
+                let ready_at = self.now + delay_ms;
+                let info = self.state.activity_mut(scheduled_event_id).expect("exists");
+                info.attempt += 1;
+                info.attempt_scheduled_time_ms = ready_at;
+                info.started_time_ms = 0;
+                info.last_heartbeat_time_ms = 0;
+                info.last_failure = Some(failure);
+                info.last_worker_identity = identity.to_string();
+                info.started_identity.clear();
+                info.started_request_id.clear();
+                // The next attempt is dispatched when its ActivityRetry deadline fires.
+            }
+            RetryDecision::Stop(retry_state) => {
+                let started_event_id = if a.is_started() || timeout.is_none() {
+                    self.record_activity_started(&a, identity)
+                } else {
+                    0
+                };
+                let attributes = match timeout {
+                    None => Attributes::ActivityTaskFailedEventAttributes(
+                        ActivityTaskFailedEventAttributes {
+                            failure: Some(failure),
+                            scheduled_event_id,
+                            started_event_id,
+                            identity: identity.to_string(),
+                            retry_state: retry_state as i32,
+                            ..Default::default()
+                        },
+                    ),
+                    Some(_) => Attributes::ActivityTaskTimedOutEventAttributes(
+                        ActivityTaskTimedOutEventAttributes {
+                            failure: Some(failure),
+                            scheduled_event_id,
+                            started_event_id,
+                            retry_state: retry_state as i32,
+                        },
+                    ),
+                };
+                self.record(attributes);
+                self.close_activity(scheduled_event_id);
+            }
+        }
+    }
+
+    /// A deadline of an activity fired. Stale deadlines change nothing.
+    pub(crate) fn activity_deadline(
+        &mut self,
+        scheduled_event_id: i64,
+        attempt: Option<i32>,
+        timeout: Option<TimeoutType>,
+    ) {
+        let Some(a) = self.state.activity(scheduled_event_id).cloned() else {
+            return;
+        };
+        if attempt.is_some_and(|n| n != a.attempt) {
+            return;
+        }
+        let now = self.now;
+        let Some(timeout_type) = timeout else {
+            // Retry backoff over: offer the attempt to pollers.
+            if !a.is_started() && a.attempt_scheduled_time_ms <= now {
+                self.effects.push(Effect::DispatchActivityTask {
+                    task_queue: a.task_queue.clone(),
+                    scheduled_event_id,
+                    attempt: a.attempt,
+                });
+            }
+            self.persist = false;
+            return;
+        };
+        let due = match timeout_type {
+            TimeoutType::StartToClose if a.is_started() => a.started_time_ms + a.start_to_close_ms,
+            TimeoutType::Heartbeat if a.is_started() => {
+                a.last_heartbeat_time_ms.max(a.started_time_ms) + a.heartbeat_timeout_ms
+            }
+            TimeoutType::ScheduleToStart if !a.is_started() => {
+                a.attempt_scheduled_time_ms + a.schedule_to_start_ms
+            }
+            TimeoutType::ScheduleToClose => a.scheduled_time_ms + a.schedule_to_close_ms,
+            _ => {
+                self.persist = false;
+                return;
+            }
+        };
+        if now < due {
+            self.persist = false;
+            return;
+        }
+        let name = match timeout_type {
+            TimeoutType::StartToClose => "StartToClose",
+            TimeoutType::Heartbeat => "Heartbeat",
+            TimeoutType::ScheduleToStart => "ScheduleToStart",
+            _ => "ScheduleToClose",
+        };
+        let failure = Failure {
+            message: format!("activity {name} timeout"),
+            source: String::new(),
+            cause: a.last_failure.clone().map(Box::new),
+            failure_info: Some(FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo {
+                timeout_type: timeout_type as i32,
+                last_heartbeat_details: a.heartbeat_details.clone(),
+            })),
+            ..Default::default()
+        };
+        let identity = a.started_identity.clone();
+        self.activity_attempt_failed(scheduled_event_id, failure, Some(timeout_type), &identity);
+    }
+}

@@ -1,0 +1,493 @@
+//! RespondWorkflowTaskCompleted: the workflow task's commands turned into history events.
+//!
+//! Order written: WorkflowTaskCompleted, one or more events per command in command order, the
+//! events buffered while the task ran, then a new WorkflowTaskScheduled if the workflow has
+//! something new to see. A bad command fails the whole task instead (nothing of the commands
+//! is kept) with the cause the reference server uses.
+
+use crate::api::{
+    command::v1::{
+        CancelTimerCommandAttributes, Command, RecordMarkerCommandAttributes,
+        RequestCancelActivityTaskCommandAttributes, ScheduleActivityTaskCommandAttributes,
+        StartTimerCommandAttributes, command::Attributes as Cmd,
+    },
+    enums::v1::{RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause as Cause},
+    failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo},
+    history::v1::{
+        ActivityTaskCancelRequestedEventAttributes, ActivityTaskCanceledEventAttributes,
+        ActivityTaskScheduledEventAttributes, MarkerRecordedEventAttributes,
+        TimerCanceledEventAttributes, TimerStartedEventAttributes,
+        WorkflowExecutionCompletedEventAttributes, WorkflowExecutionFailedEventAttributes,
+        WorkflowTaskCompletedEventAttributes, history_event::Attributes,
+    },
+    taskqueue::v1::TaskQueue,
+    workflowservice::v1::RespondWorkflowTaskCompletedRequest,
+};
+use crate::state::{ActivityInfo, TimerInfo};
+use crate::workflow_task::WorkflowTaskRef;
+use crate::{Effect, EngineError, Transition, retry, time};
+
+/// What came of a workflow task completion.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CompletionOutcome {
+    /// Set when a command was rejected: the task was failed with this message, and the caller
+    /// answers InvalidArgument after committing.
+    pub rejected: Option<String>,
+    /// A new workflow task was scheduled by this completion.
+    pub new_workflow_task: bool,
+}
+
+struct Rejection {
+    cause: Cause,
+    message: String,
+}
+
+fn reject(cause: Cause, message: impl Into<String>) -> Rejection {
+    Rejection {
+        cause,
+        message: message.into(),
+    }
+}
+
+impl Transition<'_> {
+    /// Applies a RespondWorkflowTaskCompleted for the started task `task`.
+    pub fn complete_workflow_task(
+        &mut self,
+        task: WorkflowTaskRef,
+        req: &RespondWorkflowTaskCompletedRequest,
+    ) -> Result<CompletionOutcome, EngineError> {
+        self.check_started_workflow_task(task)?;
+        if !req.messages.is_empty() {
+            return Err(EngineError::Unimplemented(
+                "protocol messages (workflow updates) are not supported by this Sundial version yet"
+                    .into(),
+            ));
+        }
+        for command in &req.commands {
+            if let Some(name) = unsupported_command(command) {
+                return Err(EngineError::Unimplemented(format!(
+                    "command {name} is not supported by this Sundial version yet"
+                )));
+            }
+        }
+        let snapshot = self.state.clone();
+        let (events_before, effects_before) = (self.events.len(), self.effects.len());
+        match self.apply_completion(req) {
+            Ok(new_workflow_task) => Ok(CompletionOutcome {
+                rejected: None,
+                new_workflow_task,
+            }),
+            Err(rejection) => {
+                *self.state = snapshot;
+                self.events.truncate(events_before);
+                self.effects.truncate(effects_before);
+                let failure = Failure {
+                    message: rejection.message.clone(),
+                    failure_info: Some(FailureInfo::ApplicationFailureInfo(
+                        ApplicationFailureInfo::default(),
+                    )),
+                    ..Default::default()
+                };
+                self.workflow_task_failed(rejection.cause as i32, Some(failure), &req.identity);
+                Ok(CompletionOutcome {
+                    rejected: Some(rejection.message),
+                    new_workflow_task: true,
+                })
+            }
+        }
+    }
+
+    fn apply_completion(
+        &mut self,
+        req: &RespondWorkflowTaskCompletedRequest,
+    ) -> Result<bool, Rejection> {
+        let wt = self.state.workflow_task.take().expect("checked by caller");
+        let completed_id = self.append(Attributes::WorkflowTaskCompletedEventAttributes(
+            WorkflowTaskCompletedEventAttributes {
+                scheduled_event_id: wt.scheduled_event_id,
+                started_event_id: wt.started_event_id,
+                identity: req.identity.clone(),
+                sdk_metadata: req.sdk_metadata.clone(),
+                metering_metadata: req.metering_metadata.clone(),
+                versioning_behavior: req.versioning_behavior,
+                ..Default::default()
+            },
+        ));
+        self.state.last_completed_wt_started_event_id = wt.started_event_id;
+        self.state.last_wt_completed_event_id = completed_id;
+        match req
+            .sticky_attributes
+            .as_ref()
+            .and_then(|s| s.worker_task_queue.as_ref())
+        {
+            Some(queue) if !queue.name.is_empty() => {
+                self.state.sticky_task_queue = queue.name.clone();
+                self.state.sticky_schedule_to_start_ms = time::duration_ms(
+                    req.sticky_attributes
+                        .as_ref()
+                        .and_then(|s| s.schedule_to_start_timeout.as_ref()),
+                );
+            }
+            _ => self.state.sticky_task_queue.clear(),
+        }
+        let mut needs_task = false;
+        let last = req.commands.len().saturating_sub(1);
+        for (index, command) in req.commands.iter().enumerate() {
+            let closes = matches!(
+                command.attributes,
+                Some(Cmd::CompleteWorkflowExecutionCommandAttributes(_))
+                    | Some(Cmd::FailWorkflowExecutionCommandAttributes(_))
+            );
+            if closes && index != last {
+                return Err(reject(
+                    Cause::BadCompleteWorkflowExecutionAttributes,
+                    "invalid command sequence: a command that closes the workflow must be the last command",
+                ));
+            }
+            if closes && !self.state.buffered_events.is_empty() {
+                return Err(reject(
+                    Cause::UnhandledCommand,
+                    "UnhandledCommand: new events arrived while the workflow task was running",
+                ));
+            }
+            needs_task |= self.apply_command(command, completed_id)?;
+        }
+        if !self.state.is_running() {
+            return Ok(false);
+        }
+        needs_task |= self.flush_buffer();
+        if needs_task || req.force_create_new_workflow_task {
+            self.schedule_workflow_task(1);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Applies one command; returns true when it produced an event the workflow must see.
+    fn apply_command(&mut self, command: &Command, completed_id: i64) -> Result<bool, Rejection> {
+        match &command.attributes {
+            Some(Cmd::ScheduleActivityTaskCommandAttributes(a)) => {
+                self.schedule_activity(a, completed_id)?;
+                Ok(false)
+            }
+            Some(Cmd::RequestCancelActivityTaskCommandAttributes(a)) => {
+                self.request_cancel_activity(a, completed_id)
+            }
+            Some(Cmd::StartTimerCommandAttributes(a)) => {
+                self.start_timer(a, completed_id)?;
+                Ok(false)
+            }
+            Some(Cmd::CancelTimerCommandAttributes(a)) => {
+                self.cancel_timer(a, completed_id)?;
+                Ok(false)
+            }
+            Some(Cmd::RecordMarkerCommandAttributes(a)) => {
+                self.record_marker(a, completed_id)?;
+                Ok(false)
+            }
+            Some(Cmd::CompleteWorkflowExecutionCommandAttributes(a)) => {
+                let id = self.append(Attributes::WorkflowExecutionCompletedEventAttributes(
+                    WorkflowExecutionCompletedEventAttributes {
+                        result: a.result.clone(),
+                        workflow_task_completed_event_id: completed_id,
+                        new_execution_run_id: String::new(),
+                    },
+                ));
+                self.close(WorkflowExecutionStatus::Completed, id);
+                Ok(false)
+            }
+            Some(Cmd::FailWorkflowExecutionCommandAttributes(a)) => {
+                let id = self.append(Attributes::WorkflowExecutionFailedEventAttributes(
+                    WorkflowExecutionFailedEventAttributes {
+                        failure: a.failure.clone(),
+                        retry_state: RetryState::RetryPolicyNotSet as i32,
+                        workflow_task_completed_event_id: completed_id,
+                        new_execution_run_id: String::new(),
+                    },
+                ));
+                self.close(WorkflowExecutionStatus::Failed, id);
+                Ok(false)
+            }
+            Some(_) => Err(reject(Cause::UnhandledCommand, "unsupported command")),
+            None => Err(reject(Cause::UnhandledCommand, "command has no attributes")),
+        }
+    }
+
+    fn schedule_activity(
+        &mut self,
+        a: &ScheduleActivityTaskCommandAttributes,
+        completed_id: i64,
+    ) -> Result<(), Rejection> {
+        let bad = |m: &str| reject(Cause::BadScheduleActivityAttributes, m);
+        if a.activity_id.is_empty() {
+            return Err(bad("ActivityId is not set on ScheduleActivityTaskCommand."));
+        }
+        let activity_type = a
+            .activity_type
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        if activity_type.is_empty() {
+            return Err(bad(
+                "ActivityType is not set on ScheduleActivityTaskCommand.",
+            ));
+        }
+        if self.state.activity_by_id(&a.activity_id).is_some() {
+            return Err(reject(
+                Cause::ScheduleActivityDuplicateId,
+                format!("Activity ID {} already exists.", a.activity_id),
+            ));
+        }
+        for (d, name) in [
+            (&a.schedule_to_close_timeout, "ScheduleToCloseTimeout"),
+            (&a.schedule_to_start_timeout, "ScheduleToStartTimeout"),
+            (&a.start_to_close_timeout, "StartToCloseTimeout"),
+            (&a.heartbeat_timeout, "HeartbeatTimeout"),
+        ] {
+            if time::is_negative(d.as_ref()) {
+                return Err(bad(&format!(
+                    "Invalid {name} on ScheduleActivityTaskCommand."
+                )));
+            }
+        }
+        let mut schedule_to_close = time::duration_ms(a.schedule_to_close_timeout.as_ref());
+        let mut schedule_to_start = time::duration_ms(a.schedule_to_start_timeout.as_ref());
+        let mut start_to_close = time::duration_ms(a.start_to_close_timeout.as_ref());
+        let mut heartbeat = time::duration_ms(a.heartbeat_timeout.as_ref());
+        let run_timeout = self.state.run_timeout_ms;
+        if run_timeout > 0 && (schedule_to_close == 0 || schedule_to_close > run_timeout) {
+            schedule_to_close = run_timeout;
+        }
+        if schedule_to_close > 0 {
+            if schedule_to_start == 0 || schedule_to_start > schedule_to_close {
+                schedule_to_start = schedule_to_close;
+            }
+            if start_to_close == 0 || start_to_close > schedule_to_close {
+                start_to_close = schedule_to_close;
+            }
+        } else if start_to_close == 0 {
+            return Err(bad(
+                "A valid StartToClose or ScheduleToCloseTimeout is not set on ScheduleActivityTaskCommand.",
+            ));
+        }
+        if start_to_close > 0 && heartbeat > start_to_close {
+            heartbeat = start_to_close;
+        }
+        let policy = retry::normalize(a.retry_policy.as_ref()).map_err(|m| bad(&m))?;
+        let queue = match a.task_queue.as_ref().map(|q| q.name.as_str()) {
+            Some(name) if !name.is_empty() => name.to_string(),
+            _ => self.state.task_queue.clone(),
+        };
+        let scheduled_event_id = self.append(Attributes::ActivityTaskScheduledEventAttributes(
+            ActivityTaskScheduledEventAttributes {
+                activity_id: a.activity_id.clone(),
+                activity_type: a.activity_type.clone(),
+                task_queue: Some(TaskQueue {
+                    name: queue.clone(),
+                    kind: 1,
+                    normal_name: String::new(),
+                }),
+                header: a.header.clone(),
+                input: a.input.clone(),
+                schedule_to_close_timeout: time::opt_duration(schedule_to_close),
+                schedule_to_start_timeout: time::opt_duration(schedule_to_start),
+                start_to_close_timeout: time::opt_duration(start_to_close),
+                heartbeat_timeout: time::opt_duration(heartbeat),
+                workflow_task_completed_event_id: completed_id,
+                retry_policy: Some(policy.clone()),
+                priority: a.priority.clone(),
+                ..Default::default()
+            },
+        ));
+        self.state.activities.push(ActivityInfo {
+            scheduled_event_id,
+            activity_id: a.activity_id.clone(),
+            activity_type,
+            task_queue: queue.clone(),
+            header: a.header.clone(),
+            input: a.input.clone(),
+            schedule_to_close_ms: schedule_to_close,
+            schedule_to_start_ms: schedule_to_start,
+            start_to_close_ms: start_to_close,
+            heartbeat_timeout_ms: heartbeat,
+            retry_policy: Some(policy),
+            attempt: 1,
+            scheduled_time_ms: self.now,
+            attempt_scheduled_time_ms: self.now,
+            ..Default::default()
+        });
+        self.effects.push(Effect::DispatchActivityTask {
+            task_queue: queue,
+            scheduled_event_id,
+            attempt: 1,
+        });
+        Ok(())
+    }
+
+    fn request_cancel_activity(
+        &mut self,
+        a: &RequestCancelActivityTaskCommandAttributes,
+        completed_id: i64,
+    ) -> Result<bool, Rejection> {
+        let Some(activity) = self.state.activity(a.scheduled_event_id).cloned() else {
+            return Err(reject(
+                Cause::BadRequestCancelActivityAttributes,
+                format!(
+                    "Activity with scheduled event id {} not found.",
+                    a.scheduled_event_id
+                ),
+            ));
+        };
+        let requested_id = self.append(Attributes::ActivityTaskCancelRequestedEventAttributes(
+            ActivityTaskCancelRequestedEventAttributes {
+                scheduled_event_id: a.scheduled_event_id,
+                workflow_task_completed_event_id: completed_id,
+            },
+        ));
+        if activity.is_started() {
+            if let Some(info) = self.state.activity_mut(a.scheduled_event_id) {
+                info.cancel_requested = true;
+                info.cancel_requested_event_id = requested_id;
+            }
+            return Ok(false);
+        }
+        self.append(Attributes::ActivityTaskCanceledEventAttributes(
+            ActivityTaskCanceledEventAttributes {
+                details: None,
+                latest_cancel_requested_event_id: requested_id,
+                scheduled_event_id: a.scheduled_event_id,
+                started_event_id: 0,
+                identity: String::new(),
+                ..Default::default()
+            },
+        ));
+        self.state
+            .activities
+            .retain(|x| x.scheduled_event_id != a.scheduled_event_id);
+        Ok(true)
+    }
+
+    fn start_timer(
+        &mut self,
+        a: &StartTimerCommandAttributes,
+        completed_id: i64,
+    ) -> Result<(), Rejection> {
+        if a.timer_id.is_empty() {
+            return Err(reject(
+                Cause::BadStartTimerAttributes,
+                "TimerId is not set on StartTimerCommand.",
+            ));
+        }
+        if self.state.timers.iter().any(|t| t.timer_id == a.timer_id) {
+            return Err(reject(
+                Cause::StartTimerDuplicateId,
+                format!("Timer with ID {} already exists.", a.timer_id),
+            ));
+        }
+        let fire_in = time::duration_ms(a.start_to_fire_timeout.as_ref());
+        if fire_in <= 0 || time::is_negative(a.start_to_fire_timeout.as_ref()) {
+            return Err(reject(
+                Cause::BadStartTimerAttributes,
+                "A valid StartToFireTimeout is not set on StartTimerCommand.",
+            ));
+        }
+        let started_event_id = self.append(Attributes::TimerStartedEventAttributes(
+            TimerStartedEventAttributes {
+                timer_id: a.timer_id.clone(),
+                start_to_fire_timeout: a.start_to_fire_timeout.clone(),
+                workflow_task_completed_event_id: completed_id,
+            },
+        ));
+        self.state.timers.push(TimerInfo {
+            timer_id: a.timer_id.clone(),
+            started_event_id,
+            fire_time_ms: self.now + fire_in,
+        });
+        Ok(())
+    }
+
+    fn cancel_timer(
+        &mut self,
+        a: &CancelTimerCommandAttributes,
+        completed_id: i64,
+    ) -> Result<(), Rejection> {
+        let Some(timer) = self
+            .state
+            .timers
+            .iter()
+            .find(|t| t.timer_id == a.timer_id)
+            .cloned()
+        else {
+            return Err(reject(
+                Cause::BadCancelTimerAttributes,
+                format!("Timer with ID {} not found.", a.timer_id),
+            ));
+        };
+        self.append(Attributes::TimerCanceledEventAttributes(
+            TimerCanceledEventAttributes {
+                timer_id: timer.timer_id.clone(),
+                started_event_id: timer.started_event_id,
+                workflow_task_completed_event_id: completed_id,
+                identity: String::new(),
+            },
+        ));
+        self.state.timers.retain(|t| t.timer_id != a.timer_id);
+        Ok(())
+    }
+
+    fn record_marker(
+        &mut self,
+        a: &RecordMarkerCommandAttributes,
+        completed_id: i64,
+    ) -> Result<(), Rejection> {
+        if a.marker_name.is_empty() {
+            return Err(reject(
+                Cause::BadRecordMarkerAttributes,
+                "MarkerName is not set on RecordMarkerCommand.",
+            ));
+        }
+        self.append(Attributes::MarkerRecordedEventAttributes(
+            MarkerRecordedEventAttributes {
+                marker_name: a.marker_name.clone(),
+                details: a.details.clone(),
+                workflow_task_completed_event_id: completed_id,
+                header: a.header.clone(),
+                failure: a.failure.clone(),
+            },
+        ));
+        Ok(())
+    }
+}
+
+/// Names a command this version does not handle yet (None when it is handled).
+fn unsupported_command(command: &Command) -> Option<&'static str> {
+    match &command.attributes {
+        Some(Cmd::ScheduleActivityTaskCommandAttributes(_))
+        | Some(Cmd::RequestCancelActivityTaskCommandAttributes(_))
+        | Some(Cmd::StartTimerCommandAttributes(_))
+        | Some(Cmd::CancelTimerCommandAttributes(_))
+        | Some(Cmd::RecordMarkerCommandAttributes(_))
+        | Some(Cmd::CompleteWorkflowExecutionCommandAttributes(_))
+        | Some(Cmd::FailWorkflowExecutionCommandAttributes(_)) => None,
+        Some(Cmd::CancelWorkflowExecutionCommandAttributes(_)) => Some("CancelWorkflowExecution"),
+        Some(Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(_)) => {
+            Some("RequestCancelExternalWorkflowExecution")
+        }
+        Some(Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(_)) => {
+            Some("ContinueAsNewWorkflowExecution")
+        }
+        Some(Cmd::StartChildWorkflowExecutionCommandAttributes(_)) => {
+            Some("StartChildWorkflowExecution")
+        }
+        Some(Cmd::SignalExternalWorkflowExecutionCommandAttributes(_)) => {
+            Some("SignalExternalWorkflowExecution")
+        }
+        Some(Cmd::UpsertWorkflowSearchAttributesCommandAttributes(_)) => {
+            Some("UpsertWorkflowSearchAttributes")
+        }
+        Some(Cmd::ProtocolMessageCommandAttributes(_)) => Some("ProtocolMessage"),
+        Some(Cmd::ModifyWorkflowPropertiesCommandAttributes(_)) => Some("ModifyWorkflowProperties"),
+        Some(_) => Some("(nexus operation)"),
+        None => None,
+    }
+}

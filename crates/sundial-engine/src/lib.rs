@@ -1,0 +1,33 @@
+//! Sundial's execution engine: the pure state machine of one workflow execution.
+//!
+//! Every input (an RPC, a completed workflow task, a deadline) is one transition
+//! `(state, input, now) -> (new events, new state, effects)`. Nothing in this crate does IO or
+//! reads a clock: the caller passes `now` in, persists the result, and only then performs the
+//! effects and replies. That makes every rule here testable and replayable.
+
+pub mod deadline;
+pub mod error;
+pub mod retry;
+pub mod state;
+pub mod time;
+pub mod transition;
+
+pub mod activity;
+pub mod commands;
+pub mod start;
+pub mod workflow_task;
+
+#[cfg(test)]
+mod tests;
+
+pub use deadline::{Deadline, DeadlineKind};
+pub use error::EngineError;
+pub use start::{StartParams, new_execution};
+pub use state::{ActivityInfo, ExecutionState, TimerInfo, WorkflowTaskInfo};
+pub use transition::{Effect, Transition};
+
+pub use activity::ActivityRef;
+pub use commands::CompletionOutcome;
+/// Re-export of the Temporal message types the engine speaks.
+pub use sundial_proto::temporal::api;
+pub use workflow_task::WorkflowTaskRef;

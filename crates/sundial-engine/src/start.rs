@@ -1,0 +1,175 @@
+//! Starting a run: validation of StartWorkflowExecution and the run's first events.
+
+use crate::api::{
+    enums::v1::WorkflowExecutionStatus,
+    history::v1::{
+        HistoryEvent, WorkflowExecutionStartedEventAttributes, history_event::Attributes,
+    },
+    taskqueue::v1::TaskQueue,
+    workflowservice::v1::StartWorkflowExecutionRequest,
+};
+use crate::{Effect, EngineError, ExecutionState, Transition, retry, time};
+
+/// Temporal's default workflow task timeout.
+pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: i64 = 10_000;
+/// Temporal caps the workflow task timeout at two minutes.
+pub const MAX_WORKFLOW_TASK_TIMEOUT_MS: i64 = 120_000;
+/// Longest workflow id, type name, task queue name or request id accepted.
+pub const MAX_ID_LENGTH: usize = 1000;
+
+/// What a new run is started with.
+pub struct StartParams<'a> {
+    pub request: &'a StartWorkflowExecutionRequest,
+    pub run_id: String,
+    pub now: i64,
+}
+
+fn invalid(msg: &str) -> EngineError {
+    EngineError::InvalidArgument(msg.to_string())
+}
+
+/// Checks a start request the way the reference server does, with its messages.
+pub fn validate_start(req: &StartWorkflowExecutionRequest) -> Result<(), EngineError> {
+    if req.workflow_id.is_empty() {
+        return Err(invalid("WorkflowId is not set on request."));
+    }
+    if req.workflow_id.len() > MAX_ID_LENGTH {
+        return Err(invalid("WorkflowId exceeds length limit."));
+    }
+    let type_name = req
+        .workflow_type
+        .as_ref()
+        .map(|t| t.name.as_str())
+        .unwrap_or("");
+    if type_name.is_empty() {
+        return Err(invalid("WorkflowType is not set on request."));
+    }
+    if type_name.len() > MAX_ID_LENGTH {
+        return Err(invalid("WorkflowType exceeds length limit."));
+    }
+    let queue = req
+        .task_queue
+        .as_ref()
+        .map(|t| t.name.as_str())
+        .unwrap_or("");
+    if queue.is_empty() {
+        return Err(invalid("TaskQueue is not set on request."));
+    }
+    if queue.len() > MAX_ID_LENGTH {
+        return Err(invalid("TaskQueue length exceeds limit."));
+    }
+    if req.request_id.len() > MAX_ID_LENGTH {
+        return Err(invalid("RequestId length exceeds limit."));
+    }
+    if time::is_negative(req.workflow_execution_timeout.as_ref()) {
+        return Err(invalid("Invalid WorkflowExecutionTimeout."));
+    }
+    if time::is_negative(req.workflow_run_timeout.as_ref()) {
+        return Err(invalid("Invalid WorkflowRunTimeout."));
+    }
+    if time::is_negative(req.workflow_task_timeout.as_ref()) {
+        return Err(invalid("Invalid WorkflowTaskTimeout."));
+    }
+    if time::is_negative(req.workflow_start_delay.as_ref()) {
+        return Err(invalid("Invalid WorkflowStartDelay."));
+    }
+    if let Some(policy) = &req.retry_policy {
+        retry::normalize(Some(policy)).map_err(EngineError::InvalidArgument)?;
+    }
+    if !req.cron_schedule.is_empty() {
+        return Err(EngineError::Unimplemented(
+            "cron_schedule is not supported by this Sundial version yet".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the state of a new run with its first events (WorkflowExecutionStarted,
+/// WorkflowTaskScheduled) and the dispatch of its first workflow task.
+pub fn new_execution(
+    params: StartParams<'_>,
+) -> Result<(ExecutionState, Vec<HistoryEvent>, Vec<Effect>), EngineError> {
+    let req = params.request;
+    validate_start(req)?;
+    let now = params.now;
+    let execution_timeout = time::duration_ms(req.workflow_execution_timeout.as_ref());
+    let mut run_timeout = time::duration_ms(req.workflow_run_timeout.as_ref());
+    if run_timeout == 0 || (execution_timeout > 0 && run_timeout > execution_timeout) {
+        run_timeout = execution_timeout;
+    }
+    let mut task_timeout = time::duration_ms(req.workflow_task_timeout.as_ref());
+    if task_timeout == 0 {
+        task_timeout = DEFAULT_WORKFLOW_TASK_TIMEOUT_MS;
+    }
+    task_timeout = task_timeout.min(MAX_WORKFLOW_TASK_TIMEOUT_MS);
+    if run_timeout > 0 {
+        task_timeout = task_timeout.min(run_timeout);
+    }
+    let queue = req
+        .task_queue
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    let mut state = ExecutionState {
+        namespace: req.namespace.clone(),
+        workflow_id: req.workflow_id.clone(),
+        run_id: params.run_id.clone(),
+        first_execution_run_id: params.run_id.clone(),
+        workflow_type: req
+            .workflow_type
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
+        task_queue: queue.clone(),
+        status: WorkflowExecutionStatus::Running as i32,
+        next_event_id: 1,
+        start_time_ms: now,
+        workflow_task_timeout_ms: task_timeout,
+        run_timeout_ms: run_timeout,
+        execution_timeout_ms: execution_timeout,
+        run_expiration_ms: if run_timeout > 0 {
+            now + run_timeout
+        } else {
+            0
+        },
+        execution_expiration_ms: if execution_timeout > 0 {
+            now + execution_timeout
+        } else {
+            0
+        },
+        start_request_id: req.request_id.clone(),
+        attempt: 1,
+        ..Default::default()
+    };
+    let mut t = Transition::new(&mut state, now);
+    t.append(Attributes::WorkflowExecutionStartedEventAttributes(
+        WorkflowExecutionStartedEventAttributes {
+            workflow_type: req.workflow_type.clone(),
+            task_queue: Some(TaskQueue {
+                name: queue,
+                kind: 1,
+                normal_name: String::new(),
+            }),
+            input: req.input.clone(),
+            workflow_execution_timeout: time::opt_duration(execution_timeout),
+            workflow_run_timeout: time::opt_duration(run_timeout),
+            workflow_task_timeout: Some(time::duration(task_timeout)),
+            original_execution_run_id: params.run_id.clone(),
+            identity: req.identity.clone(),
+            first_execution_run_id: params.run_id.clone(),
+            retry_policy: req.retry_policy.clone(),
+            attempt: 1,
+            workflow_execution_expiration_time: (execution_timeout > 0)
+                .then(|| time::timestamp(now + execution_timeout)),
+            memo: req.memo.clone(),
+            search_attributes: req.search_attributes.clone(),
+            header: req.header.clone(),
+            workflow_id: req.workflow_id.clone(),
+            priority: req.priority.clone(),
+            ..Default::default()
+        },
+    ));
+    t.schedule_workflow_task(1);
+    let (events, effects) = (t.events, t.effects);
+    Ok((state, events, effects))
+}

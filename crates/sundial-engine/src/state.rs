@@ -1,0 +1,222 @@
+//! The mutable state of one workflow execution, persisted as a protobuf blob beside its
+//! append-only history.
+//!
+//! Invariants:
+//! - `next_event_id` is one past the last event in the execution's history.
+//! - At most one workflow task exists at a time; while it is started, new events are kept in
+//!   `buffered_events` and written after its WorkflowTaskCompleted/Failed/TimedOut event.
+//! - An activity or timer is in the maps exactly while it is pending.
+//! - Started markers of workflow and activity tasks may be ahead of the persisted copy: a
+//!   crash forgets them, which returns the task to "scheduled" and dispatches it again.
+
+use crate::api::{
+    common::v1::{Header, Payloads, RetryPolicy},
+    failure::v1::Failure,
+    history::v1::HistoryEvent,
+};
+
+/// Persistent state of one run. Encoded with prost; field tags are the storage format.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExecutionState {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(string, tag = "2")]
+    pub workflow_id: String,
+    #[prost(string, tag = "3")]
+    pub run_id: String,
+    #[prost(string, tag = "4")]
+    pub first_execution_run_id: String,
+    #[prost(string, tag = "5")]
+    pub workflow_type: String,
+    #[prost(string, tag = "6")]
+    pub task_queue: String,
+    /// `WorkflowExecutionStatus` as i32.
+    #[prost(int32, tag = "7")]
+    pub status: i32,
+    #[prost(int64, tag = "8")]
+    pub next_event_id: i64,
+    #[prost(int64, tag = "9")]
+    pub start_time_ms: i64,
+    #[prost(int64, tag = "10")]
+    pub close_time_ms: i64,
+    #[prost(int64, tag = "11")]
+    pub workflow_task_timeout_ms: i64,
+    #[prost(int64, tag = "12")]
+    pub run_timeout_ms: i64,
+    #[prost(int64, tag = "13")]
+    pub execution_timeout_ms: i64,
+    /// Absolute deadline of the run (0: none).
+    #[prost(int64, tag = "14")]
+    pub run_expiration_ms: i64,
+    /// Absolute deadline of the whole execution chain (0: none).
+    #[prost(int64, tag = "15")]
+    pub execution_expiration_ms: i64,
+    #[prost(string, tag = "16")]
+    pub start_request_id: String,
+    #[prost(message, optional, tag = "17")]
+    pub workflow_task: Option<WorkflowTaskInfo>,
+    #[prost(message, repeated, tag = "18")]
+    pub activities: Vec<ActivityInfo>,
+    #[prost(message, repeated, tag = "19")]
+    pub timers: Vec<TimerInfo>,
+    /// Events that arrived while a workflow task was started; ids are assigned on flush.
+    #[prost(message, repeated, tag = "20")]
+    pub buffered_events: Vec<HistoryEvent>,
+    /// The worker's sticky queue, if it asked for one.
+    #[prost(string, tag = "21")]
+    pub sticky_task_queue: String,
+    #[prost(int64, tag = "22")]
+    pub sticky_schedule_to_start_ms: i64,
+    /// Started event id of the last completed workflow task (0: none yet).
+    #[prost(int64, tag = "23")]
+    pub last_completed_wt_started_event_id: i64,
+    /// Event id of the last WorkflowTaskCompleted (0: none yet).
+    #[prost(int64, tag = "24")]
+    pub last_wt_completed_event_id: i64,
+    /// Sum of the encoded sizes of the history's events.
+    #[prost(int64, tag = "25")]
+    pub history_size_bytes: i64,
+    /// Event id of the close event (0 while running).
+    #[prost(int64, tag = "26")]
+    pub close_event_id: i64,
+    /// Counter for task-token generations of workflow tasks.
+    #[prost(int64, tag = "27")]
+    pub next_task_seq: i64,
+    #[prost(int32, tag = "28")]
+    pub attempt: i32,
+}
+
+/// The execution's one workflow task, scheduled or started.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkflowTaskInfo {
+    #[prost(int64, tag = "1")]
+    pub scheduled_event_id: i64,
+    /// 0 until a worker picks it up.
+    #[prost(int64, tag = "2")]
+    pub started_event_id: i64,
+    #[prost(int32, tag = "3")]
+    pub attempt: i32,
+    /// The queue it was dispatched to (the sticky queue or the workflow's queue).
+    #[prost(string, tag = "4")]
+    pub task_queue: String,
+    #[prost(bool, tag = "5")]
+    pub sticky: bool,
+    #[prost(int64, tag = "6")]
+    pub scheduled_time_ms: i64,
+    #[prost(int64, tag = "7")]
+    pub started_time_ms: i64,
+    #[prost(int64, tag = "8")]
+    pub timeout_ms: i64,
+    /// Distinguishes successive dispatches of the same scheduled task.
+    #[prost(int64, tag = "9")]
+    pub seq: i64,
+    #[prost(string, tag = "10")]
+    pub identity: String,
+}
+
+impl WorkflowTaskInfo {
+    pub fn is_started(&self) -> bool {
+        self.started_event_id != 0
+    }
+}
+
+/// A pending activity (scheduled, started, or waiting for its next attempt).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ActivityInfo {
+    #[prost(int64, tag = "1")]
+    pub scheduled_event_id: i64,
+    #[prost(string, tag = "2")]
+    pub activity_id: String,
+    #[prost(string, tag = "3")]
+    pub activity_type: String,
+    #[prost(string, tag = "4")]
+    pub task_queue: String,
+    #[prost(message, optional, tag = "5")]
+    pub header: Option<Header>,
+    #[prost(message, optional, tag = "6")]
+    pub input: Option<Payloads>,
+    #[prost(int64, tag = "7")]
+    pub schedule_to_close_ms: i64,
+    #[prost(int64, tag = "8")]
+    pub schedule_to_start_ms: i64,
+    #[prost(int64, tag = "9")]
+    pub start_to_close_ms: i64,
+    #[prost(int64, tag = "10")]
+    pub heartbeat_timeout_ms: i64,
+    #[prost(message, optional, tag = "11")]
+    pub retry_policy: Option<RetryPolicy>,
+    #[prost(int32, tag = "12")]
+    pub attempt: i32,
+    /// When the first attempt was scheduled.
+    #[prost(int64, tag = "13")]
+    pub scheduled_time_ms: i64,
+    /// When the current attempt becomes dispatchable (after a retry backoff).
+    #[prost(int64, tag = "14")]
+    pub attempt_scheduled_time_ms: i64,
+    /// 0 while not started.
+    #[prost(int64, tag = "15")]
+    pub started_time_ms: i64,
+    #[prost(string, tag = "16")]
+    pub started_identity: String,
+    #[prost(string, tag = "17")]
+    pub started_request_id: String,
+    #[prost(int64, tag = "18")]
+    pub last_heartbeat_time_ms: i64,
+    #[prost(message, optional, tag = "19")]
+    pub heartbeat_details: Option<Payloads>,
+    #[prost(message, optional, tag = "20")]
+    pub last_failure: Option<Failure>,
+    #[prost(bool, tag = "21")]
+    pub cancel_requested: bool,
+    #[prost(int64, tag = "22")]
+    pub cancel_requested_event_id: i64,
+    #[prost(string, tag = "23")]
+    pub last_worker_identity: String,
+}
+
+impl ActivityInfo {
+    pub fn is_started(&self) -> bool {
+        self.started_time_ms != 0
+    }
+}
+
+/// A pending user timer.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TimerInfo {
+    #[prost(string, tag = "1")]
+    pub timer_id: String,
+    #[prost(int64, tag = "2")]
+    pub started_event_id: i64,
+    #[prost(int64, tag = "3")]
+    pub fire_time_ms: i64,
+}
+
+impl ExecutionState {
+    pub fn is_running(&self) -> bool {
+        self.status == crate::api::enums::v1::WorkflowExecutionStatus::Running as i32
+    }
+
+    pub fn activity(&self, scheduled_event_id: i64) -> Option<&ActivityInfo> {
+        self.activities
+            .iter()
+            .find(|a| a.scheduled_event_id == scheduled_event_id)
+    }
+
+    pub fn activity_mut(&mut self, scheduled_event_id: i64) -> Option<&mut ActivityInfo> {
+        self.activities
+            .iter_mut()
+            .find(|a| a.scheduled_event_id == scheduled_event_id)
+    }
+
+    pub fn activity_by_id(&self, activity_id: &str) -> Option<&ActivityInfo> {
+        self.activities
+            .iter()
+            .find(|a| a.activity_id == activity_id)
+    }
+
+    pub fn workflow_task_started(&self) -> bool {
+        self.workflow_task
+            .as_ref()
+            .is_some_and(WorkflowTaskInfo::is_started)
+    }
+}

@@ -1,0 +1,253 @@
+//! The frame of one transition: it appends events to the execution's history (or buffers them
+//! while a workflow task is started) and collects the effects the caller performs after the
+//! commit.
+
+use crate::api::{
+    enums::v1::{EventType, TaskQueueKind, WorkflowExecutionStatus},
+    history::v1::{HistoryEvent, WorkflowTaskScheduledEventAttributes, history_event::Attributes},
+    taskqueue::v1::TaskQueue,
+};
+use crate::state::{ExecutionState, WorkflowTaskInfo};
+use crate::time;
+use prost::Message;
+
+/// Placeholder for `started_event_id` in a buffered activity outcome: patched on flush to the
+/// id given to the activity's buffered ActivityTaskStarted event.
+pub(crate) const BUFFERED_STARTED: i64 = -1;
+
+/// Work the caller performs after the transition is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Offer the workflow task to pollers of `task_queue`.
+    DispatchWorkflowTask {
+        task_queue: String,
+        scheduled_event_id: i64,
+        seq: i64,
+    },
+    /// Offer an activity attempt to pollers of `task_queue`.
+    DispatchActivityTask {
+        task_queue: String,
+        scheduled_event_id: i64,
+        attempt: i32,
+    },
+}
+
+/// One transition in progress over a state. Build it, call operations on it, then read
+/// `events`, `effects` and `persist`.
+pub struct Transition<'a> {
+    pub state: &'a mut ExecutionState,
+    pub now: i64,
+    /// Events appended to the history by this transition, ids assigned.
+    pub events: Vec<HistoryEvent>,
+    pub effects: Vec<Effect>,
+    /// False when the change may stay in memory until the next commit (a task being started).
+    pub persist: bool,
+}
+
+impl<'a> Transition<'a> {
+    pub fn new(state: &'a mut ExecutionState, now: i64) -> Self {
+        Transition {
+            state,
+            now,
+            events: Vec::new(),
+            effects: Vec::new(),
+            persist: true,
+        }
+    }
+
+    fn build_event(&self, attributes: Attributes) -> HistoryEvent {
+        HistoryEvent {
+            event_id: 0,
+            event_time: Some(time::timestamp(self.now)),
+            event_type: event_type(&attributes) as i32,
+            task_id: 0,
+            attributes: Some(attributes),
+            ..Default::default()
+        }
+    }
+
+    fn push_event(&mut self, mut event: HistoryEvent) -> i64 {
+        let id = self.state.next_event_id;
+        event.event_id = id;
+        event.task_id = id;
+        self.state.next_event_id += 1;
+        self.state.history_size_bytes += event.encoded_len() as i64;
+        self.events.push(event);
+        id
+    }
+
+    /// Appends an event to the history now and returns its id.
+    pub(crate) fn append(&mut self, attributes: Attributes) -> i64 {
+        let event = self.build_event(attributes);
+        self.push_event(event)
+    }
+
+    /// Records an event caused from outside the workflow (an activity result, a timer): while
+    /// a workflow task is started it waits in the buffer, otherwise it is appended.
+    pub(crate) fn record(&mut self, attributes: Attributes) {
+        if self.state.workflow_task_started() {
+            let event = self.build_event(attributes);
+            self.state.buffered_events.push(event);
+        } else {
+            self.append(attributes);
+        }
+    }
+
+    /// Writes the buffered events. Started events go first, as the reference server orders
+    /// them, and outcomes get the id of their started event.
+    pub(crate) fn flush_buffer(&mut self) -> bool {
+        if self.state.buffered_events.is_empty() {
+            return false;
+        }
+        let buffered = std::mem::take(&mut self.state.buffered_events);
+        let (started, rest): (Vec<_>, Vec<_>) = buffered
+            .into_iter()
+            .partition(|e| e.event_type == EventType::ActivityTaskStarted as i32);
+        let mut started_ids = std::collections::HashMap::new();
+        for event in started {
+            let scheduled = match &event.attributes {
+                Some(Attributes::ActivityTaskStartedEventAttributes(a)) => a.scheduled_event_id,
+                _ => 0,
+            };
+            let id = self.push_event(event);
+            started_ids.insert(scheduled, id);
+        }
+        for mut event in rest {
+            patch_started_id(&mut event, &started_ids);
+            self.push_event(event);
+        }
+        true
+    }
+
+    /// Schedules a workflow task unless one exists or the run is closed.
+    pub(crate) fn ensure_workflow_task(&mut self) {
+        if self.state.workflow_task.is_none() && self.state.is_running() {
+            self.schedule_workflow_task(1);
+        }
+    }
+
+    pub(crate) fn schedule_workflow_task(&mut self, attempt: i32) {
+        let sticky = !self.state.sticky_task_queue.is_empty();
+        let queue = if sticky {
+            self.state.sticky_task_queue.clone()
+        } else {
+            self.state.task_queue.clone()
+        };
+        let task_queue = TaskQueue {
+            name: queue.clone(),
+            kind: if sticky {
+                TaskQueueKind::Sticky
+            } else {
+                TaskQueueKind::Normal
+            } as i32,
+            normal_name: if sticky {
+                self.state.task_queue.clone()
+            } else {
+                String::new()
+            },
+        };
+        let timeout = self.state.workflow_task_timeout_ms;
+        let scheduled_event_id = self.append(Attributes::WorkflowTaskScheduledEventAttributes(
+            WorkflowTaskScheduledEventAttributes {
+                task_queue: Some(task_queue),
+                start_to_close_timeout: Some(time::duration(timeout)),
+                attempt,
+            },
+        ));
+        let seq = self.state.next_task_seq;
+        self.state.next_task_seq += 1;
+        self.state.workflow_task = Some(WorkflowTaskInfo {
+            scheduled_event_id,
+            started_event_id: 0,
+            attempt,
+            task_queue: queue.clone(),
+            sticky,
+            scheduled_time_ms: self.now,
+            started_time_ms: 0,
+            timeout_ms: timeout,
+            seq,
+            identity: String::new(),
+        });
+        self.effects.push(Effect::DispatchWorkflowTask {
+            task_queue: queue,
+            scheduled_event_id,
+            seq,
+        });
+    }
+
+    /// Closes the run: writes nothing itself, drops all pending work.
+    pub(crate) fn close(&mut self, status: WorkflowExecutionStatus, close_event_id: i64) {
+        self.state.status = status as i32;
+        self.state.close_time_ms = self.now;
+        self.state.close_event_id = close_event_id;
+        self.state.workflow_task = None;
+        self.state.activities.clear();
+        self.state.timers.clear();
+        self.state.buffered_events.clear();
+        self.state.sticky_task_queue.clear();
+    }
+}
+
+fn patch_started_id(event: &mut HistoryEvent, started_ids: &std::collections::HashMap<i64, i64>) {
+    let slot = match event.attributes.as_mut() {
+        Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => {
+            Some((a.scheduled_event_id, &mut a.started_event_id))
+        }
+        Some(Attributes::ActivityTaskFailedEventAttributes(a)) => {
+            Some((a.scheduled_event_id, &mut a.started_event_id))
+        }
+        Some(Attributes::ActivityTaskTimedOutEventAttributes(a)) => {
+            Some((a.scheduled_event_id, &mut a.started_event_id))
+        }
+        Some(Attributes::ActivityTaskCanceledEventAttributes(a)) => {
+            Some((a.scheduled_event_id, &mut a.started_event_id))
+        }
+        _ => None,
+    };
+    if let Some((scheduled, started)) = slot
+        && *started == BUFFERED_STARTED
+    {
+        *started = started_ids.get(&scheduled).copied().unwrap_or(0);
+    }
+}
+
+/// The event type that goes with an attributes variant.
+pub fn event_type(attributes: &Attributes) -> EventType {
+    use Attributes as A;
+    match attributes {
+        A::WorkflowExecutionStartedEventAttributes(_) => EventType::WorkflowExecutionStarted,
+        A::WorkflowExecutionCompletedEventAttributes(_) => EventType::WorkflowExecutionCompleted,
+        A::WorkflowExecutionFailedEventAttributes(_) => EventType::WorkflowExecutionFailed,
+        A::WorkflowExecutionTimedOutEventAttributes(_) => EventType::WorkflowExecutionTimedOut,
+        A::WorkflowTaskScheduledEventAttributes(_) => EventType::WorkflowTaskScheduled,
+        A::WorkflowTaskStartedEventAttributes(_) => EventType::WorkflowTaskStarted,
+        A::WorkflowTaskCompletedEventAttributes(_) => EventType::WorkflowTaskCompleted,
+        A::WorkflowTaskTimedOutEventAttributes(_) => EventType::WorkflowTaskTimedOut,
+        A::WorkflowTaskFailedEventAttributes(_) => EventType::WorkflowTaskFailed,
+        A::ActivityTaskScheduledEventAttributes(_) => EventType::ActivityTaskScheduled,
+        A::ActivityTaskStartedEventAttributes(_) => EventType::ActivityTaskStarted,
+        A::ActivityTaskCompletedEventAttributes(_) => EventType::ActivityTaskCompleted,
+        A::ActivityTaskFailedEventAttributes(_) => EventType::ActivityTaskFailed,
+        A::ActivityTaskTimedOutEventAttributes(_) => EventType::ActivityTaskTimedOut,
+        A::ActivityTaskCancelRequestedEventAttributes(_) => EventType::ActivityTaskCancelRequested,
+        A::ActivityTaskCanceledEventAttributes(_) => EventType::ActivityTaskCanceled,
+        A::TimerStartedEventAttributes(_) => EventType::TimerStarted,
+        A::TimerFiredEventAttributes(_) => EventType::TimerFired,
+        A::TimerCanceledEventAttributes(_) => EventType::TimerCanceled,
+        A::MarkerRecordedEventAttributes(_) => EventType::MarkerRecorded,
+        A::WorkflowExecutionSignaledEventAttributes(_) => EventType::WorkflowExecutionSignaled,
+        A::WorkflowExecutionTerminatedEventAttributes(_) => EventType::WorkflowExecutionTerminated,
+        A::WorkflowExecutionCancelRequestedEventAttributes(_) => {
+            EventType::WorkflowExecutionCancelRequested
+        }
+        A::WorkflowExecutionCanceledEventAttributes(_) => EventType::WorkflowExecutionCanceled,
+        A::WorkflowExecutionContinuedAsNewEventAttributes(_) => {
+            EventType::WorkflowExecutionContinuedAsNew
+        }
+        A::UpsertWorkflowSearchAttributesEventAttributes(_) => {
+            EventType::UpsertWorkflowSearchAttributes
+        }
+        A::WorkflowPropertiesModifiedEventAttributes(_) => EventType::WorkflowPropertiesModified,
+        _ => EventType::Unspecified,
+    }
+}

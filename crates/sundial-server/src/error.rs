@@ -1,0 +1,122 @@
+//! Service errors and their gRPC form: status codes plus Temporal's typed error details in
+//! `grpc-status-details-bin`, which the SDKs switch on.
+
+use prost::Message;
+use sundial_engine::{EngineError, api};
+use sundial_store::StoreError;
+use thiserror::Error;
+use tonic::{Code, Status};
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Namespace {0} is not found.")]
+    NamespaceNotFound(String),
+    #[error("Namespace already exists.")]
+    NamespaceAlreadyExists,
+    #[error("Workflow execution is already running. WorkflowId: {workflow_id}, RunId: {run_id}.")]
+    AlreadyStarted {
+        workflow_id: String,
+        run_id: String,
+        start_request_id: String,
+    },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<EngineError> for ServiceError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::InvalidArgument(m) => ServiceError::InvalidArgument(m),
+            EngineError::NotFound(m) => ServiceError::NotFound(m),
+            EngineError::FailedPrecondition(m) => ServiceError::FailedPrecondition(m),
+            EngineError::Unimplemented(m) => ServiceError::Unimplemented(m),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::Unavailable(e.to_string())
+    }
+}
+
+fn any(type_name: &str, value: Vec<u8>) -> prost_wkt_types::Any {
+    prost_wkt_types::Any {
+        type_url: format!("type.googleapis.com/{type_name}"),
+        value,
+    }
+}
+
+fn with_details(code: Code, message: String, detail: prost_wkt_types::Any) -> Status {
+    let status = sundial_proto::google::rpc::Status {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![detail],
+    };
+    Status::with_details(code, message, status.encode_to_vec().into())
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Status {
+        use api::errordetails::v1 as details;
+        let message = e.to_string();
+        match e {
+            ServiceError::InvalidArgument(_) => Status::invalid_argument(message),
+            ServiceError::NotFound(_) => with_details(
+                Code::NotFound,
+                message,
+                any(
+                    "temporal.api.errordetails.v1.NotFoundFailure",
+                    details::NotFoundFailure::default().encode_to_vec(),
+                ),
+            ),
+            ServiceError::NamespaceNotFound(ns) => with_details(
+                Code::NotFound,
+                message,
+                any(
+                    "temporal.api.errordetails.v1.NamespaceNotFoundFailure",
+                    details::NamespaceNotFoundFailure { namespace: ns }.encode_to_vec(),
+                ),
+            ),
+            ServiceError::NamespaceAlreadyExists => with_details(
+                Code::AlreadyExists,
+                message,
+                any(
+                    "temporal.api.errordetails.v1.NamespaceAlreadyExistsFailure",
+                    details::NamespaceAlreadyExistsFailure::default().encode_to_vec(),
+                ),
+            ),
+            ServiceError::AlreadyStarted {
+                run_id,
+                start_request_id,
+                ..
+            } => with_details(
+                Code::AlreadyExists,
+                message,
+                any(
+                    "temporal.api.errordetails.v1.WorkflowExecutionAlreadyStartedFailure",
+                    details::WorkflowExecutionAlreadyStartedFailure {
+                        start_request_id,
+                        run_id,
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                ),
+            ),
+            ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
+            ServiceError::Unimplemented(_) => Status::unimplemented(message),
+            ServiceError::Unavailable(_) => Status::unavailable(message),
+            ServiceError::Internal(_) => Status::internal(message),
+        }
+    }
+}

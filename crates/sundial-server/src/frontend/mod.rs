@@ -1,0 +1,61 @@
+//! The frontend role: gRPC services. Validates requests, resolves namespaces, calls the
+//! history role and turns its errors into gRPC statuses. Thin by design.
+
+pub mod health;
+pub mod operator_service;
+pub mod responses;
+pub mod workflow_service;
+
+use std::time::Duration;
+
+/// Longest a long poll waits before answering empty (the SDKs' own deadline is about 70 s).
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
+/// Longest a history long poll waits before answering with an empty page.
+pub const HISTORY_LONG_POLL: Duration = Duration::from_secs(20);
+/// Largest payload blob accepted (Temporal's default blob size limit).
+pub const BLOB_SIZE_LIMIT: usize = 2 * 1024 * 1024;
+/// Largest gRPC message accepted.
+pub const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
+
+/// How long a long poll may wait: the client's gRPC deadline less a margin, capped.
+pub fn long_poll_wait<T>(request: &tonic::Request<T>) -> Duration {
+    let client = request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    match client {
+        Some(d) => d
+            .saturating_sub(Duration::from_millis(1000))
+            .clamp(Duration::from_millis(100), MAX_LONG_POLL),
+        None => MAX_LONG_POLL,
+    }
+}
+
+/// Parses the `grpc-timeout` header value (an integer and a unit letter).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_grpc_timeouts() {
+        assert_eq!(parse_grpc_timeout("70S"), Some(Duration::from_secs(70)));
+        assert_eq!(parse_grpc_timeout("500m"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+    }
+}

@@ -1,0 +1,202 @@
+//! Replies built from a run's entry: task hand-outs and descriptions.
+
+use crate::history::RunEntry;
+use crate::tokens::TaskToken;
+use sundial_engine::api::{
+    common::v1::{ActivityType, WorkflowExecution, WorkflowType},
+    enums::v1::{PendingActivityState, PendingWorkflowTaskState, TaskQueueKind},
+    history::v1::{History, history_event::Attributes},
+    taskqueue::v1::TaskQueue,
+    workflow::v1::{
+        PendingActivityInfo, PendingWorkflowTaskInfo, WorkflowExecutionConfig,
+        WorkflowExecutionInfo,
+    },
+    workflowservice::v1::{
+        DescribeWorkflowExecutionResponse, PollActivityTaskQueueResponse,
+        PollWorkflowTaskQueueResponse,
+    },
+};
+use sundial_engine::time::{duration, opt_duration, timestamp};
+
+fn execution(entry: &RunEntry) -> WorkflowExecution {
+    WorkflowExecution {
+        workflow_id: entry.state.workflow_id.clone(),
+        run_id: entry.state.run_id.clone(),
+    }
+}
+
+/// The started workflow task of `entry`, as a poller receives it. Sticky tasks carry only the
+/// events since the worker's last completed task; others carry the whole history.
+pub fn workflow_task(entry: &RunEntry) -> Option<PollWorkflowTaskQueueResponse> {
+    let st = &entry.state;
+    let wt = st.workflow_task.as_ref().filter(|wt| wt.is_started())?;
+    let first = if wt.sticky {
+        st.last_completed_wt_started_event_id + 1
+    } else {
+        1
+    };
+    let events = entry
+        .events
+        .iter()
+        .filter(|e| e.event_id >= first && e.event_id <= wt.started_event_id)
+        .cloned()
+        .collect();
+    let token = TaskToken {
+        namespace: st.namespace.clone(),
+        workflow_id: st.workflow_id.clone(),
+        run_id: st.run_id.clone(),
+        scheduled_event_id: wt.scheduled_event_id,
+        seq_or_attempt: wt.seq,
+        is_activity: false,
+        activity_id: String::new(),
+    };
+    Some(PollWorkflowTaskQueueResponse {
+        task_token: token.encode_bytes(),
+        workflow_execution: Some(execution(entry)),
+        workflow_type: Some(WorkflowType {
+            name: st.workflow_type.clone(),
+        }),
+        previous_started_event_id: st.last_completed_wt_started_event_id,
+        started_event_id: wt.started_event_id,
+        attempt: wt.attempt,
+        backlog_count_hint: 0,
+        history: Some(History { events }),
+        workflow_execution_task_queue: Some(TaskQueue {
+            name: st.task_queue.clone(),
+            kind: TaskQueueKind::Normal as i32,
+            normal_name: String::new(),
+        }),
+        scheduled_time: Some(timestamp(wt.scheduled_time_ms)),
+        started_time: Some(timestamp(wt.started_time_ms)),
+        ..Default::default()
+    })
+}
+
+/// The started activity attempt `scheduled_event_id`, as a poller receives it.
+pub fn activity_task(
+    entry: &RunEntry,
+    scheduled_event_id: i64,
+) -> Option<PollActivityTaskQueueResponse> {
+    let st = &entry.state;
+    let a = st.activity(scheduled_event_id)?;
+    let token = TaskToken {
+        namespace: st.namespace.clone(),
+        workflow_id: st.workflow_id.clone(),
+        run_id: st.run_id.clone(),
+        scheduled_event_id,
+        seq_or_attempt: i64::from(a.attempt),
+        is_activity: true,
+        activity_id: a.activity_id.clone(),
+    };
+    Some(PollActivityTaskQueueResponse {
+        task_token: token.encode_bytes(),
+        workflow_namespace: st.namespace.clone(),
+        workflow_type: Some(WorkflowType {
+            name: st.workflow_type.clone(),
+        }),
+        workflow_execution: Some(execution(entry)),
+        activity_type: Some(ActivityType {
+            name: a.activity_type.clone(),
+        }),
+        activity_id: a.activity_id.clone(),
+        header: a.header.clone(),
+        input: a.input.clone(),
+        heartbeat_details: a.heartbeat_details.clone(),
+        scheduled_time: Some(timestamp(a.scheduled_time_ms)),
+        current_attempt_scheduled_time: Some(timestamp(a.attempt_scheduled_time_ms)),
+        started_time: Some(timestamp(a.started_time_ms)),
+        attempt: a.attempt,
+        schedule_to_close_timeout: opt_duration(a.schedule_to_close_ms),
+        start_to_close_timeout: opt_duration(a.start_to_close_ms),
+        heartbeat_timeout: opt_duration(a.heartbeat_timeout_ms),
+        retry_policy: a.retry_policy.clone(),
+        ..Default::default()
+    })
+}
+
+/// DescribeWorkflowExecution.
+pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
+    let st = &entry.state;
+    let started = entry.events.first().and_then(|e| match &e.attributes {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a),
+        _ => None,
+    });
+    let task_queue = TaskQueue {
+        name: st.task_queue.clone(),
+        kind: TaskQueueKind::Normal as i32,
+        normal_name: String::new(),
+    };
+    let closed = !st.is_running();
+    DescribeWorkflowExecutionResponse {
+        execution_config: Some(WorkflowExecutionConfig {
+            task_queue: Some(task_queue),
+            workflow_execution_timeout: opt_duration(st.execution_timeout_ms),
+            workflow_run_timeout: opt_duration(st.run_timeout_ms),
+            default_workflow_task_timeout: Some(duration(st.workflow_task_timeout_ms)),
+            user_metadata: None,
+        }),
+        workflow_execution_info: Some(WorkflowExecutionInfo {
+            execution: Some(execution(entry)),
+            r#type: Some(WorkflowType {
+                name: st.workflow_type.clone(),
+            }),
+            start_time: Some(timestamp(st.start_time_ms)),
+            close_time: closed.then(|| timestamp(st.close_time_ms)),
+            status: st.status,
+            history_length: st.next_event_id - 1,
+            execution_time: Some(timestamp(st.start_time_ms)),
+            memo: started.and_then(|a| a.memo.clone()),
+            search_attributes: started.and_then(|a| a.search_attributes.clone()),
+            task_queue: st.task_queue.clone(),
+            history_size_bytes: st.history_size_bytes,
+            execution_duration: closed.then(|| duration(st.close_time_ms - st.start_time_ms)),
+            first_run_id: st.first_execution_run_id.clone(),
+            ..Default::default()
+        }),
+        pending_activities: st
+            .activities
+            .iter()
+            .map(|a| PendingActivityInfo {
+                activity_id: a.activity_id.clone(),
+                activity_type: Some(ActivityType {
+                    name: a.activity_type.clone(),
+                }),
+                state: if a.cancel_requested {
+                    PendingActivityState::CancelRequested
+                } else if a.is_started() {
+                    PendingActivityState::Started
+                } else {
+                    PendingActivityState::Scheduled
+                } as i32,
+                heartbeat_details: a.heartbeat_details.clone(),
+                last_heartbeat_time: (a.last_heartbeat_time_ms > 0)
+                    .then(|| timestamp(a.last_heartbeat_time_ms)),
+                last_started_time: (a.started_time_ms > 0).then(|| timestamp(a.started_time_ms)),
+                attempt: a.attempt,
+                maximum_attempts: a.retry_policy.as_ref().map_or(0, |p| p.maximum_attempts),
+                scheduled_time: Some(timestamp(a.attempt_scheduled_time_ms)),
+                expiration_time: (a.schedule_to_close_ms > 0)
+                    .then(|| timestamp(a.scheduled_time_ms + a.schedule_to_close_ms)),
+                last_failure: a.last_failure.clone(),
+                last_worker_identity: if a.started_identity.is_empty() {
+                    a.last_worker_identity.clone()
+                } else {
+                    a.started_identity.clone()
+                },
+                ..Default::default()
+            })
+            .collect(),
+        pending_workflow_task: st.workflow_task.as_ref().map(|wt| PendingWorkflowTaskInfo {
+            state: if wt.is_started() {
+                PendingWorkflowTaskState::Started
+            } else {
+                PendingWorkflowTaskState::Scheduled
+            } as i32,
+            scheduled_time: Some(timestamp(wt.scheduled_time_ms)),
+            original_scheduled_time: Some(timestamp(wt.scheduled_time_ms)),
+            started_time: wt.is_started().then(|| timestamp(wt.started_time_ms)),
+            attempt: wt.attempt,
+        }),
+        ..Default::default()
+    }
+}

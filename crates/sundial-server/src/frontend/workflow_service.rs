@@ -1,0 +1,679 @@
+//! `temporal.api.workflowservice.v1.WorkflowService`: the RPCs of the server foundation.
+//! RPCs not listed here answer Unimplemented through the generated default stubs.
+
+use super::{BLOB_SIZE_LIMIT, HISTORY_LONG_POLL, long_poll_wait, responses};
+use crate::error::ServiceError;
+use crate::history::{History, RunHandle};
+use crate::matching::{QueueKey, TaskKind};
+use crate::namespaces::Namespaces;
+use crate::tokens::{HistoryPageToken, TaskToken};
+use std::sync::Arc;
+use sundial_engine::api::{
+    common::v1::{Payloads, WorkflowExecution},
+    enums::v1::HistoryEventFilterType,
+    history::v1::History as HistoryProto,
+    workflowservice::v1::{get_system_info_response::Capabilities, *},
+};
+use sundial_engine::{ActivityRef, Effect, EngineError, Transition, WorkflowTaskRef};
+use sundial_proto::workflowservice::workflow_service_server::WorkflowService;
+use tonic::{Request, Response, Status};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// The version reported by GetSystemInfo: the reference server release whose API we follow.
+pub const SERVER_VERSION: &str = "1.32.0";
+/// Most events in one history page.
+const MAX_HISTORY_PAGE: usize = 1000;
+
+pub struct Frontend {
+    pub history: Arc<History>,
+    pub namespaces: Arc<Namespaces>,
+}
+
+fn payload_size(p: Option<&Payloads>) -> usize {
+    p.map_or(0, |p| {
+        p.payloads
+            .iter()
+            .map(|x| x.data.len() + x.metadata.values().map(|v| v.len()).sum::<usize>())
+            .sum()
+    })
+}
+
+fn check_blob(p: Option<&Payloads>) -> Result<(), ServiceError> {
+    if payload_size(p) > BLOB_SIZE_LIMIT {
+        return Err(ServiceError::InvalidArgument(
+            "Blob data size exceeds limit.".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn decode_token(bytes: &[u8], activity: bool) -> Result<TaskToken, ServiceError> {
+    if bytes.is_empty() {
+        return Err(ServiceError::InvalidArgument(
+            "Task token not set on request.".into(),
+        ));
+    }
+    match TaskToken::decode_bytes(bytes) {
+        Some(token) if token.is_activity == activity => Ok(token),
+        _ => Err(ServiceError::InvalidArgument(
+            "Error deserializing task token.".into(),
+        )),
+    }
+}
+
+fn activity_ref(token: &TaskToken) -> ActivityRef {
+    ActivityRef {
+        scheduled_event_id: token.scheduled_event_id,
+        attempt: token.seq_or_attempt as i32,
+    }
+}
+
+/// Resolves an activity id to its pending attempt (completion by id matches any attempt).
+fn by_id(t: &Transition<'_>, activity_id: &str) -> Result<ActivityRef, EngineError> {
+    t.state
+        .activity_by_id(activity_id)
+        .map(|a| ActivityRef {
+            scheduled_event_id: a.scheduled_event_id,
+            attempt: 0,
+        })
+        .ok_or_else(|| EngineError::NotFound("Activity task not found.".into()))
+}
+
+fn queue_name(
+    tq: Option<&sundial_engine::api::taskqueue::v1::TaskQueue>,
+) -> Result<String, ServiceError> {
+    match tq.map(|q| q.name.as_str()) {
+        Some(name) if !name.is_empty() => Ok(name.to_string()),
+        _ => Err(ServiceError::InvalidArgument(
+            "TaskQueue is not set on request.".into(),
+        )),
+    }
+}
+
+impl Frontend {
+    fn run_by_token(&self, token: &TaskToken) -> Result<Arc<RunHandle>, ServiceError> {
+        self.namespaces.check(&token.namespace)?;
+        self.history
+            .handle(&token.namespace, &token.workflow_id, Some(&token.run_id))
+    }
+
+    fn run_by_id(
+        &self,
+        namespace: &str,
+        workflow_id: &str,
+        run_id: &str,
+    ) -> Result<Arc<RunHandle>, ServiceError> {
+        self.namespaces.check(namespace)?;
+        if workflow_id.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "WorkflowId is not set on request.".into(),
+            ));
+        }
+        self.history.handle(namespace, workflow_id, Some(run_id))
+    }
+
+    async fn activity_op<R: Send>(
+        &self,
+        handle: Arc<RunHandle>,
+        op: impl FnOnce(&mut Transition<'_>) -> Result<R, EngineError>,
+    ) -> Result<R, ServiceError> {
+        self.history.transition(&handle, op, |_, r| r).await
+    }
+
+    async fn poll_workflow_task(
+        &self,
+        req: PollWorkflowTaskQueueRequest,
+        wait: std::time::Duration,
+    ) -> Result<PollWorkflowTaskQueueResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        let key = QueueKey {
+            namespace: req.namespace.clone(),
+            name: queue_name(req.task_queue.as_ref())?,
+            kind: TaskKind::Workflow,
+        };
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let remaining = until.saturating_duration_since(tokio::time::Instant::now());
+            let Some((handle, task)) = self
+                .history
+                .next_task(key.clone(), &req.identity, remaining)
+                .await
+            else {
+                return Ok(PollWorkflowTaskQueueResponse::default());
+            };
+            let wt = WorkflowTaskRef {
+                scheduled_event_id: task.scheduled_event_id,
+                seq: task.seq_or_attempt,
+            };
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let result = self
+                .history
+                .transition(
+                    &handle,
+                    |t| t.start_workflow_task(wt, &req.identity, &request_id),
+                    |entry, ()| responses::workflow_task(entry),
+                )
+                .await;
+            match result {
+                Ok(Some(response)) => return Ok(response),
+                Ok(None) | Err(ServiceError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn poll_activity_task(
+        &self,
+        req: PollActivityTaskQueueRequest,
+        wait: std::time::Duration,
+    ) -> Result<PollActivityTaskQueueResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        let key = QueueKey {
+            namespace: req.namespace.clone(),
+            name: queue_name(req.task_queue.as_ref())?,
+            kind: TaskKind::Activity,
+        };
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let remaining = until.saturating_duration_since(tokio::time::Instant::now());
+            let Some((handle, task)) = self
+                .history
+                .next_task(key.clone(), &req.identity, remaining)
+                .await
+            else {
+                return Ok(PollActivityTaskQueueResponse::default());
+            };
+            let activity = ActivityRef {
+                scheduled_event_id: task.scheduled_event_id,
+                attempt: task.seq_or_attempt as i32,
+            };
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let result = self
+                .history
+                .transition(
+                    &handle,
+                    |t| t.start_activity(activity, &req.identity, &request_id),
+                    |entry, _| responses::activity_task(entry, activity.scheduled_event_id),
+                )
+                .await;
+            match result {
+                Ok(Some(response)) => return Ok(response),
+                Ok(None) | Err(ServiceError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn complete_workflow_task(
+        &self,
+        req: RespondWorkflowTaskCompletedRequest,
+    ) -> Result<RespondWorkflowTaskCompletedResponse, ServiceError> {
+        let token = decode_token(&req.task_token, false)?;
+        let handle = self.run_by_token(&token)?;
+        let wt = WorkflowTaskRef {
+            scheduled_event_id: token.scheduled_event_id,
+            seq: token.seq_or_attempt,
+        };
+        let inline_wanted = req.return_new_workflow_task;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let (outcome, inline) = self
+            .history
+            .transition(
+                &handle,
+                |t| {
+                    let outcome = t.complete_workflow_task(wt, &req)?;
+                    let mut inline = false;
+                    if inline_wanted
+                        && outcome.new_workflow_task
+                        && outcome.rejected.is_none()
+                        && let Some(next) = t.state.workflow_task.clone()
+                    {
+                        // Hand the new task back in this reply instead of through a queue.
+                        t.effects
+                            .retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
+                        let next = WorkflowTaskRef {
+                            scheduled_event_id: next.scheduled_event_id,
+                            seq: next.seq,
+                        };
+                        t.start_workflow_task(next, &req.identity, &request_id)?;
+                        t.persist = true;
+                        inline = true;
+                    }
+                    Ok((outcome, inline))
+                },
+                |entry, (outcome, inline)| {
+                    (
+                        outcome,
+                        if inline {
+                            responses::workflow_task(entry)
+                        } else {
+                            None
+                        },
+                    )
+                },
+            )
+            .await?;
+        if let Some(message) = outcome.rejected {
+            return Err(ServiceError::InvalidArgument(message));
+        }
+        Ok(RespondWorkflowTaskCompletedResponse {
+            workflow_task: inline,
+            activity_tasks: Vec::new(),
+            reset_history_event_id: 0,
+        })
+    }
+
+    async fn get_history(
+        &self,
+        req: GetWorkflowExecutionHistoryRequest,
+    ) -> Result<GetWorkflowExecutionHistoryResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        let execution = req.execution.clone().unwrap_or_default();
+        if execution.workflow_id.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "WorkflowId is not set on request.".into(),
+            ));
+        }
+        let page_token = if req.next_page_token.is_empty() {
+            None
+        } else {
+            Some(
+                HistoryPageToken::decode_bytes(&req.next_page_token).ok_or_else(|| {
+                    ServiceError::InvalidArgument("Invalid NextPageToken.".into())
+                })?,
+            )
+        };
+        let run_id = page_token
+            .as_ref()
+            .map(|t| t.run_id.clone())
+            .unwrap_or(execution.run_id.clone());
+        let handle = self
+            .history
+            .handle(&req.namespace, &execution.workflow_id, Some(&run_id))?;
+        let from = page_token.as_ref().map_or(1, |t| t.next_event_id);
+        let close_only = req.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32;
+        let page_size = match req.maximum_page_size {
+            n if n > 0 => (n as usize).min(MAX_HISTORY_PAGE),
+            _ => MAX_HISTORY_PAGE,
+        };
+        let token_from = |next_event_id: i64| {
+            HistoryPageToken {
+                run_id: handle.run_id.clone(),
+                next_event_id,
+            }
+            .encode_bytes()
+        };
+        let reply = |events, next_page_token| GetWorkflowExecutionHistoryResponse {
+            history: Some(HistoryProto { events }),
+            next_page_token,
+            ..Default::default()
+        };
+        let until = tokio::time::Instant::now() + HISTORY_LONG_POLL;
+        let mut progress = handle.subscribe();
+        loop {
+            let page = self
+                .history
+                .read(&handle, |entry| {
+                    let st = &entry.state;
+                    if close_only {
+                        if !st.is_running() {
+                            let close = entry
+                                .events
+                                .iter()
+                                .find(|e| e.event_id == st.close_event_id)
+                                .cloned();
+                            return Some((close.into_iter().collect(), None));
+                        }
+                        return (!req.wait_new_event).then(|| (Vec::new(), None));
+                    }
+                    let events: Vec<_> = entry
+                        .events
+                        .iter()
+                        .filter(|e| e.event_id >= from)
+                        .take(page_size)
+                        .cloned()
+                        .collect();
+                    if let Some(last) = events.last().map(|e| e.event_id) {
+                        let more =
+                            last + 1 < st.next_event_id || (req.wait_new_event && st.is_running());
+                        return Some((events, more.then(|| token_from(last + 1))));
+                    }
+                    (!st.is_running() || !req.wait_new_event).then(|| (Vec::new(), None))
+                })
+                .await?;
+            if let Some((events, token)) = page {
+                return Ok(reply(events, token.unwrap_or_default()));
+            }
+            match tokio::time::timeout_at(until, progress.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(reply(Vec::new(), token_from(from))),
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl WorkflowService for Frontend {
+    async fn register_namespace(
+        &self,
+        request: Request<RegisterNamespaceRequest>,
+    ) -> Reply<RegisterNamespaceResponse> {
+        self.namespaces.register(request.into_inner()).await?;
+        Ok(Response::new(RegisterNamespaceResponse {}))
+    }
+
+    async fn describe_namespace(
+        &self,
+        request: Request<DescribeNamespaceRequest>,
+    ) -> Reply<DescribeNamespaceResponse> {
+        let req = request.into_inner();
+        let found = if !req.namespace.is_empty() {
+            self.namespaces.get(&req.namespace)
+        } else if !req.id.is_empty() {
+            self.namespaces
+                .list()
+                .into_iter()
+                .find(|n| n.namespace_info.as_ref().is_some_and(|i| i.id == req.id))
+        } else {
+            return Err(
+                ServiceError::InvalidArgument("Namespace not set on request.".into()).into(),
+            );
+        };
+        let name = if req.namespace.is_empty() {
+            req.id
+        } else {
+            req.namespace
+        };
+        Ok(Response::new(
+            found.ok_or(ServiceError::NamespaceNotFound(name))?,
+        ))
+    }
+
+    async fn list_namespaces(
+        &self,
+        _request: Request<ListNamespacesRequest>,
+    ) -> Reply<ListNamespacesResponse> {
+        Ok(Response::new(ListNamespacesResponse {
+            namespaces: self.namespaces.list(),
+            next_page_token: Vec::new(),
+        }))
+    }
+
+    async fn update_namespace(
+        &self,
+        request: Request<UpdateNamespaceRequest>,
+    ) -> Reply<UpdateNamespaceResponse> {
+        let ns = self.namespaces.update(request.into_inner()).await?;
+        Ok(Response::new(UpdateNamespaceResponse {
+            namespace_info: ns.namespace_info,
+            config: ns.config,
+            replication_config: ns.replication_config,
+            failover_version: ns.failover_version,
+            is_global_namespace: ns.is_global_namespace,
+        }))
+    }
+
+    async fn get_system_info(
+        &self,
+        _request: Request<GetSystemInfoRequest>,
+    ) -> Reply<GetSystemInfoResponse> {
+        Ok(Response::new(GetSystemInfoResponse {
+            server_version: SERVER_VERSION.into(),
+            capabilities: Some(Capabilities {
+                signal_and_query_header: true,
+                internal_error_differentiation: true,
+                activity_failure_include_heartbeat: true,
+                supports_schedules: false,
+                encoded_failure_attributes: true,
+                build_id_based_versioning: false,
+                upsert_memo: false,
+                eager_workflow_start: false,
+                sdk_metadata: true,
+                count_group_by_execution_status: false,
+                nexus: false,
+                ..Default::default()
+            }),
+        }))
+    }
+
+    async fn start_workflow_execution(
+        &self,
+        request: Request<StartWorkflowExecutionRequest>,
+    ) -> Reply<StartWorkflowExecutionResponse> {
+        let req = request.into_inner();
+        self.namespaces.check(&req.namespace)?;
+        check_blob(req.input.as_ref())?;
+        let outcome = self.history.start_workflow(&req).await?;
+        Ok(Response::new(StartWorkflowExecutionResponse {
+            run_id: outcome.run_id,
+            started: outcome.started,
+            ..Default::default()
+        }))
+    }
+
+    async fn poll_workflow_task_queue(
+        &self,
+        request: Request<PollWorkflowTaskQueueRequest>,
+    ) -> Reply<PollWorkflowTaskQueueResponse> {
+        let wait = long_poll_wait(&request);
+        Ok(Response::new(
+            self.poll_workflow_task(request.into_inner(), wait).await?,
+        ))
+    }
+
+    async fn respond_workflow_task_completed(
+        &self,
+        request: Request<RespondWorkflowTaskCompletedRequest>,
+    ) -> Reply<RespondWorkflowTaskCompletedResponse> {
+        Ok(Response::new(
+            self.complete_workflow_task(request.into_inner()).await?,
+        ))
+    }
+
+    async fn respond_workflow_task_failed(
+        &self,
+        request: Request<RespondWorkflowTaskFailedRequest>,
+    ) -> Reply<RespondWorkflowTaskFailedResponse> {
+        let req = request.into_inner();
+        let token = decode_token(&req.task_token, false)?;
+        let handle = self.run_by_token(&token)?;
+        let wt = WorkflowTaskRef {
+            scheduled_event_id: token.scheduled_event_id,
+            seq: token.seq_or_attempt,
+        };
+        self.activity_op(handle, |t| {
+            t.fail_workflow_task(wt, req.cause, req.failure.clone(), &req.identity)
+        })
+        .await?;
+        Ok(Response::new(RespondWorkflowTaskFailedResponse {}))
+    }
+
+    async fn poll_activity_task_queue(
+        &self,
+        request: Request<PollActivityTaskQueueRequest>,
+    ) -> Reply<PollActivityTaskQueueResponse> {
+        let wait = long_poll_wait(&request);
+        Ok(Response::new(
+            self.poll_activity_task(request.into_inner(), wait).await?,
+        ))
+    }
+
+    async fn record_activity_task_heartbeat(
+        &self,
+        request: Request<RecordActivityTaskHeartbeatRequest>,
+    ) -> Reply<RecordActivityTaskHeartbeatResponse> {
+        let req = request.into_inner();
+        let token = decode_token(&req.task_token, true)?;
+        check_blob(req.details.as_ref())?;
+        let handle = self.run_by_token(&token)?;
+        let cancel_requested = self
+            .activity_op(handle, |t| {
+                t.heartbeat_activity(activity_ref(&token), req.details.clone())
+            })
+            .await?;
+        Ok(Response::new(RecordActivityTaskHeartbeatResponse {
+            cancel_requested,
+            ..Default::default()
+        }))
+    }
+
+    async fn record_activity_task_heartbeat_by_id(
+        &self,
+        request: Request<RecordActivityTaskHeartbeatByIdRequest>,
+    ) -> Reply<RecordActivityTaskHeartbeatByIdResponse> {
+        let req = request.into_inner();
+        check_blob(req.details.as_ref())?;
+        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
+        let cancel_requested = self
+            .activity_op(handle, |t| {
+                let a = by_id(t, &req.activity_id)?;
+                t.heartbeat_activity(a, req.details.clone())
+            })
+            .await?;
+        Ok(Response::new(RecordActivityTaskHeartbeatByIdResponse {
+            cancel_requested,
+            ..Default::default()
+        }))
+    }
+
+    async fn respond_activity_task_completed(
+        &self,
+        request: Request<RespondActivityTaskCompletedRequest>,
+    ) -> Reply<RespondActivityTaskCompletedResponse> {
+        let req = request.into_inner();
+        let token = decode_token(&req.task_token, true)?;
+        check_blob(req.result.as_ref())?;
+        let handle = self.run_by_token(&token)?;
+        self.activity_op(handle, |t| {
+            t.complete_activity(activity_ref(&token), req.result.clone(), &req.identity)
+        })
+        .await?;
+        Ok(Response::new(RespondActivityTaskCompletedResponse {}))
+    }
+
+    async fn respond_activity_task_completed_by_id(
+        &self,
+        request: Request<RespondActivityTaskCompletedByIdRequest>,
+    ) -> Reply<RespondActivityTaskCompletedByIdResponse> {
+        let req = request.into_inner();
+        check_blob(req.result.as_ref())?;
+        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
+        self.activity_op(handle, |t| {
+            let a = by_id(t, &req.activity_id)?;
+            t.complete_activity(a, req.result.clone(), &req.identity)
+        })
+        .await?;
+        Ok(Response::new(RespondActivityTaskCompletedByIdResponse {}))
+    }
+
+    async fn respond_activity_task_failed(
+        &self,
+        request: Request<RespondActivityTaskFailedRequest>,
+    ) -> Reply<RespondActivityTaskFailedResponse> {
+        let req = request.into_inner();
+        let token = decode_token(&req.task_token, true)?;
+        let handle = self.run_by_token(&token)?;
+        let failure = req.failure.clone().unwrap_or_default();
+        self.activity_op(handle, |t| {
+            t.fail_activity(
+                activity_ref(&token),
+                failure,
+                req.last_heartbeat_details.clone(),
+                &req.identity,
+            )
+        })
+        .await?;
+        Ok(Response::new(RespondActivityTaskFailedResponse {
+            failures: Vec::new(),
+        }))
+    }
+
+    async fn respond_activity_task_failed_by_id(
+        &self,
+        request: Request<RespondActivityTaskFailedByIdRequest>,
+    ) -> Reply<RespondActivityTaskFailedByIdResponse> {
+        let req = request.into_inner();
+        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
+        let failure = req.failure.clone().unwrap_or_default();
+        self.activity_op(handle, |t| {
+            let a = by_id(t, &req.activity_id)?;
+            t.fail_activity(
+                a,
+                failure,
+                req.last_heartbeat_details.clone(),
+                &req.identity,
+            )
+        })
+        .await?;
+        Ok(Response::new(RespondActivityTaskFailedByIdResponse {
+            failures: Vec::new(),
+        }))
+    }
+
+    async fn respond_activity_task_canceled(
+        &self,
+        request: Request<RespondActivityTaskCanceledRequest>,
+    ) -> Reply<RespondActivityTaskCanceledResponse> {
+        let req = request.into_inner();
+        let token = decode_token(&req.task_token, true)?;
+        let handle = self.run_by_token(&token)?;
+        self.activity_op(handle, |t| {
+            t.cancel_activity(activity_ref(&token), req.details.clone(), &req.identity)
+        })
+        .await?;
+        Ok(Response::new(RespondActivityTaskCanceledResponse {}))
+    }
+
+    async fn respond_activity_task_canceled_by_id(
+        &self,
+        request: Request<RespondActivityTaskCanceledByIdRequest>,
+    ) -> Reply<RespondActivityTaskCanceledByIdResponse> {
+        let req = request.into_inner();
+        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
+        self.activity_op(handle, |t| {
+            let a = by_id(t, &req.activity_id)?;
+            t.cancel_activity(a, req.details.clone(), &req.identity)
+        })
+        .await?;
+        Ok(Response::new(RespondActivityTaskCanceledByIdResponse {}))
+    }
+
+    async fn get_workflow_execution_history(
+        &self,
+        request: Request<GetWorkflowExecutionHistoryRequest>,
+    ) -> Reply<GetWorkflowExecutionHistoryResponse> {
+        Ok(Response::new(self.get_history(request.into_inner()).await?))
+    }
+
+    async fn describe_workflow_execution(
+        &self,
+        request: Request<DescribeWorkflowExecutionRequest>,
+    ) -> Reply<DescribeWorkflowExecutionResponse> {
+        let req = request.into_inner();
+        let WorkflowExecution {
+            workflow_id,
+            run_id,
+        } = req.execution.unwrap_or_default();
+        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        Ok(Response::new(
+            self.history.read(&handle, responses::describe).await?,
+        ))
+    }
+
+    async fn shutdown_worker(
+        &self,
+        _request: Request<ShutdownWorkerRequest>,
+    ) -> Reply<ShutdownWorkerResponse> {
+        // Sticky tasks of a departed worker fall back to the normal queue after their
+        // schedule-to-start timeout.
+        Ok(Response::new(ShutdownWorkerResponse {}))
+    }
+
+    async fn reset_sticky_task_queue(
+        &self,
+        _request: Request<ResetStickyTaskQueueRequest>,
+    ) -> Reply<ResetStickyTaskQueueResponse> {
+        Ok(Response::new(ResetStickyTaskQueueResponse {}))
+    }
+}

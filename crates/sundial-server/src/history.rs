@@ -1,0 +1,466 @@
+//! The history role: owns the executions. Each run has one handle whose lock makes it the
+//! run's single writer; a transition is computed on a copy of the state, committed, and only
+//! then installed, followed by its effects (task dispatch, deadlines) and the reply.
+
+use crate::clock::now_ms;
+use crate::error::ServiceError;
+use crate::matching::{Matching, QueueKey, QueuedTask, TaskKind};
+use crate::timers::Timers;
+use parking_lot::Mutex;
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use sundial_engine::api::enums::v1::{
+    WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+};
+use sundial_engine::api::history::v1::HistoryEvent;
+use sundial_engine::api::workflowservice::v1::StartWorkflowExecutionRequest;
+use sundial_engine::{
+    Deadline, DeadlineKind, Effect, EngineError, ExecutionState, StartParams, Transition,
+};
+use sundial_store::{EventRow, ExecutionRow, Store, WriteBatch};
+use tokio::sync::watch;
+
+/// Number of locks that serialise starts of the same workflow id.
+const START_LOCK_SHARDS: usize = 64;
+
+/// One run's cached state and history. Guarded by its handle's lock.
+pub struct RunEntry {
+    pub state: ExecutionState,
+    /// The run's history in order; complete once `events_loaded`.
+    pub events: Vec<HistoryEvent>,
+    events_loaded: bool,
+    /// Events with ids from here on exist only in memory (a started task not yet committed).
+    persisted_next_event_id: i64,
+    /// Deadlines already handed to the timer loop.
+    registered: HashSet<Deadline>,
+}
+
+/// The handle of one run: its lock and a signal that fires on every change.
+pub struct RunHandle {
+    pub run_id: String,
+    pub namespace: String,
+    pub workflow_id: String,
+    entry: tokio::sync::Mutex<RunEntry>,
+    progress: watch::Sender<i64>,
+}
+
+impl RunHandle {
+    fn new(state: ExecutionState, events: Option<Vec<HistoryEvent>>) -> Arc<RunHandle> {
+        let next = state.next_event_id;
+        Arc::new(RunHandle {
+            run_id: state.run_id.clone(),
+            namespace: state.namespace.clone(),
+            workflow_id: state.workflow_id.clone(),
+            progress: watch::channel(next).0,
+            entry: tokio::sync::Mutex::new(RunEntry {
+                events_loaded: events.is_some(),
+                events: events.unwrap_or_default(),
+                persisted_next_event_id: next,
+                registered: HashSet::new(),
+                state,
+            }),
+        })
+    }
+
+    /// Locks the run (for reads that must see a consistent state).
+    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, RunEntry> {
+        self.entry.lock().await
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.progress.subscribe()
+    }
+}
+
+/// What a start request came to.
+pub struct StartOutcome {
+    pub run_id: String,
+    pub started: bool,
+}
+
+pub struct History {
+    store: Arc<dyn Store>,
+    runs: Mutex<HashMap<String, Arc<RunHandle>>>,
+    latest: Mutex<HashMap<(String, String), String>>,
+    start_locks: Vec<tokio::sync::Mutex<()>>,
+    matching: Arc<Matching>,
+    timers: Timers,
+}
+
+fn decode_state(row: &ExecutionRow) -> Result<ExecutionState, ServiceError> {
+    ExecutionState::decode(row.state.as_slice())
+        .map_err(|e| ServiceError::Internal(format!("corrupt state of run {}: {e}", row.run_id)))
+}
+
+impl History {
+    pub fn new(store: Arc<dyn Store>, matching: Arc<Matching>, timers: Timers) -> Arc<History> {
+        Arc::new(History {
+            store,
+            runs: Mutex::new(HashMap::new()),
+            latest: Mutex::new(HashMap::new()),
+            start_locks: (0..START_LOCK_SHARDS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            matching,
+            timers,
+        })
+    }
+
+    /// Rebuilds running executions after a start: their deadlines go back to the timer loop
+    /// and their ready tasks back to the queues.
+    pub async fn recover(&self) -> Result<usize, ServiceError> {
+        let rows = self
+            .store
+            .load_executions_with_status(WorkflowExecutionStatus::Running as i32)?;
+        let count = rows.len();
+        for row in rows {
+            let state = decode_state(&row)?;
+            let handle = RunHandle::new(state, None);
+            self.install(&handle);
+            let mut entry = handle.entry.lock().await;
+            let now = now_ms();
+            let ready = entry.state.ready_tasks(now);
+            self.after_change(&handle, &mut entry, ready);
+        }
+        Ok(count)
+    }
+
+    fn install(&self, handle: &Arc<RunHandle>) {
+        self.runs
+            .lock()
+            .insert(handle.run_id.clone(), handle.clone());
+        self.latest.lock().insert(
+            (handle.namespace.clone(), handle.workflow_id.clone()),
+            handle.run_id.clone(),
+        );
+    }
+
+    fn not_found(workflow_id: &str, run_id: Option<&str>) -> ServiceError {
+        match run_id {
+            Some(run_id) => ServiceError::NotFound(format!(
+                "workflow execution not found for workflow ID \"{workflow_id}\" and run ID \"{run_id}\""
+            )),
+            None => ServiceError::NotFound(format!("workflow not found for ID: {workflow_id}")),
+        }
+    }
+
+    /// The handle of a run (`run_id`), or of the workflow id's latest run.
+    pub fn handle(
+        &self,
+        namespace: &str,
+        workflow_id: &str,
+        run_id: Option<&str>,
+    ) -> Result<Arc<RunHandle>, ServiceError> {
+        let run_id = run_id.filter(|r| !r.is_empty());
+        let cached = match run_id {
+            Some(run_id) => self.runs.lock().get(run_id).cloned(),
+            None => {
+                let latest = self
+                    .latest
+                    .lock()
+                    .get(&(namespace.to_string(), workflow_id.to_string()))
+                    .cloned();
+                latest.and_then(|run_id| self.runs.lock().get(&run_id).cloned())
+            }
+        };
+        if let Some(handle) = cached {
+            if handle.namespace != namespace || handle.workflow_id != workflow_id {
+                return Err(Self::not_found(workflow_id, run_id));
+            }
+            return Ok(handle);
+        }
+        let Some(row) = self.store.load_execution(namespace, workflow_id, run_id)? else {
+            return Err(Self::not_found(workflow_id, run_id));
+        };
+        let state = decode_state(&row)?;
+        let mut runs = self.runs.lock();
+        let handle = runs
+            .entry(row.run_id.clone())
+            .or_insert_with(|| RunHandle::new(state, None))
+            .clone();
+        if run_id.is_none() {
+            self.latest.lock().insert(
+                (namespace.to_string(), workflow_id.to_string()),
+                handle.run_id.clone(),
+            );
+        }
+        Ok(handle)
+    }
+
+    fn handle_by_run(&self, run_id: &str) -> Option<Arc<RunHandle>> {
+        self.runs.lock().get(run_id).cloned()
+    }
+
+    fn ensure_events(&self, entry: &mut RunEntry) -> Result<(), ServiceError> {
+        if entry.events_loaded {
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        for data in self.store.load_events(&entry.state.run_id, 1)? {
+            let event = HistoryEvent::decode(data.as_slice())
+                .map_err(|e| ServiceError::Internal(format!("corrupt history event: {e}")))?;
+            events.push(event);
+        }
+        entry.events = events;
+        entry.events_loaded = true;
+        Ok(())
+    }
+
+    /// Reads a run's entry with its history loaded.
+    pub async fn read<T>(
+        &self,
+        handle: &RunHandle,
+        f: impl FnOnce(&RunEntry) -> T,
+    ) -> Result<T, ServiceError> {
+        let mut entry = handle.entry.lock().await;
+        self.ensure_events(&mut entry)?;
+        Ok(f(&entry))
+    }
+
+    /// Runs one transition on `handle`: compute on a copy, commit, install, perform effects.
+    /// `finish` builds the reply from the installed entry, still under the run's lock.
+    pub async fn transition<R, T>(
+        &self,
+        handle: &Arc<RunHandle>,
+        op: impl FnOnce(&mut Transition<'_>) -> Result<R, EngineError>,
+        finish: impl FnOnce(&RunEntry, R) -> T,
+    ) -> Result<T, ServiceError> {
+        let mut entry = handle.entry.lock().await;
+        self.ensure_events(&mut entry)?;
+        let mut state = entry.state.clone();
+        let mut t = Transition::new(&mut state, now_ms());
+        let result = op(&mut t)?;
+        let events = std::mem::take(&mut t.events);
+        let effects = std::mem::take(&mut t.effects);
+        let persist = t.persist;
+        if persist {
+            let persisted = entry.persisted_next_event_id;
+            let unsaved = entry.events.iter().filter(|e| e.event_id >= persisted);
+            self.commit_run(&state, unsaved.chain(events.iter()))
+                .await?;
+            entry.persisted_next_event_id = state.next_event_id;
+        }
+        entry.state = state;
+        entry.events.extend(events);
+        self.after_change(handle, &mut entry, effects);
+        Ok(finish(&entry, result))
+    }
+
+    async fn commit_run<'a>(
+        &self,
+        state: &ExecutionState,
+        events: impl Iterator<Item = &'a HistoryEvent>,
+    ) -> Result<(), ServiceError> {
+        let batch = WriteBatch {
+            executions: vec![ExecutionRow {
+                namespace: state.namespace.clone(),
+                workflow_id: state.workflow_id.clone(),
+                run_id: state.run_id.clone(),
+                status: state.status,
+                state: state.encode_to_vec(),
+            }],
+            events: events
+                .map(|e| EventRow {
+                    run_id: state.run_id.clone(),
+                    event_id: e.event_id,
+                    data: e.encode_to_vec(),
+                })
+                .collect(),
+            namespaces: Vec::new(),
+        };
+        self.store
+            .commit(batch)
+            .await
+            .map_err(|_| ServiceError::Unavailable("storage is shut down".into()))??;
+        Ok(())
+    }
+
+    fn after_change(&self, handle: &RunHandle, entry: &mut RunEntry, effects: Vec<Effect>) {
+        let deadlines = entry.state.deadlines();
+        entry.registered.retain(|d| deadlines.contains(d));
+        for deadline in deadlines {
+            if entry.registered.insert(deadline) {
+                self.timers.add(&handle.run_id, deadline);
+            }
+        }
+        for effect in effects {
+            self.dispatch(&handle.namespace, &handle.run_id, effect);
+        }
+        handle.progress.send_replace(entry.state.next_event_id);
+    }
+
+    fn dispatch(&self, namespace: &str, run_id: &str, effect: Effect) {
+        let (name, kind, scheduled_event_id, seq_or_attempt) = match effect {
+            Effect::DispatchWorkflowTask {
+                task_queue,
+                scheduled_event_id,
+                seq,
+            } => (task_queue, TaskKind::Workflow, scheduled_event_id, seq),
+            Effect::DispatchActivityTask {
+                task_queue,
+                scheduled_event_id,
+                attempt,
+            } => (
+                task_queue,
+                TaskKind::Activity,
+                scheduled_event_id,
+                i64::from(attempt),
+            ),
+        };
+        self.matching.add(
+            QueueKey {
+                namespace: namespace.to_string(),
+                name,
+                kind,
+            },
+            QueuedTask {
+                run_id: run_id.to_string(),
+                scheduled_event_id,
+                seq_or_attempt,
+            },
+        );
+    }
+
+    fn start_lock(&self, namespace: &str, workflow_id: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (namespace, workflow_id).hash(&mut hasher);
+        &self.start_locks[(hasher.finish() as usize) % START_LOCK_SHARDS]
+    }
+
+    /// StartWorkflowExecution, with request-id idempotency and the id reuse/conflict policies.
+    pub async fn start_workflow(
+        &self,
+        req: &StartWorkflowExecutionRequest,
+    ) -> Result<StartOutcome, ServiceError> {
+        sundial_engine::start::validate_start(req)?;
+        let _guard = self
+            .start_lock(&req.namespace, &req.workflow_id)
+            .lock()
+            .await;
+        match self.handle(&req.namespace, &req.workflow_id, None) {
+            Ok(existing) => {
+                let entry = existing.entry.lock().await;
+                let st = &entry.state;
+                if !req.request_id.is_empty() && st.start_request_id == req.request_id {
+                    return Ok(StartOutcome {
+                        run_id: st.run_id.clone(),
+                        started: true,
+                    });
+                }
+                let already = || ServiceError::AlreadyStarted {
+                    workflow_id: st.workflow_id.clone(),
+                    run_id: st.run_id.clone(),
+                    start_request_id: st.start_request_id.clone(),
+                };
+                if st.is_running() {
+                    let policy =
+                        WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy)
+                            .unwrap_or(WorkflowIdConflictPolicy::Unspecified);
+                    match policy {
+                        WorkflowIdConflictPolicy::UseExisting => {
+                            return Ok(StartOutcome {
+                                run_id: st.run_id.clone(),
+                                started: false,
+                            });
+                        }
+                        WorkflowIdConflictPolicy::TerminateExisting => {
+                            return Err(ServiceError::Unimplemented(
+                                "workflow id conflict policy TERMINATE_EXISTING is not supported by this Sundial version yet".into(),
+                            ));
+                        }
+                        _ => return Err(already()),
+                    }
+                }
+                let policy = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy)
+                    .unwrap_or(WorkflowIdReusePolicy::Unspecified);
+                let completed = st.status == WorkflowExecutionStatus::Completed as i32;
+                match policy {
+                    WorkflowIdReusePolicy::RejectDuplicate => return Err(already()),
+                    WorkflowIdReusePolicy::AllowDuplicateFailedOnly if completed => {
+                        return Err(already());
+                    }
+                    _ => {}
+                }
+            }
+            Err(ServiceError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let params = StartParams {
+            request: req,
+            run_id: run_id.clone(),
+            now: now_ms(),
+        };
+        let (state, events, effects) = sundial_engine::new_execution(params)?;
+        self.commit_run(&state, events.iter()).await?;
+        let handle = RunHandle::new(state, Some(events));
+        self.install(&handle);
+        let mut entry = handle.entry.lock().await;
+        self.after_change(&handle, &mut entry, effects);
+        Ok(StartOutcome {
+            run_id,
+            started: true,
+        })
+    }
+
+    /// A deadline fired for a run.
+    pub async fn fire_deadline(&self, run_id: &str, kind: DeadlineKind) {
+        let Some(handle) = self.handle_by_run(run_id) else {
+            return;
+        };
+        let result = self
+            .transition(
+                &handle,
+                |t| {
+                    t.fire_deadline(kind);
+                    Ok(())
+                },
+                |_, ()| (),
+            )
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(run_id, ?kind, error = %e, "deadline transition failed; retrying in 1s");
+            let timers = self.timers.clone();
+            let run = run_id.to_string();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                timers.add(
+                    &run,
+                    Deadline {
+                        at_ms: now_ms(),
+                        kind,
+                    },
+                );
+            });
+        }
+    }
+
+    /// Waits for a task from a queue and returns the run it belongs to, or `None` on timeout.
+    pub async fn next_task(
+        &self,
+        key: QueueKey,
+        identity: &str,
+        wait: std::time::Duration,
+    ) -> Option<(Arc<RunHandle>, QueuedTask)> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let remaining = until.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return None;
+            }
+            let task = self
+                .matching
+                .poll(key.clone(), identity, now_ms(), remaining)
+                .await?;
+            if let Some(handle) = self.handle_by_run(&task.run_id) {
+                return Some((handle, task));
+            }
+        }
+    }
+
+    pub fn matching(&self) -> &Matching {
+        &self.matching
+    }
+}

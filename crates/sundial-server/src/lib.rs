@@ -1,0 +1,100 @@
+//! Sundial's server: the frontend (gRPC), history (execution owner), matching (task queues) and
+//! timer roles of one process, wired together over one store.
+
+pub mod clock;
+pub mod error;
+pub mod frontend;
+pub mod history;
+pub mod matching;
+pub mod namespaces;
+pub mod timers;
+pub mod tokens;
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use sundial_store::Store;
+use tonic::codec::CompressionEncoding;
+
+/// What the server needs to start.
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub store: Arc<dyn Store>,
+    /// Namespaces registered at start if missing (`default` and `--namespace` values).
+    pub namespaces: Vec<String>,
+}
+
+/// Starts every role and serves gRPC until `shutdown` resolves. `ready` is called once the
+/// listener is bound and recovery is done.
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let namespaces = Arc::new(namespaces::Namespaces::load(config.store.clone())?);
+    for name in &config.namespaces {
+        namespaces
+            .ensure(name)
+            .await
+            .with_context(|| format!("registering namespace {name}"))?;
+    }
+    let matching = matching::Matching::new();
+    let (timers, mut fired) = timers::Timers::start(clock::now_ms);
+    let history = history::History::new(config.store.clone(), matching.clone(), timers);
+    let recovered = history.recover().await?;
+    tracing::info!(recovered, "running executions recovered");
+    {
+        let history = history.clone();
+        tokio::spawn(async move {
+            while let Some(f) = fired.recv().await {
+                let history = history.clone();
+                tokio::spawn(async move { history.fire_deadline(&f.run_id, f.kind).await });
+            }
+        });
+    }
+
+    let frontend = frontend::workflow_service::Frontend {
+        history,
+        namespaces,
+    };
+    let workflow =
+        sundial_proto::workflowservice::workflow_service_server::WorkflowServiceServer::new(
+            frontend,
+        )
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(frontend::MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(frontend::MAX_MESSAGE_SIZE);
+    let operator =
+        sundial_proto::operatorservice::operator_service_server::OperatorServiceServer::new(
+            frontend::operator_service::Operator,
+        )
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let health =
+        sundial_proto::health::health_server::HealthServer::new(frontend::health::HealthService)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    ready(bound);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(workflow)
+        .add_service(operator)
+        .add_service(health)
+        .serve_with_incoming_shutdown(incoming, {
+            let matching = matching.clone();
+            async move {
+                shutdown.await;
+                matching.release_pollers();
+            }
+        })
+        .await
+        .context("gRPC server failed")?;
+    Ok(())
+}

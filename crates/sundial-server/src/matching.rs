@@ -1,0 +1,209 @@
+//! Matching: task queues in memory. A ready task and a waiting poller are paired directly;
+//! otherwise the task waits in its queue or the poller waits for a task.
+//!
+//! Queues hold only *derived* facts (the execution state says the task is scheduled), so they
+//! are rebuilt from the store after a restart. A task handed to a poller that vanished before
+//! taking it goes back to the front of its queue (see [`Lease`]).
+
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Workflow tasks and activity tasks of the same queue name are separate queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    Workflow,
+    Activity,
+}
+
+/// A queue's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueKey {
+    pub namespace: String,
+    pub name: String,
+    pub kind: TaskKind,
+}
+
+/// A task waiting for a poller: which run, and which dispatch of which task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedTask {
+    pub run_id: String,
+    pub scheduled_event_id: i64,
+    /// Workflow tasks: dispatch sequence. Activities: attempt.
+    pub seq_or_attempt: i64,
+}
+
+/// A task in transit to a poller; if dropped before [`Lease::take`], it is queued again.
+pub struct Lease {
+    matching: Weak<Matching>,
+    key: QueueKey,
+    task: Option<QueuedTask>,
+}
+
+impl Lease {
+    pub fn take(mut self) -> QueuedTask {
+        self.task
+            .take()
+            .expect("a lease holds its task until taken")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let (Some(task), Some(matching)) = (self.task.take(), self.matching.upgrade()) {
+            matching.requeue_front(&self.key, task);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    tasks: VecDeque<QueuedTask>,
+    pollers: VecDeque<oneshot::Sender<Lease>>,
+    /// Identity and last poll time (ms) of recent pollers.
+    poller_seen: HashMap<String, i64>,
+}
+
+/// All task queues of the server.
+#[derive(Default)]
+pub struct Matching {
+    queues: Mutex<HashMap<QueueKey, Queue>>,
+    me: Mutex<Weak<Matching>>,
+}
+
+impl Matching {
+    pub fn new() -> Arc<Self> {
+        let matching = Arc::new(Matching::default());
+        *matching.me.lock() = Arc::downgrade(&matching);
+        matching
+    }
+
+    fn lease(&self, key: &QueueKey, task: QueuedTask) -> Lease {
+        Lease {
+            matching: self.me.lock().clone(),
+            key: key.clone(),
+            task: Some(task),
+        }
+    }
+
+    /// Offers a task: to the longest-waiting live poller, else to the back of the queue.
+    pub fn add(&self, key: QueueKey, task: QueuedTask) {
+        self.offer(key, task, false);
+    }
+
+    fn requeue_front(&self, key: &QueueKey, task: QueuedTask) {
+        self.offer(key.clone(), task, true);
+    }
+
+    fn offer(&self, key: QueueKey, task: QueuedTask, front: bool) {
+        let mut lease = self.lease(&key, task);
+        let mut queues = self.queues.lock();
+        let queue = queues.entry(key).or_default();
+        while let Some(poller) = queue.pollers.pop_front() {
+            match poller.send(lease) {
+                Ok(()) => return,
+                Err(returned) => lease = returned,
+            }
+        }
+        let task = lease.task.take().expect("lease still holds its task");
+        if front {
+            queue.tasks.push_front(task);
+        } else {
+            queue.tasks.push_back(task);
+        }
+    }
+
+    /// Waits up to `wait` for a task. `None` when nothing came in time.
+    pub async fn poll(
+        &self,
+        key: QueueKey,
+        identity: &str,
+        now_ms: i64,
+        wait: Duration,
+    ) -> Option<QueuedTask> {
+        let receiver = {
+            let mut queues = self.queues.lock();
+            let queue = queues.entry(key).or_default();
+            queue.poller_seen.insert(identity.to_string(), now_ms);
+            if let Some(task) = queue.tasks.pop_front() {
+                return Some(task);
+            }
+            queue.pollers.retain(|p| !p.is_closed());
+            let (tx, rx) = oneshot::channel();
+            queue.pollers.push_back(tx);
+            rx
+        };
+        match tokio::time::timeout(wait, receiver).await {
+            Ok(Ok(lease)) => Some(lease.take()),
+            _ => None,
+        }
+    }
+
+    /// Number of tasks waiting in a queue.
+    pub fn backlog(&self, key: &QueueKey) -> usize {
+        self.queues.lock().get(key).map_or(0, |q| q.tasks.len())
+    }
+
+    /// Wakes every waiting poller with nothing (used at shutdown).
+    pub fn release_pollers(&self) {
+        for queue in self.queues.lock().values_mut() {
+            queue.pollers.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> QueueKey {
+        QueueKey {
+            namespace: "ns".into(),
+            name: "q".into(),
+            kind: TaskKind::Activity,
+        }
+    }
+
+    fn task(n: i64) -> QueuedTask {
+        QueuedTask {
+            run_id: "r".into(),
+            scheduled_event_id: n,
+            seq_or_attempt: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_task_goes_to_next_poller() {
+        let m = Matching::new();
+        m.add(key(), task(1));
+        let got = m.poll(key(), "w", 0, Duration::from_millis(10)).await;
+        assert_eq!(got, Some(task(1)));
+        assert_eq!(m.poll(key(), "w", 0, Duration::from_millis(10)).await, None);
+    }
+
+    #[tokio::test]
+    async fn waiting_poller_gets_new_task() {
+        let m = Matching::new();
+        let m2 = m.clone();
+        let poll =
+            tokio::spawn(async move { m2.poll(key(), "w", 0, Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        m.add(key(), task(2));
+        assert_eq!(poll.await.unwrap(), Some(task(2)));
+    }
+
+    #[tokio::test]
+    async fn task_sent_to_vanished_poller_is_requeued() {
+        let m = Matching::new();
+        let m2 = m.clone();
+        let poll =
+            tokio::spawn(async move { m2.poll(key(), "w", 0, Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        poll.abort();
+        let _ = poll.await;
+        m.add(key(), task(3));
+        assert_eq!(m.backlog(&key()), 1);
+    }
+}

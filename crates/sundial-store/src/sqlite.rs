@@ -1,0 +1,293 @@
+//! SQLite implementation: WAL journal with `synchronous=FULL`, one writer thread that groups
+//! every batch waiting at that moment into a single transaction (one fsync for many
+//! transitions), and a separate connection for reads.
+
+use crate::{CommitReceipt, ExecutionRow, NamespaceRow, Store, StoreError, WriteBatch};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most batches one transaction takes before it commits.
+const MAX_GROUP: usize = 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS namespaces (
+    name TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL UNIQUE,
+    namespace TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    state BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions(namespace, workflow_id, seq);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions(status);
+CREATE TABLE IF NOT EXISTS history (
+    run_id TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, event_id)
+) WITHOUT ROWID;
+";
+
+type Job = (WriteBatch, oneshot::Sender<Result<(), StoreError>>);
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    jobs: mpsc::UnboundedSender<Job>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, or an in-memory one for `None`.
+    pub fn open(path: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        let (writer, reader) = match path {
+            Some(path) => {
+                let writer = Connection::open(path)?;
+                writer.pragma_update(None, "journal_mode", "WAL")?;
+                writer.pragma_update(None, "synchronous", "FULL")?;
+                writer.execute_batch(SCHEMA)?;
+                let reader = Connection::open(path)?;
+                (Arc::new(Mutex::new(writer)), Arc::new(Mutex::new(reader)))
+            }
+            None => {
+                let conn = Connection::open_in_memory()?;
+                conn.execute_batch(SCHEMA)?;
+                let shared = Arc::new(Mutex::new(conn));
+                (shared.clone(), shared)
+            }
+        };
+        for conn in [&writer, &reader] {
+            conn.lock()
+                .busy_timeout(std::time::Duration::from_secs(10))?;
+        }
+        let (jobs, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("sundial-store-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        Ok(SqliteStore { jobs, reader })
+    }
+}
+
+fn writer_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = {
+            let mut conn = conn.lock();
+            write_group(&mut conn, group.iter().map(|(batch, _)| batch))
+        };
+        tracing::trace!(
+            batches = group.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "group commit"
+        );
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "group commit failed");
+        }
+        for (_, reply) in group {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+fn write_group<'a>(
+    conn: &mut Connection,
+    batches: impl Iterator<Item = &'a WriteBatch>,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut put_execution = tx.prepare_cached(
+            "INSERT INTO executions (run_id, namespace, workflow_id, status, state)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(run_id) DO UPDATE SET status = excluded.status, state = excluded.state",
+        )?;
+        let mut put_event =
+            tx.prepare_cached("INSERT INTO history (run_id, event_id, data) VALUES (?1, ?2, ?3)")?;
+        let mut put_namespace = tx.prepare_cached(
+            "INSERT INTO namespaces (name, data) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+        )?;
+        for batch in batches {
+            for ns in &batch.namespaces {
+                put_namespace.execute(params![ns.name, ns.data])?;
+            }
+            for e in &batch.executions {
+                put_execution.execute(params![
+                    e.run_id,
+                    e.namespace,
+                    e.workflow_id,
+                    e.status,
+                    e.state
+                ])?;
+            }
+            for ev in &batch.events {
+                put_event.execute(params![ev.run_id, ev.event_id, ev.data])?;
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn execution_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
+    Ok(ExecutionRow {
+        namespace: row.get(0)?,
+        workflow_id: row.get(1)?,
+        run_id: row.get(2)?,
+        status: row.get(3)?,
+        state: row.get(4)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn commit(&self, batch: WriteBatch) -> CommitReceipt {
+        let (tx, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError((_, reply))) = self.jobs.send((batch, tx)) {
+            let _ = reply.send(Err(StoreError::Closed));
+        }
+        rx
+    }
+
+    fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached("SELECT name, data FROM namespaces ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(NamespaceRow {
+                name: r.get(0)?,
+                data: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn load_executions_with_status(&self, status: i32) -> Result<Vec<ExecutionRow>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT namespace, workflow_id, run_id, status, state FROM executions
+             WHERE status = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([status], execution_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn load_execution(
+        &self,
+        namespace: &str,
+        workflow_id: &str,
+        run_id: Option<&str>,
+    ) -> Result<Option<ExecutionRow>, StoreError> {
+        let conn = self.reader.lock();
+        let row = match run_id {
+            Some(run_id) => conn
+                .prepare_cached(
+                    "SELECT namespace, workflow_id, run_id, status, state FROM executions
+                     WHERE run_id = ?1 AND namespace = ?2 AND workflow_id = ?3",
+                )?
+                .query_row(params![run_id, namespace, workflow_id], execution_from_row)
+                .optional()?,
+            None => conn
+                .prepare_cached(
+                    "SELECT namespace, workflow_id, run_id, status, state FROM executions
+                     WHERE namespace = ?1 AND workflow_id = ?2 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row(params![namespace, workflow_id], execution_from_row)
+                .optional()?,
+        };
+        Ok(row)
+    }
+
+    fn load_events(&self, run_id: &str, from_event_id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT data FROM history WHERE run_id = ?1 AND event_id >= ?2 ORDER BY event_id",
+        )?;
+        let rows = stmt.query_map(params![run_id, from_event_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EventRow;
+
+    fn row(run: &str, status: i32) -> ExecutionRow {
+        ExecutionRow {
+            namespace: "default".into(),
+            workflow_id: "wf".into(),
+            run_id: run.into(),
+            status,
+            state: vec![status as u8],
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_are_durable_and_readable() {
+        let dir = std::env::temp_dir().join(format!("sundial-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let store = SqliteStore::open(Some(&path)).unwrap();
+            let batch = WriteBatch {
+                executions: vec![row("r1", 1)],
+                events: vec![EventRow {
+                    run_id: "r1".into(),
+                    event_id: 1,
+                    data: vec![7],
+                }],
+                namespaces: vec![NamespaceRow {
+                    name: "default".into(),
+                    data: vec![1],
+                }],
+            };
+            store.commit(batch).await.unwrap().unwrap();
+            let second = WriteBatch {
+                executions: vec![row("r2", 2)],
+                ..Default::default()
+            };
+            store.commit(second).await.unwrap().unwrap();
+        }
+        let store = SqliteStore::open(Some(&path)).unwrap();
+        assert_eq!(store.load_namespaces().unwrap().len(), 1);
+        assert_eq!(
+            store.load_executions_with_status(1).unwrap(),
+            vec![row("r1", 1)]
+        );
+        let latest = store
+            .load_execution("default", "wf", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.run_id, "r2");
+        assert_eq!(store.load_events("r1", 1).unwrap(), vec![vec![7]]);
+        // A duplicate event id is refused and the whole batch is rolled back.
+        let bad = WriteBatch {
+            executions: vec![row("r3", 1)],
+            events: vec![EventRow {
+                run_id: "r1".into(),
+                event_id: 1,
+                data: vec![8],
+            }],
+            ..Default::default()
+        };
+        assert!(store.commit(bad).await.unwrap().is_err());
+        assert!(
+            store
+                .load_execution("default", "wf", Some("r3"))
+                .unwrap()
+                .is_none()
+        );
+    }
+}

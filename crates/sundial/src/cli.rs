@@ -1,0 +1,155 @@
+//! Command-line interface. `sundial server start-dev` takes the flags of
+//! `temporal server start-dev` that matter, with the same meanings.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "sundial",
+    version,
+    about = "A durable-execution server that speaks Temporal's gRPC API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Server {
+        #[command(subcommand)]
+        command: ServerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServerCommand {
+    /// Start a development server: one process, embedded SQLite (in memory unless
+    /// --db-filename is given), namespace `default` registered.
+    StartDev(StartDev),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Pretty,
+    Json,
+}
+
+#[derive(Args)]
+struct StartDev {
+    /// Port of the gRPC frontend.
+    #[arg(short = 'p', long, default_value_t = 7233)]
+    port: u16,
+    /// IP address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// SQLite file that keeps everything across restarts; without it, state is in memory.
+    #[arg(short = 'f', long)]
+    db_filename: Option<PathBuf>,
+    /// Extra namespace to register at start (repeatable).
+    #[arg(short = 'n', long = "namespace")]
+    namespaces: Vec<String>,
+    /// Log level: debug, info, warn, error.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Accepted for compatibility: Sundial has no web UI yet.
+    #[arg(long)]
+    headless: bool,
+    /// Accepted for compatibility (HTTP API: later).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Accepted for compatibility (web UI: none yet).
+    #[arg(long)]
+    ui_port: Option<u16>,
+    /// Accepted for compatibility (web UI: none yet).
+    #[arg(long)]
+    ui_ip: Option<String>,
+    /// Accepted for compatibility (Prometheus metrics: later).
+    #[arg(long)]
+    metrics_port: Option<u16>,
+    /// Dynamic configuration KEY=VALUE (repeatable). Keys Sundial does not use are accepted
+    /// and ignored; see the README for the keys it honours.
+    #[arg(long = "dynamic-config-value")]
+    dynamic_config: Vec<String>,
+    /// Accepted for compatibility: search attribute NAME=TYPE to register (visibility: later).
+    #[arg(long = "search-attribute")]
+    search_attributes: Vec<String>,
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Server {
+                command: ServerCommand::StartDev(args),
+            } => start_dev(args),
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = match level {
+        "debug" | "info" | "warn" | "error" | "trace" => {
+            format!("{level},h2=warn,tower=warn,hyper=warn")
+        }
+        "fatal" | "panic" => "error".to_string(),
+        other => bail!("unknown log level {other:?} (expected debug, info, warn or error)"),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text | LogFormat::Pretty => builder.init(),
+    }
+    Ok(())
+}
+
+fn start_dev(args: StartDev) -> anyhow::Result<()> {
+    init_logging(&args.log_level, args.log_format)?;
+    for kv in &args.dynamic_config {
+        if !kv.contains('=') {
+            bail!("--dynamic-config-value {kv:?} must be KEY=VALUE");
+        }
+    }
+    let store = sundial_store::SqliteStore::open(args.db_filename.as_deref())
+        .with_context(|| format!("opening the database {:?}", args.db_filename))?;
+    let mut namespaces = vec!["default".to_string()];
+    for ns in args.namespaces {
+        if !namespaces.contains(&ns) {
+            namespaces.push(ns);
+        }
+    }
+    let config = sundial_server::ServerConfig {
+        listen: SocketAddr::new(args.ip, args.port),
+        store: Arc::new(store),
+        namespaces,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutting down");
+        };
+        sundial_server::serve(config, shutdown, |addr| {
+            tracing::info!(%addr, "Sundial server started");
+        })
+        .await
+    })
+}

@@ -1,0 +1,16 @@
+//! The `sundial` command.
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sundial: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
