@@ -15,6 +15,7 @@ pub mod transition;
 pub mod activity;
 pub mod commands;
 pub mod start;
+mod terminate;
 pub mod workflow_task;
 
 #[cfg(test)]

@@ -661,6 +661,23 @@ impl WorkflowService for Frontend {
         ))
     }
 
+    async fn terminate_workflow_execution(
+        &self,
+        request: Request<TerminateWorkflowExecutionRequest>,
+    ) -> Reply<TerminateWorkflowExecutionResponse> {
+        let req = request.into_inner();
+        let WorkflowExecution {
+            workflow_id,
+            run_id,
+        } = req.workflow_execution.clone().unwrap_or_default();
+        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        self.activity_op(handle, |t| {
+            t.terminate(&req.reason, req.details.clone(), &req.identity)
+        })
+        .await?;
+        Ok(Response::new(TerminateWorkflowExecutionResponse {}))
+    }
+
     async fn shutdown_worker(
         &self,
         _request: Request<ShutdownWorkerRequest>,
