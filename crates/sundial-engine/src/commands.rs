@@ -108,7 +108,7 @@ impl Transition<'_> {
                 started_event_id: wt.started_event_id,
                 identity: req.identity.clone(),
                 sdk_metadata: req.sdk_metadata.clone(),
-                metering_metadata: req.metering_metadata.clone(),
+                metering_metadata: req.metering_metadata,
                 versioning_behavior: req.versioning_behavior,
                 ..Default::default()
             },
@@ -394,7 +394,7 @@ impl Transition<'_> {
         let started_event_id = self.append(Attributes::TimerStartedEventAttributes(
             TimerStartedEventAttributes {
                 timer_id: a.timer_id.clone(),
-                start_to_fire_timeout: a.start_to_fire_timeout.clone(),
+                start_to_fire_timeout: a.start_to_fire_timeout,
                 workflow_task_completed_event_id: completed_id,
             },
         ));

@@ -68,15 +68,10 @@ pub fn decide(
     expiration_ms: i64,
 ) -> RetryDecision {
     match &failure.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(info)) => {
-            if info.non_retryable
-                || policy
-                    .non_retryable_error_types
-                    .iter()
-                    .any(|t| *t == info.r#type)
-            {
-                return RetryDecision::Stop(RetryState::NonRetryableFailure);
-            }
+        Some(FailureInfo::ApplicationFailureInfo(info))
+            if info.non_retryable || policy.non_retryable_error_types.contains(&info.r#type) =>
+        {
+            return RetryDecision::Stop(RetryState::NonRetryableFailure);
         }
         Some(FailureInfo::TimeoutFailureInfo(info)) => {
             let retryable = info.timeout_type == TimeoutType::StartToClose as i32

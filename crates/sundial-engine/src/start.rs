@@ -62,13 +62,19 @@ pub fn validate_start(req: &StartWorkflowExecutionRequest) -> Result<(), EngineE
         return Err(invalid("RequestId length exceeds limit."));
     }
     if time::is_negative(req.workflow_execution_timeout.as_ref()) {
-        return Err(invalid("Invalid WorkflowExecutionTimeout."));
+        return Err(invalid(
+            "An invalid WorkflowExecutionTimeoutSeconds is set on request. cause: negative duration",
+        ));
     }
     if time::is_negative(req.workflow_run_timeout.as_ref()) {
-        return Err(invalid("Invalid WorkflowRunTimeout."));
+        return Err(invalid(
+            "An invalid WorkflowRunTimeoutSeconds is set on request. cause: negative duration",
+        ));
     }
     if time::is_negative(req.workflow_task_timeout.as_ref()) {
-        return Err(invalid("Invalid WorkflowTaskTimeout."));
+        return Err(invalid(
+            "An invalid WorkflowTaskTimeoutSeconds is set on request. cause: negative duration",
+        ));
     }
     if time::is_negative(req.workflow_start_delay.as_ref()) {
         return Err(invalid("Invalid WorkflowStartDelay."));

@@ -43,7 +43,6 @@ impl Transition<'_> {
                 reason: reason.to_string(),
                 details,
                 identity: identity.to_string(),
-                ..Default::default()
             },
         ));
         self.close(WorkflowExecutionStatus::Terminated, id);

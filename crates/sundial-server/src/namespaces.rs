@@ -192,15 +192,15 @@ impl Namespaces {
             }
             info.data.extend(update.data);
         }
-        if let (Some(update), Some(config)) = (req.config, ns.config.as_mut()) {
-            if let Some(retention) = update.workflow_execution_retention_ttl {
-                if retention.seconds < 0 || retention.nanos < 0 {
-                    return Err(ServiceError::InvalidArgument(
-                        "Invalid retention period.".into(),
-                    ));
-                }
-                config.workflow_execution_retention_ttl = Some(retention);
+        if let (Some(update), Some(config)) = (req.config, ns.config.as_mut())
+            && let Some(retention) = update.workflow_execution_retention_ttl
+        {
+            if retention.seconds < 0 || retention.nanos < 0 {
+                return Err(ServiceError::InvalidArgument(
+                    "Invalid retention period.".into(),
+                ));
             }
+            config.workflow_execution_retention_ttl = Some(retention);
         }
         self.save(ns.clone()).await?;
         Ok(ns)

@@ -216,7 +216,7 @@ impl Frontend {
             seq: token.seq_or_attempt,
         };
         let inline_wanted = req.return_new_workflow_task;
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = "request-from-RespondWorkflowTaskCompleted";
         let (outcome, inline) = self
             .history
             .transition(
@@ -236,7 +236,7 @@ impl Frontend {
                             scheduled_event_id: next.scheduled_event_id,
                             seq: next.seq,
                         };
-                        t.start_workflow_task(next, &req.identity, &request_id)?;
+                        t.start_workflow_task(next, &req.identity, request_id)?;
                         t.persist = true;
                         inline = true;
                     }
