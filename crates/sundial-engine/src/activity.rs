@@ -324,3 +324,51 @@ impl Transition<'_> {
         self.activity_attempt_failed(scheduled_event_id, failure, Some(timeout_type), &identity);
     }
 }
+
+/// Most activities handed back eagerly in one workflow task completion.
+pub const MAX_EAGER_ACTIVITIES: usize = 3;
+
+impl Transition<'_> {
+    /// Eager activity dispatch: activities this completion scheduled with
+    /// `request_eager_execution` on the workflow's own queue are started here and handed back in
+    /// the reply instead of going through a queue. Returns their scheduled event ids.
+    pub fn start_eager_activities(
+        &mut self,
+        req: &crate::api::workflowservice::v1::RespondWorkflowTaskCompletedRequest,
+        request_id: &str,
+    ) -> Vec<i64> {
+        use crate::api::command::v1::command::Attributes as Cmd;
+        let persist = self.persist;
+        let mut started = Vec::new();
+        for command in &req.commands {
+            if started.len() >= MAX_EAGER_ACTIVITIES {
+                break;
+            }
+            let Some(Cmd::ScheduleActivityTaskCommandAttributes(a)) = &command.attributes else {
+                continue;
+            };
+            if !a.request_eager_execution {
+                continue;
+            }
+            let Some(info) = self.state.activity_by_id(&a.activity_id) else {
+                continue;
+            };
+            if info.task_queue != self.state.task_queue || info.is_started() || info.attempt != 1 {
+                continue;
+            }
+            let scheduled_event_id = info.scheduled_event_id;
+            let task = ActivityRef {
+                scheduled_event_id,
+                attempt: 1,
+            };
+            if self.start_activity(task, &req.identity, request_id).is_ok() {
+                self.effects.retain(|e| {
+                    !matches!(e, Effect::DispatchActivityTask { scheduled_event_id: id, .. } if *id == scheduled_event_id)
+                });
+                started.push(scheduled_event_id);
+            }
+        }
+        self.persist = persist;
+        started
+    }
+}

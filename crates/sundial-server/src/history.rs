@@ -17,6 +17,7 @@ use sundial_engine::api::history::v1::HistoryEvent;
 use sundial_engine::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use sundial_engine::{
     Deadline, DeadlineKind, Effect, EngineError, ExecutionState, StartParams, Transition,
+    WorkflowTaskRef,
 };
 use sundial_store::{EventRow, ExecutionRow, Store, WriteBatch};
 use tokio::sync::watch;
@@ -77,6 +78,8 @@ impl RunHandle {
 pub struct StartOutcome {
     pub run_id: String,
     pub started: bool,
+    /// The first workflow task, already started, when eager start was requested.
+    pub eager_task: Option<sundial_engine::api::workflowservice::v1::PollWorkflowTaskQueueResponse>,
 }
 
 pub struct History {
@@ -347,6 +350,7 @@ impl History {
                     return Ok(StartOutcome {
                         run_id: st.run_id.clone(),
                         started: true,
+                        eager_task: None,
                     });
                 }
                 let already = || ServiceError::AlreadyStarted {
@@ -363,6 +367,7 @@ impl History {
                             return Ok(StartOutcome {
                                 run_id: st.run_id.clone(),
                                 started: false,
+                                eager_task: None,
                             });
                         }
                         WorkflowIdConflictPolicy::TerminateExisting => {
@@ -388,20 +393,40 @@ impl History {
             Err(e) => return Err(e),
         }
         let run_id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
         let params = StartParams {
             request: req,
             run_id: run_id.clone(),
-            now: now_ms(),
+            now,
         };
-        let (state, events, effects) = sundial_engine::new_execution(params)?;
+        let (mut state, mut events, mut effects) = sundial_engine::new_execution(params)?;
+        let eager = req.request_eager_execution;
+        if eager && let Some(wt) = state.workflow_task.clone() {
+            // Eager start: the first workflow task goes back in the reply, started, in the
+            // same commit as the start itself.
+            let mut t = Transition::new(&mut state, now);
+            let task = WorkflowTaskRef {
+                scheduled_event_id: wt.scheduled_event_id,
+                seq: wt.seq,
+            };
+            t.start_workflow_task(task, &req.identity, &req.request_id)?;
+            events.append(&mut t.events);
+            effects.retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
+        }
         self.commit_run(&state, events.iter()).await?;
         let handle = RunHandle::new(state, Some(events));
         self.install(&handle);
         let mut entry = handle.entry.lock().await;
         self.after_change(&handle, &mut entry, effects);
+        let eager_task = if eager {
+            crate::frontend::responses::workflow_task(&entry)
+        } else {
+            None
+        };
         Ok(StartOutcome {
             run_id,
             started: true,
+            eager_task,
         })
     }
 

@@ -39,7 +39,7 @@ fn describe(
             owner_email: owner.to_string(),
             id: uuid::Uuid::new_v4().to_string(),
             capabilities: Some(Capabilities {
-                eager_workflow_start: false,
+                eager_workflow_start: true,
                 sync_update: false,
                 async_update: false,
                 ..Default::default()

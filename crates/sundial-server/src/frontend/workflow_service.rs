@@ -217,16 +217,19 @@ impl Frontend {
         };
         let inline_wanted = req.return_new_workflow_task;
         let request_id = "request-from-RespondWorkflowTaskCompleted";
-        let (outcome, inline) = self
+        let (outcome, inline, eager) = self
             .history
             .transition(
                 &handle,
                 |t| {
                     let outcome = t.complete_workflow_task(wt, &req)?;
+                    if outcome.rejected.is_some() || !t.state.is_running() {
+                        return Ok((outcome, false, Vec::new()));
+                    }
+                    let eager = t.start_eager_activities(&req, request_id);
                     let mut inline = false;
                     if inline_wanted
                         && outcome.new_workflow_task
-                        && outcome.rejected.is_none()
                         && let Some(next) = t.state.workflow_task.clone()
                     {
                         // Hand the new task back in this reply instead of through a queue.
@@ -240,9 +243,13 @@ impl Frontend {
                         t.persist = true;
                         inline = true;
                     }
-                    Ok((outcome, inline))
+                    Ok((outcome, inline, eager))
                 },
-                |entry, (outcome, inline)| {
+                |entry, (outcome, inline, eager)| {
+                    let activities: Vec<_> = eager
+                        .iter()
+                        .filter_map(|id| responses::activity_task(entry, *id))
+                        .collect();
                     (
                         outcome,
                         if inline {
@@ -250,6 +257,7 @@ impl Frontend {
                         } else {
                             None
                         },
+                        activities,
                     )
                 },
             )
@@ -259,7 +267,7 @@ impl Frontend {
         }
         Ok(RespondWorkflowTaskCompletedResponse {
             workflow_task: inline,
-            activity_tasks: Vec::new(),
+            activity_tasks: eager,
             reset_history_event_id: 0,
         })
     }
@@ -428,7 +436,7 @@ impl WorkflowService for Frontend {
                 encoded_failure_attributes: true,
                 build_id_based_versioning: false,
                 upsert_memo: false,
-                eager_workflow_start: false,
+                eager_workflow_start: true,
                 sdk_metadata: true,
                 count_group_by_execution_status: false,
                 nexus: false,
@@ -448,6 +456,7 @@ impl WorkflowService for Frontend {
         Ok(Response::new(StartWorkflowExecutionResponse {
             run_id: outcome.run_id,
             started: outcome.started,
+            eager_workflow_task: outcome.eager_task,
             ..Default::default()
         }))
     }
