@@ -4,6 +4,7 @@
 //! With a retry policy (always present: defaults apply), ActivityTaskStarted is written only
 //! when the activity closes, right before its outcome, as the reference server does.
 
+use crate::Poller;
 use crate::api::{
     common::v1::Payloads,
     enums::v1::{RetryState, TimeoutType},
@@ -52,8 +53,7 @@ impl Transition<'_> {
     pub fn start_activity(
         &mut self,
         task: ActivityRef,
-        identity: &str,
-        request_id: &str,
+        poller: &Poller,
     ) -> Result<ActivityInfo, EngineError> {
         let a = self.pending_activity(task)?;
         if a.is_started() || a.attempt_scheduled_time_ms > self.now {
@@ -66,8 +66,9 @@ impl Transition<'_> {
             .expect("checked above");
         info.started_time_ms = now;
         info.last_heartbeat_time_ms = 0;
-        info.started_identity = identity.to_string();
-        info.started_request_id = request_id.to_string();
+        info.started_identity = poller.identity.clone();
+        info.started_request_id = poller.request_id.clone();
+        info.started_build_id = poller.build_id.clone();
         self.persist = false;
         Ok(info.clone())
     }
@@ -97,6 +98,7 @@ impl Transition<'_> {
 
     /// Writes the buffered-or-appended ActivityTaskStarted for a closing activity and returns
     /// the started event id to reference (a placeholder when buffered).
+    #[allow(deprecated)] // worker_version: still what the reference server records
     fn record_activity_started(&mut self, a: &ActivityInfo, identity: &str) -> i64 {
         let buffered = self.state.workflow_task_started();
         let identity = if a.started_identity.is_empty() {
@@ -222,7 +224,7 @@ impl Transition<'_> {
                 info.attempt_scheduled_time_ms = ready_at;
                 info.started_time_ms = 0;
                 info.last_heartbeat_time_ms = 0;
-                info.last_failure = Some(failure);
+                info.last_failure = Some(without_heartbeat_details(failure));
                 info.last_worker_identity = identity.to_string();
                 info.started_identity.clear();
                 info.started_request_id.clear();
@@ -312,7 +314,7 @@ impl Transition<'_> {
         };
         let failure = Failure {
             message: format!("activity {name} timeout"),
-            source: String::new(),
+            source: "Server".to_string(),
             cause: a.last_failure.clone().map(Box::new),
             failure_info: Some(FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo {
                 timeout_type: timeout_type as i32,
@@ -335,7 +337,7 @@ impl Transition<'_> {
     pub fn start_eager_activities(
         &mut self,
         req: &crate::api::workflowservice::v1::RespondWorkflowTaskCompletedRequest,
-        request_id: &str,
+        poller: &Poller,
     ) -> Vec<i64> {
         use crate::api::command::v1::command::Attributes as Cmd;
         let persist = self.persist;
@@ -361,7 +363,7 @@ impl Transition<'_> {
                 scheduled_event_id,
                 attempt: 1,
             };
-            if self.start_activity(task, &req.identity, request_id).is_ok() {
+            if self.start_activity(task, poller).is_ok() {
                 self.effects.retain(|e| {
                     !matches!(e, Effect::DispatchActivityTask { scheduled_event_id: id, .. } if *id == scheduled_event_id)
                 });
@@ -371,4 +373,13 @@ impl Transition<'_> {
         self.persist = persist;
         started
     }
+}
+
+/// The reference server keeps a timeout's heartbeat details in the heartbeat slot, not in the
+/// failure handed to the next attempt.
+fn without_heartbeat_details(mut failure: Failure) -> Failure {
+    if let Some(FailureInfo::TimeoutFailureInfo(info)) = failure.failure_info.as_mut() {
+        info.last_heartbeat_details = None;
+    }
+    failure
 }

@@ -17,8 +17,9 @@ use crate::api::{
         ActivityTaskCancelRequestedEventAttributes, ActivityTaskCanceledEventAttributes,
         ActivityTaskScheduledEventAttributes, MarkerRecordedEventAttributes,
         TimerCanceledEventAttributes, TimerStartedEventAttributes,
-        WorkflowExecutionCompletedEventAttributes, WorkflowExecutionFailedEventAttributes,
-        WorkflowTaskCompletedEventAttributes, history_event::Attributes,
+        WorkflowExecutionCanceledEventAttributes, WorkflowExecutionCompletedEventAttributes,
+        WorkflowExecutionFailedEventAttributes, WorkflowTaskCompletedEventAttributes,
+        history_event::Attributes,
     },
     taskqueue::v1::TaskQueue,
     workflowservice::v1::RespondWorkflowTaskCompletedRequest,
@@ -97,10 +98,25 @@ impl Transition<'_> {
         }
     }
 
+    #[allow(deprecated)] // worker_version: still what the reference server records
     fn apply_completion(
         &mut self,
         req: &RespondWorkflowTaskCompletedRequest,
     ) -> Result<bool, Rejection> {
+        let speculative_with_nothing = self
+            .state
+            .workflow_task
+            .as_ref()
+            .is_some_and(|wt| wt.speculative)
+            && req.commands.is_empty()
+            && self.state.buffered_events.is_empty()
+            && !req.force_create_new_workflow_task;
+        if speculative_with_nothing {
+            // A speculative task that produced nothing leaves no trace in history.
+            self.state.workflow_task = None;
+            return Ok(false);
+        }
+        self.write_pending_task_events();
         let wt = self.state.workflow_task.take().expect("checked by caller");
         let completed_id = self.append(Attributes::WorkflowTaskCompletedEventAttributes(
             WorkflowTaskCompletedEventAttributes {
@@ -109,6 +125,12 @@ impl Transition<'_> {
                 identity: req.identity.clone(),
                 sdk_metadata: req.sdk_metadata.clone(),
                 metering_metadata: req.metering_metadata,
+                worker_version: (!wt.build_id.is_empty()).then(|| {
+                    crate::api::common::v1::WorkerVersionStamp {
+                        build_id: wt.build_id.clone(),
+                        use_versioning: false,
+                    }
+                }),
                 versioning_behavior: req.versioning_behavior,
                 ..Default::default()
             },
@@ -137,6 +159,7 @@ impl Transition<'_> {
                 command.attributes,
                 Some(Cmd::CompleteWorkflowExecutionCommandAttributes(_))
                     | Some(Cmd::FailWorkflowExecutionCommandAttributes(_))
+                    | Some(Cmd::CancelWorkflowExecutionCommandAttributes(_))
             );
             if closes && index != last {
                 return Err(reject(
@@ -206,6 +229,16 @@ impl Transition<'_> {
                     },
                 ));
                 self.close(WorkflowExecutionStatus::Failed, id);
+                Ok(false)
+            }
+            Some(Cmd::CancelWorkflowExecutionCommandAttributes(a)) => {
+                let id = self.append(Attributes::WorkflowExecutionCanceledEventAttributes(
+                    WorkflowExecutionCanceledEventAttributes {
+                        workflow_task_completed_event_id: completed_id,
+                        details: a.details.clone(),
+                    },
+                ));
+                self.close(WorkflowExecutionStatus::Canceled, id);
                 Ok(false)
             }
             Some(_) => Err(reject(Cause::UnhandledCommand, "unsupported command")),
@@ -296,6 +329,8 @@ impl Transition<'_> {
                 workflow_task_completed_event_id: completed_id,
                 retry_policy: Some(policy.clone()),
                 priority: a.priority.clone(),
+                #[allow(deprecated)]
+                use_workflow_build_id: a.use_workflow_build_id,
                 ..Default::default()
             },
         ));
@@ -468,8 +503,8 @@ fn unsupported_command(command: &Command) -> Option<&'static str> {
         | Some(Cmd::CancelTimerCommandAttributes(_))
         | Some(Cmd::RecordMarkerCommandAttributes(_))
         | Some(Cmd::CompleteWorkflowExecutionCommandAttributes(_))
-        | Some(Cmd::FailWorkflowExecutionCommandAttributes(_)) => None,
-        Some(Cmd::CancelWorkflowExecutionCommandAttributes(_)) => Some("CancelWorkflowExecution"),
+        | Some(Cmd::FailWorkflowExecutionCommandAttributes(_))
+        | Some(Cmd::CancelWorkflowExecutionCommandAttributes(_)) => None,
         Some(Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(_)) => {
             Some("RequestCancelExternalWorkflowExecution")
         }

@@ -14,6 +14,7 @@ pub mod transition;
 
 pub mod activity;
 pub mod commands;
+pub mod signal;
 pub mod start;
 mod terminate;
 pub mod workflow_task;
@@ -25,10 +26,11 @@ pub use deadline::{Deadline, DeadlineKind};
 pub use error::EngineError;
 pub use start::{StartParams, new_execution};
 pub use state::{ActivityInfo, ExecutionState, TimerInfo, WorkflowTaskInfo};
-pub use transition::{Effect, Transition};
+pub use transition::{Effect, Limits, Transition};
 
 pub use activity::ActivityRef;
 pub use commands::CompletionOutcome;
+pub use signal::Signal;
 /// Re-export of the Temporal message types the engine speaks.
 pub use sundial_proto::temporal::api;
-pub use workflow_task::WorkflowTaskRef;
+pub use workflow_task::{Poller, WorkflowTaskRef};

@@ -84,6 +84,17 @@ pub struct ExecutionState {
     pub next_task_seq: i64,
     #[prost(int32, tag = "28")]
     pub attempt: i32,
+    /// Request ids of signals already applied (duplicates are dropped).
+    #[prost(string, repeated, tag = "29")]
+    pub signal_request_ids: Vec<String>,
+    /// A cancellation was requested (later requests change nothing).
+    #[prost(bool, tag = "30")]
+    pub cancel_requested: bool,
+    #[prost(string, tag = "31")]
+    pub cancel_request_id: String,
+    /// Number of committed transitions.
+    #[prost(int64, tag = "32")]
+    pub state_transition_count: i64,
 }
 
 /// The execution's one workflow task, scheduled or started.
@@ -112,6 +123,20 @@ pub struct WorkflowTaskInfo {
     pub seq: i64,
     #[prost(string, tag = "10")]
     pub identity: String,
+    /// Its Scheduled/Started events are not in the history yet: a retry (attempt > 1) or a
+    /// speculative task. They are written only if the task completes (see `pending_events`).
+    #[prost(bool, tag = "11")]
+    pub unwritten: bool,
+    /// Scheduled for an update alone: dropped without a trace if it produces nothing.
+    #[prost(bool, tag = "12")]
+    pub speculative: bool,
+    /// The Scheduled (and, once started, Started) events of an unwritten task, ids assigned
+    /// as if they were next in the history.
+    #[prost(message, repeated, tag = "13")]
+    pub pending_events: Vec<HistoryEvent>,
+    /// Build id of the worker that started it.
+    #[prost(string, tag = "14")]
+    pub build_id: String,
 }
 
 impl WorkflowTaskInfo {
@@ -172,6 +197,9 @@ pub struct ActivityInfo {
     pub cancel_requested_event_id: i64,
     #[prost(string, tag = "23")]
     pub last_worker_identity: String,
+    /// Build id of the worker running the current attempt.
+    #[prost(string, tag = "24")]
+    pub started_build_id: String,
 }
 
 impl ActivityInfo {

@@ -26,21 +26,26 @@ impl Transition<'_> {
         }
         if let Some(wt) = self.state.workflow_task.take()
             && wt.is_started()
+            && !wt.unwritten
         {
             self.append(Attributes::WorkflowTaskFailedEventAttributes(
                 WorkflowTaskFailedEventAttributes {
                     scheduled_event_id: wt.scheduled_event_id,
                     started_event_id: wt.started_event_id,
                     cause: WorkflowTaskFailedCause::ForceCloseCommand as i32,
-                    identity: identity.to_string(),
+                    identity: "history-service".to_string(),
                     ..Default::default()
                 },
             ));
-            self.flush_buffer();
         }
+        self.flush_buffer();
         let id = self.append(Attributes::WorkflowExecutionTerminatedEventAttributes(
             WorkflowExecutionTerminatedEventAttributes {
-                reason: reason.to_string(),
+                reason: if reason.is_empty() {
+                    "terminated by user via frontend".to_string()
+                } else {
+                    reason.to_string()
+                },
                 details,
                 identity: identity.to_string(),
             },

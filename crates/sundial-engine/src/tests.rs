@@ -86,7 +86,7 @@ impl Run {
 
     fn start_wt(&mut self) -> WorkflowTaskRef {
         let wt = self.wt();
-        let (r, _, persist) = self.step(|t| t.start_workflow_task(wt, "worker", "r"));
+        let (r, _, persist) = self.step(|t| t.start_workflow_task(wt, &poller()));
         r.unwrap();
         assert!(!persist, "starting a task waits for the next commit");
         wt
@@ -138,6 +138,14 @@ fn app_failure() -> Failure {
 
 use EventType as E;
 
+fn poller() -> crate::Poller {
+    crate::Poller {
+        identity: "worker".into(),
+        request_id: "r".into(),
+        build_id: String::new(),
+    }
+}
+
 #[test]
 fn start_writes_started_and_schedules_a_workflow_task() {
     let (run, effects) = Run::start();
@@ -173,7 +181,7 @@ fn activity_round_trip_produces_the_reference_event_sequence() {
         scheduled_event_id: 5,
         attempt: 1,
     };
-    run.step(|t| t.start_activity(activity, "worker", "r"))
+    run.step(|t| t.start_activity(activity, &poller()))
         .0
         .unwrap();
     let (_, effects, persist) = run.step(|t| t.complete_activity(activity, None, "worker"));
@@ -211,7 +219,7 @@ fn events_during_a_started_task_are_buffered_then_flushed_in_order() {
         scheduled_event_id: 5,
         attempt: 1,
     };
-    run.step(|t| t.start_activity(activity, "worker", "r"))
+    run.step(|t| t.start_activity(activity, &poller()))
         .0
         .unwrap();
     // A new workflow task is running (forced) when the activity completes.
@@ -260,9 +268,7 @@ fn failed_attempts_retry_with_backoff_until_maximum_attempts() {
         scheduled_event_id: 5,
         attempt: 1,
     };
-    run.step(|t| t.start_activity(first, "worker", "r"))
-        .0
-        .unwrap();
+    run.step(|t| t.start_activity(first, &poller())).0.unwrap();
     run.step(|t| t.fail_activity(first, app_failure(), None, "worker"))
         .0
         .unwrap();
@@ -291,9 +297,7 @@ fn failed_attempts_retry_with_backoff_until_maximum_attempts() {
         scheduled_event_id: 5,
         attempt: 2,
     };
-    run.step(|t| t.start_activity(second, "worker", "r"))
-        .0
-        .unwrap();
+    run.step(|t| t.start_activity(second, &poller())).0.unwrap();
     // A stale token (attempt 1) is refused.
     assert!(
         run.step(|t| t.complete_activity(first, None, "worker"))
@@ -323,9 +327,7 @@ fn start_to_close_timeout_retries_and_stale_deadlines_change_nothing() {
         scheduled_event_id: 5,
         attempt: 1,
     };
-    run.step(|t| t.start_activity(first, "worker", "r"))
-        .0
-        .unwrap();
+    run.step(|t| t.start_activity(first, &poller())).0.unwrap();
     let kind = DeadlineKind::ActivityStartToClose {
         scheduled_event_id: 5,
         attempt: 1,
@@ -375,9 +377,37 @@ fn workflow_task_timeout_schedules_the_next_attempt() {
     assert!(matches!(effects[..], [Effect::DispatchWorkflowTask { .. }]));
     assert_eq!(
         run.types()[3..],
-        [E::WorkflowTaskTimedOut, E::WorkflowTaskScheduled]
+        [E::WorkflowTaskTimedOut],
+        "a retry is not written yet"
     );
-    assert_eq!(run.state.workflow_task.as_ref().unwrap().attempt, 2);
+    let retry = run.state.workflow_task.clone().unwrap();
+    assert_eq!((retry.attempt, retry.unwritten), (2, true));
+    // The retry fails too: still nothing written, attempt 3 scheduled.
+    let wt = run.start_wt();
+    let (r, _, _) = run.step(|t| t.fail_workflow_task(wt, 0, None, "worker"));
+    r.unwrap();
+    assert_eq!(run.types().len(), 4);
+    assert_eq!(run.state.workflow_task.as_ref().unwrap().attempt, 3);
+    // Attempt 3 completes: its Scheduled/Started events are written with the completion.
+    run.complete_wt(vec![complete()]);
+    assert_eq!(
+        run.types()[3..],
+        [
+            E::WorkflowTaskTimedOut,
+            E::WorkflowTaskScheduled,
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskCompleted,
+            E::WorkflowExecutionCompleted
+        ]
+    );
+    let Some(Attributes::WorkflowTaskScheduledEventAttributes(a)) = &run.history[4].attributes
+    else {
+        panic!()
+    };
+    assert_eq!(a.attempt, 3);
+    for (i, e) in run.history.iter().enumerate() {
+        assert_eq!(e.event_id, i as i64 + 1, "event ids are dense");
+    }
 }
 
 #[test]
@@ -394,7 +424,8 @@ fn a_bad_command_fails_the_task_and_keeps_none_of_its_commands() {
     assert!(matches!(effects[..], [Effect::DispatchWorkflowTask { .. }]));
     assert_eq!(
         run.types()[3..],
-        [E::WorkflowTaskFailed, E::WorkflowTaskScheduled]
+        [E::WorkflowTaskFailed],
+        "the retry is not written yet"
     );
     let Some(Attributes::WorkflowTaskFailedEventAttributes(f)) = &run.history[3].attributes else {
         panic!()
@@ -413,7 +444,7 @@ fn completing_with_unseen_events_is_refused_as_unhandled() {
         scheduled_event_id: 5,
         attempt: 1,
     };
-    run.step(|t| t.start_activity(activity, "worker", "r"))
+    run.step(|t| t.start_activity(activity, &poller()))
         .0
         .unwrap();
     run.step(|t| t.ensure_workflow_task());

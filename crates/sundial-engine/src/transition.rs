@@ -42,6 +42,28 @@ pub struct Transition<'a> {
     pub effects: Vec<Effect>,
     /// False when the change may stay in memory until the next commit (a task being started).
     pub persist: bool,
+    /// Thresholds the server is configured with.
+    pub limits: Limits,
+}
+
+/// Server-configured thresholds the engine applies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// History length at which WorkflowTaskStarted suggests continue-as-new (0: never).
+    pub suggest_continue_as_new_events: i64,
+    /// History size in bytes at which it suggests continue-as-new (0: never).
+    pub suggest_continue_as_new_bytes: i64,
+}
+
+impl Default for Limits {
+    /// Temporal's defaults (`limit.historyCount.suggestContinueAsNew`,
+    /// `limit.historySize.suggestContinueAsNew`).
+    fn default() -> Self {
+        Limits {
+            suggest_continue_as_new_events: 4 * 1024,
+            suggest_continue_as_new_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 impl<'a> Transition<'a> {
@@ -52,10 +74,11 @@ impl<'a> Transition<'a> {
             events: Vec::new(),
             effects: Vec::new(),
             persist: true,
+            limits: Limits::default(),
         }
     }
 
-    fn build_event(&self, attributes: Attributes) -> HistoryEvent {
+    pub(crate) fn build_event(&self, attributes: Attributes) -> HistoryEvent {
         HistoryEvent {
             event_id: 0,
             event_time: Some(time::timestamp(self.now)),
@@ -77,6 +100,22 @@ impl<'a> Transition<'a> {
     }
 
     /// Appends an event to the history now and returns its id.
+    /// Writes the events of an unwritten workflow task that is about to be resolved in
+    /// history (it completed, or it must be written before a close).
+    pub(crate) fn write_pending_task_events(&mut self) {
+        let Some(wt) = self.state.workflow_task.as_mut() else {
+            return;
+        };
+        if !wt.unwritten {
+            return;
+        }
+        wt.unwritten = false;
+        let events = std::mem::take(&mut wt.pending_events);
+        for event in events {
+            self.push_event(event);
+        }
+    }
+
     pub(crate) fn append(&mut self, attributes: Attributes) -> i64 {
         let event = self.build_event(attributes);
         self.push_event(event)
@@ -88,9 +127,19 @@ impl<'a> Transition<'a> {
         if self.state.workflow_task_started() {
             let event = self.build_event(attributes);
             self.state.buffered_events.push(event);
-        } else {
-            self.append(attributes);
+            return;
         }
+        if self
+            .state
+            .workflow_task
+            .as_ref()
+            .is_some_and(|wt| wt.unwritten)
+        {
+            // An unwritten task's events would take the next ids: drop it; the caller's
+            // `ensure_workflow_task` schedules a regular one after this event.
+            self.state.workflow_task = None;
+        }
+        self.append(attributes);
     }
 
     /// Writes the buffered events. Started events go first, as the reference server orders
@@ -127,6 +176,10 @@ impl<'a> Transition<'a> {
     }
 
     pub(crate) fn schedule_workflow_task(&mut self, attempt: i32) {
+        self.schedule_workflow_task_with(attempt, false);
+    }
+
+    pub(crate) fn schedule_workflow_task_with(&mut self, attempt: i32, speculative: bool) {
         let sticky = !self.state.sticky_task_queue.is_empty();
         let queue = if sticky {
             self.state.sticky_task_queue.clone()
@@ -147,13 +200,23 @@ impl<'a> Transition<'a> {
             },
         };
         let timeout = self.state.workflow_task_timeout_ms;
-        let scheduled_event_id = self.append(Attributes::WorkflowTaskScheduledEventAttributes(
+        let attributes = Attributes::WorkflowTaskScheduledEventAttributes(
             WorkflowTaskScheduledEventAttributes {
                 task_queue: Some(task_queue),
                 start_to_close_timeout: Some(time::duration(timeout)),
                 attempt,
             },
-        ));
+        );
+        // Retries are not written until they complete, as the reference server does, so a
+        // workflow whose task keeps failing does not grow its history.
+        let unwritten = attempt > 1 || speculative;
+        let (scheduled_event_id, pending_events) = if unwritten {
+            let mut event = self.build_event(attributes);
+            event.event_id = self.state.next_event_id;
+            (self.state.next_event_id, vec![event])
+        } else {
+            (self.append(attributes), Vec::new())
+        };
         let seq = self.state.next_task_seq;
         self.state.next_task_seq += 1;
         self.state.workflow_task = Some(WorkflowTaskInfo {
@@ -167,6 +230,10 @@ impl<'a> Transition<'a> {
             timeout_ms: timeout,
             seq,
             identity: String::new(),
+            unwritten,
+            speculative,
+            pending_events,
+            build_id: String::new(),
         });
         self.effects.push(Effect::DispatchWorkflowTask {
             task_queue: queue,

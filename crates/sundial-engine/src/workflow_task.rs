@@ -1,6 +1,7 @@
 //! Workflow task lifecycle: started by a poller, failed by a worker, timed out by a deadline.
 //! Completion (with commands) lives in `commands.rs`.
 
+use crate::api::enums::v1::SuggestContinueAsNewReason;
 use crate::api::{
     enums::v1::{TimeoutType, WorkflowTaskFailedCause},
     failure::v1::Failure,
@@ -10,6 +11,23 @@ use crate::api::{
     },
 };
 use crate::{EngineError, Transition};
+
+/// Who is taking a task: recorded in the task's started event.
+#[derive(Debug, Default, Clone)]
+pub struct Poller {
+    pub identity: String,
+    pub request_id: String,
+    pub build_id: String,
+}
+
+impl Poller {
+    pub(crate) fn version_stamp(&self) -> Option<crate::api::common::v1::WorkerVersionStamp> {
+        (!self.build_id.is_empty()).then(|| crate::api::common::v1::WorkerVersionStamp {
+            build_id: self.build_id.clone(),
+            use_versioning: false,
+        })
+    }
+}
 
 /// Identifies one dispatch of a workflow task (carried in its task token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +43,11 @@ fn not_found() -> EngineError {
 impl Transition<'_> {
     /// Hands the scheduled workflow task to a poller. Kept in memory only (`persist = false`):
     /// a crash before the next commit returns the task to "scheduled".
+    #[allow(deprecated)] // worker_version: still what the reference server records
     pub fn start_workflow_task(
         &mut self,
         task: WorkflowTaskRef,
-        identity: &str,
-        request_id: &str,
+        poller: &Poller,
     ) -> Result<(), EngineError> {
         if !self.state.is_running() {
             return Err(EngineError::NotFound(
@@ -41,21 +59,46 @@ impl Transition<'_> {
         {
             return Err(not_found());
         }
-        let history_size_bytes = self.state.history_size_bytes;
-        let started = self.append(Attributes::WorkflowTaskStartedEventAttributes(
-            WorkflowTaskStartedEventAttributes {
+        let events = self.state.next_event_id - 1 + if wt.unwritten { 2 } else { 1 };
+        let (count_limit, size_limit) = (
+            self.limits.suggest_continue_as_new_events,
+            self.limits.suggest_continue_as_new_bytes,
+        );
+        let mut reasons = Vec::new();
+        if size_limit > 0 && self.state.history_size_bytes >= size_limit {
+            reasons.push(SuggestContinueAsNewReason::HistorySizeTooLarge as i32);
+        }
+        if count_limit > 0 && events >= count_limit {
+            reasons.push(SuggestContinueAsNewReason::TooManyHistoryEvents as i32);
+        }
+        let attributes =
+            Attributes::WorkflowTaskStartedEventAttributes(WorkflowTaskStartedEventAttributes {
                 scheduled_event_id: task.scheduled_event_id,
-                identity: identity.to_string(),
-                request_id: request_id.to_string(),
-                history_size_bytes,
+                identity: poller.identity.clone(),
+                request_id: poller.request_id.clone(),
+                suggest_continue_as_new: !reasons.is_empty(),
+                suggest_continue_as_new_reasons: reasons,
+                history_size_bytes: self.state.history_size_bytes,
+                worker_version: poller.version_stamp(),
                 ..Default::default()
-            },
-        ));
+            });
+        let started = if wt.unwritten {
+            let mut event = self.build_event(attributes);
+            event.event_id = task.scheduled_event_id + 1;
+            let id = event.event_id;
+            if let Some(wt) = self.state.workflow_task.as_mut() {
+                wt.pending_events.push(event);
+            }
+            id
+        } else {
+            self.append(attributes)
+        };
         let now = self.now;
         if let Some(wt) = self.state.workflow_task.as_mut() {
             wt.started_event_id = started;
             wt.started_time_ms = now;
-            wt.identity = identity.to_string();
+            wt.identity = poller.identity.clone();
+            wt.build_id = poller.build_id.clone();
         }
         self.persist = false;
         Ok(())
@@ -106,6 +149,13 @@ impl Transition<'_> {
         let Some(wt) = self.state.workflow_task.take() else {
             return;
         };
+        if wt.unwritten {
+            // A failed retry leaves no trace; the next attempt is unwritten too.
+            self.state.sticky_task_queue.clear();
+            self.flush_buffer();
+            self.schedule_workflow_task(wt.attempt + 1);
+            return;
+        }
         self.append(Attributes::WorkflowTaskFailedEventAttributes(
             WorkflowTaskFailedEventAttributes {
                 scheduled_event_id: wt.scheduled_event_id,
@@ -148,6 +198,13 @@ impl Transition<'_> {
             return;
         }
         let wt = self.state.workflow_task.take().expect("checked above");
+        if wt.unwritten {
+            self.state.sticky_task_queue.clear();
+            self.flush_buffer();
+            let attempt = if started { wt.attempt + 1 } else { wt.attempt };
+            self.schedule_workflow_task_with(attempt, wt.speculative && !started);
+            return;
+        }
         let timeout_type = if started {
             TimeoutType::StartToClose
         } else {

@@ -238,6 +238,7 @@ impl History {
         let effects = std::mem::take(&mut t.effects);
         let persist = t.persist;
         if persist {
+            state.state_transition_count += 1;
             let persisted = entry.persisted_next_event_id;
             let unsaved = entry.events.iter().filter(|e| e.event_id >= persisted);
             self.commit_run(&state, unsaved.chain(events.iter()))
@@ -409,7 +410,12 @@ impl History {
                 scheduled_event_id: wt.scheduled_event_id,
                 seq: wt.seq,
             };
-            t.start_workflow_task(task, &req.identity, &req.request_id)?;
+            let poller = sundial_engine::Poller {
+                identity: req.identity.clone(),
+                request_id: req.request_id.clone(),
+                build_id: String::new(),
+            };
+            t.start_workflow_task(task, &poller)?;
             events.append(&mut t.events);
             effects.retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
         }

@@ -35,12 +35,16 @@ pub fn workflow_task(entry: &RunEntry) -> Option<PollWorkflowTaskQueueResponse> 
     } else {
         1
     };
-    let events = entry
+    let mut events: Vec<_> = entry
         .events
         .iter()
         .filter(|e| e.event_id >= first && e.event_id <= wt.started_event_id)
         .cloned()
         .collect();
+    if wt.unwritten {
+        // A retry's Scheduled/Started events are shown to the worker, not yet written.
+        events.extend(wt.pending_events.iter().cloned());
+    }
     let token = TaskToken {
         namespace: st.namespace.clone(),
         workflow_id: st.workflow_id.clone(),
@@ -144,6 +148,7 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
             close_time: closed.then(|| timestamp(st.close_time_ms)),
             status: st.status,
             history_length: st.next_event_id - 1,
+            state_transition_count: st.state_transition_count,
             execution_time: Some(timestamp(st.start_time_ms)),
             memo: started.and_then(|a| a.memo.clone()),
             search_attributes: started.and_then(|a| a.search_attributes.clone()),

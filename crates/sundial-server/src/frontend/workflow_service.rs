@@ -14,7 +14,7 @@ use sundial_engine::api::{
     history::v1::History as HistoryProto,
     workflowservice::v1::{get_system_info_response::Capabilities, *},
 };
-use sundial_engine::{ActivityRef, Effect, EngineError, Transition, WorkflowTaskRef};
+use sundial_engine::{ActivityRef, Effect, EngineError, Poller, Transition, WorkflowTaskRef};
 use sundial_proto::workflowservice::workflow_service_server::WorkflowService;
 use tonic::{Request, Response, Status};
 
@@ -60,6 +60,20 @@ fn decode_token(bytes: &[u8], activity: bool) -> Result<TaskToken, ServiceError>
             "Error deserializing task token.".into(),
         )),
     }
+}
+
+/// The build id a worker reports when polling (deployment options first, then the older
+/// version capabilities).
+#[allow(deprecated)]
+fn build_id(
+    deployment: Option<&sundial_engine::api::deployment::v1::WorkerDeploymentOptions>,
+    capabilities: Option<&sundial_engine::api::common::v1::WorkerVersionCapabilities>,
+) -> String {
+    deployment
+        .map(|d| d.build_id.clone())
+        .filter(|b| !b.is_empty())
+        .or_else(|| capabilities.map(|c| c.build_id.clone()))
+        .unwrap_or_default()
 }
 
 fn activity_ref(token: &TaskToken) -> ActivityRef {
@@ -121,6 +135,7 @@ impl Frontend {
         self.history.transition(&handle, op, |_, r| r).await
     }
 
+    #[allow(deprecated)] // worker_version_capabilities: older SDKs report build ids there
     async fn poll_workflow_task(
         &self,
         req: PollWorkflowTaskQueueRequest,
@@ -146,12 +161,19 @@ impl Frontend {
                 scheduled_event_id: task.scheduled_event_id,
                 seq: task.seq_or_attempt,
             };
-            let request_id = uuid::Uuid::new_v4().to_string();
+            let poller = Poller {
+                identity: req.identity.clone(),
+                request_id: uuid::Uuid::new_v4().to_string(),
+                build_id: build_id(
+                    req.deployment_options.as_ref(),
+                    req.worker_version_capabilities.as_ref(),
+                ),
+            };
             let result = self
                 .history
                 .transition(
                     &handle,
-                    |t| t.start_workflow_task(wt, &req.identity, &request_id),
+                    |t| t.start_workflow_task(wt, &poller),
                     |entry, ()| responses::workflow_task(entry),
                 )
                 .await;
@@ -163,6 +185,7 @@ impl Frontend {
         }
     }
 
+    #[allow(deprecated)] // worker_version_capabilities: older SDKs report build ids there
     async fn poll_activity_task(
         &self,
         req: PollActivityTaskQueueRequest,
@@ -188,12 +211,19 @@ impl Frontend {
                 scheduled_event_id: task.scheduled_event_id,
                 attempt: task.seq_or_attempt as i32,
             };
-            let request_id = uuid::Uuid::new_v4().to_string();
+            let poller = Poller {
+                identity: req.identity.clone(),
+                request_id: uuid::Uuid::new_v4().to_string(),
+                build_id: build_id(
+                    req.deployment_options.as_ref(),
+                    req.worker_version_capabilities.as_ref(),
+                ),
+            };
             let result = self
                 .history
                 .transition(
                     &handle,
-                    |t| t.start_activity(activity, &req.identity, &request_id),
+                    |t| t.start_activity(activity, &poller),
                     |entry, _| responses::activity_task(entry, activity.scheduled_event_id),
                 )
                 .await;
@@ -216,7 +246,11 @@ impl Frontend {
             seq: token.seq_or_attempt,
         };
         let inline_wanted = req.return_new_workflow_task;
-        let request_id = "request-from-RespondWorkflowTaskCompleted";
+        let poller = Poller {
+            identity: req.identity.clone(),
+            request_id: "request-from-RespondWorkflowTaskCompleted".into(),
+            build_id: build_id(req.deployment_options.as_ref(), None),
+        };
         let (outcome, inline, eager) = self
             .history
             .transition(
@@ -226,7 +260,7 @@ impl Frontend {
                     if outcome.rejected.is_some() || !t.state.is_running() {
                         return Ok((outcome, false, Vec::new()));
                     }
-                    let eager = t.start_eager_activities(&req, request_id);
+                    let eager = t.start_eager_activities(&req, &poller);
                     let mut inline = false;
                     if inline_wanted
                         && outcome.new_workflow_task
@@ -239,7 +273,7 @@ impl Frontend {
                             scheduled_event_id: next.scheduled_event_id,
                             seq: next.seq,
                         };
-                        t.start_workflow_task(next, &req.identity, request_id)?;
+                        t.start_workflow_task(next, &poller)?;
                         t.persist = true;
                         inline = true;
                     }

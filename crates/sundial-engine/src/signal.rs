@@ -1,0 +1,103 @@
+//! Messages from outside a running workflow: signals and cancellation requests.
+
+use crate::api::{
+    common::v1::{Header, Payloads, WorkflowExecution},
+    history::v1::{
+        WorkflowExecutionCancelRequestedEventAttributes, WorkflowExecutionSignaledEventAttributes,
+        history_event::Attributes,
+    },
+};
+use crate::{EngineError, Transition};
+
+/// Most distinct signal request ids remembered for deduplication.
+const MAX_SIGNAL_REQUEST_IDS: usize = 10_000;
+
+fn closed() -> EngineError {
+    EngineError::NotFound("workflow execution already completed".into())
+}
+
+/// A signal as it arrives.
+#[derive(Debug, Default, Clone)]
+pub struct Signal {
+    pub name: String,
+    pub input: Option<Payloads>,
+    pub header: Option<Header>,
+    pub identity: String,
+    pub request_id: String,
+    /// The signalling workflow, for signals sent by SignalExternalWorkflowExecution.
+    pub external: Option<WorkflowExecution>,
+}
+
+impl Transition<'_> {
+    /// Records a signal and makes sure a workflow task will deliver it. A request id seen
+    /// before makes this a no-op, so client retries do not deliver twice.
+    pub fn signal(&mut self, signal: Signal) -> Result<(), EngineError> {
+        if !self.state.is_running() {
+            return Err(closed());
+        }
+        if signal.name.is_empty() {
+            return Err(EngineError::InvalidArgument(
+                "SignalName is not set on request.".into(),
+            ));
+        }
+        if !signal.request_id.is_empty() {
+            if self.state.signal_request_ids.contains(&signal.request_id) {
+                self.persist = false;
+                return Ok(());
+            }
+            if self.state.signal_request_ids.len() >= MAX_SIGNAL_REQUEST_IDS {
+                self.state.signal_request_ids.remove(0);
+            }
+            self.state
+                .signal_request_ids
+                .push(signal.request_id.clone());
+        }
+        self.record(Attributes::WorkflowExecutionSignaledEventAttributes(
+            WorkflowExecutionSignaledEventAttributes {
+                signal_name: signal.name,
+                input: signal.input,
+                identity: signal.identity,
+                header: signal.header,
+                external_workflow_execution: signal.external,
+                request_id: signal.request_id,
+                ..Default::default()
+            },
+        ));
+        self.ensure_workflow_task();
+        Ok(())
+    }
+
+    /// RequestCancelWorkflowExecution: the workflow is told and decides what to do. Repeated
+    /// requests change nothing.
+    pub fn request_cancel(
+        &mut self,
+        reason: &str,
+        identity: &str,
+        request_id: &str,
+        external: Option<(i64, WorkflowExecution)>,
+    ) -> Result<(), EngineError> {
+        if !self.state.is_running() {
+            return Err(closed());
+        }
+        if self.state.cancel_requested {
+            self.persist = false;
+            return Ok(());
+        }
+        self.state.cancel_requested = true;
+        self.state.cancel_request_id = request_id.to_string();
+        let (external_initiated_event_id, external_workflow_execution) = match external {
+            Some((id, execution)) => (id, Some(execution)),
+            None => (0, None),
+        };
+        self.record(Attributes::WorkflowExecutionCancelRequestedEventAttributes(
+            WorkflowExecutionCancelRequestedEventAttributes {
+                cause: reason.to_string(),
+                external_initiated_event_id,
+                external_workflow_execution,
+                identity: identity.to_string(),
+            },
+        ));
+        self.ensure_workflow_task();
+        Ok(())
+    }
+}
