@@ -331,7 +331,6 @@ impl Transition<'_> {
                 priority: a.priority.clone(),
                 #[allow(deprecated)]
                 use_workflow_build_id: a.use_workflow_build_id,
-                ..Default::default()
             },
         ));
         self.state.activities.push(ActivityInfo {
