@@ -22,6 +22,8 @@ pub struct StartParams<'a> {
     pub request: &'a StartWorkflowExecutionRequest,
     pub run_id: String,
     pub now: i64,
+    /// SignalWithStart: the signal, written right after WorkflowExecutionStarted.
+    pub signal: Option<crate::Signal>,
 }
 
 fn invalid(msg: &str) -> EngineError {
@@ -175,7 +177,10 @@ pub fn new_execution(
             ..Default::default()
         },
     ));
-    t.schedule_workflow_task(1);
+    if let Some(signal) = params.signal {
+        t.signal(signal)?;
+    }
+    t.ensure_workflow_task();
     let (events, effects) = (t.events, t.effects);
     Ok((state, events, effects))
 }

@@ -43,6 +43,7 @@ impl Run {
             request: &req,
             run_id: "run-1".into(),
             now: 1_000,
+            signal: None,
         })
         .unwrap();
         (

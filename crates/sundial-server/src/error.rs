@@ -30,6 +30,13 @@ pub enum ServiceError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{message}")]
+    QueryFailed {
+        message: String,
+        failure: Option<api::failure::v1::Failure>,
+    },
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -116,6 +123,15 @@ impl From<ServiceError> for Status {
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
             ServiceError::Unimplemented(_) => Status::unimplemented(message),
             ServiceError::Unavailable(_) => Status::unavailable(message),
+            ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+            ServiceError::QueryFailed { failure, .. } => with_details(
+                Code::InvalidArgument,
+                message,
+                any(
+                    "temporal.api.errordetails.v1.QueryFailedFailure",
+                    details::QueryFailedFailure { failure }.encode_to_vec(),
+                ),
+            ),
             ServiceError::Internal(_) => Status::internal(message),
         }
     }

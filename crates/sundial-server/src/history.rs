@@ -16,8 +16,8 @@ use sundial_engine::api::enums::v1::{
 use sundial_engine::api::history::v1::HistoryEvent;
 use sundial_engine::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use sundial_engine::{
-    Deadline, DeadlineKind, Effect, EngineError, ExecutionState, StartParams, Transition,
-    WorkflowTaskRef,
+    Deadline, DeadlineKind, Effect, EngineError, ExecutionState, Limits, Signal, StartParams,
+    Transition, WorkflowTaskRef,
 };
 use sundial_store::{EventRow, ExecutionRow, Store, WriteBatch};
 use tokio::sync::watch;
@@ -74,6 +74,14 @@ impl RunHandle {
     }
 }
 
+/// What to do about the workflow id's latest run before starting a new one.
+enum Existing {
+    Done(StartOutcome),
+    Signal(Arc<RunHandle>),
+    Terminate(Arc<RunHandle>),
+    Start,
+}
+
 /// What a start request came to.
 pub struct StartOutcome {
     pub run_id: String,
@@ -89,6 +97,8 @@ pub struct History {
     start_locks: Vec<tokio::sync::Mutex<()>>,
     matching: Arc<Matching>,
     timers: Timers,
+    /// Thresholds passed to every transition.
+    pub limits: Limits,
 }
 
 fn decode_state(row: &ExecutionRow) -> Result<ExecutionState, ServiceError> {
@@ -97,7 +107,12 @@ fn decode_state(row: &ExecutionRow) -> Result<ExecutionState, ServiceError> {
 }
 
 impl History {
-    pub fn new(store: Arc<dyn Store>, matching: Arc<Matching>, timers: Timers) -> Arc<History> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        matching: Arc<Matching>,
+        timers: Timers,
+        limits: Limits,
+    ) -> Arc<History> {
         Arc::new(History {
             store,
             runs: Mutex::new(HashMap::new()),
@@ -107,6 +122,7 @@ impl History {
                 .collect(),
             matching,
             timers,
+            limits,
         })
     }
 
@@ -233,6 +249,7 @@ impl History {
         self.ensure_events(&mut entry)?;
         let mut state = entry.state.clone();
         let mut t = Transition::new(&mut state, now_ms());
+        t.limits = self.limits;
         let result = op(&mut t)?;
         let events = std::mem::take(&mut t.events);
         let effects = std::mem::take(&mut t.effects);
@@ -322,6 +339,7 @@ impl History {
                 run_id: run_id.to_string(),
                 scheduled_event_id,
                 seq_or_attempt,
+                query: false,
             },
         );
     }
@@ -333,72 +351,115 @@ impl History {
         &self.start_locks[(hasher.finish() as usize) % START_LOCK_SHARDS]
     }
 
-    /// StartWorkflowExecution, with request-id idempotency and the id reuse/conflict policies.
+    /// StartWorkflowExecution (and SignalWithStart when `signal` is set), with request-id
+    /// idempotency and the id reuse/conflict policies.
     pub async fn start_workflow(
         &self,
         req: &StartWorkflowExecutionRequest,
+        signal: Option<Signal>,
     ) -> Result<StartOutcome, ServiceError> {
         sundial_engine::start::validate_start(req)?;
         let _guard = self
             .start_lock(&req.namespace, &req.workflow_id)
             .lock()
             .await;
-        match self.handle(&req.namespace, &req.workflow_id, None) {
-            Ok(existing) => {
-                let entry = existing.entry.lock().await;
-                let st = &entry.state;
-                if !req.request_id.is_empty() && st.start_request_id == req.request_id {
-                    return Ok(StartOutcome {
-                        run_id: st.run_id.clone(),
-                        started: true,
-                        eager_task: None,
-                    });
-                }
-                let already = || ServiceError::AlreadyStarted {
-                    workflow_id: st.workflow_id.clone(),
-                    run_id: st.run_id.clone(),
-                    start_request_id: st.start_request_id.clone(),
-                };
-                if st.is_running() {
-                    let policy =
-                        WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy)
-                            .unwrap_or(WorkflowIdConflictPolicy::Unspecified);
-                    match policy {
-                        WorkflowIdConflictPolicy::UseExisting => {
-                            return Ok(StartOutcome {
-                                run_id: st.run_id.clone(),
-                                started: false,
-                                eager_task: None,
-                            });
-                        }
-                        WorkflowIdConflictPolicy::TerminateExisting => {
-                            return Err(ServiceError::Unimplemented(
-                                "workflow id conflict policy TERMINATE_EXISTING is not supported by this Sundial version yet".into(),
-                            ));
-                        }
-                        _ => return Err(already()),
-                    }
-                }
-                let policy = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy)
-                    .unwrap_or(WorkflowIdReusePolicy::Unspecified);
-                let completed = st.status == WorkflowExecutionStatus::Completed as i32;
-                match policy {
-                    WorkflowIdReusePolicy::RejectDuplicate => return Err(already()),
-                    WorkflowIdReusePolicy::AllowDuplicateFailedOnly if completed => {
-                        return Err(already());
-                    }
-                    _ => {}
-                }
+        match self.existing_run_decision(req, signal.is_some()).await? {
+            Existing::Done(outcome) => return Ok(outcome),
+            Existing::Signal(handle) => {
+                let signal = signal.expect("decided on a signal");
+                self.transition(&handle, |t| t.signal(signal), |_, ()| ())
+                    .await?;
+                return Ok(StartOutcome {
+                    run_id: handle.run_id.clone(),
+                    started: false,
+                    eager_task: None,
+                });
             }
-            Err(ServiceError::NotFound(_)) => {}
-            Err(e) => return Err(e),
+            Existing::Terminate(handle) => {
+                let reason =
+                    "terminated by a new start (workflow id conflict policy TERMINATE_EXISTING)";
+                self.transition(
+                    &handle,
+                    |t| t.terminate(reason, None, &req.identity),
+                    |_, ()| (),
+                )
+                .await?;
+            }
+            Existing::Start => {}
         }
+        self.create_run(req, signal).await
+    }
+
+    async fn existing_run_decision(
+        &self,
+        req: &StartWorkflowExecutionRequest,
+        with_signal: bool,
+    ) -> Result<Existing, ServiceError> {
+        let existing = match self.handle(&req.namespace, &req.workflow_id, None) {
+            Ok(existing) => existing,
+            Err(ServiceError::NotFound(_)) => return Ok(Existing::Start),
+            Err(e) => return Err(e),
+        };
+        let entry = existing.entry.lock().await;
+        let st = &entry.state;
+        if !req.request_id.is_empty() && st.start_request_id == req.request_id {
+            let outcome = StartOutcome {
+                run_id: st.run_id.clone(),
+                started: true,
+                eager_task: None,
+            };
+            return Ok(Existing::Done(outcome));
+        }
+        let already = || ServiceError::AlreadyStarted {
+            workflow_id: st.workflow_id.clone(),
+            run_id: st.run_id.clone(),
+            start_request_id: st.start_request_id.clone(),
+        };
+        if st.is_running() {
+            if with_signal {
+                return Ok(Existing::Signal(existing.clone()));
+            }
+            let conflict = WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy)
+                .unwrap_or(WorkflowIdConflictPolicy::Unspecified);
+            #[allow(deprecated)]
+            let terminate_if_running =
+                req.workflow_id_reuse_policy == WorkflowIdReusePolicy::TerminateIfRunning as i32;
+            return match conflict {
+                WorkflowIdConflictPolicy::UseExisting => Ok(Existing::Done(StartOutcome {
+                    run_id: st.run_id.clone(),
+                    started: false,
+                    eager_task: None,
+                })),
+                WorkflowIdConflictPolicy::TerminateExisting => {
+                    Ok(Existing::Terminate(existing.clone()))
+                }
+                _ if terminate_if_running => Ok(Existing::Terminate(existing.clone())),
+                _ => Err(already()),
+            };
+        }
+        let reuse = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy)
+            .unwrap_or(WorkflowIdReusePolicy::Unspecified);
+        let completed = st.status == WorkflowExecutionStatus::Completed as i32;
+        match reuse {
+            WorkflowIdReusePolicy::RejectDuplicate => Err(already()),
+            WorkflowIdReusePolicy::AllowDuplicateFailedOnly if completed => Err(already()),
+            _ => Ok(Existing::Start),
+        }
+    }
+
+    /// Creates, commits and installs a new run.
+    async fn create_run(
+        &self,
+        req: &StartWorkflowExecutionRequest,
+        signal: Option<Signal>,
+    ) -> Result<StartOutcome, ServiceError> {
         let run_id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
         let params = StartParams {
             request: req,
             run_id: run_id.clone(),
             now,
+            signal,
         };
         let (mut state, mut events, mut effects) = sundial_engine::new_execution(params)?;
         let eager = req.request_eager_execution;
@@ -406,6 +467,7 @@ impl History {
             // Eager start: the first workflow task goes back in the reply, started, in the
             // same commit as the start itself.
             let mut t = Transition::new(&mut state, now);
+            t.limits = self.limits;
             let task = WorkflowTaskRef {
                 scheduled_event_id: wt.scheduled_event_id,
                 seq: wt.seq,
@@ -419,6 +481,7 @@ impl History {
             events.append(&mut t.events);
             effects.retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
         }
+        state.state_transition_count = 1;
         self.commit_run(&state, events.iter()).await?;
         let handle = RunHandle::new(state, Some(events));
         self.install(&handle);

@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub store: Arc<dyn Store>,
     /// Namespaces registered at start if missing (`default` and `--namespace` values).
     pub namespaces: Vec<String>,
+    /// Thresholds applied by the engine (continue-as-new suggestions).
+    pub limits: sundial_engine::Limits,
 }
 
 /// Starts every role and serves gRPC until `shutdown` resolves. `ready` is called once the
@@ -40,7 +42,12 @@ pub async fn serve(
     }
     let matching = matching::Matching::new();
     let (timers, mut fired) = timers::Timers::start(clock::now_ms);
-    let history = history::History::new(config.store.clone(), matching.clone(), timers);
+    let history = history::History::new(
+        config.store.clone(),
+        matching.clone(),
+        timers,
+        config.limits,
+    );
     let recovered = history.recover().await?;
     tracing::info!(recovered, "running executions recovered");
     {
@@ -56,6 +63,7 @@ pub async fn serve(
     let frontend = frontend::workflow_service::Frontend {
         history,
         namespaces,
+        queries: frontend::queries::Queries::default(),
     };
     let workflow =
         sundial_proto::workflowservice::workflow_service_server::WorkflowServiceServer::new(

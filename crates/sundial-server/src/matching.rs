@@ -31,8 +31,10 @@ pub struct QueueKey {
 pub struct QueuedTask {
     pub run_id: String,
     pub scheduled_event_id: i64,
-    /// Workflow tasks: dispatch sequence. Activities: attempt.
+    /// Workflow tasks: dispatch sequence. Activities: attempt. Queries: the query id.
     pub seq_or_attempt: i64,
+    /// A query task (in memory only; never persisted).
+    pub query: bool,
 }
 
 /// A task in transit to a poller; if dropped before [`Lease::take`], it is queued again.
@@ -171,6 +173,7 @@ mod tests {
             run_id: "r".into(),
             scheduled_event_id: n,
             seq_or_attempt: 1,
+            query: false,
         }
     }
 

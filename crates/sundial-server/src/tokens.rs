@@ -20,6 +20,9 @@ pub struct TaskToken {
     pub is_activity: bool,
     #[prost(string, tag = "7")]
     pub activity_id: String,
+    /// Non-zero for a query task.
+    #[prost(uint64, tag = "8")]
+    pub query_id: u64,
 }
 
 /// Marks tokens as ours, so random bytes are refused cleanly.
@@ -78,6 +81,7 @@ mod tests {
             seq_or_attempt: 2,
             is_activity: true,
             activity_id: "1".into(),
+            query_id: 0,
         };
         assert_eq!(TaskToken::decode_bytes(&token.encode_bytes()), Some(token));
         assert_eq!(TaskToken::decode_bytes(b"garbage"), None);

@@ -115,11 +115,7 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 
 fn start_dev(args: StartDev) -> anyhow::Result<()> {
     init_logging(&args.log_level, args.log_format)?;
-    for kv in &args.dynamic_config {
-        if !kv.contains('=') {
-            bail!("--dynamic-config-value {kv:?} must be KEY=VALUE");
-        }
-    }
+    let limits = dynamic_config_limits(&args.dynamic_config)?;
     let store = sundial_store::SqliteStore::open(args.db_filename.as_deref())
         .with_context(|| format!("opening the database {:?}", args.db_filename))?;
     let mut namespaces = vec!["default".to_string()];
@@ -132,6 +128,7 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
         listen: SocketAddr::new(args.ip, args.port),
         store: Arc::new(store),
         namespaces,
+        limits,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -152,4 +149,53 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
         })
         .await
     })
+}
+
+/// The dynamic configuration keys Sundial honours (continue-as-new suggestion thresholds);
+/// every other well-formed key is accepted and ignored.
+fn dynamic_config_limits(values: &[String]) -> anyhow::Result<sundial_engine::Limits> {
+    let mut limits = sundial_engine::Limits::default();
+    for kv in values {
+        let Some((key, value)) = kv.split_once('=') else {
+            bail!("--dynamic-config-value {kv:?} must be KEY=VALUE");
+        };
+        let number = || -> anyhow::Result<i64> {
+            value
+                .trim()
+                .trim_matches('"')
+                .parse::<i64>()
+                .with_context(|| {
+                    format!("--dynamic-config-value {key}: {value:?} is not an integer")
+                })
+        };
+        match key {
+            "limit.historyCount.suggestContinueAsNew" => {
+                limits.suggest_continue_as_new_events = number()?
+            }
+            "limit.historySize.suggestContinueAsNew" => {
+                limits.suggest_continue_as_new_bytes = number()?
+            }
+            _ => tracing::debug!(key, "dynamic config key not used by Sundial"),
+        }
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn honoured_dynamic_config_keys_set_limits() {
+        let limits = dynamic_config_limits(&[
+            "limit.historyCount.suggestContinueAsNew=20".into(),
+            "frontend.enableUpdateWorkflowExecution=true".into(),
+        ])
+        .unwrap();
+        assert_eq!(limits.suggest_continue_as_new_events, 20);
+        assert!(
+            dynamic_config_limits(&["limit.historyCount.suggestContinueAsNew=x".into()]).is_err()
+        );
+        assert!(dynamic_config_limits(&["novalue".into()]).is_err());
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod operator_service;
+pub mod queries;
 pub mod responses;
 pub mod workflow_service;
 

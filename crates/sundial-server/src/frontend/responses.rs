@@ -53,6 +53,7 @@ pub fn workflow_task(entry: &RunEntry) -> Option<PollWorkflowTaskQueueResponse> 
         seq_or_attempt: wt.seq,
         is_activity: false,
         activity_id: String::new(),
+        query_id: 0,
     };
     Some(PollWorkflowTaskQueueResponse {
         task_token: token.encode_bytes(),
@@ -91,6 +92,7 @@ pub fn activity_task(
         seq_or_attempt: i64::from(a.attempt),
         is_activity: true,
         activity_id: a.activity_id.clone(),
+        query_id: 0,
     };
     Some(PollActivityTaskQueueResponse {
         task_token: token.encode_bytes(),
@@ -201,6 +203,57 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
             original_scheduled_time: Some(timestamp(wt.scheduled_time_ms)),
             started_time: wt.is_started().then(|| timestamp(wt.started_time_ms)),
             attempt: wt.attempt,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A legacy query task: the workflow's history up to its last completed workflow task, and the
+/// query. The worker replays and answers with RespondQueryTaskCompleted.
+pub fn query_task(
+    entry: &RunEntry,
+    query_id: u64,
+    query: sundial_engine::api::query::v1::WorkflowQuery,
+) -> PollWorkflowTaskQueueResponse {
+    let st = &entry.state;
+    // A pending workflow task's events are left out: the worker has not run it yet.
+    let end = st
+        .workflow_task
+        .as_ref()
+        .filter(|wt| !wt.unwritten)
+        .map_or(i64::MAX, |wt| wt.scheduled_event_id);
+    let events: Vec<_> = entry
+        .events
+        .iter()
+        .filter(|e| e.event_id < end)
+        .cloned()
+        .collect();
+    let token = TaskToken {
+        namespace: st.namespace.clone(),
+        workflow_id: st.workflow_id.clone(),
+        run_id: st.run_id.clone(),
+        scheduled_event_id: 0,
+        seq_or_attempt: 0,
+        is_activity: false,
+        activity_id: String::new(),
+        query_id,
+    };
+    let started_event_id = events.last().map_or(0, |e| e.event_id);
+    PollWorkflowTaskQueueResponse {
+        task_token: token.encode_bytes(),
+        workflow_execution: Some(execution(entry)),
+        workflow_type: Some(WorkflowType {
+            name: st.workflow_type.clone(),
+        }),
+        previous_started_event_id: st.last_completed_wt_started_event_id,
+        started_event_id,
+        attempt: 1,
+        history: Some(History { events }),
+        query: Some(query),
+        workflow_execution_task_queue: Some(TaskQueue {
+            name: st.task_queue.clone(),
+            kind: TaskQueueKind::Normal as i32,
+            normal_name: String::new(),
         }),
         ..Default::default()
     }

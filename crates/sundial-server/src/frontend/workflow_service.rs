@@ -14,7 +14,9 @@ use sundial_engine::api::{
     history::v1::History as HistoryProto,
     workflowservice::v1::{get_system_info_response::Capabilities, *},
 };
-use sundial_engine::{ActivityRef, Effect, EngineError, Poller, Transition, WorkflowTaskRef};
+use sundial_engine::{
+    ActivityRef, Effect, EngineError, Poller, Signal, Transition, WorkflowTaskRef,
+};
 use sundial_proto::workflowservice::workflow_service_server::WorkflowService;
 use tonic::{Request, Response, Status};
 
@@ -28,6 +30,7 @@ const MAX_HISTORY_PAGE: usize = 1000;
 pub struct Frontend {
     pub history: Arc<History>,
     pub namespaces: Arc<Namespaces>,
+    pub queries: super::queries::Queries,
 }
 
 fn payload_size(p: Option<&Payloads>) -> usize {
@@ -157,6 +160,19 @@ impl Frontend {
             else {
                 return Ok(PollWorkflowTaskQueueResponse::default());
             };
+            if task.query {
+                let query_id = task.seq_or_attempt as u64;
+                let Some(query) = self.queries.query_of(query_id) else {
+                    continue;
+                };
+                let response = self
+                    .history
+                    .read(&handle, |entry| {
+                        responses::query_task(entry, query_id, query)
+                    })
+                    .await?;
+                return Ok(response);
+            }
             let wt = WorkflowTaskRef {
                 scheduled_event_id: task.scheduled_event_id,
                 seq: task.seq_or_attempt,
@@ -486,7 +502,7 @@ impl WorkflowService for Frontend {
         let req = request.into_inner();
         self.namespaces.check(&req.namespace)?;
         check_blob(req.input.as_ref())?;
-        let outcome = self.history.start_workflow(&req).await?;
+        let outcome = self.history.start_workflow(&req, None).await?;
         Ok(Response::new(StartWorkflowExecutionResponse {
             run_id: outcome.run_id,
             started: outcome.started,
@@ -719,6 +735,149 @@ impl WorkflowService for Frontend {
         })
         .await?;
         Ok(Response::new(TerminateWorkflowExecutionResponse {}))
+    }
+
+    async fn signal_workflow_execution(
+        &self,
+        request: Request<SignalWorkflowExecutionRequest>,
+    ) -> Reply<SignalWorkflowExecutionResponse> {
+        let req = request.into_inner();
+        check_blob(req.input.as_ref())?;
+        let WorkflowExecution {
+            workflow_id,
+            run_id,
+        } = req.workflow_execution.clone().unwrap_or_default();
+        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let signal = Signal {
+            name: req.signal_name,
+            input: req.input,
+            header: req.header,
+            identity: req.identity,
+            request_id: req.request_id,
+            external: None,
+        };
+        self.activity_op(handle, |t| t.signal(signal)).await?;
+        Ok(Response::new(SignalWorkflowExecutionResponse::default()))
+    }
+
+    async fn signal_with_start_workflow_execution(
+        &self,
+        request: Request<SignalWithStartWorkflowExecutionRequest>,
+    ) -> Reply<SignalWithStartWorkflowExecutionResponse> {
+        let req = request.into_inner();
+        self.namespaces.check(&req.namespace)?;
+        check_blob(req.input.as_ref())?;
+        check_blob(req.signal_input.as_ref())?;
+        if req.signal_name.is_empty() {
+            return Err(
+                ServiceError::InvalidArgument("SignalName is not set on request.".into()).into(),
+            );
+        }
+        let signal = Signal {
+            name: req.signal_name.clone(),
+            input: req.signal_input.clone(),
+            header: req.header.clone(),
+            identity: req.identity.clone(),
+            request_id: req.request_id.clone(),
+            external: None,
+        };
+        let start = StartWorkflowExecutionRequest {
+            namespace: req.namespace,
+            workflow_id: req.workflow_id,
+            workflow_type: req.workflow_type,
+            task_queue: req.task_queue,
+            input: req.input,
+            workflow_execution_timeout: req.workflow_execution_timeout,
+            workflow_run_timeout: req.workflow_run_timeout,
+            workflow_task_timeout: req.workflow_task_timeout,
+            identity: req.identity,
+            request_id: req.request_id,
+            workflow_id_reuse_policy: req.workflow_id_reuse_policy,
+            workflow_id_conflict_policy: req.workflow_id_conflict_policy,
+            retry_policy: req.retry_policy,
+            cron_schedule: req.cron_schedule,
+            memo: req.memo,
+            search_attributes: req.search_attributes,
+            header: req.header,
+            workflow_start_delay: req.workflow_start_delay,
+            user_metadata: req.user_metadata,
+            priority: req.priority,
+            ..Default::default()
+        };
+        let outcome = self.history.start_workflow(&start, Some(signal)).await?;
+        Ok(Response::new(SignalWithStartWorkflowExecutionResponse {
+            run_id: outcome.run_id,
+            started: outcome.started,
+            ..Default::default()
+        }))
+    }
+
+    async fn request_cancel_workflow_execution(
+        &self,
+        request: Request<RequestCancelWorkflowExecutionRequest>,
+    ) -> Reply<RequestCancelWorkflowExecutionResponse> {
+        let req = request.into_inner();
+        let WorkflowExecution {
+            workflow_id,
+            run_id,
+        } = req.workflow_execution.clone().unwrap_or_default();
+        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        self.activity_op(handle, |t| {
+            t.request_cancel(&req.reason, &req.identity, &req.request_id, None)
+        })
+        .await?;
+        Ok(Response::new(RequestCancelWorkflowExecutionResponse {}))
+    }
+
+    async fn query_workflow(
+        &self,
+        request: Request<QueryWorkflowRequest>,
+    ) -> Reply<QueryWorkflowResponse> {
+        let wait = long_poll_wait(&request);
+        let req = request.into_inner();
+        let WorkflowExecution {
+            workflow_id,
+            run_id,
+        } = req.execution.clone().unwrap_or_default();
+        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let query = req.query.clone().unwrap_or_default();
+        if query.query_type.is_empty() {
+            return Err(
+                ServiceError::InvalidArgument("QueryType is not set on request.".into()).into(),
+            );
+        }
+        let (status, task_queue) = self
+            .history
+            .read(&handle, |e| (e.state.status, e.state.task_queue.clone()))
+            .await?;
+        if super::queries::rejects(req.query_reject_condition, status) {
+            return Ok(Response::new(QueryWorkflowResponse {
+                query_rejected: Some(sundial_engine::api::query::v1::QueryRejected { status }),
+                ..Default::default()
+            }));
+        }
+        let answer = self
+            .queries
+            .ask(&self.history, &handle, &task_queue, query, wait)
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn respond_query_task_completed(
+        &self,
+        request: Request<RespondQueryTaskCompletedRequest>,
+    ) -> Reply<RespondQueryTaskCompletedResponse> {
+        let req = request.into_inner();
+        let token = decode_token(&req.task_token, false)?;
+        if token.query_id == 0 {
+            return Err(ServiceError::InvalidArgument(
+                "Task token is not a query task token.".into(),
+            )
+            .into());
+        }
+        check_blob(req.query_result.as_ref())?;
+        self.queries.answer(token.query_id, req)?;
+        Ok(Response::new(RespondQueryTaskCompletedResponse {}))
     }
 
     async fn shutdown_worker(
