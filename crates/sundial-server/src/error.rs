@@ -129,7 +129,10 @@ impl From<ServiceError> for Status {
                 message,
                 any(
                     "temporal.api.errordetails.v1.QueryFailedFailure",
-                    details::QueryFailedFailure { failure }.encode_to_vec(),
+                    details::QueryFailedFailure {
+                        failure: failure.map(|f| *f),
+                    }
+                    .encode_to_vec(),
                 ),
             ),
             ServiceError::Internal(_) => Status::internal(message),
