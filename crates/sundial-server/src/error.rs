@@ -34,7 +34,7 @@ pub enum ServiceError {
     #[error("{message}")]
     QueryFailed {
         message: String,
-        failure: Option<api::failure::v1::Failure>,
+        failure: Option<Box<api::failure::v1::Failure>>,
     },
     #[error("{0}")]
     Internal(String),
