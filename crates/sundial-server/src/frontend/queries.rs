@@ -109,7 +109,7 @@ impl Queries {
             };
             Err(ServiceError::QueryFailed {
                 message,
-                failure: answered.failure,
+                failure: answered.failure.map(Box::new),
             })
         }
     }
