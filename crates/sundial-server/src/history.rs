@@ -76,7 +76,7 @@ impl RunHandle {
 
 /// What to do about the workflow id's latest run before starting a new one.
 enum Existing {
-    Done(StartOutcome),
+    Done(Box<StartOutcome>),
     Signal(Arc<RunHandle>),
     Terminate(Arc<RunHandle>),
     Start,
@@ -364,7 +364,7 @@ impl History {
             .lock()
             .await;
         match self.existing_run_decision(req, signal.is_some()).await? {
-            Existing::Done(outcome) => return Ok(outcome),
+            Existing::Done(outcome) => return Ok(*outcome),
             Existing::Signal(handle) => {
                 let signal = signal.expect("decided on a signal");
                 self.transition(&handle, |t| t.signal(signal), |_, ()| ())
@@ -408,7 +408,7 @@ impl History {
                 started: true,
                 eager_task: None,
             };
-            return Ok(Existing::Done(outcome));
+            return Ok(Existing::Done(Box::new(outcome)));
         }
         let already = || ServiceError::AlreadyStarted {
             workflow_id: st.workflow_id.clone(),
@@ -425,11 +425,13 @@ impl History {
             let terminate_if_running =
                 req.workflow_id_reuse_policy == WorkflowIdReusePolicy::TerminateIfRunning as i32;
             return match conflict {
-                WorkflowIdConflictPolicy::UseExisting => Ok(Existing::Done(StartOutcome {
-                    run_id: st.run_id.clone(),
-                    started: false,
-                    eager_task: None,
-                })),
+                WorkflowIdConflictPolicy::UseExisting => {
+                    Ok(Existing::Done(Box::new(StartOutcome {
+                        run_id: st.run_id.clone(),
+                        started: false,
+                        eager_task: None,
+                    })))
+                }
                 WorkflowIdConflictPolicy::TerminateExisting => {
                     Ok(Existing::Terminate(existing.clone()))
                 }
