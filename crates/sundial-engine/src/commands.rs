@@ -11,14 +11,13 @@ use crate::api::{
         RequestCancelActivityTaskCommandAttributes, ScheduleActivityTaskCommandAttributes,
         StartTimerCommandAttributes, command::Attributes as Cmd,
     },
-    enums::v1::{RetryState, WorkflowExecutionStatus, WorkflowTaskFailedCause as Cause},
+    enums::v1::{WorkflowExecutionStatus, WorkflowTaskFailedCause as Cause},
     failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo},
     history::v1::{
         ActivityTaskCancelRequestedEventAttributes, ActivityTaskCanceledEventAttributes,
         ActivityTaskScheduledEventAttributes, MarkerRecordedEventAttributes,
         TimerCanceledEventAttributes, TimerStartedEventAttributes,
-        WorkflowExecutionCanceledEventAttributes, WorkflowExecutionCompletedEventAttributes,
-        WorkflowExecutionFailedEventAttributes, WorkflowTaskCompletedEventAttributes,
+        WorkflowExecutionCanceledEventAttributes, WorkflowTaskCompletedEventAttributes,
         history_event::Attributes,
     },
     taskqueue::v1::TaskQueue,
@@ -38,16 +37,23 @@ pub struct CompletionOutcome {
     pub new_workflow_task: bool,
 }
 
-struct Rejection {
+/// Why a command fails its workflow task.
+pub(crate) struct Rejection {
     cause: Cause,
     message: String,
 }
 
-fn reject(cause: Cause, message: impl Into<String>) -> Rejection {
-    Rejection {
-        cause,
-        message: message.into(),
+impl Rejection {
+    pub(crate) fn new(cause: Cause, message: impl Into<String>) -> Rejection {
+        Rejection {
+            cause,
+            message: message.into(),
+        }
     }
+}
+
+fn reject(cause: Cause, message: impl Into<String>) -> Rejection {
+    Rejection::new(cause, message)
 }
 
 impl Transition<'_> {
@@ -160,6 +166,7 @@ impl Transition<'_> {
                 Some(Cmd::CompleteWorkflowExecutionCommandAttributes(_))
                     | Some(Cmd::FailWorkflowExecutionCommandAttributes(_))
                     | Some(Cmd::CancelWorkflowExecutionCommandAttributes(_))
+                    | Some(Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(_))
             );
             if closes && index != last {
                 return Err(reject(
@@ -209,26 +216,27 @@ impl Transition<'_> {
                 Ok(false)
             }
             Some(Cmd::CompleteWorkflowExecutionCommandAttributes(a)) => {
-                let id = self.append(Attributes::WorkflowExecutionCompletedEventAttributes(
-                    WorkflowExecutionCompletedEventAttributes {
-                        result: a.result.clone(),
-                        workflow_task_completed_event_id: completed_id,
-                        new_execution_run_id: String::new(),
-                    },
-                ));
-                self.close(WorkflowExecutionStatus::Completed, id);
+                self.complete_workflow(a.result.clone(), completed_id);
                 Ok(false)
             }
             Some(Cmd::FailWorkflowExecutionCommandAttributes(a)) => {
-                let id = self.append(Attributes::WorkflowExecutionFailedEventAttributes(
-                    WorkflowExecutionFailedEventAttributes {
-                        failure: a.failure.clone(),
-                        retry_state: RetryState::RetryPolicyNotSet as i32,
-                        workflow_task_completed_event_id: completed_id,
-                        new_execution_run_id: String::new(),
-                    },
-                ));
-                self.close(WorkflowExecutionStatus::Failed, id);
+                self.fail_workflow(a.failure.clone(), completed_id);
+                Ok(false)
+            }
+            Some(Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(a)) => {
+                self.continue_as_new(a, completed_id);
+                Ok(false)
+            }
+            Some(Cmd::StartChildWorkflowExecutionCommandAttributes(a)) => {
+                self.start_child(a, completed_id)?;
+                Ok(false)
+            }
+            Some(Cmd::SignalExternalWorkflowExecutionCommandAttributes(a)) => {
+                self.signal_external(a, completed_id)?;
+                Ok(false)
+            }
+            Some(Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(a)) => {
+                self.cancel_external(a, completed_id)?;
                 Ok(false)
             }
             Some(Cmd::CancelWorkflowExecutionCommandAttributes(a)) => {
@@ -496,32 +504,13 @@ impl Transition<'_> {
 /// Names a command this version does not handle yet (None when it is handled).
 fn unsupported_command(command: &Command) -> Option<&'static str> {
     match &command.attributes {
-        Some(Cmd::ScheduleActivityTaskCommandAttributes(_))
-        | Some(Cmd::RequestCancelActivityTaskCommandAttributes(_))
-        | Some(Cmd::StartTimerCommandAttributes(_))
-        | Some(Cmd::CancelTimerCommandAttributes(_))
-        | Some(Cmd::RecordMarkerCommandAttributes(_))
-        | Some(Cmd::CompleteWorkflowExecutionCommandAttributes(_))
-        | Some(Cmd::FailWorkflowExecutionCommandAttributes(_))
-        | Some(Cmd::CancelWorkflowExecutionCommandAttributes(_)) => None,
-        Some(Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(_)) => {
-            Some("RequestCancelExternalWorkflowExecution")
-        }
-        Some(Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(_)) => {
-            Some("ContinueAsNewWorkflowExecution")
-        }
-        Some(Cmd::StartChildWorkflowExecutionCommandAttributes(_)) => {
-            Some("StartChildWorkflowExecution")
-        }
-        Some(Cmd::SignalExternalWorkflowExecutionCommandAttributes(_)) => {
-            Some("SignalExternalWorkflowExecution")
-        }
         Some(Cmd::UpsertWorkflowSearchAttributesCommandAttributes(_)) => {
             Some("UpsertWorkflowSearchAttributes")
         }
         Some(Cmd::ProtocolMessageCommandAttributes(_)) => Some("ProtocolMessage"),
         Some(Cmd::ModifyWorkflowPropertiesCommandAttributes(_)) => Some("ModifyWorkflowProperties"),
-        Some(_) => Some("(nexus operation)"),
-        None => None,
+        Some(Cmd::ScheduleNexusOperationCommandAttributes(_))
+        | Some(Cmd::RequestCancelNexusOperationCommandAttributes(_)) => Some("(nexus operation)"),
+        _ => None,
     }
 }

@@ -40,6 +40,8 @@ pub enum DeadlineKind {
     },
     WorkflowRunTimeout,
     WorkflowExecutionTimeout,
+    /// The first workflow task of a retried or delayed run may be scheduled.
+    WorkflowBackoff,
 }
 
 /// An instant (Unix ms) and what is due then.
@@ -137,6 +139,9 @@ impl ExecutionState {
         if self.run_expiration_ms > 0 {
             push(self.run_expiration_ms, DeadlineKind::WorkflowRunTimeout);
         }
+        if self.backoff_until_ms > 0 && self.workflow_task.is_none() {
+            push(self.backoff_until_ms, DeadlineKind::WorkflowBackoff);
+        }
         if self.execution_expiration_ms > 0 {
             push(
                 self.execution_expiration_ms,
@@ -162,6 +167,30 @@ impl ExecutionState {
                 scheduled_event_id: wt.scheduled_event_id,
                 seq: wt.seq,
             });
+        }
+        for child in &self.children {
+            out.push(if child.run_id.is_empty() {
+                crate::Effect::StartChild {
+                    initiated_event_id: child.initiated_event_id,
+                }
+            } else {
+                crate::Effect::CheckChild {
+                    initiated_event_id: child.initiated_event_id,
+                }
+            });
+        }
+        for signal in &self.external_signals {
+            out.push(crate::Effect::SignalExternal {
+                initiated_event_id: signal.initiated_event_id,
+            });
+        }
+        for cancel in &self.external_cancels {
+            out.push(crate::Effect::CancelExternal {
+                initiated_event_id: cancel.initiated_event_id,
+            });
+        }
+        if self.parent.is_some() {
+            out.push(crate::Effect::CheckParent);
         }
         for a in &self.activities {
             if !a.is_started() && a.attempt_scheduled_time_ms <= now {
@@ -248,6 +277,12 @@ impl crate::Transition<'_> {
                 let at = self.state.execution_expiration_ms;
                 self.workflow_timed_out(at)
             }
+            DeadlineKind::WorkflowBackoff => {
+                if self.state.backoff_until_ms > 0 && self.now >= self.state.backoff_until_ms {
+                    self.state.backoff_until_ms = 0;
+                    self.ensure_workflow_task();
+                }
+            }
         }
         if *self.state == before && self.events.is_empty() {
             self.persist = false;
@@ -281,20 +316,9 @@ impl crate::Transition<'_> {
     }
 
     fn workflow_timed_out(&mut self, at_ms: i64) {
-        use crate::api::enums::v1::{RetryState, WorkflowExecutionStatus};
-        use crate::api::history::v1::{
-            WorkflowExecutionTimedOutEventAttributes, history_event::Attributes,
-        };
         if at_ms == 0 || self.now < at_ms {
             return;
         }
-        self.state.buffered_events.clear();
-        let id = self.append(Attributes::WorkflowExecutionTimedOutEventAttributes(
-            WorkflowExecutionTimedOutEventAttributes {
-                retry_state: RetryState::RetryPolicyNotSet as i32,
-                new_execution_run_id: String::new(),
-            },
-        ));
-        self.close(WorkflowExecutionStatus::TimedOut, id);
+        self.time_out_workflow();
     }
 }

@@ -13,7 +13,10 @@ pub mod time;
 pub mod transition;
 
 pub mod activity;
+pub mod chain;
+mod children;
 pub mod commands;
+pub mod cron;
 pub mod signal;
 pub mod start;
 mod terminate;
@@ -29,8 +32,10 @@ pub use state::{ActivityInfo, ExecutionState, TimerInfo, WorkflowTaskInfo};
 pub use transition::{Effect, Limits, Transition};
 
 pub use activity::ActivityRef;
+pub use chain::{Continuation, NextRun};
 pub use commands::CompletionOutcome;
 pub use signal::Signal;
+pub use state::ParentInfo;
 /// Re-export of the Temporal message types the engine speaks.
 pub use sundial_proto::temporal::api;
 pub use workflow_task::{Poller, WorkflowTaskRef};

@@ -24,6 +24,10 @@ pub struct StartParams<'a> {
     pub now: i64,
     /// SignalWithStart: the signal, written right after WorkflowExecutionStarted.
     pub signal: Option<crate::Signal>,
+    /// Set when this run continues an earlier one (continue-as-new, retry).
+    pub continuation: Option<crate::Continuation>,
+    /// Set for a child workflow.
+    pub parent: Option<crate::ParentInfo>,
 }
 
 fn invalid(msg: &str) -> EngineError {
@@ -85,9 +89,7 @@ pub fn validate_start(req: &StartWorkflowExecutionRequest) -> Result<(), EngineE
         retry::normalize(Some(policy)).map_err(EngineError::InvalidArgument)?;
     }
     if !req.cron_schedule.is_empty() {
-        return Err(EngineError::Unimplemented(
-            "cron_schedule is not supported by this Sundial version yet".into(),
-        ));
+        crate::cron::parse(&req.cron_schedule).map_err(EngineError::InvalidArgument)?;
     }
     Ok(())
 }
@@ -118,11 +120,37 @@ pub fn new_execution(
         .as_ref()
         .map(|t| t.name.clone())
         .unwrap_or_default();
+    let first_of_chain = params.continuation.is_none();
+    let continuation = params.continuation.unwrap_or_default();
+    let mut backoff_ms = continuation.backoff_ms.max(0);
+    if first_of_chain && !req.cron_schedule.is_empty() {
+        // A cron workflow's first run waits for the schedule's first time.
+        let next = crate::cron::next_after(&req.cron_schedule, now)
+            .map_err(EngineError::InvalidArgument)?;
+        // The reference rounds the first backoff up to whole seconds.
+        backoff_ms = (next - now + 999) / 1000 * 1000;
+    }
+    let start_delay = time::duration_ms(req.workflow_start_delay.as_ref());
+    if first_of_chain && start_delay > 0 {
+        backoff_ms = backoff_ms.max(start_delay);
+    }
+    let first_execution_run_id = if continuation.first_execution_run_id.is_empty() {
+        params.run_id.clone()
+    } else {
+        continuation.first_execution_run_id.clone()
+    };
+    let execution_expiration_ms = if continuation.execution_expiration_ms > 0 {
+        continuation.execution_expiration_ms
+    } else if execution_timeout > 0 {
+        now + execution_timeout
+    } else {
+        0
+    };
     let mut state = ExecutionState {
         namespace: req.namespace.clone(),
         workflow_id: req.workflow_id.clone(),
         run_id: params.run_id.clone(),
-        first_execution_run_id: params.run_id.clone(),
+        first_execution_run_id: first_execution_run_id.clone(),
         workflow_type: req
             .workflow_type
             .as_ref()
@@ -136,17 +164,22 @@ pub fn new_execution(
         run_timeout_ms: run_timeout,
         execution_timeout_ms: execution_timeout,
         run_expiration_ms: if run_timeout > 0 {
-            now + run_timeout
+            now + backoff_ms + run_timeout
         } else {
             0
         },
-        execution_expiration_ms: if execution_timeout > 0 {
-            now + execution_timeout
-        } else {
-            0
-        },
+        execution_expiration_ms,
         start_request_id: req.request_id.clone(),
-        attempt: 1,
+        attempt: continuation.attempt.max(1),
+        retry_policy: req.retry_policy.clone(),
+        cron_schedule: req.cron_schedule.clone(),
+        backoff_until_ms: if backoff_ms > 0 { now + backoff_ms } else { 0 },
+        execution_time_ms: now + backoff_ms,
+        parent: params.parent.clone(),
+        input: req.input.clone(),
+        header: req.header.clone(),
+        memo: req.memo.clone(),
+        search_attributes: req.search_attributes.clone(),
         ..Default::default()
     };
     let mut t = Transition::new(&mut state, now);
@@ -164,11 +197,39 @@ pub fn new_execution(
             workflow_task_timeout: Some(time::duration(task_timeout)),
             original_execution_run_id: params.run_id.clone(),
             identity: req.identity.clone(),
-            first_execution_run_id: params.run_id.clone(),
+            first_execution_run_id,
             retry_policy: req.retry_policy.clone(),
-            attempt: 1,
-            workflow_execution_expiration_time: (execution_timeout > 0)
-                .then(|| time::timestamp(now + execution_timeout)),
+            attempt: continuation.attempt.max(1),
+            workflow_execution_expiration_time: (execution_expiration_ms > 0)
+                .then(|| time::timestamp(execution_expiration_ms)),
+            continued_execution_run_id: continuation.previous_run_id.clone(),
+            initiator: if first_of_chain && !req.cron_schedule.is_empty() {
+                crate::api::enums::v1::ContinueAsNewInitiator::CronSchedule as i32
+            } else {
+                continuation.initiator
+            },
+            root_workflow_execution: params.parent.as_ref().map(|p| {
+                crate::api::common::v1::WorkflowExecution {
+                    workflow_id: p.root_workflow_id.clone(),
+                    run_id: p.root_run_id.clone(),
+                }
+            }),
+            continued_failure: continuation.continued_failure.clone(),
+            last_completion_result: continuation.last_completion_result.clone(),
+            first_workflow_task_backoff: Some(time::duration(backoff_ms)),
+            cron_schedule: req.cron_schedule.clone(),
+            parent_workflow_namespace: params
+                .parent
+                .as_ref()
+                .map(|p| p.namespace.clone())
+                .unwrap_or_default(),
+            parent_workflow_execution: params.parent.as_ref().map(|p| {
+                crate::api::common::v1::WorkflowExecution {
+                    workflow_id: p.workflow_id.clone(),
+                    run_id: p.run_id.clone(),
+                }
+            }),
+            parent_initiated_event_id: params.parent.as_ref().map_or(0, |p| p.initiated_event_id),
             memo: req.memo.clone(),
             search_attributes: req.search_attributes.clone(),
             header: req.header.clone(),

@@ -95,6 +95,92 @@ pub struct ExecutionState {
     /// Number of committed transitions.
     #[prost(int64, tag = "32")]
     pub state_transition_count: i64,
+    /// The workflow's own retry policy (None: the workflow is not retried).
+    #[prost(message, optional, tag = "33")]
+    pub retry_policy: Option<RetryPolicy>,
+    #[prost(string, tag = "34")]
+    pub cron_schedule: String,
+    /// The first workflow task waits until then (retry or cron backoff); 0: no wait.
+    #[prost(int64, tag = "35")]
+    pub backoff_until_ms: i64,
+    #[prost(message, optional, tag = "36")]
+    pub parent: Option<ParentInfo>,
+    #[prost(message, repeated, tag = "37")]
+    pub children: Vec<ChildInfo>,
+    #[prost(message, repeated, tag = "38")]
+    pub external_signals: Vec<ExternalSignalInfo>,
+    #[prost(message, repeated, tag = "39")]
+    pub external_cancels: Vec<ExternalCancelInfo>,
+    /// What the run was started with, for the next run of a retry or cron chain.
+    #[prost(message, optional, tag = "40")]
+    pub input: Option<Payloads>,
+    #[prost(message, optional, tag = "41")]
+    pub header: Option<Header>,
+    #[prost(message, optional, tag = "42")]
+    pub memo: Option<crate::api::common::v1::Memo>,
+    #[prost(message, optional, tag = "43")]
+    pub search_attributes: Option<crate::api::common::v1::SearchAttributes>,
+    /// Run id of the next run of the chain (continue-as-new, retry, cron), once closed.
+    #[prost(string, tag = "44")]
+    pub new_execution_run_id: String,
+    /// When the run's first workflow task may run (start time plus any backoff).
+    #[prost(int64, tag = "45")]
+    pub execution_time_ms: i64,
+}
+
+/// The parent of a child workflow.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ParentInfo {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(string, tag = "2")]
+    pub workflow_id: String,
+    #[prost(string, tag = "3")]
+    pub run_id: String,
+    #[prost(int64, tag = "4")]
+    pub initiated_event_id: i64,
+    /// `ParentClosePolicy` as i32.
+    #[prost(int32, tag = "5")]
+    pub close_policy: i32,
+    /// The root of the workflow tree the parent belongs to.
+    #[prost(string, tag = "6")]
+    pub root_workflow_id: String,
+    #[prost(string, tag = "7")]
+    pub root_run_id: String,
+}
+
+/// A child workflow the run started (or is starting).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChildInfo {
+    #[prost(int64, tag = "1")]
+    pub initiated_event_id: i64,
+    /// Empty until the child has started.
+    #[prost(string, tag = "2")]
+    pub run_id: String,
+    /// Event id of ChildWorkflowExecutionStarted (-1 while that event waits in the buffer).
+    #[prost(int64, tag = "3")]
+    pub started_event_id: i64,
+    #[prost(message, optional, tag = "4")]
+    pub command: Option<crate::api::command::v1::StartChildWorkflowExecutionCommandAttributes>,
+}
+
+/// A signal the run sends to another workflow, until it is delivered (or found impossible).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExternalSignalInfo {
+    #[prost(int64, tag = "1")]
+    pub initiated_event_id: i64,
+    #[prost(message, optional, tag = "2")]
+    pub command: Option<crate::api::command::v1::SignalExternalWorkflowExecutionCommandAttributes>,
+}
+
+/// A cancellation request the run sends to another workflow, until it is delivered.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExternalCancelInfo {
+    #[prost(int64, tag = "1")]
+    pub initiated_event_id: i64,
+    #[prost(message, optional, tag = "2")]
+    pub command:
+        Option<crate::api::command::v1::RequestCancelExternalWorkflowExecutionCommandAttributes>,
 }
 
 /// The execution's one workflow task, scheduled or started.

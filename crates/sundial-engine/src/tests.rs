@@ -44,6 +44,8 @@ impl Run {
             run_id: "run-1".into(),
             now: 1_000,
             signal: None,
+            continuation: None,
+            parent: None,
         })
         .unwrap();
         (

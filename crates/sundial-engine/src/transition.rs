@@ -30,6 +30,25 @@ pub enum Effect {
         scheduled_event_id: i64,
         attempt: i32,
     },
+    /// Start the child initiated by event `initiated_event_id`, then report back.
+    StartChild { initiated_event_id: i64 },
+    /// Deliver the external signal initiated by event `initiated_event_id`, then report back.
+    SignalExternal { initiated_event_id: i64 },
+    /// Deliver the external cancellation request initiated by `initiated_event_id`.
+    CancelExternal { initiated_event_id: i64 },
+    /// This run (a child) closed: tell its parent.
+    NotifyParent,
+    /// This run (a parent) closed: apply the close policy to a child.
+    ApplyParentClosePolicy {
+        namespace: String,
+        workflow_id: String,
+        run_id: String,
+        policy: i32,
+    },
+    /// After a restart: ask whether this started child closed meanwhile.
+    CheckChild { initiated_event_id: i64 },
+    /// After a restart: ask whether this run's parent closed meanwhile.
+    CheckParent,
 }
 
 /// One transition in progress over a state. Build it, call operations on it, then read
@@ -44,6 +63,10 @@ pub struct Transition<'a> {
     pub persist: bool,
     /// Thresholds the server is configured with.
     pub limits: Limits,
+    /// The run id a next run of the chain gets if this transition creates one.
+    pub new_run_id: String,
+    /// The run to create in the same commit (continue-as-new, retry).
+    pub next_run: Option<crate::chain::NextRun>,
 }
 
 /// Server-configured thresholds the engine applies.
@@ -75,6 +98,8 @@ impl<'a> Transition<'a> {
             effects: Vec::new(),
             persist: true,
             limits: Limits::default(),
+            new_run_id: String::new(),
+            next_run: None,
         }
     }
 
@@ -149,17 +174,29 @@ impl<'a> Transition<'a> {
             return false;
         }
         let buffered = std::mem::take(&mut self.state.buffered_events);
-        let (started, rest): (Vec<_>, Vec<_>) = buffered
-            .into_iter()
-            .partition(|e| e.event_type == EventType::ActivityTaskStarted as i32);
+        let (started, rest): (Vec<_>, Vec<_>) = buffered.into_iter().partition(|e| {
+            e.event_type == EventType::ActivityTaskStarted as i32
+                || e.event_type == EventType::ChildWorkflowExecutionStarted as i32
+        });
         let mut started_ids = std::collections::HashMap::new();
         for event in started {
-            let scheduled = match &event.attributes {
+            let key = match &event.attributes {
                 Some(Attributes::ActivityTaskStartedEventAttributes(a)) => a.scheduled_event_id,
+                Some(Attributes::ChildWorkflowExecutionStartedEventAttributes(a)) => {
+                    a.initiated_event_id
+                }
                 _ => 0,
             };
             let id = self.push_event(event);
-            started_ids.insert(scheduled, id);
+            started_ids.insert(key, id);
+            if let Some(child) = self
+                .state
+                .children
+                .iter_mut()
+                .find(|c| c.initiated_event_id == key)
+            {
+                child.started_event_id = id;
+            }
         }
         for mut event in rest {
             patch_started_id(&mut event, &started_ids);
@@ -170,7 +207,10 @@ impl<'a> Transition<'a> {
 
     /// Schedules a workflow task unless one exists or the run is closed.
     pub(crate) fn ensure_workflow_task(&mut self) {
-        if self.state.workflow_task.is_none() && self.state.is_running() {
+        if self.state.workflow_task.is_none()
+            && self.state.is_running()
+            && self.state.backoff_until_ms <= self.now
+        {
             self.schedule_workflow_task(1);
         }
     }
@@ -243,7 +283,26 @@ impl<'a> Transition<'a> {
     }
 
     /// Closes the run: writes nothing itself, drops all pending work.
+    #[allow(deprecated)] // child namespace: deprecated in the API, still what the command carries
     pub(crate) fn close(&mut self, status: WorkflowExecutionStatus, close_event_id: i64) {
+        if self.state.parent.is_some() && self.state.new_execution_run_id.is_empty() {
+            self.effects.push(Effect::NotifyParent);
+        }
+        for child in std::mem::take(&mut self.state.children) {
+            let policy = child.command.as_ref().map_or(0, |c| c.parent_close_policy);
+            let abandon = policy == crate::api::enums::v1::ParentClosePolicy::Abandon as i32;
+            if !child.run_id.is_empty() && !abandon {
+                let command = child.command.unwrap_or_default();
+                self.effects.push(Effect::ApplyParentClosePolicy {
+                    namespace: command.namespace,
+                    workflow_id: command.workflow_id,
+                    run_id: child.run_id,
+                    policy,
+                });
+            }
+        }
+        self.state.external_signals.clear();
+        self.state.external_cancels.clear();
         self.state.status = status as i32;
         self.state.close_time_ms = self.now;
         self.state.close_event_id = close_event_id;
@@ -268,6 +327,21 @@ fn patch_started_id(event: &mut HistoryEvent, started_ids: &std::collections::Ha
         }
         Some(Attributes::ActivityTaskCanceledEventAttributes(a)) => {
             Some((a.scheduled_event_id, &mut a.started_event_id))
+        }
+        Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(a)) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
+        }
+        Some(Attributes::ChildWorkflowExecutionFailedEventAttributes(a)) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
+        }
+        Some(Attributes::ChildWorkflowExecutionCanceledEventAttributes(a)) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
+        }
+        Some(Attributes::ChildWorkflowExecutionTimedOutEventAttributes(a)) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
+        }
+        Some(Attributes::ChildWorkflowExecutionTerminatedEventAttributes(a)) => {
+            Some((a.initiated_event_id, &mut a.started_event_id))
         }
         _ => None,
     };
@@ -315,6 +389,57 @@ pub fn event_type(attributes: &Attributes) -> EventType {
             EventType::UpsertWorkflowSearchAttributes
         }
         A::WorkflowPropertiesModifiedEventAttributes(_) => EventType::WorkflowPropertiesModified,
+        A::StartChildWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::StartChildWorkflowExecutionInitiated
+        }
+        A::StartChildWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::StartChildWorkflowExecutionFailed
+        }
+        A::ChildWorkflowExecutionStartedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionStarted
+        }
+        A::ChildWorkflowExecutionCompletedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionCompleted
+        }
+        A::ChildWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionFailed
+        }
+        A::ChildWorkflowExecutionCanceledEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionCanceled
+        }
+        A::ChildWorkflowExecutionTimedOutEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionTimedOut
+        }
+        A::ChildWorkflowExecutionTerminatedEventAttributes(_) => {
+            EventType::ChildWorkflowExecutionTerminated
+        }
+        A::SignalExternalWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::SignalExternalWorkflowExecutionInitiated
+        }
+        A::SignalExternalWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::SignalExternalWorkflowExecutionFailed
+        }
+        A::ExternalWorkflowExecutionSignaledEventAttributes(_) => {
+            EventType::ExternalWorkflowExecutionSignaled
+        }
+        A::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(_) => {
+            EventType::RequestCancelExternalWorkflowExecutionInitiated
+        }
+        A::RequestCancelExternalWorkflowExecutionFailedEventAttributes(_) => {
+            EventType::RequestCancelExternalWorkflowExecutionFailed
+        }
+        A::ExternalWorkflowExecutionCancelRequestedEventAttributes(_) => {
+            EventType::ExternalWorkflowExecutionCancelRequested
+        }
+        A::WorkflowExecutionUpdateAcceptedEventAttributes(_) => {
+            EventType::WorkflowExecutionUpdateAccepted
+        }
+        A::WorkflowExecutionUpdateCompletedEventAttributes(_) => {
+            EventType::WorkflowExecutionUpdateCompleted
+        }
+        A::WorkflowExecutionUpdateAdmittedEventAttributes(_) => {
+            EventType::WorkflowExecutionUpdateAdmitted
+        }
         _ => EventType::Unspecified,
     }
 }

@@ -99,6 +99,28 @@ pub struct History {
     timers: Timers,
     /// Thresholds passed to every transition.
     pub limits: Limits,
+    /// Itself, for effects that run as tasks of their own.
+    me: std::sync::OnceLock<std::sync::Weak<History>>,
+}
+
+/// Adds one run's state and new events to a batch.
+fn add_run<'a>(
+    batch: &mut WriteBatch,
+    state: &ExecutionState,
+    events: impl Iterator<Item = &'a HistoryEvent>,
+) {
+    batch.executions.push(ExecutionRow {
+        namespace: state.namespace.clone(),
+        workflow_id: state.workflow_id.clone(),
+        run_id: state.run_id.clone(),
+        status: state.status,
+        state: state.encode_to_vec(),
+    });
+    batch.events.extend(events.map(|e| EventRow {
+        run_id: state.run_id.clone(),
+        event_id: e.event_id,
+        data: e.encode_to_vec(),
+    }));
 }
 
 fn decode_state(row: &ExecutionRow) -> Result<ExecutionState, ServiceError> {
@@ -113,7 +135,7 @@ impl History {
         timers: Timers,
         limits: Limits,
     ) -> Arc<History> {
-        Arc::new(History {
+        let history = Arc::new(History {
             store,
             runs: Mutex::new(HashMap::new()),
             latest: Mutex::new(HashMap::new()),
@@ -123,7 +145,10 @@ impl History {
             matching,
             timers,
             limits,
-        })
+            me: std::sync::OnceLock::new(),
+        });
+        let _ = history.me.set(Arc::downgrade(&history));
+        history
     }
 
     /// Rebuilds running executions after a start: their deadlines go back to the timer loop
@@ -248,24 +273,65 @@ impl History {
         let mut entry = handle.entry.lock().await;
         self.ensure_events(&mut entry)?;
         let mut state = entry.state.clone();
-        let mut t = Transition::new(&mut state, now_ms());
+        let now = now_ms();
+        let mut t = Transition::new(&mut state, now);
         t.limits = self.limits;
+        t.new_run_id = uuid::Uuid::new_v4().to_string();
         let result = op(&mut t)?;
         let events = std::mem::take(&mut t.events);
         let effects = std::mem::take(&mut t.effects);
+        let next_run = t.next_run.take();
         let persist = t.persist;
-        if persist {
+        // A run that continues (continue-as-new, retry) is created in the same commit.
+        let next = match next_run {
+            Some(next) => {
+                let params = StartParams {
+                    request: &next.request,
+                    run_id: next.run_id.clone(),
+                    now,
+                    signal: None,
+                    continuation: Some(next.continuation.clone()),
+                    parent: next.parent.clone(),
+                };
+                let (mut next_state, next_events, next_effects) =
+                    sundial_engine::new_execution(params)?;
+                next_state.state_transition_count = 1;
+                Some((next_state, next_events, next_effects))
+            }
+            None => None,
+        };
+        if persist || next.is_some() {
             state.state_transition_count += 1;
             let persisted = entry.persisted_next_event_id;
             let unsaved = entry.events.iter().filter(|e| e.event_id >= persisted);
-            self.commit_run(&state, unsaved.chain(events.iter()))
-                .await?;
+            let mut batch = WriteBatch::default();
+            add_run(&mut batch, &state, unsaved.chain(events.iter()));
+            if let Some((next_state, next_events, _)) = &next {
+                add_run(&mut batch, next_state, next_events.iter());
+            }
+            self.commit(batch).await?;
             entry.persisted_next_event_id = state.next_event_id;
         }
         entry.state = state;
         entry.events.extend(events);
         self.after_change(handle, &mut entry, effects);
-        Ok(finish(&entry, result))
+        let reply = finish(&entry, result);
+        drop(entry);
+        if let Some((next_state, next_events, next_effects)) = next {
+            let next_handle = RunHandle::new(next_state, Some(next_events));
+            self.install(&next_handle);
+            let mut next_entry = next_handle.entry.lock().await;
+            self.after_change(&next_handle, &mut next_entry, next_effects);
+        }
+        Ok(reply)
+    }
+
+    async fn commit(&self, batch: WriteBatch) -> Result<(), ServiceError> {
+        self.store
+            .commit(batch)
+            .await
+            .map_err(|_| ServiceError::Unavailable("storage is shut down".into()))??;
+        Ok(())
     }
 
     async fn commit_run<'a>(
@@ -273,28 +339,9 @@ impl History {
         state: &ExecutionState,
         events: impl Iterator<Item = &'a HistoryEvent>,
     ) -> Result<(), ServiceError> {
-        let batch = WriteBatch {
-            executions: vec![ExecutionRow {
-                namespace: state.namespace.clone(),
-                workflow_id: state.workflow_id.clone(),
-                run_id: state.run_id.clone(),
-                status: state.status,
-                state: state.encode_to_vec(),
-            }],
-            events: events
-                .map(|e| EventRow {
-                    run_id: state.run_id.clone(),
-                    event_id: e.event_id,
-                    data: e.encode_to_vec(),
-                })
-                .collect(),
-            namespaces: Vec::new(),
-        };
-        self.store
-            .commit(batch)
-            .await
-            .map_err(|_| ServiceError::Unavailable("storage is shut down".into()))??;
-        Ok(())
+        let mut batch = WriteBatch::default();
+        add_run(&mut batch, state, events);
+        self.commit(batch).await
     }
 
     fn after_change(&self, handle: &RunHandle, entry: &mut RunEntry, effects: Vec<Effect>) {
@@ -328,6 +375,15 @@ impl History {
                 scheduled_event_id,
                 i64::from(attempt),
             ),
+            outbound => {
+                if let Some(history) = self.me.get().and_then(std::sync::Weak::upgrade) {
+                    let run_id = run_id.to_string();
+                    tokio::spawn(async move {
+                        crate::outbound::perform(history, run_id, outbound).await
+                    });
+                }
+                return;
+            }
         };
         self.matching.add(
             QueueKey {
@@ -344,6 +400,11 @@ impl History {
         );
     }
 
+    /// The handle of a loaded run by id.
+    pub fn loaded_run(&self, run_id: &str) -> Option<Arc<RunHandle>> {
+        self.handle_by_run(run_id)
+    }
+
     fn start_lock(&self, namespace: &str, workflow_id: &str) -> &tokio::sync::Mutex<()> {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -357,6 +418,16 @@ impl History {
         &self,
         req: &StartWorkflowExecutionRequest,
         signal: Option<Signal>,
+    ) -> Result<StartOutcome, ServiceError> {
+        self.start_workflow_with_parent(req, signal, None).await
+    }
+
+    /// StartWorkflowExecution for a child workflow (`parent` set) or a plain start.
+    pub async fn start_workflow_with_parent(
+        &self,
+        req: &StartWorkflowExecutionRequest,
+        signal: Option<Signal>,
+        parent: Option<sundial_engine::ParentInfo>,
     ) -> Result<StartOutcome, ServiceError> {
         sundial_engine::start::validate_start(req)?;
         let _guard = self
@@ -387,7 +458,7 @@ impl History {
             }
             Existing::Start => {}
         }
-        self.create_run(req, signal).await
+        self.create_run(req, signal, parent).await
     }
 
     async fn existing_run_decision(
@@ -454,6 +525,7 @@ impl History {
         &self,
         req: &StartWorkflowExecutionRequest,
         signal: Option<Signal>,
+        parent: Option<sundial_engine::ParentInfo>,
     ) -> Result<StartOutcome, ServiceError> {
         let run_id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
@@ -462,6 +534,8 @@ impl History {
             run_id: run_id.clone(),
             now,
             signal,
+            continuation: None,
+            parent,
         };
         let (mut state, mut events, mut effects) = sundial_engine::new_execution(params)?;
         let eager = req.request_eager_execution;

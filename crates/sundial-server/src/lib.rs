@@ -7,6 +7,7 @@ pub mod frontend;
 pub mod history;
 pub mod matching;
 pub mod namespaces;
+pub mod outbound;
 pub mod timers;
 pub mod tokens;
 

@@ -18,8 +18,14 @@ pub const BLOB_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 /// Largest gRPC message accepted.
 pub const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
 
-/// How long a long poll may wait: the client's gRPC deadline less a margin, capped.
+/// How long a long poll may wait: the client's gRPC deadline less a margin (so that the
+/// empty answer arrives before the client gives up), capped.
 pub fn long_poll_wait<T>(request: &tonic::Request<T>) -> Duration {
+    wait_within_deadline(request, Duration::from_millis(1000))
+}
+
+/// How long a call may wait for a worker: up to the client's deadline (less `margin`), capped.
+pub fn wait_within_deadline<T>(request: &tonic::Request<T>, margin: Duration) -> Duration {
     let client = request
         .metadata()
         .get("grpc-timeout")
@@ -27,7 +33,7 @@ pub fn long_poll_wait<T>(request: &tonic::Request<T>) -> Duration {
         .and_then(parse_grpc_timeout);
     match client {
         Some(d) => d
-            .saturating_sub(Duration::from_millis(1000))
+            .saturating_sub(margin)
             .clamp(Duration::from_millis(100), MAX_LONG_POLL),
         None => MAX_LONG_POLL,
     }

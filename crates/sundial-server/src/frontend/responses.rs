@@ -151,13 +151,29 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
             status: st.status,
             history_length: st.next_event_id - 1,
             state_transition_count: st.state_transition_count,
-            execution_time: Some(timestamp(st.start_time_ms)),
+            execution_time: Some(timestamp(st.execution_time_ms.max(st.start_time_ms))),
             memo: started.and_then(|a| a.memo.clone()),
             search_attributes: started.and_then(|a| a.search_attributes.clone()),
             task_queue: st.task_queue.clone(),
             history_size_bytes: st.history_size_bytes,
             execution_duration: closed.then(|| duration(st.close_time_ms - st.start_time_ms)),
             first_run_id: st.first_execution_run_id.clone(),
+            parent_namespace_id: st
+                .parent
+                .as_ref()
+                .map(|p| p.namespace.clone())
+                .unwrap_or_default(),
+            root_execution: Some(match &st.parent {
+                Some(p) => WorkflowExecution {
+                    workflow_id: p.root_workflow_id.clone(),
+                    run_id: p.root_run_id.clone(),
+                },
+                None => execution(entry),
+            }),
+            parent_execution: st.parent.as_ref().map(|p| WorkflowExecution {
+                workflow_id: p.workflow_id.clone(),
+                run_id: p.run_id.clone(),
+            }),
             ..Default::default()
         }),
         pending_activities: st

@@ -833,7 +833,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<QueryWorkflowRequest>,
     ) -> Reply<QueryWorkflowResponse> {
-        let wait = long_poll_wait(&request);
+        let wait = super::wait_within_deadline(&request, std::time::Duration::from_millis(100));
         let req = request.into_inner();
         let WorkflowExecution {
             workflow_id,

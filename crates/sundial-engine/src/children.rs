@@ -1,0 +1,483 @@
+//! Work that reaches other workflows: child workflows, signals and cancellation requests to
+//! external workflows. Each is initiated by a command (an event and an effect), performed by
+//! the caller after the commit, and its outcome comes back as a transition on this run.
+
+// The API marks `namespace`, `control` and a few other fields deprecated; the reference server
+// still writes them, and so do we.
+#![allow(deprecated)]
+
+use crate::api::{
+    command::v1::{
+        RequestCancelExternalWorkflowExecutionCommandAttributes,
+        SignalExternalWorkflowExecutionCommandAttributes,
+        StartChildWorkflowExecutionCommandAttributes,
+    },
+    common::v1::{WorkflowExecution, WorkflowType},
+    enums::v1::{
+        CancelExternalWorkflowExecutionFailedCause, SignalExternalWorkflowExecutionFailedCause,
+        StartChildWorkflowExecutionFailedCause, WorkflowTaskFailedCause as Cause,
+    },
+    history::v1::{
+        ChildWorkflowExecutionCanceledEventAttributes,
+        ChildWorkflowExecutionCompletedEventAttributes,
+        ChildWorkflowExecutionFailedEventAttributes, ChildWorkflowExecutionStartedEventAttributes,
+        ChildWorkflowExecutionTerminatedEventAttributes,
+        ChildWorkflowExecutionTimedOutEventAttributes,
+        ExternalWorkflowExecutionCancelRequestedEventAttributes,
+        ExternalWorkflowExecutionSignaledEventAttributes, HistoryEvent,
+        RequestCancelExternalWorkflowExecutionFailedEventAttributes,
+        RequestCancelExternalWorkflowExecutionInitiatedEventAttributes,
+        SignalExternalWorkflowExecutionFailedEventAttributes,
+        SignalExternalWorkflowExecutionInitiatedEventAttributes,
+        StartChildWorkflowExecutionFailedEventAttributes,
+        StartChildWorkflowExecutionInitiatedEventAttributes, history_event::Attributes,
+    },
+    taskqueue::v1::TaskQueue,
+};
+use crate::commands::Rejection;
+use crate::state::{ChildInfo, ExternalCancelInfo, ExternalSignalInfo};
+use crate::transition::BUFFERED_STARTED;
+use crate::{Effect, EngineError, Transition};
+
+impl Transition<'_> {
+    pub(crate) fn start_child(
+        &mut self,
+        a: &StartChildWorkflowExecutionCommandAttributes,
+        completed_id: i64,
+    ) -> Result<(), Rejection> {
+        let bad = |m: &str| Rejection::new(Cause::BadStartChildExecutionAttributes, m);
+        if a.workflow_id.is_empty() {
+            return Err(bad("Required field WorkflowId is not set on command."));
+        }
+        if a.workflow_type.as_ref().is_none_or(|t| t.name.is_empty()) {
+            return Err(bad("Required field WorkflowType is not set on command."));
+        }
+        let mut command = a.clone();
+        if command.namespace.is_empty() {
+            command.namespace = self.state.namespace.clone();
+        }
+        if command
+            .task_queue
+            .as_ref()
+            .is_none_or(|q| q.name.is_empty())
+        {
+            command.task_queue = Some(TaskQueue {
+                name: self.state.task_queue.clone(),
+                kind: 1,
+                normal_name: String::new(),
+            });
+        }
+        let initiated_event_id = self.append(
+            Attributes::StartChildWorkflowExecutionInitiatedEventAttributes(
+                StartChildWorkflowExecutionInitiatedEventAttributes {
+                    namespace: command.namespace.clone(),
+                    workflow_id: command.workflow_id.clone(),
+                    workflow_type: command.workflow_type.clone(),
+                    task_queue: command.task_queue.clone(),
+                    input: command.input.clone(),
+                    workflow_execution_timeout: command.workflow_execution_timeout,
+                    workflow_run_timeout: command.workflow_run_timeout,
+                    workflow_task_timeout: command.workflow_task_timeout,
+                    parent_close_policy: command.parent_close_policy,
+                    control: command.control.clone(),
+                    workflow_task_completed_event_id: completed_id,
+                    workflow_id_reuse_policy: command.workflow_id_reuse_policy,
+                    retry_policy: command.retry_policy.clone(),
+                    cron_schedule: command.cron_schedule.clone(),
+                    header: command.header.clone(),
+                    memo: command.memo.clone(),
+                    search_attributes: command.search_attributes.clone(),
+                    inherit_build_id: command.inherit_build_id,
+                    priority: command.priority.clone(),
+                    ..Default::default()
+                },
+            ),
+        );
+        self.state.children.push(ChildInfo {
+            initiated_event_id,
+            run_id: String::new(),
+            started_event_id: 0,
+            command: Some(command),
+        });
+        self.effects.push(Effect::StartChild { initiated_event_id });
+        Ok(())
+    }
+
+    pub(crate) fn signal_external(
+        &mut self,
+        a: &SignalExternalWorkflowExecutionCommandAttributes,
+        completed_id: i64,
+    ) -> Result<(), Rejection> {
+        if a.execution
+            .as_ref()
+            .is_none_or(|e| e.workflow_id.is_empty())
+        {
+            return Err(Rejection::new(
+                Cause::BadSignalWorkflowExecutionAttributes,
+                "WorkflowId is not set on command.",
+            ));
+        }
+        if a.signal_name.is_empty() {
+            return Err(Rejection::new(
+                Cause::BadSignalWorkflowExecutionAttributes,
+                "SignalName is not set on command.",
+            ));
+        }
+        let mut command = a.clone();
+        if command.namespace.is_empty() {
+            command.namespace = self.state.namespace.clone();
+        }
+        let initiated_event_id = self.append(
+            Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(
+                SignalExternalWorkflowExecutionInitiatedEventAttributes {
+                    workflow_task_completed_event_id: completed_id,
+                    namespace: command.namespace.clone(),
+                    workflow_execution: command.execution.clone(),
+                    signal_name: command.signal_name.clone(),
+                    input: command.input.clone(),
+                    control: command.control.clone(),
+                    child_workflow_only: command.child_workflow_only,
+                    header: command.header.clone(),
+                    ..Default::default()
+                },
+            ),
+        );
+        self.state.external_signals.push(ExternalSignalInfo {
+            initiated_event_id,
+            command: Some(command),
+        });
+        self.effects
+            .push(Effect::SignalExternal { initiated_event_id });
+        Ok(())
+    }
+
+    pub(crate) fn cancel_external(
+        &mut self,
+        a: &RequestCancelExternalWorkflowExecutionCommandAttributes,
+        completed_id: i64,
+    ) -> Result<(), Rejection> {
+        if a.workflow_id.is_empty() {
+            return Err(Rejection::new(
+                Cause::BadRequestCancelExternalWorkflowExecutionAttributes,
+                "WorkflowId is not set on command.",
+            ));
+        }
+        let mut command = a.clone();
+        if command.namespace.is_empty() {
+            command.namespace = self.state.namespace.clone();
+        }
+        let initiated_event_id = self.append(
+            Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(
+                RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
+                    workflow_task_completed_event_id: completed_id,
+                    namespace: command.namespace.clone(),
+                    workflow_execution: Some(WorkflowExecution {
+                        workflow_id: command.workflow_id.clone(),
+                        run_id: command.run_id.clone(),
+                    }),
+                    control: command.control.clone(),
+                    child_workflow_only: command.child_workflow_only,
+                    reason: command.reason.clone(),
+                    ..Default::default()
+                },
+            ),
+        );
+        self.state.external_cancels.push(ExternalCancelInfo {
+            initiated_event_id,
+            command: Some(command),
+        });
+        self.effects
+            .push(Effect::CancelExternal { initiated_event_id });
+        Ok(())
+    }
+
+    fn child(&self, initiated_event_id: i64) -> Result<ChildInfo, EngineError> {
+        if !self.state.is_running() {
+            return Err(EngineError::NotFound(
+                "workflow execution already completed".into(),
+            ));
+        }
+        self.state
+            .children
+            .iter()
+            .find(|c| c.initiated_event_id == initiated_event_id)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound("child workflow not found".into()))
+    }
+
+    /// The child started as `run_id`. Repeated reports change nothing.
+    pub fn child_started(
+        &mut self,
+        initiated_event_id: i64,
+        run_id: &str,
+    ) -> Result<(), EngineError> {
+        let child = self.child(initiated_event_id)?;
+        if !child.run_id.is_empty() {
+            self.persist = false;
+            return Ok(());
+        }
+        let command = child.command.unwrap_or_default();
+        let buffered = self.state.workflow_task_started();
+        self.record(Attributes::ChildWorkflowExecutionStartedEventAttributes(
+            ChildWorkflowExecutionStartedEventAttributes {
+                namespace: command.namespace.clone(),
+                initiated_event_id,
+                workflow_execution: Some(WorkflowExecution {
+                    workflow_id: command.workflow_id.clone(),
+                    run_id: run_id.to_string(),
+                }),
+                workflow_type: command.workflow_type.clone(),
+                header: command.header.clone(),
+                ..Default::default()
+            },
+        ));
+        let started_event_id = if buffered {
+            BUFFERED_STARTED
+        } else {
+            self.state.next_event_id - 1
+        };
+        if let Some(c) = self
+            .state
+            .children
+            .iter_mut()
+            .find(|c| c.initiated_event_id == initiated_event_id)
+        {
+            c.run_id = run_id.to_string();
+            c.started_event_id = started_event_id;
+        }
+        self.ensure_workflow_task();
+        Ok(())
+    }
+
+    /// The child could not start: its workflow id is taken.
+    pub fn child_start_failed(&mut self, initiated_event_id: i64) -> Result<(), EngineError> {
+        let child = self.child(initiated_event_id)?;
+        let command = child.command.unwrap_or_default();
+        self.record(
+            Attributes::StartChildWorkflowExecutionFailedEventAttributes(
+                StartChildWorkflowExecutionFailedEventAttributes {
+                    namespace: command.namespace.clone(),
+                    workflow_id: command.workflow_id.clone(),
+                    workflow_type: command.workflow_type.clone(),
+                    cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists as i32,
+                    control: command.control.clone(),
+                    initiated_event_id,
+                    ..Default::default()
+                },
+            ),
+        );
+        self.state
+            .children
+            .retain(|c| c.initiated_event_id != initiated_event_id);
+        self.ensure_workflow_task();
+        Ok(())
+    }
+
+    /// The child closed with `close_event` (its last event). Repeated reports change nothing.
+    pub fn child_closed(
+        &mut self,
+        initiated_event_id: i64,
+        child_run_id: &str,
+        close_event: &HistoryEvent,
+    ) -> Result<(), EngineError> {
+        let Ok(mut child) = self.child(initiated_event_id) else {
+            self.persist = false;
+            return Ok(());
+        };
+        if child.run_id.is_empty() {
+            // The child finished before its start was reported: report both, in order.
+            self.child_started(initiated_event_id, child_run_id)?;
+            child = self.child(initiated_event_id)?;
+        }
+
+        let command = child.command.unwrap_or_default();
+        let namespace = command.namespace.clone();
+        let workflow_execution = Some(WorkflowExecution {
+            workflow_id: command.workflow_id.clone(),
+            run_id: child.run_id.clone(),
+        });
+        let workflow_type: Option<WorkflowType> = command.workflow_type.clone();
+        let started_event_id = child.started_event_id;
+        let attributes = match &close_event.attributes {
+            Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
+                Attributes::ChildWorkflowExecutionCompletedEventAttributes(
+                    ChildWorkflowExecutionCompletedEventAttributes {
+                        result: a.result.clone(),
+                        namespace,
+                        workflow_execution,
+                        workflow_type,
+                        initiated_event_id,
+                        started_event_id,
+                        ..Default::default()
+                    },
+                )
+            }
+            Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
+                Attributes::ChildWorkflowExecutionFailedEventAttributes(
+                    ChildWorkflowExecutionFailedEventAttributes {
+                        failure: a.failure.clone(),
+                        namespace,
+                        workflow_execution,
+                        workflow_type,
+                        initiated_event_id,
+                        started_event_id,
+                        retry_state: a.retry_state,
+                        ..Default::default()
+                    },
+                )
+            }
+            Some(Attributes::WorkflowExecutionCanceledEventAttributes(a)) => {
+                Attributes::ChildWorkflowExecutionCanceledEventAttributes(
+                    ChildWorkflowExecutionCanceledEventAttributes {
+                        details: a.details.clone(),
+                        namespace,
+                        workflow_execution,
+                        workflow_type,
+                        initiated_event_id,
+                        started_event_id,
+                        ..Default::default()
+                    },
+                )
+            }
+            Some(Attributes::WorkflowExecutionTimedOutEventAttributes(a)) => {
+                Attributes::ChildWorkflowExecutionTimedOutEventAttributes(
+                    ChildWorkflowExecutionTimedOutEventAttributes {
+                        namespace,
+                        workflow_execution,
+                        workflow_type,
+                        initiated_event_id,
+                        started_event_id,
+                        retry_state: a.retry_state,
+                        ..Default::default()
+                    },
+                )
+            }
+            Some(Attributes::WorkflowExecutionTerminatedEventAttributes(_)) => {
+                Attributes::ChildWorkflowExecutionTerminatedEventAttributes(
+                    ChildWorkflowExecutionTerminatedEventAttributes {
+                        namespace,
+                        workflow_execution,
+                        workflow_type,
+                        initiated_event_id,
+                        started_event_id,
+                        ..Default::default()
+                    },
+                )
+            }
+            _ => {
+                return Err(EngineError::InvalidArgument("not a close event".into()));
+            }
+        };
+        self.record(attributes);
+        self.state
+            .children
+            .retain(|c| c.initiated_event_id != initiated_event_id);
+        self.ensure_workflow_task();
+        Ok(())
+    }
+
+    /// Outcome of a SignalExternalWorkflowExecution: delivered, or the target was not found.
+    pub fn external_signal_done(
+        &mut self,
+        initiated_event_id: i64,
+        delivered: bool,
+    ) -> Result<(), EngineError> {
+        let Some(info) = self
+            .state
+            .external_signals
+            .iter()
+            .find(|s| s.initiated_event_id == initiated_event_id)
+            .cloned()
+        else {
+            self.persist = false;
+            return Ok(());
+        };
+        if !self.state.is_running() {
+            return Err(EngineError::NotFound(
+                "workflow execution already completed".into(),
+            ));
+        }
+        let command = info.command.unwrap_or_default();
+        let attributes = if delivered {
+            Attributes::ExternalWorkflowExecutionSignaledEventAttributes(
+                ExternalWorkflowExecutionSignaledEventAttributes {
+                    initiated_event_id,
+                    namespace: command.namespace.clone(),
+                    workflow_execution: command.execution.clone(),
+                    control: command.control.clone(),
+                    ..Default::default()
+                },
+            )
+        } else {
+            Attributes::SignalExternalWorkflowExecutionFailedEventAttributes(SignalExternalWorkflowExecutionFailedEventAttributes {
+                cause: SignalExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound as i32,
+                namespace: command.namespace.clone(),
+                workflow_execution: command.execution.clone(),
+                initiated_event_id,
+                control: command.control.clone(),
+                ..Default::default()
+            })
+        };
+        self.record(attributes);
+        self.state
+            .external_signals
+            .retain(|s| s.initiated_event_id != initiated_event_id);
+        self.ensure_workflow_task();
+        Ok(())
+    }
+
+    /// Outcome of a RequestCancelExternalWorkflowExecution.
+    pub fn external_cancel_done(
+        &mut self,
+        initiated_event_id: i64,
+        delivered: bool,
+    ) -> Result<(), EngineError> {
+        let Some(info) = self
+            .state
+            .external_cancels
+            .iter()
+            .find(|s| s.initiated_event_id == initiated_event_id)
+            .cloned()
+        else {
+            self.persist = false;
+            return Ok(());
+        };
+        if !self.state.is_running() {
+            return Err(EngineError::NotFound(
+                "workflow execution already completed".into(),
+            ));
+        }
+        let command = info.command.unwrap_or_default();
+        let workflow_execution = Some(WorkflowExecution {
+            workflow_id: command.workflow_id.clone(),
+            run_id: command.run_id.clone(),
+        });
+        let attributes = if delivered {
+            Attributes::ExternalWorkflowExecutionCancelRequestedEventAttributes(
+                ExternalWorkflowExecutionCancelRequestedEventAttributes {
+                    initiated_event_id,
+                    namespace: command.namespace.clone(),
+                    workflow_execution,
+                    ..Default::default()
+                },
+            )
+        } else {
+            Attributes::RequestCancelExternalWorkflowExecutionFailedEventAttributes(
+                RequestCancelExternalWorkflowExecutionFailedEventAttributes {
+                    cause: CancelExternalWorkflowExecutionFailedCause::ExternalWorkflowExecutionNotFound as i32,
+                    namespace: command.namespace.clone(),
+                    workflow_execution,
+                    initiated_event_id,
+                    control: command.control.clone(),
+                    ..Default::default()
+                },
+            )
+        };
+        self.record(attributes);
+        self.state
+            .external_cancels
+            .retain(|s| s.initiated_event_id != initiated_event_id);
+        self.ensure_workflow_task();
+        Ok(())
+    }
+}
