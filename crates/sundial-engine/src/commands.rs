@@ -35,6 +35,10 @@ pub struct CompletionOutcome {
     pub rejected: Option<String>,
     /// A new workflow task was scheduled by this completion.
     pub new_workflow_task: bool,
+    /// What happened to updates answered by this completion.
+    pub updates: Vec<crate::UpdateResult>,
+    /// Set when a speculative task was dropped: the worker rewinds its history to this event.
+    pub reset_history_event_id: i64,
 }
 
 /// Why a command fails its workflow task.
@@ -64,12 +68,6 @@ impl Transition<'_> {
         req: &RespondWorkflowTaskCompletedRequest,
     ) -> Result<CompletionOutcome, EngineError> {
         self.check_started_workflow_task(task)?;
-        if !req.messages.is_empty() {
-            return Err(EngineError::Unimplemented(
-                "protocol messages (workflow updates) are not supported by this Sundial version yet"
-                    .into(),
-            ));
-        }
         for command in &req.commands {
             if let Some(name) = unsupported_command(command) {
                 return Err(EngineError::Unimplemented(format!(
@@ -80,9 +78,11 @@ impl Transition<'_> {
         let snapshot = self.state.clone();
         let (events_before, effects_before) = (self.events.len(), self.effects.len());
         match self.apply_completion(req) {
-            Ok(new_workflow_task) => Ok(CompletionOutcome {
+            Ok((new_workflow_task, updates)) => Ok(CompletionOutcome {
                 rejected: None,
                 new_workflow_task,
+                updates,
+                reset_history_event_id: self.dropped_speculative_at,
             }),
             Err(rejection) => {
                 *self.state = snapshot;
@@ -99,6 +99,8 @@ impl Transition<'_> {
                 Ok(CompletionOutcome {
                     rejected: Some(rejection.message),
                     new_workflow_task: true,
+                    updates: Vec::new(),
+                    reset_history_event_id: 0,
                 })
             }
         }
@@ -108,7 +110,18 @@ impl Transition<'_> {
     fn apply_completion(
         &mut self,
         req: &RespondWorkflowTaskCompletedRequest,
-    ) -> Result<bool, Rejection> {
+    ) -> Result<(bool, Vec<crate::UpdateResult>), Rejection> {
+        let mut updates = Vec::new();
+        let mut applied = std::collections::HashSet::new();
+        // Rejections leave no trace: they are answered even when the task is dropped.
+        for message in &req.messages {
+            if let Some(body) = &message.body
+                && body.type_url.ends_with("temporal.api.update.v1.Rejection")
+            {
+                updates.push(self.apply_protocol_message(message)?);
+                applied.insert(message.id.clone());
+            }
+        }
         let speculative_with_nothing = self
             .state
             .workflow_task
@@ -118,9 +131,12 @@ impl Transition<'_> {
             && self.state.buffered_events.is_empty()
             && !req.force_create_new_workflow_task;
         if speculative_with_nothing {
-            // A speculative task that produced nothing leaves no trace in history.
+            // A speculative task that produced nothing leaves no trace in history; the worker
+            // rewinds to the last written event.
             self.state.workflow_task = None;
-            return Ok(false);
+            self.dropped_speculative_at = self.state.next_event_id - 1;
+            let new_task = self.schedule_for_waiting_updates(&updates);
+            return Ok((new_task, updates));
         }
         self.write_pending_task_events();
         let wt = self.state.workflow_task.take().expect("checked by caller");
@@ -180,17 +196,58 @@ impl Transition<'_> {
                     "UnhandledCommand: new events arrived while the workflow task was running",
                 ));
             }
+            if let Some(Cmd::ProtocolMessageCommandAttributes(p)) = &command.attributes {
+                let message = req
+                    .messages
+                    .iter()
+                    .find(|m| m.id == p.message_id)
+                    .ok_or_else(|| {
+                        reject(
+                            Cause::BadUpdateWorkflowExecutionMessage,
+                            format!("no protocol message {}", p.message_id),
+                        )
+                    })?;
+                if applied.insert(message.id.clone()) {
+                    updates.push(self.apply_protocol_message(message)?);
+                }
+                continue;
+            }
             needs_task |= self.apply_command(command, completed_id)?;
         }
+        // Messages no command placed go after the commands' events.
+        for message in &req.messages {
+            if applied.insert(message.id.clone()) && self.state.is_running() {
+                updates.push(self.apply_protocol_message(message)?);
+            }
+        }
         if !self.state.is_running() {
-            return Ok(false);
+            return Ok((false, updates));
         }
         needs_task |= self.flush_buffer();
         if needs_task || req.force_create_new_workflow_task {
             self.schedule_workflow_task(1);
-            return Ok(true);
+            return Ok((true, updates));
         }
-        Ok(false)
+        let new_task = self.schedule_for_waiting_updates(&updates);
+        Ok((new_task, updates))
+    }
+
+    /// Admitted updates this completion did not answer need another (speculative) task.
+    fn schedule_for_waiting_updates(&mut self, answered: &[crate::UpdateResult]) -> bool {
+        use crate::UpdateResult as U;
+        let is_answered = |id: &String| {
+            answered.iter().any(|r| match r {
+                U::Accepted { update_id }
+                | U::Rejected { update_id, .. }
+                | U::Completed { update_id, .. } => update_id == id,
+            })
+        };
+        let waiting = self.pending_update_ids.iter().any(|id| !is_answered(id));
+        if waiting && self.state.workflow_task.is_none() && self.state.is_running() {
+            self.schedule_workflow_task_with(1, true);
+            return true;
+        }
+        false
     }
 
     /// Applies one command; returns true when it produced an event the workflow must see.
@@ -507,7 +564,6 @@ fn unsupported_command(command: &Command) -> Option<&'static str> {
         Some(Cmd::UpsertWorkflowSearchAttributesCommandAttributes(_)) => {
             Some("UpsertWorkflowSearchAttributes")
         }
-        Some(Cmd::ProtocolMessageCommandAttributes(_)) => Some("ProtocolMessage"),
         Some(Cmd::ModifyWorkflowPropertiesCommandAttributes(_)) => Some("ModifyWorkflowProperties"),
         Some(Cmd::ScheduleNexusOperationCommandAttributes(_))
         | Some(Cmd::RequestCancelNexusOperationCommandAttributes(_)) => Some("(nexus operation)"),

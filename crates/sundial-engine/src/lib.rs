@@ -20,6 +20,7 @@ pub mod cron;
 pub mod signal;
 pub mod start;
 mod terminate;
+pub mod update;
 pub mod workflow_task;
 
 #[cfg(test)]
@@ -38,4 +39,5 @@ pub use signal::Signal;
 pub use state::ParentInfo;
 /// Re-export of the Temporal message types the engine speaks.
 pub use sundial_proto::temporal::api;
+pub use update::UpdateResult;
 pub use workflow_task::{Poller, WorkflowTaskRef};

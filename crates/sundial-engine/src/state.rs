@@ -126,6 +126,18 @@ pub struct ExecutionState {
     /// When the run's first workflow task may run (start time plus any backoff).
     #[prost(int64, tag = "45")]
     pub execution_time_ms: i64,
+    /// Updates accepted and not completed yet.
+    #[prost(message, repeated, tag = "46")]
+    pub accepted_updates: Vec<AcceptedUpdate>,
+}
+
+/// An accepted update waiting for its response.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AcceptedUpdate {
+    #[prost(string, tag = "1")]
+    pub update_id: String,
+    #[prost(int64, tag = "2")]
+    pub accepted_event_id: i64,
 }
 
 /// The parent of a child workflow.

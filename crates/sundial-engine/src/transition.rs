@@ -67,6 +67,10 @@ pub struct Transition<'a> {
     pub new_run_id: String,
     /// The run to create in the same commit (continue-as-new, retry).
     pub next_run: Option<crate::chain::NextRun>,
+    /// Updates admitted and waiting to be delivered to the workflow (kept by the caller).
+    pub pending_update_ids: Vec<String>,
+    /// Last written event id when a speculative workflow task was dropped (0: none was).
+    pub dropped_speculative_at: i64,
 }
 
 /// Server-configured thresholds the engine applies.
@@ -100,6 +104,8 @@ impl<'a> Transition<'a> {
             limits: Limits::default(),
             new_run_id: String::new(),
             next_run: None,
+            pending_update_ids: Vec::new(),
+            dropped_speculative_at: 0,
         }
     }
 

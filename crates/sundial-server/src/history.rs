@@ -35,6 +35,8 @@ pub struct RunEntry {
     persisted_next_event_id: i64,
     /// Deadlines already handed to the timer loop.
     registered: HashSet<Deadline>,
+    /// Updates admitted and not yet accepted or rejected (memory only).
+    pub updates: parking_lot::Mutex<crate::updates::UpdateRegistry>,
 }
 
 /// The handle of one run: its lock and a signal that fires on every change.
@@ -59,6 +61,7 @@ impl RunHandle {
                 events: events.unwrap_or_default(),
                 persisted_next_event_id: next,
                 registered: HashSet::new(),
+                updates: parking_lot::Mutex::new(Default::default()),
                 state,
             }),
         })
@@ -71,6 +74,11 @@ impl RunHandle {
 
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.progress.subscribe()
+    }
+
+    /// Wakes everyone waiting on this run (after in-memory changes such as update outcomes).
+    pub fn notify(&self) {
+        self.progress.send_modify(|_| {});
     }
 }
 
@@ -270,6 +278,17 @@ impl History {
         op: impl FnOnce(&mut Transition<'_>) -> Result<R, EngineError>,
         finish: impl FnOnce(&RunEntry, R) -> T,
     ) -> Result<T, ServiceError> {
+        self.transition_with(handle, |_, t| op(t), finish).await
+    }
+
+    /// Like [`History::transition`], with the run's entry visible to `op` (for in-memory
+    /// bookkeeping that goes with the transition, such as admitted updates).
+    pub async fn transition_with<R, T>(
+        &self,
+        handle: &Arc<RunHandle>,
+        op: impl FnOnce(&RunEntry, &mut Transition<'_>) -> Result<R, EngineError>,
+        finish: impl FnOnce(&RunEntry, R) -> T,
+    ) -> Result<T, ServiceError> {
         let mut entry = handle.entry.lock().await;
         self.ensure_events(&mut entry)?;
         let mut state = entry.state.clone();
@@ -277,7 +296,8 @@ impl History {
         let mut t = Transition::new(&mut state, now);
         t.limits = self.limits;
         t.new_run_id = uuid::Uuid::new_v4().to_string();
-        let result = op(&mut t)?;
+        t.pending_update_ids = entry.updates.lock().waiting_ids();
+        let result = op(&entry, &mut t)?;
         let events = std::mem::take(&mut t.events);
         let effects = std::mem::take(&mut t.effects);
         let next_run = t.next_run.take();

@@ -10,6 +10,7 @@ pub mod namespaces;
 pub mod outbound;
 pub mod timers;
 pub mod tokens;
+pub mod updates;
 
 use anyhow::Context;
 use std::net::SocketAddr;

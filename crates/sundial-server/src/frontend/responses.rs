@@ -2,6 +2,7 @@
 
 use crate::history::RunEntry;
 use crate::tokens::TaskToken;
+use sundial_engine::api::protocol::v1::{Message, message};
 use sundial_engine::api::{
     common::v1::{ActivityType, WorkflowExecution, WorkflowType},
     enums::v1::{PendingActivityState, PendingWorkflowTaskState, TaskQueueKind},
@@ -45,6 +46,29 @@ pub fn workflow_task(entry: &RunEntry) -> Option<PollWorkflowTaskQueueResponse> 
         // A retry's Scheduled/Started events are shown to the worker, not yet written.
         events.extend(wt.pending_events.iter().cloned());
     }
+    // Admitted updates ride on the task as protocol messages.
+    let messages = entry
+        .updates
+        .lock()
+        .waiting()
+        .map(|slot| {
+            let update_id = slot
+                .request
+                .meta
+                .as_ref()
+                .map(|m| m.update_id.clone())
+                .unwrap_or_default();
+            Message {
+                id: format!("{update_id}/request"),
+                protocol_instance_id: update_id,
+                body: Some(prost_wkt_types::Any {
+                    type_url: "type.googleapis.com/temporal.api.update.v1.Request".into(),
+                    value: prost::Message::encode_to_vec(&slot.request),
+                }),
+                sequencing_id: Some(message::SequencingId::EventId(wt.started_event_id - 1)),
+            }
+        })
+        .collect();
     let token = TaskToken {
         namespace: st.namespace.clone(),
         workflow_id: st.workflow_id.clone(),
@@ -73,6 +97,7 @@ pub fn workflow_task(entry: &RunEntry) -> Option<PollWorkflowTaskQueueResponse> 
         }),
         scheduled_time: Some(timestamp(wt.scheduled_time_ms)),
         started_time: Some(timestamp(wt.started_time_ms)),
+        messages,
         ..Default::default()
     })
 }

@@ -42,7 +42,7 @@ fn payload_size(p: Option<&Payloads>) -> usize {
     })
 }
 
-fn check_blob(p: Option<&Payloads>) -> Result<(), ServiceError> {
+pub(super) fn check_blob(p: Option<&Payloads>) -> Result<(), ServiceError> {
     if payload_size(p) > BLOB_SIZE_LIMIT {
         return Err(ServiceError::InvalidArgument(
             "Blob data size exceeds limit.".into(),
@@ -115,7 +115,7 @@ impl Frontend {
             .handle(&token.namespace, &token.workflow_id, Some(&token.run_id))
     }
 
-    fn run_by_id(
+    pub(super) fn run_by_id(
         &self,
         namespace: &str,
         workflow_id: &str,
@@ -296,6 +296,7 @@ impl Frontend {
                     Ok((outcome, inline, eager))
                 },
                 |entry, (outcome, inline, eager)| {
+                    entry.updates.lock().apply(&outcome.updates);
                     let activities: Vec<_> = eager
                         .iter()
                         .filter_map(|id| responses::activity_task(entry, *id))
@@ -312,13 +313,16 @@ impl Frontend {
                 },
             )
             .await?;
+        if !outcome.updates.is_empty() {
+            handle.notify();
+        }
         if let Some(message) = outcome.rejected {
             return Err(ServiceError::InvalidArgument(message));
         }
         Ok(RespondWorkflowTaskCompletedResponse {
             workflow_task: inline,
             activity_tasks: eager,
-            reset_history_event_id: 0,
+            reset_history_event_id: outcome.reset_history_event_id,
         })
     }
 
@@ -878,6 +882,36 @@ impl WorkflowService for Frontend {
         check_blob(req.query_result.as_ref())?;
         self.queries.answer(token.query_id, req)?;
         Ok(Response::new(RespondQueryTaskCompletedResponse {}))
+    }
+
+    async fn update_workflow_execution(
+        &self,
+        request: Request<UpdateWorkflowExecutionRequest>,
+    ) -> Reply<UpdateWorkflowExecutionResponse> {
+        let wait = long_poll_wait(&request);
+        Ok(Response::new(
+            self.update(request.into_inner(), wait).await?,
+        ))
+    }
+
+    async fn poll_workflow_execution_update(
+        &self,
+        request: Request<PollWorkflowExecutionUpdateRequest>,
+    ) -> Reply<PollWorkflowExecutionUpdateResponse> {
+        let wait = long_poll_wait(&request);
+        Ok(Response::new(
+            self.poll_update(request.into_inner(), wait).await?,
+        ))
+    }
+
+    async fn execute_multi_operation(
+        &self,
+        request: Request<ExecuteMultiOperationRequest>,
+    ) -> Reply<ExecuteMultiOperationResponse> {
+        let wait = long_poll_wait(&request);
+        Ok(Response::new(
+            self.update_with_start(request.into_inner(), wait).await?,
+        ))
     }
 
     async fn shutdown_worker(

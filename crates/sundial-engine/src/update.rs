@@ -1,0 +1,144 @@
+//! Workflow updates: requests reach the workflow as protocol messages on a workflow task; the
+//! worker answers with Acceptance / Rejection / Response messages. Accepted and completed
+//! updates are written to history (WorkflowExecutionUpdateAccepted / Completed) where the
+//! worker's ProtocolMessage commands place them; a rejected update leaves no trace.
+
+use crate::Transition;
+use crate::api::{
+    enums::v1::WorkflowTaskFailedCause as Cause,
+    failure::v1::Failure,
+    history::v1::{
+        WorkflowExecutionUpdateAcceptedEventAttributes,
+        WorkflowExecutionUpdateCompletedEventAttributes, history_event::Attributes,
+    },
+    protocol::v1::Message,
+    update::v1::{Acceptance, Outcome, Rejection as UpdateRejection, Response},
+};
+use crate::commands::Rejection;
+use crate::state::AcceptedUpdate;
+use prost::Message as _;
+
+/// What a workflow task completion did to an update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateResult {
+    Accepted {
+        update_id: String,
+    },
+    Rejected {
+        update_id: String,
+        failure: Option<Failure>,
+    },
+    Completed {
+        update_id: String,
+        outcome: Option<Outcome>,
+    },
+}
+
+/// The decoded body of a protocol message from a worker.
+enum Body {
+    Acceptance(Acceptance),
+    Rejection(UpdateRejection),
+    Response(Response),
+}
+
+fn decode(message: &Message) -> Result<Body, Rejection> {
+    let bad = |m: String| Rejection::new(Cause::BadUpdateWorkflowExecutionMessage, m);
+    let body = message
+        .body
+        .as_ref()
+        .ok_or_else(|| bad(format!("protocol message {} has no body", message.id)))?;
+    let kind = body.type_url.rsplit('/').next().unwrap_or_default();
+    let value = body.value.as_slice();
+    let err = |e: prost::DecodeError| bad(format!("protocol message {}: {e}", message.id));
+    Ok(match kind {
+        "temporal.api.update.v1.Acceptance" => {
+            Body::Acceptance(Acceptance::decode(value).map_err(err)?)
+        }
+        "temporal.api.update.v1.Rejection" => {
+            Body::Rejection(UpdateRejection::decode(value).map_err(err)?)
+        }
+        "temporal.api.update.v1.Response" => Body::Response(Response::decode(value).map_err(err)?),
+        other => return Err(bad(format!("unsupported protocol message type {other}"))),
+    })
+}
+
+impl Transition<'_> {
+    /// Applies one protocol message; returns what happened to its update.
+    pub(crate) fn apply_protocol_message(
+        &mut self,
+        message: &Message,
+    ) -> Result<UpdateResult, Rejection> {
+        let update_id = message.protocol_instance_id.clone();
+        match decode(message)? {
+            Body::Rejection(r) => Ok(UpdateResult::Rejected {
+                update_id,
+                failure: r.failure,
+            }),
+            Body::Acceptance(a) => {
+                if self
+                    .state
+                    .accepted_updates
+                    .iter()
+                    .any(|u| u.update_id == update_id)
+                {
+                    return Ok(UpdateResult::Accepted { update_id });
+                }
+                let accepted_event_id =
+                    self.append(Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(
+                        WorkflowExecutionUpdateAcceptedEventAttributes {
+                            protocol_instance_id: update_id.clone(),
+                            accepted_request_message_id: a.accepted_request_message_id,
+                            accepted_request_sequencing_event_id: a
+                                .accepted_request_sequencing_event_id,
+                            accepted_request: a.accepted_request,
+                        },
+                    ));
+                self.state.accepted_updates.push(AcceptedUpdate {
+                    update_id: update_id.clone(),
+                    accepted_event_id,
+                });
+                Ok(UpdateResult::Accepted { update_id })
+            }
+            Body::Response(r) => {
+                let Some(accepted) = self
+                    .state
+                    .accepted_updates
+                    .iter()
+                    .find(|u| u.update_id == update_id)
+                    .cloned()
+                else {
+                    return Err(Rejection::new(
+                        Cause::BadUpdateWorkflowExecutionMessage,
+                        format!("response for update {update_id}, which was not accepted"),
+                    ));
+                };
+                self.append(Attributes::WorkflowExecutionUpdateCompletedEventAttributes(
+                    WorkflowExecutionUpdateCompletedEventAttributes {
+                        meta: r.meta,
+                        accepted_event_id: accepted.accepted_event_id,
+                        outcome: r.outcome.clone(),
+                    },
+                ));
+                self.state
+                    .accepted_updates
+                    .retain(|u| u.update_id != update_id);
+                Ok(UpdateResult::Completed {
+                    update_id,
+                    outcome: r.outcome,
+                })
+            }
+        }
+    }
+
+    /// An update was admitted: make sure a workflow task will carry it. Without other work a
+    /// speculative task is used, which leaves no trace if the update is rejected.
+    pub fn request_update_task(&mut self) {
+        self.persist = false;
+        if self.state.workflow_task.is_none()
+            && self.state.is_running()
+            && self.state.backoff_until_ms <= self.now
+        {
+            self.schedule_workflow_task_with(1, true);
+        }
+    }
+}
