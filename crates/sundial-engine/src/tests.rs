@@ -481,3 +481,321 @@ fn terminate_closes_the_run_and_clears_pending_work() {
     assert!(run.state.activities.is_empty() && run.state.deadlines().is_empty());
     assert!(run.step(|t| t.terminate("again", None, "admin")).0.is_err());
 }
+
+mod messages_and_lifecycle {
+    use super::*;
+    use crate::api::{
+        command::v1::{
+            ContinueAsNewWorkflowExecutionCommandAttributes,
+            FailWorkflowExecutionCommandAttributes, ProtocolMessageCommandAttributes,
+            StartChildWorkflowExecutionCommandAttributes,
+        },
+        enums::v1::ContinueAsNewInitiator,
+        protocol::v1::Message,
+        update::v1::{
+            Acceptance, Meta, Outcome, Rejection as UpdateRejection, Request, Response, outcome,
+        },
+    };
+    use crate::{Signal, UpdateResult};
+    use prost::Message as _;
+
+    fn message(id: &str, update_id: &str, type_name: &str, value: Vec<u8>) -> Message {
+        Message {
+            id: id.into(),
+            protocol_instance_id: update_id.into(),
+            body: Some(prost_wkt_types::Any {
+                type_url: format!("type.googleapis.com/{type_name}"),
+                value,
+            }),
+            sequencing_id: None,
+        }
+    }
+
+    fn complete_with(
+        run: &mut Run,
+        commands: Vec<Cmd>,
+        messages: Vec<Message>,
+    ) -> crate::CompletionOutcome {
+        let wt = run.start_wt();
+        let req = RespondWorkflowTaskCompletedRequest {
+            commands: commands
+                .into_iter()
+                .map(|c| Command {
+                    attributes: Some(c),
+                    ..Default::default()
+                })
+                .collect(),
+            messages,
+            ..Default::default()
+        };
+        run.step(|t| t.complete_workflow_task(wt, &req)).0.unwrap()
+    }
+
+    #[test]
+    fn duplicate_signal_request_ids_are_delivered_once() {
+        let (mut run, _) = Run::start();
+        let signal = || Signal {
+            name: "go".into(),
+            request_id: "sig-1".into(),
+            ..Default::default()
+        };
+        run.step(|t| t.signal(signal())).0.unwrap();
+        let (_, _, persist) = run.step(|t| t.signal(signal()));
+        assert!(!persist);
+        assert_eq!(
+            run.types()
+                .iter()
+                .filter(|e| **e == E::WorkflowExecutionSignaled)
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn rejected_update_on_a_speculative_task_leaves_no_trace() {
+        let (mut run, _) = Run::start();
+        run.complete_wt(vec![]);
+        let before = run.history.len();
+        run.step(|t| t.request_update_task());
+        assert!(run.state.workflow_task.as_ref().unwrap().speculative);
+        let rejection = UpdateRejection {
+            rejected_request_message_id: "u1/request".into(),
+            ..Default::default()
+        };
+        let outcome = complete_with(
+            &mut run,
+            vec![],
+            vec![message(
+                "u1/reject",
+                "u1",
+                "temporal.api.update.v1.Rejection",
+                rejection.encode_to_vec(),
+            )],
+        );
+        assert_eq!(run.history.len(), before, "no events written");
+        assert_eq!(outcome.reset_history_event_id, before as i64);
+        assert!(
+            matches!(&outcome.updates[..], [UpdateResult::Rejected { update_id, .. }] if update_id == "u1")
+        );
+        assert!(run.state.workflow_task.is_none());
+    }
+
+    #[test]
+    fn accepted_and_completed_update_is_written_where_the_commands_place_it() {
+        let (mut run, _) = Run::start();
+        let request = Request {
+            meta: Some(Meta {
+                update_id: "u2".into(),
+                identity: "c".into(),
+            }),
+            ..Default::default()
+        };
+        let accept = Acceptance {
+            accepted_request_message_id: "u2/request".into(),
+            accepted_request_sequencing_event_id: 2,
+            accepted_request: Some(request),
+        };
+        let response = Response {
+            meta: Some(Meta {
+                update_id: "u2".into(),
+                identity: "c".into(),
+            }),
+            outcome: Some(Outcome {
+                value: Some(outcome::Value::Success(Default::default())),
+            }),
+        };
+        let commands = vec![
+            Cmd::ProtocolMessageCommandAttributes(ProtocolMessageCommandAttributes {
+                message_id: "m1".into(),
+            }),
+            Cmd::ProtocolMessageCommandAttributes(ProtocolMessageCommandAttributes {
+                message_id: "m2".into(),
+            }),
+        ];
+        let outcome = complete_with(
+            &mut run,
+            commands,
+            vec![
+                message(
+                    "m1",
+                    "u2",
+                    "temporal.api.update.v1.Acceptance",
+                    accept.encode_to_vec(),
+                ),
+                message(
+                    "m2",
+                    "u2",
+                    "temporal.api.update.v1.Response",
+                    response.encode_to_vec(),
+                ),
+            ],
+        );
+        assert_eq!(
+            run.types()[4..],
+            [
+                E::WorkflowExecutionUpdateAccepted,
+                E::WorkflowExecutionUpdateCompleted
+            ]
+        );
+        assert_eq!(outcome.updates.len(), 2);
+        assert!(run.state.accepted_updates.is_empty());
+        let Some(Attributes::WorkflowExecutionUpdateCompletedEventAttributes(c)) =
+            &run.history[5].attributes
+        else {
+            panic!()
+        };
+        assert_eq!(c.accepted_event_id, 5);
+    }
+
+    #[test]
+    fn continue_as_new_describes_the_next_run() {
+        let (mut run, _) = Run::start();
+        let wt = run.start_wt();
+        let req = RespondWorkflowTaskCompletedRequest {
+            commands: vec![Command {
+                attributes: Some(Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(
+                    ContinueAsNewWorkflowExecutionCommandAttributes::default(),
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut next = None;
+        run.step(|t| {
+            t.new_run_id = "run-2".into();
+            t.complete_workflow_task(wt, &req).unwrap();
+            next = t.next_run.take();
+        });
+        let next = next.expect("a next run");
+        assert_eq!(next.run_id, "run-2");
+        assert_eq!(next.continuation.previous_run_id, "run-1");
+        assert_eq!(
+            next.continuation.initiator,
+            ContinueAsNewInitiator::Workflow as i32
+        );
+        assert_eq!(
+            run.state.status,
+            WorkflowExecutionStatus::ContinuedAsNew as i32
+        );
+        let (state, events, _) = new_execution(StartParams {
+            request: &next.request,
+            run_id: next.run_id.clone(),
+            now: run.now,
+            signal: None,
+            continuation: Some(next.continuation),
+            parent: None,
+        })
+        .unwrap();
+        assert_eq!(state.first_execution_run_id, "run-1");
+        let Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) = &events[0].attributes
+        else {
+            panic!()
+        };
+        assert_eq!(a.continued_execution_run_id, "run-1");
+    }
+
+    #[test]
+    fn failed_workflow_with_retry_policy_retries_with_backoff() {
+        let (mut run, _) = Run::start();
+        run.state.retry_policy = Some(RetryPolicy {
+            initial_interval: Some(time::duration(1_000)),
+            maximum_attempts: 2,
+            ..Default::default()
+        });
+        let wt = run.start_wt();
+        let req = RespondWorkflowTaskCompletedRequest {
+            commands: vec![Command {
+                attributes: Some(Cmd::FailWorkflowExecutionCommandAttributes(
+                    FailWorkflowExecutionCommandAttributes {
+                        failure: Some(app_failure()),
+                    },
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut next = None;
+        run.step(|t| {
+            t.new_run_id = "run-2".into();
+            t.complete_workflow_task(wt, &req).unwrap();
+            next = t.next_run.take();
+        });
+        let next = next.expect("a retry");
+        assert_eq!(
+            (next.continuation.attempt, next.continuation.backoff_ms),
+            (2, 1_000)
+        );
+        let Some(Attributes::WorkflowExecutionFailedEventAttributes(f)) =
+            &run.history.last().unwrap().attributes
+        else {
+            panic!()
+        };
+        assert_eq!(f.retry_state, RetryState::InProgress as i32);
+        assert_eq!(f.new_execution_run_id, "run-2");
+        // The retried run waits for its backoff before its first workflow task.
+        let (state, _, effects) = new_execution(StartParams {
+            request: &next.request,
+            run_id: "run-2".into(),
+            now: run.now,
+            signal: None,
+            continuation: Some(next.continuation),
+            parent: None,
+        })
+        .unwrap();
+        assert!(state.workflow_task.is_none() && effects.is_empty());
+        assert!(
+            state
+                .deadlines()
+                .iter()
+                .any(|d| d.kind == DeadlineKind::WorkflowBackoff)
+        );
+    }
+
+    #[test]
+    fn child_workflow_round_trip() {
+        let (mut run, _) = Run::start();
+        let start_child = Cmd::StartChildWorkflowExecutionCommandAttributes(
+            StartChildWorkflowExecutionCommandAttributes {
+                workflow_id: "child".into(),
+                workflow_type: Some(WorkflowType {
+                    name: "Child".into(),
+                }),
+                ..Default::default()
+            },
+        );
+        let (_, effects) = run.complete_wt(vec![start_child]);
+        assert_eq!(
+            effects,
+            vec![Effect::StartChild {
+                initiated_event_id: 5
+            }]
+        );
+        run.step(|t| t.child_started(5, "child-run")).0.unwrap();
+        run.complete_wt(vec![]);
+        let close = HistoryEvent {
+            event_type: E::WorkflowExecutionCompleted as i32,
+            attributes: Some(Attributes::WorkflowExecutionCompletedEventAttributes(
+                Default::default(),
+            )),
+            ..Default::default()
+        };
+        run.step(|t| t.child_closed(5, "child-run", &close))
+            .0
+            .unwrap();
+        assert!(run.state.children.is_empty());
+        let completed = run
+            .history
+            .iter()
+            .find(|e| e.event_type == E::ChildWorkflowExecutionCompleted as i32)
+            .unwrap();
+        let Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(c)) =
+            &completed.attributes
+        else {
+            panic!()
+        };
+        assert_eq!((c.initiated_event_id, c.started_event_id), (5, 6));
+        // A repeated report changes nothing.
+        let (_, _, persist) = run.step(|t| t.child_closed(5, "child-run", &close));
+        assert!(!persist);
+    }
+}
