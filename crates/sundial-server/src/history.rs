@@ -22,6 +22,9 @@ use sundial_engine::{
 use sundial_store::{EventRow, ExecutionRow, Store, WriteBatch};
 use tokio::sync::watch;
 
+/// How long a closed run stays cached after it closed.
+const CLOSED_RUN_CACHE_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Number of locks that serialise starts of the same workflow id.
 const START_LOCK_SHARDS: usize = 64;
 
@@ -37,6 +40,8 @@ pub struct RunEntry {
     registered: HashSet<Deadline>,
     /// Updates admitted and not yet accepted or rejected (memory only).
     pub updates: parking_lot::Mutex<crate::updates::UpdateRegistry>,
+    /// The run is closed and its removal from the cache is scheduled.
+    eviction_scheduled: bool,
 }
 
 /// The handle of one run: its lock and a signal that fires on every change.
@@ -51,6 +56,7 @@ pub struct RunHandle {
 impl RunHandle {
     fn new(state: ExecutionState, events: Option<Vec<HistoryEvent>>) -> Arc<RunHandle> {
         let next = state.next_event_id;
+        let closed = !state.is_running();
         Arc::new(RunHandle {
             run_id: state.run_id.clone(),
             namespace: state.namespace.clone(),
@@ -62,6 +68,7 @@ impl RunHandle {
                 persisted_next_event_id: next,
                 registered: HashSet::new(),
                 updates: parking_lot::Mutex::new(Default::default()),
+                eviction_scheduled: closed,
                 state,
             }),
         })
@@ -226,6 +233,9 @@ impl History {
             return Err(Self::not_found(workflow_id, run_id));
         };
         let state = decode_state(&row)?;
+        if !state.is_running() {
+            self.schedule_eviction(&row.run_id);
+        }
         let mut runs = self.runs.lock();
         let handle = runs
             .entry(row.run_id.clone())
@@ -376,6 +386,30 @@ impl History {
             self.dispatch(&handle.namespace, &handle.run_id, effect);
         }
         handle.progress.send_replace(entry.state.next_event_id);
+        if !entry.state.is_running() && !entry.eviction_scheduled {
+            entry.eviction_scheduled = true;
+            self.schedule_eviction(&handle.run_id);
+        }
+    }
+
+    /// A closed run leaves the cache after a grace period (clients usually read its result
+    /// right away); later reads load it from the store again.
+    fn schedule_eviction(&self, run_id: &str) {
+        let Some(history) = self.me.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(CLOSED_RUN_CACHE_TIME).await;
+            let removed = history.runs.lock().remove(&run_id);
+            if let Some(handle) = removed {
+                let key = (handle.namespace.clone(), handle.workflow_id.clone());
+                let mut latest = history.latest.lock();
+                if latest.get(&key) == Some(&run_id) {
+                    latest.remove(&key);
+                }
+            }
+        });
     }
 
     fn dispatch(&self, namespace: &str, run_id: &str, effect: Effect) {
