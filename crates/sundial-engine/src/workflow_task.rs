@@ -222,4 +222,26 @@ impl Transition<'_> {
         let attempt = if started { wt.attempt + 1 } else { wt.attempt };
         self.schedule_workflow_task(attempt);
     }
+
+    /// The worker behind the sticky queue is gone: offer the scheduled task on the workflow's
+    /// normal queue instead (the next worker gets the full history). Memory only.
+    pub fn redirect_to_normal_queue(&mut self, task: WorkflowTaskRef) {
+        self.persist = false;
+        let normal = self.state.task_queue.clone();
+        let Some(wt) = self.state.workflow_task.as_mut() else {
+            return;
+        };
+        if wt.seq != task.seq || wt.is_started() || !wt.sticky {
+            return;
+        }
+        wt.sticky = false;
+        wt.task_queue = normal.clone();
+        let scheduled_event_id = wt.scheduled_event_id;
+        self.state.sticky_task_queue.clear();
+        self.effects.push(crate::Effect::DispatchWorkflowTask {
+            task_queue: normal,
+            scheduled_event_id,
+            seq: task.seq,
+        });
+    }
 }

@@ -116,6 +116,8 @@ pub struct History {
     pub limits: Limits,
     /// Itself, for effects that run as tasks of their own.
     me: std::sync::OnceLock<std::sync::Weak<History>>,
+    /// Sticky queues whose worker said it shut down: their tasks go to the normal queue.
+    gone_sticky_queues: Mutex<HashSet<(String, String)>>,
 }
 
 /// Adds one run's state and new events to a batch.
@@ -161,6 +163,7 @@ impl History {
             timers,
             limits,
             me: std::sync::OnceLock::new(),
+            gone_sticky_queues: Mutex::new(HashSet::new()),
         });
         let _ = history.me.set(Arc::downgrade(&history));
         history
@@ -412,13 +415,64 @@ impl History {
         });
     }
 
+    /// ShutdownWorker named its sticky queue: tasks waiting there, and later ones, are offered on
+    /// their workflow's normal queue.
+    pub fn sticky_queue_gone(&self, namespace: &str, queue: &str) {
+        self.gone_sticky_queues
+            .lock()
+            .insert((namespace.to_string(), queue.to_string()));
+        let key = QueueKey {
+            namespace: namespace.to_string(),
+            name: queue.to_string(),
+            kind: TaskKind::Workflow,
+        };
+        for task in self.matching.drain(&key) {
+            self.redirect(task.run_id, task.seq_or_attempt);
+        }
+    }
+
+    fn redirect(&self, run_id: String, seq: i64) {
+        let Some(history) = self.me.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let Some(handle) = history.handle_by_run(&run_id) else {
+                return;
+            };
+            let task = WorkflowTaskRef {
+                scheduled_event_id: 0,
+                seq,
+            };
+            let _ = history
+                .transition(
+                    &handle,
+                    |t| {
+                        t.redirect_to_normal_queue(task);
+                        Ok(())
+                    },
+                    |_, ()| (),
+                )
+                .await;
+        });
+    }
+
     fn dispatch(&self, namespace: &str, run_id: &str, effect: Effect) {
         let (name, kind, scheduled_event_id, seq_or_attempt) = match effect {
             Effect::DispatchWorkflowTask {
                 task_queue,
                 scheduled_event_id,
                 seq,
-            } => (task_queue, TaskKind::Workflow, scheduled_event_id, seq),
+            } => {
+                let gone = self
+                    .gone_sticky_queues
+                    .lock()
+                    .contains(&(namespace.to_string(), task_queue.clone()));
+                if gone {
+                    self.redirect(run_id.to_string(), seq);
+                    return;
+                }
+                (task_queue, TaskKind::Workflow, scheduled_event_id, seq)
+            }
             Effect::DispatchActivityTask {
                 task_queue,
                 scheduled_event_id,

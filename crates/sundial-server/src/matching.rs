@@ -143,6 +143,15 @@ impl Matching {
         }
     }
 
+    /// Removes and returns every task waiting in a queue.
+    pub fn drain(&self, key: &QueueKey) -> Vec<QueuedTask> {
+        self.queues
+            .lock()
+            .get_mut(key)
+            .map(|q| q.tasks.drain(..).collect())
+            .unwrap_or_default()
+    }
+
     /// Number of tasks waiting in a queue.
     pub fn backlog(&self, key: &QueueKey) -> usize {
         self.queues.lock().get(key).map_or(0, |q| q.tasks.len())

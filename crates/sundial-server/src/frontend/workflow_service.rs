@@ -916,10 +916,14 @@ impl WorkflowService for Frontend {
 
     async fn shutdown_worker(
         &self,
-        _request: Request<ShutdownWorkerRequest>,
+        request: Request<ShutdownWorkerRequest>,
     ) -> Reply<ShutdownWorkerResponse> {
-        // Sticky tasks of a departed worker fall back to the normal queue after their
-        // schedule-to-start timeout.
+        let req = request.into_inner();
+        self.namespaces.check(&req.namespace)?;
+        if !req.sticky_task_queue.is_empty() {
+            self.history
+                .sticky_queue_gone(&req.namespace, &req.sticky_task_queue);
+        }
         Ok(Response::new(ShutdownWorkerResponse {}))
     }
 
