@@ -280,6 +280,33 @@ impl Transition<'_> {
                 self.fail_workflow(a.failure.clone(), completed_id);
                 Ok(false)
             }
+            Some(Cmd::UpsertWorkflowSearchAttributesCommandAttributes(a)) => {
+                let upserted = a.search_attributes.clone().unwrap_or_default();
+                let merged = self
+                    .state
+                    .search_attributes
+                    .get_or_insert_with(Default::default);
+                merge_payload_map(&mut merged.indexed_fields, &upserted.indexed_fields);
+                self.append(Attributes::UpsertWorkflowSearchAttributesEventAttributes(
+                    crate::api::history::v1::UpsertWorkflowSearchAttributesEventAttributes {
+                        workflow_task_completed_event_id: completed_id,
+                        search_attributes: Some(upserted),
+                    },
+                ));
+                Ok(false)
+            }
+            Some(Cmd::ModifyWorkflowPropertiesCommandAttributes(a)) => {
+                let upserted = a.upserted_memo.clone().unwrap_or_default();
+                let merged = self.state.memo.get_or_insert_with(Default::default);
+                merge_payload_map(&mut merged.fields, &upserted.fields);
+                self.append(Attributes::WorkflowPropertiesModifiedEventAttributes(
+                    crate::api::history::v1::WorkflowPropertiesModifiedEventAttributes {
+                        workflow_task_completed_event_id: completed_id,
+                        upserted_memo: Some(upserted),
+                    },
+                ));
+                Ok(false)
+            }
             Some(Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(a)) => {
                 self.continue_as_new(a, completed_id);
                 Ok(false)
@@ -561,12 +588,22 @@ impl Transition<'_> {
 /// Names a command this version does not handle yet (None when it is handled).
 fn unsupported_command(command: &Command) -> Option<&'static str> {
     match &command.attributes {
-        Some(Cmd::UpsertWorkflowSearchAttributesCommandAttributes(_)) => {
-            Some("UpsertWorkflowSearchAttributes")
-        }
-        Some(Cmd::ModifyWorkflowPropertiesCommandAttributes(_)) => Some("ModifyWorkflowProperties"),
         Some(Cmd::ScheduleNexusOperationCommandAttributes(_))
         | Some(Cmd::RequestCancelNexusOperationCommandAttributes(_)) => Some("(nexus operation)"),
         _ => None,
+    }
+}
+
+/// Upserts `changes` into `target`; a change whose payload is empty or JSON `null` removes the key.
+fn merge_payload_map(
+    target: &mut std::collections::HashMap<String, crate::api::common::v1::Payload>,
+    changes: &std::collections::HashMap<String, crate::api::common::v1::Payload>,
+) {
+    for (key, payload) in changes {
+        if payload.data.is_empty() || payload.data == b"null" {
+            target.remove(key);
+        } else {
+            target.insert(key.clone(), payload.clone());
+        }
     }
 }

@@ -17,6 +17,8 @@ pub enum ServiceError {
     NamespaceNotFound(String),
     #[error("Namespace already exists.")]
     NamespaceAlreadyExists,
+    #[error("{0}")]
+    AlreadyExistsPlain(String),
     #[error("Workflow execution is already running. WorkflowId: {workflow_id}, RunId: {run_id}.")]
     AlreadyStarted {
         workflow_id: String,
@@ -121,6 +123,7 @@ impl From<ServiceError> for Status {
                 ),
             ),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
+            ServiceError::AlreadyExistsPlain(_) => Status::already_exists(message),
             ServiceError::Unimplemented(_) => Status::unimplemented(message),
             ServiceError::Unavailable(_) => Status::unavailable(message),
             ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),

@@ -118,6 +118,8 @@ pub struct History {
     me: std::sync::OnceLock<std::sync::Weak<History>>,
     /// Sticky queues whose worker said it shut down: their tasks go to the normal queue.
     gone_sticky_queues: Mutex<HashSet<(String, String)>>,
+    /// Search attribute registry; builds visibility records.
+    pub visibility: Arc<crate::visibility::SearchAttributes>,
 }
 
 /// Adds one run's state and new events to a batch.
@@ -151,6 +153,7 @@ impl History {
         matching: Arc<Matching>,
         timers: Timers,
         limits: Limits,
+        visibility: Arc<crate::visibility::SearchAttributes>,
     ) -> Arc<History> {
         let history = Arc::new(History {
             store,
@@ -164,6 +167,7 @@ impl History {
             limits,
             me: std::sync::OnceLock::new(),
             gone_sticky_queues: Mutex::new(HashSet::new()),
+            visibility,
         });
         let _ = history.me.set(Arc::downgrade(&history));
         history
@@ -339,8 +343,16 @@ impl History {
             let unsaved = entry.events.iter().filter(|e| e.event_id >= persisted);
             let mut batch = WriteBatch::default();
             add_run(&mut batch, &state, unsaved.chain(events.iter()));
+            let before = &entry.state;
+            if before.status != state.status
+                || before.search_attributes != state.search_attributes
+                || before.memo != state.memo
+            {
+                batch.visibility.push(self.visibility.row(&state));
+            }
             if let Some((next_state, next_events, _)) = &next {
                 add_run(&mut batch, next_state, next_events.iter());
+                batch.visibility.push(self.visibility.row(next_state));
             }
             self.commit(batch).await?;
             entry.persisted_next_event_id = state.next_event_id;
@@ -365,16 +377,6 @@ impl History {
             .await
             .map_err(|_| ServiceError::Unavailable("storage is shut down".into()))??;
         Ok(())
-    }
-
-    async fn commit_run<'a>(
-        &self,
-        state: &ExecutionState,
-        events: impl Iterator<Item = &'a HistoryEvent>,
-    ) -> Result<(), ServiceError> {
-        let mut batch = WriteBatch::default();
-        add_run(&mut batch, state, events);
-        self.commit(batch).await
     }
 
     fn after_change(&self, handle: &RunHandle, entry: &mut RunEntry, effects: Vec<Effect>) {
@@ -666,7 +668,10 @@ impl History {
             effects.retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
         }
         state.state_transition_count = 1;
-        self.commit_run(&state, events.iter()).await?;
+        let mut batch = WriteBatch::default();
+        add_run(&mut batch, &state, events.iter());
+        batch.visibility.push(self.visibility.row(&state));
+        self.commit(batch).await?;
         let handle = RunHandle::new(state, Some(events));
         self.install(&handle);
         let mut entry = handle.entry.lock().await;
@@ -736,6 +741,36 @@ impl History {
                 return Some((handle, task));
             }
         }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// DeleteWorkflowExecution: the run leaves the cache and the store (history, state,
+    /// visibility). A running run is terminated first.
+    pub async fn delete_run(&self, handle: &Arc<RunHandle>) -> Result<(), ServiceError> {
+        let running = self.read(handle, |e| e.state.is_running()).await?;
+        if running {
+            self.transition(
+                handle,
+                |t| t.terminate("Delete workflow execution", None, "history-service"),
+                |_, ()| (),
+            )
+            .await?;
+        }
+        let batch = WriteBatch {
+            deleted_runs: vec![handle.run_id.clone()],
+            ..Default::default()
+        };
+        self.commit(batch).await?;
+        self.runs.lock().remove(&handle.run_id);
+        let key = (handle.namespace.clone(), handle.workflow_id.clone());
+        let mut latest = self.latest.lock();
+        if latest.get(&key) == Some(&handle.run_id) {
+            latest.remove(&key);
+        }
+        Ok(())
     }
 
     pub fn matching(&self) -> &Matching {

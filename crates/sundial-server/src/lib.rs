@@ -11,6 +11,7 @@ pub mod outbound;
 pub mod timers;
 pub mod tokens;
 pub mod updates;
+pub mod visibility;
 
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ pub async fn serve(
             .await
             .with_context(|| format!("registering namespace {name}"))?;
     }
+    let search_attributes = Arc::new(visibility::SearchAttributes::load(config.store.clone())?);
     let matching = matching::Matching::new();
     let (timers, mut fired) = timers::Timers::start(clock::now_ms);
     let history = history::History::new(
@@ -49,6 +51,7 @@ pub async fn serve(
         matching.clone(),
         timers,
         config.limits,
+        search_attributes.clone(),
     );
     let recovered = history.recover().await?;
     tracing::info!(recovered, "running executions recovered");
@@ -64,7 +67,7 @@ pub async fn serve(
 
     let frontend = frontend::workflow_service::Frontend {
         history,
-        namespaces,
+        namespaces: namespaces.clone(),
         queries: frontend::queries::Queries::default(),
     };
     let workflow =
@@ -77,7 +80,10 @@ pub async fn serve(
         .max_encoding_message_size(frontend::MAX_MESSAGE_SIZE);
     let operator =
         sundial_proto::operatorservice::operator_service_server::OperatorServiceServer::new(
-            frontend::operator_service::Operator,
+            frontend::operator_service::Operator {
+                namespaces: namespaces.clone(),
+                search_attributes: search_attributes.clone(),
+            },
         )
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);

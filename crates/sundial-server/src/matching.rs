@@ -143,6 +143,22 @@ impl Matching {
         }
     }
 
+    /// Pollers seen on a queue recently: identity and last poll time (Unix ms).
+    pub fn pollers(&self, key: &QueueKey, since_ms: i64) -> Vec<(String, i64)> {
+        let queues = self.queues.lock();
+        let Some(queue) = queues.get(key) else {
+            return Vec::new();
+        };
+        let mut pollers: Vec<_> = queue
+            .poller_seen
+            .iter()
+            .filter(|(_, t)| **t >= since_ms)
+            .map(|(i, t)| (i.clone(), *t))
+            .collect();
+        pollers.sort();
+        pollers
+    }
+
     /// Removes and returns every task waiting in a queue.
     pub fn drain(&self, key: &QueueKey) -> Vec<QueuedTask> {
         self.queues

@@ -5,6 +5,8 @@
 //! [`Store::commit`], which resolves only after the batch is durable; implementations group
 //! concurrent batches into one transaction (group commit).
 
+pub mod list_query;
+pub mod sql_filter;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -52,12 +54,63 @@ pub struct NamespaceRow {
     pub data: Vec<u8>,
 }
 
+/// One run's visibility record: what list and count queries filter on.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VisibilityRow {
+    pub namespace: String,
+    pub run_id: String,
+    pub workflow_id: String,
+    pub workflow_type: String,
+    pub task_queue: String,
+    pub status: i32,
+    pub start_time_ms: i64,
+    pub execution_time_ms: i64,
+    /// `None` while running.
+    pub close_time_ms: Option<i64>,
+    pub history_length: i64,
+    pub parent_workflow_id: Option<String>,
+    pub root_workflow_id: Option<String>,
+    /// Custom search attributes as a JSON object (Datetime values as Unix ms).
+    pub search_attributes_json: String,
+    /// The encoded `WorkflowExecutionInfo` returned by list calls.
+    pub info: Vec<u8>,
+}
+
+/// A custom search attribute registered (`Some(type)`) or removed (`None`) in a namespace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchAttributeRow {
+    pub namespace: String,
+    pub name: String,
+    /// `IndexedValueType` as i32.
+    pub value_type: Option<i32>,
+}
+
 /// Everything one transition writes; applied atomically.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
     pub executions: Vec<ExecutionRow>,
     pub events: Vec<EventRow>,
     pub namespaces: Vec<NamespaceRow>,
+    pub visibility: Vec<VisibilityRow>,
+    pub search_attributes: Vec<SearchAttributeRow>,
+    /// Runs deleted with everything they own (DeleteWorkflowExecution).
+    pub deleted_runs: Vec<String>,
+}
+
+/// A visibility query translated for a backend: a WHERE clause and its parameters.
+#[derive(Debug, Clone, Default)]
+pub struct VisibilityFilter {
+    pub where_sql: String,
+    pub params: Vec<SqlValue>,
+    pub order_sql: String,
+}
+
+/// A bound parameter of a visibility query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
 }
 
 /// Resolves when the batch is durable (or failed).
@@ -79,4 +132,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<ExecutionRow>, StoreError>;
     /// The run's events with ids `>= from_event_id`, in order.
     fn load_events(&self, run_id: &str, from_event_id: i64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Every registered custom search attribute: (namespace, name, type).
+    fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError>;
+    /// Encoded `WorkflowExecutionInfo`s of the namespace's runs matching `filter`.
+    fn list_visibility(
+        &self,
+        namespace: &str,
+        filter: &VisibilityFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Number of matching runs, in total or per execution status.
+    fn count_visibility(
+        &self,
+        namespace: &str,
+        filter: &VisibilityFilter,
+        by_status: bool,
+    ) -> Result<Vec<(i32, i64)>, StoreError>;
 }

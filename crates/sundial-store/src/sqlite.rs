@@ -2,7 +2,10 @@
 //! every batch waiting at that moment into a single transaction (one fsync for many
 //! transitions), and a separate connection for reads.
 
-use crate::{CommitReceipt, ExecutionRow, NamespaceRow, Store, StoreError, WriteBatch};
+use crate::{
+    CommitReceipt, ExecutionRow, NamespaceRow, SqlValue, Store, StoreError, VisibilityFilter,
+    WriteBatch,
+};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
@@ -26,6 +29,32 @@ CREATE TABLE IF NOT EXISTS executions (
 );
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions(namespace, workflow_id, seq);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions(status);
+CREATE TABLE IF NOT EXISTS visibility (
+    run_id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    workflow_type TEXT NOT NULL,
+    task_queue TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    start_time INTEGER NOT NULL,
+    execution_time INTEGER NOT NULL,
+    close_time INTEGER,
+    history_length INTEGER NOT NULL,
+    parent_workflow_id TEXT,
+    root_workflow_id TEXT,
+    search_attributes TEXT NOT NULL,
+    info BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS visibility_by_start ON visibility(namespace, start_time);
+CREATE INDEX IF NOT EXISTS visibility_by_status ON visibility(namespace, status, start_time);
+CREATE INDEX IF NOT EXISTS visibility_by_type ON visibility(namespace, workflow_type, start_time);
+CREATE INDEX IF NOT EXISTS visibility_by_id ON visibility(namespace, workflow_id);
+CREATE TABLE IF NOT EXISTS search_attributes (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value_type INTEGER NOT NULL,
+    PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     run_id TEXT NOT NULL,
     event_id INTEGER NOT NULL,
@@ -119,7 +148,50 @@ fn write_group<'a>(
             "INSERT INTO namespaces (name, data) VALUES (?1, ?2)
              ON CONFLICT(name) DO UPDATE SET data = excluded.data",
         )?;
+        let mut put_visibility = tx.prepare_cached(
+            "INSERT OR REPLACE INTO visibility (run_id, namespace, workflow_id, workflow_type, task_queue,
+                status, start_time, execution_time, close_time, history_length, parent_workflow_id,
+                root_workflow_id, search_attributes, info)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?;
+        let mut put_attribute = tx.prepare_cached(
+            "INSERT OR REPLACE INTO search_attributes (namespace, name, value_type) VALUES (?1, ?2, ?3)",
+        )?;
+        let mut drop_attribute =
+            tx.prepare_cached("DELETE FROM search_attributes WHERE namespace = ?1 AND name = ?2")?;
+        let mut drop_run = tx.prepare_cached("DELETE FROM executions WHERE run_id = ?1")?;
+        let mut drop_history = tx.prepare_cached("DELETE FROM history WHERE run_id = ?1")?;
+        let mut drop_visibility = tx.prepare_cached("DELETE FROM visibility WHERE run_id = ?1")?;
         for batch in batches {
+            for v in &batch.visibility {
+                put_visibility.execute(params![
+                    v.run_id,
+                    v.namespace,
+                    v.workflow_id,
+                    v.workflow_type,
+                    v.task_queue,
+                    v.status,
+                    v.start_time_ms,
+                    v.execution_time_ms,
+                    v.close_time_ms,
+                    v.history_length,
+                    v.parent_workflow_id,
+                    v.root_workflow_id,
+                    v.search_attributes_json,
+                    v.info
+                ])?;
+            }
+            for a in &batch.search_attributes {
+                match a.value_type {
+                    Some(t) => put_attribute.execute(params![a.namespace, a.name, t])?,
+                    None => drop_attribute.execute(params![a.namespace, a.name])?,
+                };
+            }
+            for run in &batch.deleted_runs {
+                drop_run.execute([run])?;
+                drop_history.execute([run])?;
+                drop_visibility.execute([run])?;
+            }
             for ns in &batch.namespaces {
                 put_namespace.execute(params![ns.name, ns.data])?;
             }
@@ -139,6 +211,17 @@ fn write_group<'a>(
     }
     tx.commit()?;
     Ok(())
+}
+
+fn bind(namespace: &str, params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as V;
+    std::iter::once(V::Text(namespace.to_string()))
+        .chain(params.iter().map(|p| match p {
+            SqlValue::Text(s) => V::Text(s.clone()),
+            SqlValue::Int(i) => V::Integer(*i),
+            SqlValue::Float(f) => V::Real(*f),
+        }))
+        .collect()
 }
 
 fn execution_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
@@ -208,6 +291,58 @@ impl Store for SqliteStore {
         Ok(row)
     }
 
+    fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT namespace, name, value_type FROM search_attributes")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn list_visibility(
+        &self,
+        namespace: &str,
+        filter: &VisibilityFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let sql = format!(
+            "SELECT info FROM visibility WHERE namespace = ? AND ({}) ORDER BY {} LIMIT {} OFFSET {}",
+            filter.where_sql, filter.order_sql, limit, offset
+        );
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let params = bind(namespace, &filter.params);
+        let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn count_visibility(
+        &self,
+        namespace: &str,
+        filter: &VisibilityFilter,
+        by_status: bool,
+    ) -> Result<Vec<(i32, i64)>, StoreError> {
+        let sql = if by_status {
+            format!(
+                "SELECT status, COUNT(*) FROM visibility WHERE namespace = ? AND ({}) GROUP BY status ORDER BY status",
+                filter.where_sql
+            )
+        } else {
+            format!(
+                "SELECT 0, COUNT(*) FROM visibility WHERE namespace = ? AND ({})",
+                filter.where_sql
+            )
+        };
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let params = bind(namespace, &filter.params);
+        let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn load_events(&self, run_id: &str, from_event_id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt = conn.prepare_cached(
@@ -252,6 +387,7 @@ mod tests {
                     name: "default".into(),
                     data: vec![1],
                 }],
+                ..Default::default()
             };
             store.commit(batch).await.unwrap().unwrap();
             let second = WriteBatch {

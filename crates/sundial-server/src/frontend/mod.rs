@@ -6,6 +6,7 @@ pub mod operator_service;
 pub mod queries;
 pub mod responses;
 pub mod update_service;
+pub mod visibility_service;
 pub mod workflow_service;
 
 use std::time::Duration;

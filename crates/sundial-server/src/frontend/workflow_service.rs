@@ -506,6 +506,9 @@ impl WorkflowService for Frontend {
         let req = request.into_inner();
         self.namespaces.check(&req.namespace)?;
         check_blob(req.input.as_ref())?;
+        self.history
+            .visibility
+            .validate(&req.namespace, req.search_attributes.as_ref())?;
         let outcome = self.history.start_workflow(&req, None).await?;
         Ok(Response::new(StartWorkflowExecutionResponse {
             run_id: outcome.run_id,
@@ -808,6 +811,9 @@ impl WorkflowService for Frontend {
             priority: req.priority,
             ..Default::default()
         };
+        self.history
+            .visibility
+            .validate(&start.namespace, start.search_attributes.as_ref())?;
         let outcome = self.history.start_workflow(&start, Some(signal)).await?;
         Ok(Response::new(SignalWithStartWorkflowExecutionResponse {
             run_id: outcome.run_id,
@@ -912,6 +918,99 @@ impl WorkflowService for Frontend {
         Ok(Response::new(
             self.update_with_start(request.into_inner(), wait).await?,
         ))
+    }
+
+    async fn list_workflow_executions(
+        &self,
+        request: Request<ListWorkflowExecutionsRequest>,
+    ) -> Reply<ListWorkflowExecutionsResponse> {
+        Ok(Response::new(
+            self.list_workflows(request.into_inner()).await?,
+        ))
+    }
+
+    async fn scan_workflow_executions(
+        &self,
+        request: Request<ScanWorkflowExecutionsRequest>,
+    ) -> Reply<ScanWorkflowExecutionsResponse> {
+        Ok(Response::new(
+            self.scan_workflows(request.into_inner()).await?,
+        ))
+    }
+
+    async fn count_workflow_executions(
+        &self,
+        request: Request<CountWorkflowExecutionsRequest>,
+    ) -> Reply<CountWorkflowExecutionsResponse> {
+        Ok(Response::new(
+            self.count_workflows(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_open_workflow_executions(
+        &self,
+        request: Request<ListOpenWorkflowExecutionsRequest>,
+    ) -> Reply<ListOpenWorkflowExecutionsResponse> {
+        Ok(Response::new(self.list_open(request.into_inner()).await?))
+    }
+
+    async fn list_closed_workflow_executions(
+        &self,
+        request: Request<ListClosedWorkflowExecutionsRequest>,
+    ) -> Reply<ListClosedWorkflowExecutionsResponse> {
+        Ok(Response::new(self.list_closed(request.into_inner()).await?))
+    }
+
+    async fn get_search_attributes(
+        &self,
+        _request: Request<GetSearchAttributesRequest>,
+    ) -> Reply<GetSearchAttributesResponse> {
+        Ok(Response::new(GetSearchAttributesResponse {
+            keys: self.search_attribute_keys("default"),
+        }))
+    }
+
+    async fn describe_task_queue(
+        &self,
+        request: Request<DescribeTaskQueueRequest>,
+    ) -> Reply<DescribeTaskQueueResponse> {
+        Ok(Response::new(
+            self.describe_task_queue(request.into_inner())?,
+        ))
+    }
+
+    async fn delete_workflow_execution(
+        &self,
+        request: Request<DeleteWorkflowExecutionRequest>,
+    ) -> Reply<DeleteWorkflowExecutionResponse> {
+        self.delete_workflow(request.into_inner()).await?;
+        Ok(Response::new(DeleteWorkflowExecutionResponse {}))
+    }
+
+    async fn get_workflow_execution_history_reverse(
+        &self,
+        request: Request<GetWorkflowExecutionHistoryReverseRequest>,
+    ) -> Reply<GetWorkflowExecutionHistoryReverseResponse> {
+        Ok(Response::new(
+            self.history_reverse(request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_cluster_info(
+        &self,
+        _request: Request<GetClusterInfoRequest>,
+    ) -> Reply<GetClusterInfoResponse> {
+        Ok(Response::new(GetClusterInfoResponse {
+            server_version: SERVER_VERSION.into(),
+            cluster_id: "sundial".into(),
+            cluster_name: crate::namespaces::CLUSTER_NAME.into(),
+            history_shard_count: 1,
+            persistence_store: "sqlite".into(),
+            visibility_store: "sqlite".into(),
+            initial_failover_version: 1,
+            failover_version_increment: 10,
+            ..Default::default()
+        }))
     }
 
     async fn shutdown_worker(

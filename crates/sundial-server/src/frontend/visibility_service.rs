@@ -1,0 +1,446 @@
+//! Visibility RPCs: list, count and scan with Temporal's query language, the older open/closed
+//! listings, search attribute names, task queue descriptions, cluster info, deletion, and
+//! history in reverse.
+
+use super::workflow_service::Frontend;
+use crate::error::ServiceError;
+use crate::matching::{QueueKey, TaskKind};
+use prost::Message;
+use sundial_engine::api::{
+    common::v1::{Payload, WorkflowExecution},
+    enums::v1::{IndexedValueType, TaskQueueType, WorkflowExecutionStatus},
+    history::v1::History,
+    taskqueue::v1::PollerInfo,
+    workflow::v1::WorkflowExecutionInfo,
+    workflowservice::v1::{
+        count_workflow_executions_response::AggregationGroup,
+        list_closed_workflow_executions_request, list_open_workflow_executions_request, *,
+    },
+};
+use sundial_engine::time;
+use sundial_store::list_query::{self, Expr, Op, Query, Value};
+use sundial_store::{VisibilityFilter, sql_filter};
+
+/// Default and largest page of a list call.
+const DEFAULT_PAGE: usize = 1000;
+/// Pollers count as present for this long after their last poll.
+const POLLER_TTL_MS: i64 = 5 * 60 * 1000;
+
+fn offset_token(offset: usize) -> Vec<u8> {
+    (offset as u64).to_be_bytes().to_vec()
+}
+
+fn parse_offset(token: &[u8]) -> Result<usize, ServiceError> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    let bytes: [u8; 8] = token
+        .try_into()
+        .map_err(|_| ServiceError::InvalidArgument("Invalid NextPageToken.".into()))?;
+    Ok(u64::from_be_bytes(bytes) as usize)
+}
+
+fn and(a: Option<Expr>, b: Expr) -> Option<Expr> {
+    Some(match a {
+        Some(a) => Expr::And(Box::new(a), Box::new(b)),
+        None => b,
+    })
+}
+
+impl Frontend {
+    fn filter_for(&self, namespace: &str, query: &Query) -> Result<VisibilityFilter, ServiceError> {
+        let resolver = self.history.visibility.resolver(namespace);
+        sql_filter::build(query, &resolver)
+            .map_err(|e| ServiceError::InvalidArgument(format!("invalid query: {e}")))
+    }
+
+    fn parse_query(&self, query: &str) -> Result<Query, ServiceError> {
+        list_query::parse(query)
+            .map_err(|e| ServiceError::InvalidArgument(format!("invalid query: {e}")))
+    }
+
+    async fn list(
+        &self,
+        namespace: &str,
+        query: Query,
+        page_size: i32,
+        token: &[u8],
+    ) -> Result<(Vec<WorkflowExecutionInfo>, Vec<u8>), ServiceError> {
+        self.namespaces.check(namespace)?;
+        let filter = self.filter_for(namespace, &query)?;
+        let limit = if page_size > 0 {
+            (page_size as usize).min(DEFAULT_PAGE)
+        } else {
+            DEFAULT_PAGE
+        };
+        let offset = parse_offset(token)?;
+        let store = self.history.store().clone();
+        let ns = namespace.to_string();
+        let rows = tokio::task::spawn_blocking(move || {
+            store.list_visibility(&ns, &filter, limit + 1, offset)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let more = rows.len() > limit;
+        let infos = rows
+            .iter()
+            .take(limit)
+            .map(|b| WorkflowExecutionInfo::decode(b.as_slice()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServiceError::Internal(format!("corrupt visibility record: {e}")))?;
+        let next = if more {
+            offset_token(offset + limit)
+        } else {
+            Vec::new()
+        };
+        Ok((infos, next))
+    }
+
+    pub(super) async fn list_workflows(
+        &self,
+        req: ListWorkflowExecutionsRequest,
+    ) -> Result<ListWorkflowExecutionsResponse, ServiceError> {
+        let query = self.parse_query(&req.query)?;
+        let (executions, next_page_token) = self
+            .list(&req.namespace, query, req.page_size, &req.next_page_token)
+            .await?;
+        Ok(ListWorkflowExecutionsResponse {
+            executions,
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn scan_workflows(
+        &self,
+        req: ScanWorkflowExecutionsRequest,
+    ) -> Result<ScanWorkflowExecutionsResponse, ServiceError> {
+        let query = self.parse_query(&req.query)?;
+        let (executions, next_page_token) = self
+            .list(&req.namespace, query, req.page_size, &req.next_page_token)
+            .await?;
+        Ok(ScanWorkflowExecutionsResponse {
+            executions,
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn count_workflows(
+        &self,
+        req: CountWorkflowExecutionsRequest,
+    ) -> Result<CountWorkflowExecutionsResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        let query = self.parse_query(&req.query)?;
+        let by_status = match query.group_by.as_slice() {
+            [] => false,
+            [field] if field == "ExecutionStatus" => true,
+            _ => {
+                return Err(ServiceError::InvalidArgument(
+                    "invalid query: 'GROUP BY' clause is only supported for ExecutionStatus".into(),
+                ));
+            }
+        };
+        if !query.order_by.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "invalid query: 'ORDER BY' clause is not supported in count".into(),
+            ));
+        }
+        let filter = self.filter_for(&req.namespace, &query)?;
+        let store = self.history.store().clone();
+        let ns = req.namespace.clone();
+        let rows =
+            tokio::task::spawn_blocking(move || store.count_visibility(&ns, &filter, by_status))
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let count = rows.iter().map(|(_, n)| n).sum();
+        let groups = if by_status {
+            rows.into_iter()
+                .map(|(status, count)| {
+                    let name = WorkflowExecutionStatus::try_from(status)
+                        .map(|s| status_name(s).to_string())
+                        .unwrap_or_default();
+                    AggregationGroup {
+                        group_values: vec![json_payload(&format!("\"{name}\""))],
+                        count,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(CountWorkflowExecutionsResponse { count, groups })
+    }
+
+    pub(super) async fn list_open(
+        &self,
+        req: ListOpenWorkflowExecutionsRequest,
+    ) -> Result<ListOpenWorkflowExecutionsResponse, ServiceError> {
+        let mut filter = Some(Expr::Cmp {
+            field: "ExecutionStatus".into(),
+            op: Op::Eq,
+            value: Value::Int(WorkflowExecutionStatus::Running as i64),
+        });
+        filter = match req.filters {
+            Some(list_open_workflow_executions_request::Filters::ExecutionFilter(f)) => {
+                and(filter, id_filter(&f.workflow_id, &f.run_id))
+            }
+            Some(list_open_workflow_executions_request::Filters::TypeFilter(f)) => {
+                and(filter, type_filter(&f.name))
+            }
+            None => filter,
+        };
+        filter = time_filter(filter, "StartTime", req.start_time_filter.as_ref());
+        let (executions, next_page_token) = self
+            .list(
+                &req.namespace,
+                Query {
+                    filter,
+                    ..Default::default()
+                },
+                req.maximum_page_size,
+                &req.next_page_token,
+            )
+            .await?;
+        Ok(ListOpenWorkflowExecutionsResponse {
+            executions,
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn list_closed(
+        &self,
+        req: ListClosedWorkflowExecutionsRequest,
+    ) -> Result<ListClosedWorkflowExecutionsResponse, ServiceError> {
+        let mut filter = Some(Expr::Cmp {
+            field: "ExecutionStatus".into(),
+            op: Op::Ne,
+            value: Value::Int(WorkflowExecutionStatus::Running as i64),
+        });
+        filter = match req.filters {
+            Some(list_closed_workflow_executions_request::Filters::ExecutionFilter(f)) => {
+                and(filter, id_filter(&f.workflow_id, &f.run_id))
+            }
+            Some(list_closed_workflow_executions_request::Filters::TypeFilter(f)) => {
+                and(filter, type_filter(&f.name))
+            }
+            Some(list_closed_workflow_executions_request::Filters::StatusFilter(f)) => and(
+                filter,
+                Expr::Cmp {
+                    field: "ExecutionStatus".into(),
+                    op: Op::Eq,
+                    value: Value::Int(i64::from(f.status)),
+                },
+            ),
+            None => filter,
+        };
+        filter = time_filter(filter, "StartTime", req.start_time_filter.as_ref());
+        let (executions, next_page_token) = self
+            .list(
+                &req.namespace,
+                Query {
+                    filter,
+                    ..Default::default()
+                },
+                req.maximum_page_size,
+                &req.next_page_token,
+            )
+            .await?;
+        Ok(ListClosedWorkflowExecutionsResponse {
+            executions,
+            next_page_token,
+        })
+    }
+
+    pub(super) fn search_attribute_keys(
+        &self,
+        namespace: &str,
+    ) -> std::collections::HashMap<String, i32> {
+        let mut keys: std::collections::HashMap<String, i32> = crate::visibility::SYSTEM_ATTRIBUTES
+            .iter()
+            .map(|(n, t)| (n.to_string(), *t as i32))
+            .collect();
+        keys.extend(self.history.visibility.custom(namespace));
+        keys
+    }
+
+    pub(super) fn describe_task_queue(
+        &self,
+        req: DescribeTaskQueueRequest,
+    ) -> Result<DescribeTaskQueueResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        let name = req
+            .task_queue
+            .as_ref()
+            .map(|q| q.name.clone())
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "TaskQueue is not set on request.".into(),
+            ));
+        }
+        let kind = if req.task_queue_type == TaskQueueType::Activity as i32 {
+            TaskKind::Activity
+        } else {
+            TaskKind::Workflow
+        };
+        let key = QueueKey {
+            namespace: req.namespace.clone(),
+            name,
+            kind,
+        };
+        let since = crate::clock::now_ms() - POLLER_TTL_MS;
+        let pollers = self
+            .history
+            .matching()
+            .pollers(&key, since)
+            .into_iter()
+            .map(|(identity, last)| PollerInfo {
+                last_access_time: Some(time::timestamp(last)),
+                identity,
+                rate_per_second: 100_000.0,
+                ..Default::default()
+            })
+            .collect();
+        Ok(DescribeTaskQueueResponse {
+            pollers,
+            ..Default::default()
+        })
+    }
+
+    pub(super) async fn delete_workflow(
+        &self,
+        req: DeleteWorkflowExecutionRequest,
+    ) -> Result<(), ServiceError> {
+        let WorkflowExecution {
+            workflow_id,
+            run_id,
+        } = req.workflow_execution.unwrap_or_default();
+        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        self.history.delete_run(&handle).await
+    }
+
+    pub(super) async fn history_reverse(
+        &self,
+        req: GetWorkflowExecutionHistoryReverseRequest,
+    ) -> Result<GetWorkflowExecutionHistoryReverseResponse, ServiceError> {
+        let WorkflowExecution {
+            workflow_id,
+            run_id,
+        } = req.execution.unwrap_or_default();
+        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let page = if req.maximum_page_size > 0 {
+            req.maximum_page_size as usize
+        } else {
+            DEFAULT_PAGE
+        };
+        let offset = parse_offset(&req.next_page_token)?;
+        let (events, more) = self
+            .history
+            .read(&handle, |entry| {
+                let events: Vec<_> = entry
+                    .events
+                    .iter()
+                    .rev()
+                    .skip(offset)
+                    .take(page + 1)
+                    .cloned()
+                    .collect();
+                (events, entry.events.len() > offset + page)
+            })
+            .await?;
+        Ok(GetWorkflowExecutionHistoryReverseResponse {
+            history: Some(History {
+                events: events.into_iter().take(page).collect(),
+            }),
+            next_page_token: if more {
+                offset_token(offset + page)
+            } else {
+                Vec::new()
+            },
+        })
+    }
+}
+
+fn id_filter(workflow_id: &str, run_id: &str) -> Expr {
+    let id = Expr::Cmp {
+        field: "WorkflowId".into(),
+        op: Op::Eq,
+        value: Value::Str(workflow_id.into()),
+    };
+    if run_id.is_empty() {
+        id
+    } else {
+        let run = Expr::Cmp {
+            field: "RunId".into(),
+            op: Op::Eq,
+            value: Value::Str(run_id.into()),
+        };
+        Expr::And(Box::new(id), Box::new(run))
+    }
+}
+
+fn type_filter(name: &str) -> Expr {
+    Expr::Cmp {
+        field: "WorkflowType".into(),
+        op: Op::Eq,
+        value: Value::Str(name.into()),
+    }
+}
+
+fn time_filter(
+    filter: Option<Expr>,
+    field: &str,
+    range: Option<&sundial_engine::api::filter::v1::StartTimeFilter>,
+) -> Option<Expr> {
+    let Some(range) = range else { return filter };
+    let mut filter = filter;
+    if let Some(t) = &range.earliest_time {
+        let ns = time::timestamp_ms(t) * 1_000_000;
+        filter = and(
+            filter,
+            Expr::Cmp {
+                field: field.into(),
+                op: Op::Ge,
+                value: Value::Int(ns),
+            },
+        );
+    }
+    if let Some(t) = &range.latest_time {
+        let ns = time::timestamp_ms(t) * 1_000_000;
+        filter = and(
+            filter,
+            Expr::Cmp {
+                field: field.into(),
+                op: Op::Le,
+                value: Value::Int(ns),
+            },
+        );
+    }
+    filter
+}
+
+fn status_name(status: WorkflowExecutionStatus) -> &'static str {
+    match status {
+        WorkflowExecutionStatus::Running => "Running",
+        WorkflowExecutionStatus::Completed => "Completed",
+        WorkflowExecutionStatus::Failed => "Failed",
+        WorkflowExecutionStatus::Canceled => "Canceled",
+        WorkflowExecutionStatus::Terminated => "Terminated",
+        WorkflowExecutionStatus::ContinuedAsNew => "ContinuedAsNew",
+        WorkflowExecutionStatus::TimedOut => "TimedOut",
+        _ => "Unspecified",
+    }
+}
+
+fn json_payload(json: &str) -> Payload {
+    let mut metadata = std::collections::HashMap::new();
+    metadata.insert("encoding".to_string(), b"json/plain".to_vec());
+    metadata.insert(
+        "type".to_string(),
+        format!("{:?}", IndexedValueType::Keyword).into_bytes(),
+    );
+    Payload {
+        metadata,
+        data: json.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
