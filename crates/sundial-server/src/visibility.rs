@@ -20,7 +20,7 @@ pub const MAX_CUSTOM_ATTRIBUTES: usize = 100;
 
 /// System search attributes and their types, as GetSearchAttributes / ListSearchAttributes
 /// report them.
-pub const SYSTEM_ATTRIBUTES: [(&str, IndexedValueType); 11] = [
+pub const SYSTEM_ATTRIBUTES: [(&str, IndexedValueType); 14] = [
     ("WorkflowId", IndexedValueType::Keyword),
     ("RunId", IndexedValueType::Keyword),
     ("WorkflowType", IndexedValueType::Keyword),
@@ -30,7 +30,10 @@ pub const SYSTEM_ATTRIBUTES: [(&str, IndexedValueType); 11] = [
     ("ExecutionTime", IndexedValueType::Datetime),
     ("CloseTime", IndexedValueType::Datetime),
     ("HistoryLength", IndexedValueType::Int),
+    ("ExecutionDuration", IndexedValueType::Int),
     ("ParentWorkflowId", IndexedValueType::Keyword),
+    ("ParentRunId", IndexedValueType::Keyword),
+    ("RootRunId", IndexedValueType::Keyword),
     ("RootWorkflowId", IndexedValueType::Keyword),
 ];
 
@@ -94,7 +97,7 @@ impl SearchAttributes {
                     "Search attribute name is empty.".into(),
                 ));
             }
-            if SYSTEM_ATTRIBUTES.iter().any(|(n, _)| n == name) {
+            if SYSTEM_ATTRIBUTES.iter().any(|(n, _)| n == name) || name.starts_with("Temporal") {
                 return Err(ServiceError::InvalidArgument(format!(
                     "Search attribute {name} is reserved by system."
                 )));
@@ -131,6 +134,11 @@ impl SearchAttributes {
         let existing = self.custom(namespace);
         let mut rows = Vec::new();
         for name in names {
+            if SYSTEM_ATTRIBUTES.iter().any(|(n, _)| n == name) {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "Unable to remove non-custom search attributes: {name}."
+                )));
+            }
             if !existing.contains_key(name) {
                 return Err(ServiceError::NotFound(format!(
                     "Search attribute {name} doesn't exist."
@@ -168,22 +176,59 @@ impl SearchAttributes {
         Ok(())
     }
 
-    /// Checks the names of search attributes given on start: system names are reserved and
-    /// custom ones must be registered.
+    /// Checks search attributes given on start (registered names, values of the registered
+    /// type) and stamps each payload with its type, as the reference server does.
     pub fn validate(
         &self,
         namespace: &str,
-        attributes: Option<&sundial_engine::api::common::v1::SearchAttributes>,
+        attributes: Option<&mut sundial_engine::api::common::v1::SearchAttributes>,
     ) -> Result<(), ServiceError> {
         let Some(attributes) = attributes else {
             return Ok(());
         };
-        for name in attributes.indexed_fields.keys() {
-            if self.type_of(namespace, name).is_none() {
+        for (name, payload) in attributes.indexed_fields.iter_mut() {
+            if SYSTEM_ATTRIBUTES.iter().any(|(n, _)| n == name) {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "{name} attribute can't be set in SearchAttributes"
+                )));
+            }
+            let Some(value_type) = self.type_of(namespace, name) else {
                 return Err(ServiceError::InvalidArgument(format!(
                     "Namespace {namespace} has no mapping defined for search attribute {name}"
                 )));
+            };
+            let ty = AttrType::from_indexed(value_type).unwrap_or(AttrType::Keyword);
+            let value: serde_json::Value =
+                serde_json::from_slice(&payload.data).unwrap_or(serde_json::Value::Null);
+            let fits = |v: &serde_json::Value| match ty {
+                AttrType::Keyword | AttrType::Text | AttrType::KeywordList => v.is_string(),
+                AttrType::Int | AttrType::Duration | AttrType::Status => v.is_i64() || v.is_u64(),
+                AttrType::Double => v.is_number(),
+                AttrType::Bool => v.is_boolean(),
+                AttrType::Datetime => v
+                    .as_str()
+                    .is_some_and(|t| sql_filter::parse_time(t).is_some()),
+            };
+            let ok = match (&value, ty) {
+                (serde_json::Value::Null, _) => true,
+                (serde_json::Value::Array(items), AttrType::KeywordList) => {
+                    items.iter().all(|i| i.is_string())
+                }
+                (v, _) => fits(v),
+            };
+            if !ok {
+                let shown = match &value {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                return Err(ServiceError::InvalidArgument(format!(
+                    "invalid value for search attribute {name} of type {}: {shown}",
+                    type_name(value_type)
+                )));
             }
+            payload
+                .metadata
+                .insert("type".into(), type_name(value_type).as_bytes().to_vec());
         }
         Ok(())
     }
@@ -231,11 +276,31 @@ impl SearchAttributes {
             execution_time_ms: state.execution_time_ms.max(state.start_time_ms),
             close_time_ms: (!state.is_running()).then_some(state.close_time_ms),
             history_length: state.next_event_id - 1,
+            execution_duration_ns: (!state.is_running()).then(|| {
+                (state.close_time_ms - state.execution_time_ms.max(state.start_time_ms)).max(0)
+                    * 1_000_000
+            }),
             parent_workflow_id: state.parent.as_ref().map(|p| p.workflow_id.clone()),
+            parent_run_id: state.parent.as_ref().map(|p| p.run_id.clone()),
+            root_run_id: state.parent.as_ref().map(|p| p.root_run_id.clone()),
             root_workflow_id: state.parent.as_ref().map(|p| p.root_workflow_id.clone()),
             search_attributes_json: self.document(&state.namespace, &attributes),
             info: prost::Message::encode_to_vec(&info),
         }
+    }
+}
+
+/// The name Temporal gives a search attribute type in payload metadata.
+fn type_name(value_type: i32) -> &'static str {
+    match value_type {
+        1 => "Text",
+        2 => "Keyword",
+        3 => "Int",
+        4 => "Double",
+        5 => "Bool",
+        6 => "Datetime",
+        7 => "KeywordList",
+        _ => "Unspecified",
     }
 }
 

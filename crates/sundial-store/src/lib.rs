@@ -68,7 +68,11 @@ pub struct VisibilityRow {
     /// `None` while running.
     pub close_time_ms: Option<i64>,
     pub history_length: i64,
+    /// Close time minus execution time, in nanoseconds (`None` while running).
+    pub execution_duration_ns: Option<i64>,
     pub parent_workflow_id: Option<String>,
+    pub parent_run_id: Option<String>,
+    pub root_run_id: Option<String>,
     pub root_workflow_id: Option<String>,
     /// Custom search attributes as a JSON object (Datetime values as Unix ms).
     pub search_attributes_json: String,

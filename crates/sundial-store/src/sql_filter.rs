@@ -17,6 +17,8 @@ pub enum AttrType {
     KeywordList,
     /// ExecutionStatus: names or numbers of `WorkflowExecutionStatus`.
     Status,
+    /// ExecutionDuration: nanoseconds, or a duration such as `'1h30m'` / `'250ms'`.
+    Duration,
 }
 
 impl AttrType {
@@ -56,8 +58,11 @@ pub fn system_attribute(name: &str) -> Option<(Column, AttrType)> {
         "ExecutionTime" => ("execution_time", AttrType::Datetime),
         "CloseTime" => ("close_time", AttrType::Datetime),
         "HistoryLength" => ("history_length", AttrType::Int),
+        "ExecutionDuration" => ("execution_duration", AttrType::Duration),
         "ParentWorkflowId" => ("parent_workflow_id", AttrType::Keyword),
         "RootWorkflowId" => ("root_workflow_id", AttrType::Keyword),
+        "ParentRunId" => ("parent_run_id", AttrType::Keyword),
+        "RootRunId" => ("root_run_id", AttrType::Keyword),
         _ => return None,
     };
     Some((Column::System(found.0), found.1))
@@ -73,6 +78,37 @@ const STATUS_NAMES: [&str; 8] = [
     "ContinuedAsNew",
     "TimedOut",
 ];
+
+/// Nanoseconds of a duration written as number-and-unit pairs (`1h30m`, `250ms`, `2.5s`).
+pub fn parse_duration_ns(s: &str) -> Option<i64> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "h" => 3.6e12,
+            "m" => 6e10,
+            "s" => 1e9,
+            "ms" => 1e6,
+            "us" | "µs" => 1e3,
+            "ns" => 1.0,
+            _ => return None,
+        };
+        total += number * factor;
+        rest = &rest[unit_len..];
+    }
+    Some(total as i64)
+}
 
 /// Unix ms of an RFC 3339 time.
 pub fn parse_time(s: &str) -> Option<i64> {
@@ -129,6 +165,10 @@ impl Builder<'_> {
                 SqlValue::Int(index as i64)
             }
             (AttrType::Status, Value::Int(i)) => SqlValue::Int(*i),
+            (AttrType::Duration, Value::Int(ns)) => SqlValue::Int(*ns),
+            (AttrType::Duration, Value::Str(s)) => {
+                SqlValue::Int(parse_duration_ns(s).ok_or_else(mismatch)?)
+            }
             _ => return Err(mismatch()),
         };
         self.params.push(bound);
@@ -152,6 +192,11 @@ impl Builder<'_> {
                     Op::Le => "<=",
                 };
                 match (ty, op) {
+                    (AttrType::Text, Op::Gt | Op::Ge | Op::Lt | Op::Le) => {
+                        return Err(format!(
+                            "operation is not supported: operator '{sql_op}' not supported for Text type search attribute '{field}'"
+                        ));
+                    }
                     (AttrType::KeywordList, Op::Eq) => list_contains(&col, &p, false),
                     (AttrType::KeywordList, Op::Ne) => list_contains(&col, &p, true),
                     (AttrType::KeywordList, _) => {
@@ -170,6 +215,11 @@ impl Builder<'_> {
                 negated,
             } => {
                 let (col, ty) = self.field(field)?;
+                if ty == AttrType::Text {
+                    return Err(format!(
+                        "operation is not supported: operator 'in' not supported for Text type search attribute '{field}'"
+                    ));
+                }
                 let mut placeholders = Vec::new();
                 for v in values {
                     placeholders.push(self.bind(field, ty, v)?);
@@ -209,8 +259,10 @@ impl Builder<'_> {
                 negated,
             } => {
                 let (col, ty) = self.field(field)?;
-                if !matches!(ty, AttrType::Keyword | AttrType::Text) {
-                    return Err(format!("STARTS_WITH is not supported on {field}"));
+                if ty != AttrType::Keyword {
+                    return Err(format!(
+                        "operation is not supported: operator 'starts_with' not supported for {ty:?} type search attribute '{field}'"
+                    ));
                 }
                 self.params.push(SqlValue::Text(prefix.clone()));
                 let inner = format!(
@@ -260,7 +312,8 @@ pub fn build(
         order.push(format!("{col} {}", if *desc { "DESC" } else { "ASC" }));
     }
     if order.is_empty() {
-        order.push("start_time DESC".into());
+        // The reference's default: running first, then by close time, newest first.
+        order.push("(close_time IS NOT NULL) ASC, close_time DESC, start_time DESC".into());
     }
     order.push("run_id DESC".into());
     // Positional `?` placeholders are numbered after the namespace (`?1`); rewrite the plain

@@ -40,8 +40,11 @@ CREATE TABLE IF NOT EXISTS visibility (
     execution_time INTEGER NOT NULL,
     close_time INTEGER,
     history_length INTEGER NOT NULL,
+    execution_duration INTEGER,
     parent_workflow_id TEXT,
+    parent_run_id TEXT,
     root_workflow_id TEXT,
+    root_run_id TEXT,
     search_attributes TEXT NOT NULL,
     info BLOB NOT NULL
 ) WITHOUT ROWID;
@@ -150,9 +153,9 @@ fn write_group<'a>(
         )?;
         let mut put_visibility = tx.prepare_cached(
             "INSERT OR REPLACE INTO visibility (run_id, namespace, workflow_id, workflow_type, task_queue,
-                status, start_time, execution_time, close_time, history_length, parent_workflow_id,
-                root_workflow_id, search_attributes, info)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                status, start_time, execution_time, close_time, history_length, execution_duration,
+                parent_workflow_id, parent_run_id, root_workflow_id, root_run_id, search_attributes, info)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )?;
         let mut put_attribute = tx.prepare_cached(
             "INSERT OR REPLACE INTO search_attributes (namespace, name, value_type) VALUES (?1, ?2, ?3)",
@@ -175,8 +178,11 @@ fn write_group<'a>(
                     v.execution_time_ms,
                     v.close_time_ms,
                     v.history_length,
+                    v.execution_duration_ns,
                     v.parent_workflow_id,
+                    v.parent_run_id,
                     v.root_workflow_id,
+                    v.root_run_id,
                     v.search_attributes_json,
                     v.info
                 ])?;

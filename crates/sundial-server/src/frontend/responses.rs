@@ -6,7 +6,7 @@ use sundial_engine::api::protocol::v1::{Message, message};
 use sundial_engine::api::{
     common::v1::{ActivityType, WorkflowExecution, WorkflowType},
     enums::v1::{PendingActivityState, PendingWorkflowTaskState, TaskQueueKind},
-    history::v1::{History, history_event::Attributes},
+    history::v1::History,
     taskqueue::v1::TaskQueue,
     workflow::v1::{
         PendingActivityInfo, PendingWorkflowTaskInfo, WorkflowExecutionConfig,
@@ -148,10 +148,6 @@ pub fn activity_task(
 /// DescribeWorkflowExecution.
 pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
     let st = &entry.state;
-    let started = entry.events.first().and_then(|e| match &e.attributes {
-        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => Some(a),
-        _ => None,
-    });
     let task_queue = TaskQueue {
         name: st.task_queue.clone(),
         kind: TaskQueueKind::Normal as i32,
@@ -177,8 +173,8 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
             history_length: st.next_event_id - 1,
             state_transition_count: st.state_transition_count,
             execution_time: Some(timestamp(st.execution_time_ms.max(st.start_time_ms))),
-            memo: started.and_then(|a| a.memo.clone()),
-            search_attributes: started.and_then(|a| a.search_attributes.clone()),
+            memo: st.memo.clone(),
+            search_attributes: st.search_attributes.clone(),
             task_queue: st.task_queue.clone(),
             history_size_bytes: st.history_size_bytes,
             execution_duration: closed.then(|| duration(st.close_time_ms - st.start_time_ms)),

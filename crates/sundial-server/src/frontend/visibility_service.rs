@@ -10,7 +10,7 @@ use sundial_engine::api::{
     common::v1::{Payload, WorkflowExecution},
     enums::v1::{IndexedValueType, TaskQueueType, WorkflowExecutionStatus},
     history::v1::History,
-    taskqueue::v1::PollerInfo,
+    taskqueue::v1::{PollerInfo, TaskQueueStats, TaskQueueTypeInfo, TaskQueueVersionInfo},
     workflow::v1::WorkflowExecutionInfo,
     workflowservice::v1::{
         count_workflow_executions_response::AggregationGroup,
@@ -101,6 +101,11 @@ impl Frontend {
         req: ListWorkflowExecutionsRequest,
     ) -> Result<ListWorkflowExecutionsResponse, ServiceError> {
         let query = self.parse_query(&req.query)?;
+        if let Some(field) = query.group_by.first() {
+            return Err(ServiceError::InvalidArgument(format!(
+                "invalid query: operation is not supported: 'GROUP BY' clause is not supported for search attribute {field}"
+            )));
+        }
         let (executions, next_page_token) = self
             .list(&req.namespace, query, req.page_size, &req.next_page_token)
             .await?;
@@ -133,9 +138,14 @@ impl Frontend {
         let by_status = match query.group_by.as_slice() {
             [] => false,
             [field] if field == "ExecutionStatus" => true,
+            [field] => {
+                return Err(ServiceError::InvalidArgument(format!(
+                    "invalid query: operation is not supported: 'GROUP BY' clause is not supported for search attribute {field}"
+                )));
+            }
             _ => {
                 return Err(ServiceError::InvalidArgument(
-                    "invalid query: 'GROUP BY' clause is only supported for ExecutionStatus".into(),
+                    "invalid query: operation is not supported: 'GROUP BY' clause supports only a single field".into(),
                 ));
             }
         };
@@ -262,6 +272,7 @@ impl Frontend {
         keys
     }
 
+    #[allow(deprecated)] // api_mode / task_queue_types: what the temporal CLI sends
     pub(super) fn describe_task_queue(
         &self,
         req: DescribeTaskQueueRequest,
@@ -277,31 +288,75 @@ impl Frontend {
                 "TaskQueue is not set on request.".into(),
             ));
         }
+        let since = crate::clock::now_ms() - POLLER_TTL_MS;
+        let describe = |kind: TaskKind| {
+            let key = QueueKey {
+                namespace: req.namespace.clone(),
+                name: name.clone(),
+                kind,
+            };
+            let matching = self.history.matching();
+            let pollers: Vec<PollerInfo> = matching
+                .pollers(&key, since)
+                .into_iter()
+                .map(|(identity, last)| PollerInfo {
+                    last_access_time: Some(time::timestamp(last)),
+                    identity,
+                    rate_per_second: 100_000.0,
+                    ..Default::default()
+                })
+                .collect();
+            let stats = TaskQueueStats {
+                approximate_backlog_count: matching.backlog(&key) as i64,
+                ..Default::default()
+            };
+            (pollers, stats)
+        };
+        // DescribeTaskQueueMode ENHANCED (1): per-type information under the unversioned key.
+        if req.api_mode == 1 {
+            let types = if req.task_queue_types.is_empty() {
+                vec![
+                    TaskQueueType::Workflow as i32,
+                    TaskQueueType::Activity as i32,
+                ]
+            } else {
+                req.task_queue_types.clone()
+            };
+            let types_info = types
+                .into_iter()
+                .map(|t| {
+                    let kind = if t == TaskQueueType::Activity as i32 {
+                        TaskKind::Activity
+                    } else {
+                        TaskKind::Workflow
+                    };
+                    let (pollers, stats) = describe(kind);
+                    let stats = req.report_stats.then_some(stats);
+                    (t, TaskQueueTypeInfo { pollers, stats })
+                })
+                .collect();
+            let mut versions_info = std::collections::HashMap::new();
+            versions_info.insert(
+                String::new(),
+                TaskQueueVersionInfo {
+                    types_info,
+                    task_reachability: 0,
+                },
+            );
+            return Ok(DescribeTaskQueueResponse {
+                versions_info,
+                ..Default::default()
+            });
+        }
         let kind = if req.task_queue_type == TaskQueueType::Activity as i32 {
             TaskKind::Activity
         } else {
             TaskKind::Workflow
         };
-        let key = QueueKey {
-            namespace: req.namespace.clone(),
-            name,
-            kind,
-        };
-        let since = crate::clock::now_ms() - POLLER_TTL_MS;
-        let pollers = self
-            .history
-            .matching()
-            .pollers(&key, since)
-            .into_iter()
-            .map(|(identity, last)| PollerInfo {
-                last_access_time: Some(time::timestamp(last)),
-                identity,
-                rate_per_second: 100_000.0,
-                ..Default::default()
-            })
-            .collect();
+        let (pollers, stats) = describe(kind);
         Ok(DescribeTaskQueueResponse {
             pollers,
+            stats: req.report_stats.then_some(stats),
             ..Default::default()
         })
     }

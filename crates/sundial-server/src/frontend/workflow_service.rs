@@ -503,12 +503,12 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<StartWorkflowExecutionRequest>,
     ) -> Reply<StartWorkflowExecutionResponse> {
-        let req = request.into_inner();
+        let mut req = request.into_inner();
         self.namespaces.check(&req.namespace)?;
         check_blob(req.input.as_ref())?;
         self.history
             .visibility
-            .validate(&req.namespace, req.search_attributes.as_ref())?;
+            .validate(&req.namespace, req.search_attributes.as_mut())?;
         let outcome = self.history.start_workflow(&req, None).await?;
         Ok(Response::new(StartWorkflowExecutionResponse {
             run_id: outcome.run_id,
@@ -811,9 +811,10 @@ impl WorkflowService for Frontend {
             priority: req.priority,
             ..Default::default()
         };
+        let mut start = start;
         self.history
             .visibility
-            .validate(&start.namespace, start.search_attributes.as_ref())?;
+            .validate(&start.namespace, start.search_attributes.as_mut())?;
         let outcome = self.history.start_workflow(&start, Some(signal)).await?;
         Ok(Response::new(SignalWithStartWorkflowExecutionResponse {
             run_id: outcome.run_id,
