@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust build + unit tests, then the Python conformance suite
-# against the freshly built server binary.
+# The whole test suite, on a fresh machine: Rust unit and SDK integration tests (which also
+# build the server binary), then the Python conformance suite against that binary. Creates
+# .venv and installs the Python packages it needs (including the `temporal` CLI) by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build
+# One `cargo test` builds everything once: a separate `cargo build` would compile the SDK
+# dependencies a second time with a different feature set.
 cargo test --workspace
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r conformance/requirements.txt
 
+export PATH="$PWD/.venv/bin:$PATH"
 SUNDIAL_BIN="${SUNDIAL_BIN:-$PWD/target/debug/sundial}" .venv/bin/python -m pytest conformance -q

@@ -223,6 +223,22 @@ impl Transition<'_> {
         self.schedule_workflow_task(attempt);
     }
 
+    /// ResetStickyTaskQueue: forget the worker's sticky queue; a task waiting there is offered
+    /// on the normal queue.
+    pub fn reset_stickiness(&mut self) {
+        self.persist = false;
+        if let Some(wt) = self.state.workflow_task.clone()
+            && wt.sticky
+            && !wt.is_started()
+        {
+            self.redirect_to_normal_queue(WorkflowTaskRef {
+                scheduled_event_id: wt.scheduled_event_id,
+                seq: wt.seq,
+            });
+        }
+        self.state.sticky_task_queue.clear();
+    }
+
     /// The worker behind the sticky queue is gone: offer the scheduled task on the workflow's
     /// normal queue instead (the next worker gets the full history). Memory only.
     pub fn redirect_to_normal_queue(&mut self, task: WorkflowTaskRef) {

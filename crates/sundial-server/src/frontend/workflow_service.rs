@@ -1029,8 +1029,19 @@ impl WorkflowService for Frontend {
 
     async fn reset_sticky_task_queue(
         &self,
-        _request: Request<ResetStickyTaskQueueRequest>,
+        request: Request<ResetStickyTaskQueueRequest>,
     ) -> Reply<ResetStickyTaskQueueResponse> {
+        let req = request.into_inner();
+        let WorkflowExecution {
+            workflow_id,
+            run_id,
+        } = req.execution.unwrap_or_default();
+        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        self.activity_op(handle, |t| {
+            t.reset_stickiness();
+            Ok(())
+        })
+        .await?;
         Ok(Response::new(ResetStickyTaskQueueResponse {}))
     }
 }

@@ -1,0 +1,289 @@
+//! Runs every pattern program against a Sundial server and requires each to exit 0.
+//!
+//! The server is the workspace's `sundial` binary, spawned on a free loopback port with a
+//! database in a temporary directory. It is looked up next to this test's own build output
+//! (`target/<profile>/sundial`, so build it first: `cargo build -p sundial`), or taken from
+//! `SUNDIAL_BIN`. With `SUNDIAL_ADDRESS=HOST:PORT` set, no server is spawned and the programs
+//! run against that address instead (e.g. Temporal's own dev server).
+//!
+//! The programs are the ones Cargo built for this package (`CARGO_BIN_EXE_<name>`), so they
+//! are not rebuilt per test; a few run at a time.
+
+use std::{
+    fs::File,
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Every pattern program of this package.
+const PATTERNS: &[(&str, &str)] = &[
+    ("activity-choice", env!("CARGO_BIN_EXE_activity-choice")),
+    (
+        "parallel-activities",
+        env!("CARGO_BIN_EXE_parallel-activities"),
+    ),
+    ("cancellation", env!("CARGO_BIN_EXE_cancellation")),
+    ("continue-as-new", env!("CARGO_BIN_EXE_continue-as-new")),
+    ("entity", env!("CARGO_BIN_EXE_entity")),
+    ("concurrent-timers", env!("CARGO_BIN_EXE_concurrent-timers")),
+    ("child-workflow", env!("CARGO_BIN_EXE_child-workflow")),
+    ("exceptions", env!("CARGO_BIN_EXE_exceptions")),
+    ("local-activity", env!("CARGO_BIN_EXE_local-activity")),
+    ("encryption", env!("CARGO_BIN_EXE_encryption")),
+    ("polling-frequent", env!("CARGO_BIN_EXE_polling-frequent")),
+    (
+        "polling-infrequent",
+        env!("CARGO_BIN_EXE_polling-infrequent"),
+    ),
+    ("typed-payloads", env!("CARGO_BIN_EXE_typed-payloads")),
+];
+
+/// How many programs run at the same time.
+const CONCURRENCY: usize = 3;
+/// A program that has not exited after this long is killed and counted as failed (each
+/// promises to finish within 30 s).
+const PROGRAM_TIMEOUT: Duration = Duration::from_secs(40);
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A spawned `sundial server start-dev`, killed on drop.
+struct Server {
+    child: Child,
+    address: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let bin = sundial_binary();
+        let port = free_port();
+        let log = dir.join("server.log");
+        let out = File::create(&log).expect("create the server log");
+        let err = out.try_clone().expect("clone the server log handle");
+        let child = Command::new(&bin)
+            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .arg("--db-filename")
+            .arg(dir.join("patterns.db"))
+            .args(["--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", bin.display()));
+        let mut server = Server {
+            child,
+            address: format!("127.0.0.1:{port}"),
+            log,
+        };
+        server.wait_until_listening(port);
+        server
+    }
+
+    fn wait_until_listening(&mut self, port: u16) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + SERVER_START_TIMEOUT;
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the sundial server exited early ({status}).\n{}",
+                    tail(&self.log, 4000)
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the sundial server did not listen on {addr} within {SERVER_START_TIMEOUT:?}.\n{}",
+                    tail(&self.log, 4000)
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `sundial` binary: `SUNDIAL_BIN`, else next to this test's build output, else the
+/// workspace's `target/debug`.
+fn sundial_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("SUNDIAL_BIN") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "SUNDIAL_BIN={} is not a file",
+            path.display()
+        );
+        return path;
+    }
+    let exe_name = format!("sundial{}", std::env::consts::EXE_SUFFIX);
+    let mut candidates = Vec::new();
+    // This test runs as target/<profile>/deps/patterns-<hash>.
+    if let Ok(me) = std::env::current_exe()
+        && let Some(profile_dir) = me.parent().and_then(Path::parent)
+    {
+        candidates.push(profile_dir.join(&exe_name));
+    }
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/debug")
+            .join(&exe_name),
+    );
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "the sundial server binary was not found (looked at {candidates:?}). \
+                 Build it first with `cargo build -p sundial`, or set SUNDIAL_BIN, or point \
+                 SUNDIAL_ADDRESS at a running server."
+            )
+        })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// The last `max` bytes of a file, for failure messages.
+fn tail(path: &Path, max: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let start = bytes.len().saturating_sub(max);
+            format!(
+                "--- {} (tail) ---\n{}",
+                path.display(),
+                String::from_utf8_lossy(&bytes[start..])
+            )
+        }
+        Err(e) => format!("({} unavailable: {e})", path.display()),
+    }
+}
+
+struct Outcome {
+    name: &'static str,
+    status: Result<ExitStatus, String>,
+    elapsed: Duration,
+    output: String,
+}
+
+fn run_program(name: &'static str, exe: &str, address: &str, dir: &Path) -> Outcome {
+    let out_path = dir.join(format!("{name}.out"));
+    let out = File::create(&out_path).expect("create the program's output file");
+    let err = out.try_clone().expect("clone the output file handle");
+    let started = Instant::now();
+    let status = match Command::new(exe)
+        .args(["--address", address, "--namespace", "default"])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+    {
+        Err(e) => Err(format!("could not start {exe}: {e}")),
+        Ok(mut child) => loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) if started.elapsed() > PROGRAM_TIMEOUT => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Err(format!("killed after {PROGRAM_TIMEOUT:?}"));
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(20)),
+                Err(e) => break Err(format!("waiting for the program failed: {e}")),
+            }
+        },
+    };
+    Outcome {
+        name,
+        status,
+        elapsed: started.elapsed(),
+        output: std::fs::read_to_string(&out_path).unwrap_or_default(),
+    }
+}
+
+#[test]
+fn every_pattern_program_passes_against_sundial() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let external = std::env::var("SUNDIAL_ADDRESS")
+        .ok()
+        .filter(|a| !a.trim().is_empty());
+    let server = match &external {
+        Some(_) => None,
+        None => Some(Server::start(dir.path())),
+    };
+    let address = external
+        .clone()
+        .unwrap_or_else(|| server.as_ref().expect("spawned").address.clone());
+
+    let queue = Arc::new(Mutex::new(
+        PATTERNS.iter().rev().copied().collect::<Vec<_>>(),
+    ));
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let queue = queue.clone();
+            let outcomes = outcomes.clone();
+            let address = address.clone();
+            let dir = dir.path().to_path_buf();
+            thread::spawn(move || {
+                loop {
+                    let next = queue.lock().unwrap().pop();
+                    let Some((name, exe)) = next else { break };
+                    let outcome = run_program(name, exe, &address, &dir);
+                    outcomes.lock().unwrap().push(outcome);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("runner thread panicked");
+    }
+
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    let mut failures = Vec::new();
+    for o in &outcomes {
+        let passed = matches!(&o.status, Ok(s) if s.success());
+        let has_ids = o.output.lines().any(|l| l.starts_with("workflow id: "));
+        eprintln!(
+            "{:<20} {:<4} {:>6.2}s",
+            o.name,
+            if passed && has_ids { "ok" } else { "FAIL" },
+            o.elapsed.as_secs_f64()
+        );
+        if !passed || !has_ids {
+            let why = match &o.status {
+                Ok(s) if s.success() => "exited 0 but printed no `workflow id:` line".to_string(),
+                Ok(s) => format!("exited with {s}"),
+                Err(e) => e.clone(),
+            };
+            failures.push(format!("=== {} {why}\n{}", o.name, o.output));
+        }
+    }
+    assert_eq!(outcomes.len(), PATTERNS.len(), "not every program ran");
+    if !failures.is_empty() {
+        let server_log = match &server {
+            Some(s) => tail(&s.log, 4000),
+            None => format!("(external server at {address})"),
+        };
+        panic!(
+            "{} of {} pattern programs failed against {address}:\n{}\n{server_log}",
+            failures.len(),
+            PATTERNS.len(),
+            failures.join("\n")
+        );
+    }
+}
