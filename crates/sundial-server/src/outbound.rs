@@ -272,35 +272,25 @@ async fn signal_external(
     let Some(info) = found else { return Ok(()) };
     let command = info.command.unwrap_or_default();
     let target = command.execution.clone().unwrap_or_default();
-    let delivered = match history.handle(
+    let signal = Signal {
+        name: command.signal_name.clone(),
+        input: command.input.clone(),
+        header: command.header.clone(),
+        identity: String::new(),
+        request_id: format!("{}/{}", source.run_id, initiated_event_id),
+        external: Some(WorkflowExecution {
+            workflow_id: source.workflow_id.clone(),
+            run_id: source.run_id.clone(),
+        }),
+    };
+    let delivered = deliver(
+        history,
         &command.namespace,
         &target.workflow_id,
-        Some(&target.run_id),
-    ) {
-        Ok(handle) => {
-            let signal = Signal {
-                name: command.signal_name.clone(),
-                input: command.input.clone(),
-                header: command.header.clone(),
-                identity: String::new(),
-                request_id: format!("{}/{}", source.run_id, initiated_event_id),
-                external: Some(WorkflowExecution {
-                    workflow_id: source.workflow_id.clone(),
-                    run_id: source.run_id.clone(),
-                }),
-            };
-            match history
-                .transition(&handle, |t| t.signal(signal), |_, ()| ())
-                .await
-            {
-                Ok(()) => true,
-                Err(ServiceError::NotFound(_)) => false,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ServiceError::NotFound(_)) => false,
-        Err(e) => return Err(e),
-    };
+        &target.run_id,
+        |t| t.signal(signal),
+    )
+    .await?;
     settled(
         history
             .transition(
@@ -329,37 +319,23 @@ async fn cancel_external(
         .await?;
     let Some(info) = found else { return Ok(()) };
     let command = info.command.unwrap_or_default();
-    let delivered = match history.handle(
+    let external = (
+        initiated_event_id,
+        WorkflowExecution {
+            workflow_id: source.workflow_id.clone(),
+            run_id: source.run_id.clone(),
+        },
+    );
+    let request_id = format!("{}/{}", source.run_id, initiated_event_id);
+    let reason = command.reason.clone();
+    let delivered = deliver(
+        history,
         &command.namespace,
         &command.workflow_id,
-        Some(&command.run_id),
-    ) {
-        Ok(handle) => {
-            let external = (
-                initiated_event_id,
-                WorkflowExecution {
-                    workflow_id: source.workflow_id.clone(),
-                    run_id: source.run_id.clone(),
-                },
-            );
-            let request_id = format!("{}/{}", source.run_id, initiated_event_id);
-            let reason = command.reason.clone();
-            match history
-                .transition(
-                    &handle,
-                    |t| t.request_cancel(&reason, "", &request_id, Some(external)),
-                    |_, ()| (),
-                )
-                .await
-            {
-                Ok(()) => true,
-                Err(ServiceError::NotFound(_)) => false,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ServiceError::NotFound(_)) => false,
-        Err(e) => return Err(e),
-    };
+        &command.run_id,
+        |t| t.request_cancel(&reason, "", &request_id, Some(external)),
+    )
+    .await?;
     settled(
         history
             .transition(
@@ -369,6 +345,26 @@ async fn cancel_external(
             )
             .await,
     )
+}
+
+/// Runs `op` on the target run; false when the target does not exist or is closed.
+async fn deliver(
+    history: &History,
+    namespace: &str,
+    workflow_id: &str,
+    run_id: &str,
+    op: impl FnOnce(&mut sundial_engine::Transition<'_>) -> Result<(), sundial_engine::EngineError>,
+) -> Result<bool, ServiceError> {
+    let handle = match history.handle(namespace, workflow_id, Some(run_id)) {
+        Ok(handle) => handle,
+        Err(ServiceError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match history.transition(&handle, op, |_, ()| ()).await {
+        Ok(()) => Ok(true),
+        Err(ServiceError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// After a restart: a started child may have closed while its parent was not told.
