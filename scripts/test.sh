@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 cargo test --workspace
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -r conformance/requirements.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r conformance/requirements.txt -r bench/requirements.txt
 
 export PATH="$PWD/.venv/bin:$PATH"
+# A smoke run of every benchmark scenario with tiny sizes (no timing assertions).
+SUNDIAL_BIN="${SUNDIAL_BIN:-$PWD/target/debug/sundial}" bash bench/run.sh --smoke
 SUNDIAL_BIN="${SUNDIAL_BIN:-$PWD/target/debug/sundial}" .venv/bin/python -m pytest conformance -q

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Writes docs/benchmarks.md from the JSON lines bench/run.sh collected for both servers.
+
+    report.py --sundial S.jsonl --temporal T.jsonl --out docs/benchmarks.md \
+              --command "bench/run.sh ..." [--temporal-bin PATH] [--sizes "..."]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load(path: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    if not path or not os.path.exists(path):
+        return out
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        name = d.get("scenario")
+        if name:
+            if d.get("driver") == "rust":
+                name = "rust:" + name
+            out[name] = d
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cmd_out(*cmd: str) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20, cwd=REPO).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}" + unit
+    if isinstance(v, float):
+        a = abs(v)
+        if a >= 100:
+            s = f"{v:,.0f}"
+        elif a >= 10:
+            s = f"{v:.1f}"
+        else:
+            s = f"{v:.2f}"
+        return s + unit
+    return str(v)
+
+
+def ratio(s: Any, t: Any, higher_better: bool) -> str:
+    """How many times better Sundial is (>1: Sundial better)."""
+    if not isinstance(s, (int, float)) or not isinstance(t, (int, float)) or isinstance(s, bool):
+        return "—"
+    if s <= 0 or t <= 0:
+        return "—"
+    r = s / t if higher_better else t / s
+    return f"{r:,.1f}×" if r >= 10 else f"{r:.2f}×"
+
+
+def get(results: dict, scenario: str, key: str) -> Any:
+    d = results.get(scenario)
+    if not d:
+        return None
+    if not d.get("ok", False) and key not in ("error",):
+        # A failed scenario's figures are not comparable; show them as missing.
+        return None
+    return d.get(key)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sundial", required=True)
+    p.add_argument("--temporal", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--command", required=True)
+    p.add_argument("--temporal-bin", default="temporal")
+    p.add_argument("--sizes", default="")
+    p.add_argument("--sundial-desc", default="")
+    a = p.parse_args()
+
+    S, T = load(a.sundial), load(a.temporal)
+
+    # (label, scenario, key, higher_is_better, unit)
+    rows: list[tuple[str, str, str, bool, str]] = [
+        ("Start to ready (process start → first GetSystemInfo)", "startup", "ready_ms", False, " ms"),
+        ("Resident memory, idle after start", "startup", "idle_rss_mb", False, " MB"),
+    ]
+    if "rust:rust_throughput_1_activity" in S or "rust:rust_throughput_1_activity" in T:
+        rows += [
+            ("**Rust SDK** throughput, 1 activity/workflow", "rust:rust_throughput_1_activity", "throughput_per_s", True, " wf/s"),
+            ("  p50 latency under that load", "rust:rust_throughput_1_activity", "p50_ms", False, " ms"),
+            ("  p99 latency under that load", "rust:rust_throughput_1_activity", "p99_ms", False, " ms"),
+            ("  server peak RSS during it", "rust:rust_throughput_1_activity", "server_peak_rss_mb", False, " MB"),
+            ("  server CPU seconds", "rust:rust_throughput_1_activity", "server_cpu_s", False, " s"),
+            ("  driver (Rust SDK) CPU seconds", "rust:rust_throughput_1_activity", "driver_cpu_s", False, " s"),
+            ("**Rust SDK** throughput, 5 sequential activities", "rust:rust_throughput_5_activities", "throughput_per_s", True, " wf/s"),
+        ]
+    rows += [
+        ("**Python SDK** throughput, 1 activity/workflow", "throughput_1_activity", "throughput_per_s", True, " wf/s"),
+        ("  p50 latency under that load", "throughput_1_activity", "p50_ms", False, " ms"),
+        ("  p99 latency under that load", "throughput_1_activity", "p99_ms", False, " ms"),
+        ("  server peak RSS", "throughput_1_activity", "server_peak_rss_mb", False, " MB"),
+        ("  server CPU seconds", "throughput_1_activity", "server_cpu_s", False, " s"),
+        ("  driver (Python SDK) CPU seconds", "throughput_1_activity", "driver_cpu_s", False, " s"),
+        ("**Python SDK** throughput, 5 sequential activities", "throughput_5_activities", "throughput_per_s", True, " wf/s"),
+        ("  p50 latency under that load", "throughput_5_activities", "p50_ms", False, " ms"),
+        ("One workflow alone, 1 activity: p50", "latency_1_activity", "p50_ms", False, " ms"),
+        ("  p95", "latency_1_activity", "p95_ms", False, " ms"),
+        ("  p99", "latency_1_activity", "p99_ms", False, " ms"),
+        ("One workflow alone, 10 sequential activities: p50", "latency_10_activities", "p50_ms", False, " ms"),
+        ("  p99", "latency_10_activities", "p99_ms", False, " ms"),
+        ("Fan-out, 100 parallel activities in one workflow: p50", "fanout_100", "p50_ms", False, " ms"),
+        ("  activities/s", "fanout_100", "throughput_per_s", True, ""),
+        ("Signals to one workflow", "signals", "throughput_per_s", True, " /s"),
+        ("  signal p50", "signals", "p50_ms", False, " ms"),
+        ("  signal p99", "signals", "p99_ms", False, " ms"),
+        ("Updates to one workflow", "updates", "throughput_per_s", True, " /s"),
+        ("  update p50 (completed)", "updates", "p50_ms", False, " ms"),
+        ("  update p99", "updates", "p99_ms", False, " ms"),
+        ("Timers: workflows asleep at once", "timers", "n", True, ""),
+        ("  server RSS with all of them asleep", "timers", "server_rss_all_sleeping_mb", False, " MB"),
+        ("  server peak RSS during the scenario", "timers", "server_peak_rss_mb", False, " MB"),
+        ("  fire delay, server (history) mean", "timers", "server_fire_delay_mean_ms", False, " ms"),
+        ("  fire delay, server (history) p99", "timers", "server_fire_delay_p99_ms", False, " ms"),
+        ("  fire delay seen by the workflow, mean", "timers", "wf_fire_delay_mean_ms", False, " ms"),
+        ("  fire delay seen by the workflow, p99", "timers", "wf_fire_delay_p99_ms", False, " ms"),
+        ("fsync + fdatasync calls per lone workflow (strace)", "fsync", "syncs_per_workflow", False, ""),
+        ("  time in one sync call (under strace)", "fsync", "sync_us_per_call", False, " µs"),
+        ("Peak resident memory over the side-by-side scenarios", "peak", "server_peak_rss_mb", False, " MB"),
+    ]
+    for R in (S, T):
+        peaks = [d.get("server_peak_rss_mb") for k, d in R.items() if not k.startswith(("large_", "hold_")) and d.get("server_peak_rss_mb")]
+        if peaks:
+            R["peak"] = {"ok": True, "server_peak_rss_mb": max(peaks)}
+
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    desc = a.sundial_desc or "commit `" + (cmd_out("git", "rev-parse", "--short", "HEAD") or "unknown") + "`"
+    tver = cmd_out(a.temporal_bin, "--version") or "unknown"
+    try:
+        from importlib.metadata import version
+
+        pysdk = version("temporalio")
+    except Exception:  # noqa: BLE001
+        pysdk = "unknown"
+
+    L: list[str] = []
+    L.append("# Benchmarks: Sundial and Temporal's dev server, side by side")
+    L.append("")
+    L.append(f"Generated by `bench/run.sh` on {now}; Sundial: {desc}, release build.")
+    L.append("")
+    L.append("| machine | |")
+    L.append("|---|---|")
+    L.append(f"| CPUs (`nproc`) | {os.cpu_count()} |")
+    L.append(f"| CPU model | {cpu_model()} |")
+    L.append(f"| kernel | {platform.release()} |")
+    L.append(f"| memory | {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30, 1)} GiB |")
+    L.append(f"| reference | `{tver}` (`temporal server start-dev`, SQLite file) |")
+    L.append(f"| Python SDK | temporalio {pysdk} (unsandboxed workflow runner, in-process worker) |")
+    L.append(f"| sizes | {a.sizes} |")
+    L.append("")
+    L.append("Rerun (from the repository root; builds Sundial in release, installs the `temporal` CLI into `.venv` if missing):")
+    L.append("")
+    L.append("```sh")
+    L.append(a.command.strip())
+    L.append("```")
+    L.append("")
+    L.append(
+        "Both servers ran one after the other on the same machine, each fresh, each on a durable SQLite "
+        "file (`--db-filename`), with `--log-level warn`. The driver (client and worker in one process) "
+        "is the same for both. **Advantage** is how many times better Sundial's figure is "
+        "(throughput: Sundial ÷ Temporal; time, memory, fsyncs: Temporal ÷ Sundial); below 1× Sundial is behind."
+    )
+    L.append("")
+    L.append("| | Sundial | Temporal dev server | Advantage |")
+    L.append("|---|---:|---:|---:|")
+    for label, sc, key, hb, unit in rows:
+        s, t = get(S, sc, key), get(T, sc, key)
+        if s is None and t is None:
+            continue
+        L.append(f"| {label} | {fmt(s, unit)} | {fmt(t, unit)} | {ratio(s, t, hb)} |")
+    L.append("")
+
+    large = S.get("large_timers")
+    if large:
+        L.append(f"### Sundial alone: {large.get('n'):,} workflows asleep at once")
+        L.append("")
+        L.append("Too slow to run on the reference server here (it arms some 20-70 timers a second on this machine), so Sundial only.")
+        L.append("")
+        L.append("| | Sundial |")
+        L.append("|---|---:|")
+        for label, key, unit in (
+            ("timer length D", "timer_s", " s"),
+            ("start calls per second", "start_rate_per_s", " wf/s"),
+            ("all armed after (first workflow task of the last one done)", "armed_all_s", " s"),
+            ("all armed before the first fired", "all_armed_before_first_fire", ""),
+            ("server RSS with all of them asleep", "server_rss_all_sleeping_mb", " MB"),
+            ("server peak RSS during the scenario", "server_peak_rss_mb", " MB"),
+            ("server CPU seconds", "server_cpu_s", " s"),
+            ("driver CPU seconds", "driver_cpu_s", " s"),
+            ("fire delay, server (history) mean", "server_fire_delay_mean_ms", " ms"),
+            ("fire delay, server (history) p99", "server_fire_delay_p99_ms", " ms"),
+            ("fire delay seen by the workflow, mean", "wf_fire_delay_mean_ms", " ms"),
+            ("fire delay seen by the workflow, p99", "wf_fire_delay_p99_ms", " ms"),
+            ("completed / failed", None, ""),
+        ):
+            if key is None:
+                v = f"{large.get('completed')} / {large.get('failed')}" + ("" if large.get("ok") else f" ({large.get('error') or large.get('first_error')})")
+            else:
+                v = fmt(large.get(key), unit)
+            L.append(f"| {label} | {v} |")
+        L.append("")
+
+    hold, restart = S.get("hold_timers"), S.get("restart_with_sleepers")
+    if hold:
+        L.append(f"### Sundial alone: {hold.get('n'):,} workflows left asleep, then a restart")
+        L.append("")
+        L.append(
+            "Each workflow sleeps on a 1 h timer; once the last ones are armed the server's memory is read, "
+            "then the server is stopped and started again on the same database (start-up loads every running execution)."
+        )
+        L.append("")
+        L.append("| | Sundial |")
+        L.append("|---|---:|")
+        L.append(f"| start calls per second | {fmt(hold.get('start_rate_per_s'), ' wf/s')} |")
+        L.append(f"| all armed after | {fmt(hold.get('armed_all_s'), ' s')} ({fmt(hold.get('armed_rate_per_s'), ' wf/s')}) |")
+        L.append(f"| server RSS with all of them asleep | {fmt(hold.get('server_rss_all_sleeping_mb'), ' MB')} |")
+        L.append(f"| per sleeping workflow | {fmt((hold.get('server_rss_all_sleeping_mb') or 0) * 1024 / max(1, hold.get('n') or 1), ' KB')} |")
+        if restart:
+            L.append(f"| restart: start to ready | {fmt(restart.get('ready_ms'), ' ms')} |")
+            L.append(f"| restart: RSS 2 s after ready | {fmt(restart.get('idle_rss_mb'), ' MB')} |")
+        L.append(f"| status | {'ok' if hold.get('ok') else 'FAILED: ' + str(hold.get('error') or hold.get('first_error'))} |")
+        L.append("")
+
+    # Per-scenario details.
+    L.append("## Per scenario")
+    L.append("")
+    L.append(
+        "Throughput; latency p50/p95/p99 in ms; server CPU seconds and peak RSS over the scenario; CPU seconds of the "
+        "driver process (Python or Rust SDK, client and worker); **other load**: cores busy with neither of them during "
+        "the scenario (anything else running on the machine; Python driver only)."
+    )
+    L.append("")
+    L.append("| scenario | server | size | throughput | p50 | p95 | p99 | server CPU s | server peak RSS MB | driver CPU s | other load | status |")
+    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    order = [k for k in list(S) + [k for k in T if k not in S] if k not in ("startup", "lifetime", "peak", "restart_with_sleepers")]
+    for sc in order:
+        for name, R in (("Sundial", S), ("Temporal", T)):
+            d = R.get(sc)
+            if not d:
+                continue
+            size = d.get("n")
+            if d.get("concurrency") and d.get("concurrency") != 1:
+                size = f"{size} × c{d['concurrency']}"
+            if d.get("fanout"):
+                size = f"{d['n']} × {d['fanout']}"
+            status = "ok" if d.get("ok") else f"FAILED: {d.get('error') or d.get('first_error')}"
+            if d.get("skipped"):
+                status = f"skipped: {d.get('reason')}"
+            tp = d.get("throughput_per_s")
+            unit = d.get("unit") or ("workflows/s" if d.get("driver") == "rust" else "")
+            L.append(
+                f"| {sc.replace('rust:', 'Rust SDK: ')} | {name} | {fmt(size)} | {fmt(tp)} {unit if tp is not None else ''} | "
+                f"{fmt(d.get('p50_ms'))} | {fmt(d.get('p95_ms'))} | {fmt(d.get('p99_ms'))} | "
+                f"{fmt(d.get('server_cpu_s'))} | {fmt(d.get('server_peak_rss_mb'))} | {fmt(d.get('driver_cpu_s'))} | "
+                f"{fmt(d.get('other_cpu_cores'))} | {status} |"
+            )
+    L.append("")
+
+    notes_path = REPO / "bench" / "NOTES.md"
+    if notes_path.exists():
+        L.append("## Notes")
+        L.append("")
+        L.append(notes_path.read_text().strip())
+        L.append("")
+
+    L.append("## How each figure is measured")
+    L.append("")
+    L.append(
+        "- **Start to ready**: `bench/py_driver.py startup` starts the server and calls `GetSystemInfo` "
+        "(fresh gRPC channel per attempt, 2 ms apart) until one succeeds. **Idle memory**: VmRSS 2 s later.\n"
+        "- **Throughput**: N workflows, C in flight; each is started (eager workflow start requested) and its "
+        "result awaited; latency is start call to result. Activities return their input.\n"
+        "- **Latency**: the same, one workflow at a time.\n"
+        "- **Fan-out**: one workflow starts 100 activities at once and waits for all; repeated.\n"
+        "- **Signals / updates**: to one running workflow, 20 in flight; a signal's latency is its RPC, an "
+        "update's is `execute_update` (accepted, run by the worker, completed). The workflow's own count is checked "
+        "against the acknowledged ones.\n"
+        "- **Timers**: W workflows each sleep D seconds, D longer than it takes to start all W (so all are asleep "
+        "at once; D comes from a probe batch). Server fire delay: `TimerFired` event time − `TimerStarted` event time − D, "
+        "from the histories of up to 200 of them. Workflow fire delay: `workflow.now()` after the sleep − before it − D, "
+        "which also counts the workflow task that brings the fire to the worker.\n"
+        "- **Server CPU seconds / peak RSS**: `/proc/PID/stat` utime+stime, and VmRSS polled every 10 ms "
+        "(and VmHWM after resetting it through `/proc/PID/clear_refs`), over the scenario.\n"
+        "- **fsyncs**: `strace -f -c -e trace=fsync,fdatasync -p PID` attached while 20 lone one-activity "
+        "workflows run one after the other; background syncs of the server in that window count too."
+    )
+    L.append("")
+    L.append("## Raw results")
+    L.append("")
+    for name, path in (("Sundial", a.sundial), ("Temporal dev server", a.temporal)):
+        L.append(f"<details><summary>{name}</summary>")
+        L.append("")
+        L.append("```json")
+        if os.path.exists(path):
+            L.extend(l for l in Path(path).read_text().splitlines() if l.strip().startswith("{"))
+        L.append("```")
+        L.append("")
+        L.append("</details>")
+        L.append("")
+
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text("\n".join(L))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

