@@ -184,31 +184,19 @@ impl Frontend {
         &self,
         req: ListOpenWorkflowExecutionsRequest,
     ) -> Result<ListOpenWorkflowExecutionsResponse, ServiceError> {
-        let mut filter = Some(Expr::Cmp {
-            field: "ExecutionStatus".into(),
-            op: Op::Eq,
-            value: Value::Int(WorkflowExecutionStatus::Running as i64),
-        });
-        filter = match req.filters {
-            Some(list_open_workflow_executions_request::Filters::ExecutionFilter(f)) => {
-                and(filter, id_filter(&f.workflow_id, &f.run_id))
-            }
-            Some(list_open_workflow_executions_request::Filters::TypeFilter(f)) => {
-                and(filter, type_filter(&f.name))
-            }
-            None => filter,
+        use list_open_workflow_executions_request::Filters;
+        let extra = match req.filters {
+            Some(Filters::ExecutionFilter(f)) => Some(id_filter(&f.workflow_id, &f.run_id)),
+            Some(Filters::TypeFilter(f)) => Some(type_filter(&f.name)),
+            None => None,
         };
-        filter = time_filter(filter, "StartTime", req.start_time_filter.as_ref());
+        let page = ListPage {
+            namespace: &req.namespace,
+            size: req.maximum_page_size,
+            token: &req.next_page_token,
+        };
         let (executions, next_page_token) = self
-            .list(
-                &req.namespace,
-                Query {
-                    filter,
-                    ..Default::default()
-                },
-                req.maximum_page_size,
-                &req.next_page_token,
-            )
+            .list_by_openness(Op::Eq, extra, req.start_time_filter.as_ref(), page)
             .await?;
         Ok(ListOpenWorkflowExecutionsResponse {
             executions,
@@ -220,44 +208,58 @@ impl Frontend {
         &self,
         req: ListClosedWorkflowExecutionsRequest,
     ) -> Result<ListClosedWorkflowExecutionsResponse, ServiceError> {
-        let mut filter = Some(Expr::Cmp {
-            field: "ExecutionStatus".into(),
-            op: Op::Ne,
-            value: Value::Int(WorkflowExecutionStatus::Running as i64),
-        });
-        filter = match req.filters {
-            Some(list_closed_workflow_executions_request::Filters::ExecutionFilter(f)) => {
-                and(filter, id_filter(&f.workflow_id, &f.run_id))
-            }
-            Some(list_closed_workflow_executions_request::Filters::TypeFilter(f)) => {
-                and(filter, type_filter(&f.name))
-            }
-            Some(list_closed_workflow_executions_request::Filters::StatusFilter(f)) => and(
-                filter,
-                Expr::Cmp {
-                    field: "ExecutionStatus".into(),
-                    op: Op::Eq,
-                    value: Value::Int(i64::from(f.status)),
-                },
-            ),
-            None => filter,
+        use list_closed_workflow_executions_request::Filters;
+        let extra = match req.filters {
+            Some(Filters::ExecutionFilter(f)) => Some(id_filter(&f.workflow_id, &f.run_id)),
+            Some(Filters::TypeFilter(f)) => Some(type_filter(&f.name)),
+            Some(Filters::StatusFilter(f)) => Some(Expr::Cmp {
+                field: "ExecutionStatus".into(),
+                op: Op::Eq,
+                value: Value::Int(i64::from(f.status)),
+            }),
+            None => None,
         };
-        filter = time_filter(filter, "StartTime", req.start_time_filter.as_ref());
+        let page = ListPage {
+            namespace: &req.namespace,
+            size: req.maximum_page_size,
+            token: &req.next_page_token,
+        };
         let (executions, next_page_token) = self
-            .list(
-                &req.namespace,
-                Query {
-                    filter,
-                    ..Default::default()
-                },
-                req.maximum_page_size,
-                &req.next_page_token,
-            )
+            .list_by_openness(Op::Ne, extra, req.start_time_filter.as_ref(), page)
             .await?;
         Ok(ListClosedWorkflowExecutionsResponse {
             executions,
             next_page_token,
         })
+    }
+
+    /// The older ListOpen (`running` = Eq) / ListClosed (Ne) calls as a query on the same records.
+    async fn list_by_openness(
+        &self,
+        running: Op,
+        extra: Option<Expr>,
+        start_time: Option<&sundial_engine::api::filter::v1::StartTimeFilter>,
+        page: ListPage<'_>,
+    ) -> Result<(Vec<WorkflowExecutionInfo>, Vec<u8>), ServiceError> {
+        let mut filter = Some(Expr::Cmp {
+            field: "ExecutionStatus".into(),
+            op: running,
+            value: Value::Int(WorkflowExecutionStatus::Running as i64),
+        });
+        if let Some(extra) = extra {
+            filter = and(filter, extra);
+        }
+        let filter = time_filter(filter, "StartTime", start_time);
+        self.list(
+            page.namespace,
+            Query {
+                filter,
+                ..Default::default()
+            },
+            page.size,
+            page.token,
+        )
+        .await
     }
 
     pub(super) fn search_attribute_keys(
@@ -413,6 +415,13 @@ impl Frontend {
             },
         })
     }
+}
+
+/// One page of a listing request.
+struct ListPage<'a> {
+    namespace: &'a str,
+    size: i32,
+    token: &'a [u8],
 }
 
 fn id_filter(workflow_id: &str, run_id: &str) -> Expr {
