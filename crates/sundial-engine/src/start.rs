@@ -214,8 +214,15 @@ pub fn new_execution(
                     run_id: p.root_run_id.clone(),
                 }
             }),
-            continued_failure: continuation.continued_failure.clone(),
-            last_completion_result: continuation.last_completion_result.clone(),
+            // A first run may be handed its predecessor's outcome by its starter (a schedule).
+            continued_failure: continuation
+                .continued_failure
+                .clone()
+                .or_else(|| req.continued_failure.clone()),
+            last_completion_result: continuation
+                .last_completion_result
+                .clone()
+                .or_else(|| req.last_completion_result.clone()),
             first_workflow_task_backoff: Some(time::duration(backoff_ms)),
             cron_schedule: req.cron_schedule.clone(),
             parent_workflow_namespace: params

@@ -25,6 +25,8 @@ pub enum ServiceError {
         run_id: String,
         start_request_id: String,
     },
+    #[error("schedule {0:?} is already registered")]
+    ScheduleAlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
@@ -120,6 +122,15 @@ impl From<ServiceError> for Status {
                         ..Default::default()
                     }
                     .encode_to_vec(),
+                ),
+            ),
+            // The SDKs recognise a taken schedule id by this detail, as for a workflow id.
+            ServiceError::ScheduleAlreadyExists(_) => with_details(
+                Code::AlreadyExists,
+                message,
+                any(
+                    "temporal.api.errordetails.v1.WorkflowExecutionAlreadyStartedFailure",
+                    details::WorkflowExecutionAlreadyStartedFailure::default().encode_to_vec(),
                 ),
             ),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),

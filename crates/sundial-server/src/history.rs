@@ -120,7 +120,12 @@ pub struct History {
     gone_sticky_queues: Mutex<HashSet<(String, String)>>,
     /// Search attribute registry; builds visibility records.
     pub visibility: Arc<crate::visibility::SearchAttributes>,
+    /// Told about every run that closes, once, after the close is committed.
+    close_listener: std::sync::OnceLock<CloseListener>,
 }
+
+/// Called with the state of a run that just closed (see [`History::on_close`]).
+pub type CloseListener = Box<dyn Fn(&ExecutionState) + Send + Sync>;
 
 /// Adds one run's state and new events to a batch.
 fn add_run<'a>(
@@ -168,6 +173,7 @@ impl History {
             me: std::sync::OnceLock::new(),
             gone_sticky_queues: Mutex::new(HashSet::new()),
             visibility,
+            close_listener: std::sync::OnceLock::new(),
         });
         let _ = history.me.set(Arc::downgrade(&history));
         history
@@ -394,7 +400,15 @@ impl History {
         if !entry.state.is_running() && !entry.eviction_scheduled {
             entry.eviction_scheduled = true;
             self.schedule_eviction(&handle.run_id);
+            if let Some(listener) = self.close_listener.get() {
+                listener(&entry.state);
+            }
         }
+    }
+
+    /// Registers the one listener told about runs as they close (the scheduler's).
+    pub fn on_close(&self, listener: CloseListener) {
+        let _ = self.close_listener.set(listener);
     }
 
     /// A closed run leaves the cache after a grace period (clients usually read its result

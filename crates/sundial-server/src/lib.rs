@@ -8,6 +8,7 @@ pub mod history;
 pub mod matching;
 pub mod namespaces;
 pub mod outbound;
+pub mod scheduler;
 pub mod timers;
 pub mod tokens;
 pub mod updates;
@@ -55,6 +56,8 @@ pub async fn serve(
     );
     let recovered = history.recover().await?;
     tracing::info!(recovered, "running executions recovered");
+    let schedules = scheduler::Scheduler::start(history.clone(), config.store.clone())?;
+    tracing::info!(schedules = schedules.len(), "schedules loaded");
     {
         let history = history.clone();
         tokio::spawn(async move {
@@ -69,6 +72,7 @@ pub async fn serve(
         history,
         namespaces: namespaces.clone(),
         queries: frontend::queries::Queries::default(),
+        schedules,
     };
     // Requests may be gzip-compressed (the Go clients send them so); replies are not: a gzip
     // encoder per response cost about a quarter of the server's CPU under load.

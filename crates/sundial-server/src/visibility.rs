@@ -20,7 +20,7 @@ pub const MAX_CUSTOM_ATTRIBUTES: usize = 100;
 
 /// System search attributes and their types, as GetSearchAttributes / ListSearchAttributes
 /// report them.
-pub const SYSTEM_ATTRIBUTES: [(&str, IndexedValueType); 14] = [
+pub const SYSTEM_ATTRIBUTES: [(&str, IndexedValueType); 17] = [
     ("WorkflowId", IndexedValueType::Keyword),
     ("RunId", IndexedValueType::Keyword),
     ("WorkflowType", IndexedValueType::Keyword),
@@ -35,7 +35,22 @@ pub const SYSTEM_ATTRIBUTES: [(&str, IndexedValueType); 14] = [
     ("ParentRunId", IndexedValueType::Keyword),
     ("RootRunId", IndexedValueType::Keyword),
     ("RootWorkflowId", IndexedValueType::Keyword),
+    ("TemporalScheduledStartTime", IndexedValueType::Datetime),
+    ("TemporalScheduledById", IndexedValueType::Keyword),
+    ("TemporalSchedulePaused", IndexedValueType::Bool),
 ];
+
+/// System attributes kept in the run's attribute document rather than in a column of their
+/// own: set by the server (the scheduler) on the runs it starts.
+fn document_attribute(name: &str) -> Option<(Column, AttrType)> {
+    let ty = match name {
+        "TemporalScheduledStartTime" => AttrType::Datetime,
+        "TemporalScheduledById" => AttrType::Keyword,
+        "TemporalSchedulePaused" => AttrType::Bool,
+        _ => return None,
+    };
+    Some((Column::Custom(name.to_string()), ty))
+}
 
 /// Custom search attributes registered per namespace.
 pub struct SearchAttributes {
@@ -77,10 +92,12 @@ impl SearchAttributes {
     pub fn resolver(&self, namespace: &str) -> impl Fn(&str) -> Option<(Column, AttrType)> + use<> {
         let custom = self.custom(namespace);
         move |name: &str| {
-            sql_filter::system_attribute(name).or_else(|| {
-                let ty = AttrType::from_indexed(*custom.get(name)?)?;
-                Some((Column::Custom(name.to_string()), ty))
-            })
+            sql_filter::system_attribute(name)
+                .or_else(|| document_attribute(name))
+                .or_else(|| {
+                    let ty = AttrType::from_indexed(*custom.get(name)?)?;
+                    Some((Column::Custom(name.to_string()), ty))
+                })
         }
     }
 

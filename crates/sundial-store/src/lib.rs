@@ -89,6 +89,14 @@ pub struct SearchAttributeRow {
     pub value_type: Option<i32>,
 }
 
+/// One schedule's encoded record (`Some`), or its deletion (`None`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRow {
+    pub namespace: String,
+    pub schedule_id: String,
+    pub data: Option<Vec<u8>>,
+}
+
 /// Everything one transition writes; applied atomically.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
@@ -99,6 +107,8 @@ pub struct WriteBatch {
     pub search_attributes: Vec<SearchAttributeRow>,
     /// Runs deleted with everything they own (DeleteWorkflowExecution).
     pub deleted_runs: Vec<String>,
+    /// Schedules written or deleted.
+    pub schedules: Vec<ScheduleRow>,
 }
 
 /// A visibility query translated for a backend: a WHERE clause and its parameters.
@@ -136,6 +146,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<ExecutionRow>, StoreError>;
     /// The run's events with ids `>= from_event_id`, in order.
     fn load_events(&self, run_id: &str, from_event_id: i64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Every schedule's record.
+    fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError>;
     /// Every registered custom search attribute: (namespace, name, type).
     fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError>;
     /// Encoded `WorkflowExecutionInfo`s of the namespace's runs matching `filter`.

@@ -3,8 +3,8 @@
 //! transitions), and a separate connection for reads.
 
 use crate::{
-    CommitReceipt, ExecutionRow, NamespaceRow, SqlValue, Store, StoreError, VisibilityFilter,
-    WriteBatch,
+    CommitReceipt, ExecutionRow, NamespaceRow, ScheduleRow, SqlValue, Store, StoreError,
+    VisibilityFilter, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS search_attributes (
     name TEXT NOT NULL,
     value_type INTEGER NOT NULL,
     PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedules (
+    namespace TEXT NOT NULL,
+    schedule_id TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (namespace, schedule_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     run_id TEXT NOT NULL,
@@ -165,7 +171,21 @@ fn write_group<'a>(
         let mut drop_run = tx.prepare_cached("DELETE FROM executions WHERE run_id = ?1")?;
         let mut drop_history = tx.prepare_cached("DELETE FROM history WHERE run_id = ?1")?;
         let mut drop_visibility = tx.prepare_cached("DELETE FROM visibility WHERE run_id = ?1")?;
+        let mut put_schedule = tx.prepare_cached(
+            "INSERT INTO schedules (namespace, schedule_id, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT(namespace, schedule_id) DO UPDATE SET data = excluded.data",
+        )?;
+        let mut drop_schedule =
+            tx.prepare_cached("DELETE FROM schedules WHERE namespace = ?1 AND schedule_id = ?2")?;
         for batch in batches {
+            for sc in &batch.schedules {
+                match &sc.data {
+                    Some(data) => {
+                        put_schedule.execute(params![sc.namespace, sc.schedule_id, data])?
+                    }
+                    None => drop_schedule.execute(params![sc.namespace, sc.schedule_id])?,
+                };
+            }
             for v in &batch.visibility {
                 put_visibility.execute(params![
                     v.run_id,
@@ -297,6 +317,21 @@ impl Store for SqliteStore {
         Ok(row)
     }
 
+    fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT namespace, schedule_id, data FROM schedules ORDER BY namespace, schedule_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ScheduleRow {
+                namespace: r.get(0)?,
+                schedule_id: r.get(1)?,
+                data: Some(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt =
@@ -372,6 +407,39 @@ mod tests {
             status,
             state: vec![status as u8],
         }
+    }
+
+    #[tokio::test]
+    async fn schedules_are_written_replaced_and_deleted() {
+        let store = SqliteStore::open(None).unwrap();
+        let put = |id: &str, data: Option<Vec<u8>>| WriteBatch {
+            schedules: vec![ScheduleRow {
+                namespace: "default".into(),
+                schedule_id: id.into(),
+                data,
+            }],
+            ..Default::default()
+        };
+        store
+            .commit(put("a", Some(vec![1])))
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .commit(put("b", Some(vec![2])))
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .commit(put("a", Some(vec![3])))
+            .await
+            .unwrap()
+            .unwrap();
+        store.commit(put("b", None)).await.unwrap().unwrap();
+        let rows = store.load_schedules().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].schedule_id, "a");
+        assert_eq!(rows[0].data, Some(vec![3]));
     }
 
     #[tokio::test]

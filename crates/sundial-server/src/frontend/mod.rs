@@ -5,6 +5,7 @@ pub mod health;
 pub mod operator_service;
 pub mod queries;
 pub mod responses;
+pub mod schedule_service;
 pub mod update_service;
 pub mod visibility_service;
 pub mod workflow_service;

@@ -31,6 +31,7 @@ pub struct Frontend {
     pub history: Arc<History>,
     pub namespaces: Arc<Namespaces>,
     pub queries: super::queries::Queries,
+    pub schedules: Arc<crate::scheduler::Scheduler>,
 }
 
 fn payload_size(p: Option<&Payloads>) -> usize {
@@ -486,7 +487,7 @@ impl WorkflowService for Frontend {
                 signal_and_query_header: true,
                 internal_error_differentiation: true,
                 activity_failure_include_heartbeat: true,
-                supports_schedules: false,
+                supports_schedules: true,
                 encoded_failure_attributes: true,
                 build_id_based_versioning: false,
                 upsert_memo: false,
@@ -1025,6 +1026,79 @@ impl WorkflowService for Frontend {
                 .sticky_queue_gone(&req.namespace, &req.sticky_task_queue);
         }
         Ok(Response::new(ShutdownWorkerResponse {}))
+    }
+
+    async fn create_schedule(
+        &self,
+        request: Request<CreateScheduleRequest>,
+    ) -> Reply<CreateScheduleResponse> {
+        Ok(Response::new(
+            self.create_schedule_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn describe_schedule(
+        &self,
+        request: Request<DescribeScheduleRequest>,
+    ) -> Reply<DescribeScheduleResponse> {
+        Ok(Response::new(
+            self.describe_schedule_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_schedule(
+        &self,
+        request: Request<UpdateScheduleRequest>,
+    ) -> Reply<UpdateScheduleResponse> {
+        Ok(Response::new(
+            self.update_schedule_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn patch_schedule(
+        &self,
+        request: Request<PatchScheduleRequest>,
+    ) -> Reply<PatchScheduleResponse> {
+        Ok(Response::new(
+            self.patch_schedule_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<DeleteScheduleRequest>,
+    ) -> Reply<DeleteScheduleResponse> {
+        Ok(Response::new(
+            self.delete_schedule_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_schedule_matching_times(
+        &self,
+        request: Request<ListScheduleMatchingTimesRequest>,
+    ) -> Reply<ListScheduleMatchingTimesResponse> {
+        Ok(Response::new(
+            self.list_schedule_matching_times_rpc(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<ListSchedulesRequest>,
+    ) -> Reply<ListSchedulesResponse> {
+        Ok(Response::new(
+            self.list_schedules_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn count_schedules(
+        &self,
+        request: Request<CountSchedulesRequest>,
+    ) -> Reply<CountSchedulesResponse> {
+        Ok(Response::new(
+            self.count_schedules_rpc(request.into_inner()).await?,
+        ))
     }
 
     async fn reset_sticky_task_queue(

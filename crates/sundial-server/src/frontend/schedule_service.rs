@@ -1,0 +1,444 @@
+//! The schedule RPCs of `WorkflowService`: validation, namespace resolution and the
+//! translation to and from the scheduler role.
+
+use super::workflow_service::{Frontend, check_blob};
+use crate::error::ServiceError;
+use sundial_engine::api::schedule::v1::schedule_action::Action;
+use sundial_engine::api::workflowservice::v1::*;
+use sundial_engine::time;
+use sundial_schedule::{NewSchedule, ScheduleMachine};
+use sundial_store::list_query::{self, Expr, Op, Value};
+
+/// Longest schedule id accepted (Temporal's id length limit).
+const MAX_ID_LENGTH: usize = 1000;
+/// Page size when a ListSchedules request gives none.
+const DEFAULT_PAGE_SIZE: usize = 1000;
+
+fn check_schedule_id(id: &str) -> Result<(), ServiceError> {
+    if id.is_empty() {
+        return Err(ServiceError::InvalidArgument(
+            "ScheduleId is not set on request.".into(),
+        ));
+    }
+    if id.len() > MAX_ID_LENGTH {
+        return Err(ServiceError::InvalidArgument(
+            "ScheduleId exceeds length limit.".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Frontend {
+    /// Validates what a schedule starts: payload sizes and the action's search attributes
+    /// (stamped with their types, as a workflow start's are).
+    fn check_action(
+        &self,
+        namespace: &str,
+        schedule: &mut sundial_engine::api::schedule::v1::Schedule,
+    ) -> Result<(), ServiceError> {
+        sundial_schedule::schedule::validate(schedule)?;
+        if let Some(Action::StartWorkflow(start)) =
+            schedule.action.as_mut().and_then(|a| a.action.as_mut())
+        {
+            check_blob(start.input.as_ref())?;
+            self.history
+                .visibility
+                .validate(namespace, start.search_attributes.as_mut())?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn create_schedule_rpc(
+        &self,
+        mut req: CreateScheduleRequest,
+    ) -> Result<CreateScheduleResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        check_schedule_id(&req.schedule_id)?;
+        let mut schedule = req.schedule.take().unwrap_or_default();
+        self.check_action(&req.namespace, &mut schedule)?;
+        self.history
+            .visibility
+            .validate(&req.namespace, req.search_attributes.as_mut())?;
+        if self
+            .schedules
+            .get(&req.namespace, &req.schedule_id)
+            .is_some()
+        {
+            return Err(ServiceError::ScheduleAlreadyExists(req.schedule_id));
+        }
+        let machine = ScheduleMachine::create(
+            NewSchedule {
+                namespace: req.namespace.clone(),
+                schedule_id: req.schedule_id.clone(),
+                schedule,
+                memo: req.memo,
+                search_attributes: req.search_attributes,
+                incarnation: uuid::Uuid::new_v4().to_string(),
+            },
+            crate::clock::now_ms(),
+        )?;
+        let token = machine.conflict_token_bytes();
+        self.schedules.create(machine, req.initial_patch).await?;
+        Ok(CreateScheduleResponse {
+            conflict_token: token,
+        })
+    }
+
+    pub(super) async fn describe_schedule_rpc(
+        &self,
+        req: DescribeScheduleRequest,
+    ) -> Result<DescribeScheduleResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        check_schedule_id(&req.schedule_id)?;
+        self.schedules
+            .read(&req.namespace, &req.schedule_id, |m| {
+                DescribeScheduleResponse {
+                    schedule: m.record.schedule.clone(),
+                    info: Some(m.describe_info()),
+                    memo: m.record.memo.clone(),
+                    search_attributes: m.record.search_attributes.clone(),
+                    conflict_token: m.conflict_token_bytes(),
+                }
+            })
+            .await
+    }
+
+    pub(super) async fn update_schedule_rpc(
+        &self,
+        mut req: UpdateScheduleRequest,
+    ) -> Result<UpdateScheduleResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        check_schedule_id(&req.schedule_id)?;
+        let mut schedule = req.schedule.take().unwrap_or_default();
+        self.check_action(&req.namespace, &mut schedule)?;
+        self.history
+            .visibility
+            .validate(&req.namespace, req.search_attributes.as_mut())?;
+        let token = match req.conflict_token.len() {
+            0 => None,
+            8 => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&req.conflict_token);
+                Some(i64::from_be_bytes(bytes))
+            }
+            _ => {
+                return Err(ServiceError::InvalidArgument(
+                    "Invalid conflict token.".into(),
+                ));
+            }
+        };
+        let memo = req.memo.take();
+        self.schedules
+            .modify(&req.namespace, &req.schedule_id, |m, now| {
+                m.update(schedule, req.search_attributes, token, now)?;
+                if memo.is_some() {
+                    m.record.memo = memo;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(UpdateScheduleResponse {})
+    }
+
+    pub(super) async fn patch_schedule_rpc(
+        &self,
+        req: PatchScheduleRequest,
+    ) -> Result<PatchScheduleResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        check_schedule_id(&req.schedule_id)?;
+        let patch = req.patch.unwrap_or_default();
+        for backfill in &patch.backfill_request {
+            if backfill.start_time.is_none() || backfill.end_time.is_none() {
+                return Err(ServiceError::InvalidArgument(
+                    "Backfill request needs a start time and an end time.".into(),
+                ));
+            }
+        }
+        self.schedules
+            .modify(&req.namespace, &req.schedule_id, |m, now| {
+                m.patch(&patch, now);
+                Ok(())
+            })
+            .await?;
+        Ok(PatchScheduleResponse {})
+    }
+
+    pub(super) async fn delete_schedule_rpc(
+        &self,
+        req: DeleteScheduleRequest,
+    ) -> Result<DeleteScheduleResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        check_schedule_id(&req.schedule_id)?;
+        self.schedules
+            .delete(&req.namespace, &req.schedule_id)
+            .await?;
+        Ok(DeleteScheduleResponse {})
+    }
+
+    pub(super) async fn list_schedule_matching_times_rpc(
+        &self,
+        req: ListScheduleMatchingTimesRequest,
+    ) -> Result<ListScheduleMatchingTimesResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        check_schedule_id(&req.schedule_id)?;
+        let (Some(start), Some(end)) = (&req.start_time, &req.end_time) else {
+            return Err(ServiceError::InvalidArgument(
+                "missing or invalid query: start and end times are required".into(),
+            ));
+        };
+        let (start, end) = (time::timestamp_ms(start), time::timestamp_ms(end));
+        let times = self
+            .schedules
+            .read(&req.namespace, &req.schedule_id, |m| {
+                m.matching_times(start, end)
+            })
+            .await??;
+        Ok(ListScheduleMatchingTimesResponse {
+            start_time: times.into_iter().map(time::timestamp).collect(),
+        })
+    }
+
+    /// The namespace's schedules matching `query`, newest first.
+    async fn matching_schedules(
+        &self,
+        namespace: &str,
+        query: &str,
+    ) -> Result<Vec<sundial_engine::api::schedule::v1::ScheduleListEntry>, ServiceError> {
+        let filter = list_query::parse(query)
+            .map_err(|e| ServiceError::InvalidArgument(format!("invalid query: {e}")))?
+            .filter;
+        let custom = self.history.visibility.custom(namespace);
+        let mut rows = Vec::new();
+        for handle in self.schedules.in_namespace(namespace) {
+            let Ok((created, entry)) = self
+                .schedules
+                .read(namespace, &handle.schedule_id, |m| {
+                    let created = m.info().create_time.as_ref().map_or(0, time::timestamp_ms);
+                    (created, m.list_entry())
+                })
+                .await
+            else {
+                continue;
+            };
+            let keep = match &filter {
+                None => true,
+                Some(expr) => eval(expr, &|name| field(&entry, name, &custom))?,
+            };
+            if keep {
+                rows.push((created, entry));
+            }
+        }
+        rows.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| a.1.schedule_id.cmp(&b.1.schedule_id))
+        });
+        Ok(rows.into_iter().map(|(_, e)| e).collect())
+    }
+
+    pub(super) async fn list_schedules_rpc(
+        &self,
+        req: ListSchedulesRequest,
+    ) -> Result<ListSchedulesResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        let page_size = match req.maximum_page_size {
+            n if n <= 0 => DEFAULT_PAGE_SIZE,
+            n => n as usize,
+        };
+        let offset = if req.next_page_token.is_empty() {
+            0
+        } else {
+            std::str::from_utf8(&req.next_page_token)
+                .ok()
+                .and_then(|s| s.parse::<usize>().ok())
+                .ok_or_else(|| ServiceError::InvalidArgument("Invalid next page token.".into()))?
+        };
+        let all = self.matching_schedules(&req.namespace, &req.query).await?;
+        let end = (offset + page_size).min(all.len());
+        let page = all.get(offset..end).map(<[_]>::to_vec).unwrap_or_default();
+        let next_page_token = if end < all.len() {
+            end.to_string().into_bytes()
+        } else {
+            Vec::new()
+        };
+        Ok(ListSchedulesResponse {
+            schedules: page,
+            next_page_token,
+        })
+    }
+
+    pub(super) async fn count_schedules_rpc(
+        &self,
+        req: CountSchedulesRequest,
+    ) -> Result<CountSchedulesResponse, ServiceError> {
+        self.namespaces.check(&req.namespace)?;
+        let all = self.matching_schedules(&req.namespace, &req.query).await?;
+        Ok(CountSchedulesResponse {
+            count: all.len() as i64,
+            groups: Vec::new(),
+        })
+    }
+}
+
+/// A schedule's value for a query attribute.
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    List(Vec<String>),
+    Missing,
+}
+
+fn field(
+    entry: &sundial_engine::api::schedule::v1::ScheduleListEntry,
+    name: &str,
+    custom: &std::collections::BTreeMap<String, i32>,
+) -> Result<Field, ServiceError> {
+    match name {
+        "ScheduleId" => return Ok(Field::Str(entry.schedule_id.clone())),
+        "TemporalSchedulePaused" => {
+            return Ok(Field::Bool(entry.info.as_ref().is_some_and(|i| i.paused)));
+        }
+        "WorkflowType" => {
+            let t = entry
+                .info
+                .as_ref()
+                .and_then(|i| i.workflow_type.as_ref())
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            return Ok(Field::Str(t));
+        }
+        _ => {}
+    }
+    if !custom.contains_key(name) {
+        return Err(ServiceError::InvalidArgument(format!(
+            "invalid query: unknown search attribute {name} for schedules"
+        )));
+    }
+    let Some(payload) = entry
+        .search_attributes
+        .as_ref()
+        .and_then(|s| s.indexed_fields.get(name))
+    else {
+        return Ok(Field::Missing);
+    };
+    Ok(
+        match serde_json::from_slice::<serde_json::Value>(&payload.data) {
+            Ok(serde_json::Value::String(s)) => Field::Str(s),
+            Ok(serde_json::Value::Bool(b)) => Field::Bool(b),
+            Ok(serde_json::Value::Number(n)) => Field::Num(n.as_f64().unwrap_or(0.0)),
+            Ok(serde_json::Value::Array(items)) => Field::List(
+                items
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            _ => Field::Missing,
+        },
+    )
+}
+
+fn compare(f: &Field, op: Op, v: &Value) -> bool {
+    use std::cmp::Ordering;
+    let ordering = match (f, v) {
+        (Field::Str(a), Value::Str(b)) => a.as_str().cmp(b.as_str()),
+        (Field::Bool(a), Value::Bool(b)) => a.cmp(b),
+        (Field::Bool(a), Value::Str(b)) => {
+            a.to_string().as_str().cmp(b.to_ascii_lowercase().as_str())
+        }
+        (Field::Num(a), Value::Int(b)) => a.partial_cmp(&(*b as f64)).unwrap_or(Ordering::Less),
+        (Field::Num(a), Value::Float(b)) => a.partial_cmp(b).unwrap_or(Ordering::Less),
+        (Field::List(items), Value::Str(b)) => {
+            let contains = items.iter().any(|i| i == b);
+            return match op {
+                Op::Eq => contains,
+                Op::Ne => !contains,
+                _ => false,
+            };
+        }
+        _ => return op == Op::Ne,
+    };
+    match op {
+        Op::Eq => ordering == Ordering::Equal,
+        Op::Ne => ordering != Ordering::Equal,
+        Op::Gt => ordering == Ordering::Greater,
+        Op::Ge => ordering != Ordering::Less,
+        Op::Lt => ordering == Ordering::Less,
+        Op::Le => ordering != Ordering::Greater,
+    }
+}
+
+/// Evaluates a list filter against one schedule.
+fn eval(
+    expr: &Expr,
+    lookup: &dyn Fn(&str) -> Result<Field, ServiceError>,
+) -> Result<bool, ServiceError> {
+    Ok(match expr {
+        Expr::And(a, b) => eval(a, lookup)? && eval(b, lookup)?,
+        Expr::Or(a, b) => eval(a, lookup)? || eval(b, lookup)?,
+        Expr::Not(a) => !eval(a, lookup)?,
+        Expr::Cmp { field, op, value } => compare(&lookup(field)?, *op, value),
+        Expr::In {
+            field,
+            values,
+            negated,
+        } => {
+            let f = lookup(field)?;
+            values.iter().any(|v| compare(&f, Op::Eq, v)) != *negated
+        }
+        Expr::Between {
+            field,
+            low,
+            high,
+            negated,
+        } => {
+            let f = lookup(field)?;
+            (compare(&f, Op::Ge, low) && compare(&f, Op::Le, high)) != *negated
+        }
+        Expr::StartsWith {
+            field,
+            prefix,
+            negated,
+        } => {
+            let matched = match lookup(field)? {
+                Field::Str(s) => s.starts_with(prefix.as_str()),
+                _ => false,
+            };
+            matched != *negated
+        }
+        Expr::IsNull { field, negated } => (lookup(field)? == Field::Missing) != *negated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(name: &str) -> Result<Field, ServiceError> {
+        match name {
+            "ScheduleId" => Ok(Field::Str("nightly-report".into())),
+            "TemporalSchedulePaused" => Ok(Field::Bool(true)),
+            "Tags" => Ok(Field::List(vec!["a".into(), "b".into()])),
+            "Missing" => Ok(Field::Missing),
+            _ => Err(ServiceError::InvalidArgument(format!("unknown {name}"))),
+        }
+    }
+
+    fn matches(query: &str) -> bool {
+        let expr = list_query::parse(query).unwrap().filter.unwrap();
+        eval(&expr, &lookup).unwrap()
+    }
+
+    #[test]
+    fn filters_schedules_like_visibility() {
+        assert!(matches("ScheduleId = 'nightly-report'"));
+        assert!(!matches("ScheduleId != 'nightly-report'"));
+        assert!(matches("ScheduleId STARTS_WITH 'nightly'"));
+        assert!(matches("TemporalSchedulePaused = true AND Tags = 'b'"));
+        assert!(matches("ScheduleId IN ('x', 'nightly-report')"));
+        assert!(matches("Missing IS NULL OR Tags = 'z'"));
+        assert!(!matches("NOT (TemporalSchedulePaused = true)"));
+        let expr = list_query::parse("Nope = 1").unwrap().filter.unwrap();
+        assert!(eval(&expr, &lookup).is_err());
+    }
+}
