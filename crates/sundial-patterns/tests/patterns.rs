@@ -40,6 +40,7 @@ const PATTERNS: &[(&str, &str)] = &[
         env!("CARGO_BIN_EXE_polling-infrequent"),
     ),
     ("typed-payloads", env!("CARGO_BIN_EXE_typed-payloads")),
+    ("schedule", env!("CARGO_BIN_EXE_schedule")),
 ];
 
 /// How many programs run at the same time.

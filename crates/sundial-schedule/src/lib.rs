@@ -31,6 +31,6 @@ pub enum ScheduleError {
     #[error("{0}")]
     InvalidArgument(String),
     /// UpdateSchedule's conflict token does not match: the schedule changed since it was read.
-    #[error("conflicting concurrent update: the schedule changed since it was described")]
+    #[error("mismatched conflict token")]
     Conflict,
 }
