@@ -5,15 +5,20 @@
 //! syncs (the WAL and the database file during the checkpoint, the WAL header when the log is
 //! reused). Here the writer connection only records the WAL's size after each commit; once it
 //! passes [`CHECKPOINT_PAGES`] a checkpointer thread with its own connection copies the log
-//! into the database in PASSIVE mode, which never blocks the writer. Should the log still
-//! reach [`FORCE_PAGES`] (the checkpointer starved), the writer checkpoints itself, after it
-//! has replied to the commits in hand.
+//! into the database in PASSIVE mode, which never blocks the writer. The log is reused only
+//! when a write begins with every frame copied; under steady load new frames keep arriving
+//! while the checkpointer works, so once its pass is done the writer copies the remaining tail
+//! itself at its next idle moment. Should the log still reach [`FORCE_PAGES`], the writer
+//! checkpoints at once. The writer checkpoints only after it has replied to the commits in
+//! hand.
 //!
 //! Durability is unchanged: every commit is synced to the WAL before it returns, and a
 //! checkpoint syncs the WAL and the database file before the log is reused.
 
 use rusqlite::Connection;
 use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 /// WAL size (pages) past which the checkpointer is asked to run (32 MiB of 4 KiB pages).
@@ -43,6 +48,8 @@ pub struct Checkpoints {
     /// WAL size at which the checkpointer is woken next: one wake-up per [`CHECKPOINT_PAGES`]
     /// of growth, so commits that land while it works do not queue a second pass.
     wake_at: Cell<i32>,
+    /// The checkpointer finished a pass since it was last woken.
+    passed: Arc<AtomicBool>,
 }
 
 impl Checkpoints {
@@ -55,6 +62,8 @@ impl Checkpoints {
         // Replaces SQLite's own autocheckpoint hook on the writer.
         writer.wal_hook(Some(record_wal_pages));
         let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let passed = Arc::new(AtomicBool::new(false));
+        let done = passed.clone();
         std::thread::Builder::new()
             .name("sundial-store-checkpoint".into())
             .spawn(move || {
@@ -62,6 +71,7 @@ impl Checkpoints {
                     if let Err(e) = checkpoint(&conn) {
                         tracing::warn!(error = %e, "WAL checkpoint failed");
                     }
+                    done.store(true, Ordering::Release);
                 }
             })
             .map_err(|e| {
@@ -70,22 +80,25 @@ impl Checkpoints {
         Ok(Checkpoints {
             wake,
             wake_at: Cell::new(CHECKPOINT_PAGES),
+            passed,
         })
     }
 
-    /// Called on the writer thread once the replies of a group commit are sent.
-    pub fn after_commit(&self, writer: &Connection) {
+    /// Called on the writer thread once the replies of a group commit are sent; `idle` says
+    /// no further batch is waiting.
+    pub fn after_commit(&self, writer: &Connection, idle: bool) {
         let pages = WAL_PAGES.with(Cell::get);
         if pages < CHECKPOINT_PAGES {
             // The log was reused after a checkpoint (or is still small).
             self.wake_at.set(CHECKPOINT_PAGES);
-        } else if pages >= FORCE_PAGES {
-            WAL_PAGES.with(|p| p.set(0));
+            self.passed.store(false, Ordering::Relaxed);
+        } else if pages >= FORCE_PAGES || (idle && self.passed.swap(false, Ordering::Acquire)) {
             if let Err(e) = checkpoint(writer) {
                 tracing::warn!(error = %e, pages, "WAL checkpoint on the writer failed");
             }
         } else if pages >= self.wake_at.get() {
             self.wake_at.set(pages + CHECKPOINT_PAGES);
+            self.passed.store(false, Ordering::Relaxed);
             // A wake-up already pending covers this one too.
             let _ = self.wake.try_send(());
         }

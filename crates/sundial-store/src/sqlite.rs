@@ -140,7 +140,7 @@ fn writer_loop(
             let _ = reply.send(result.clone());
         }
         if let Some(checkpoints) = &checkpoints {
-            checkpoints.after_commit(&conn.lock());
+            checkpoints.after_commit(&conn.lock(), rx.is_empty());
         }
     }
 }
