@@ -5,6 +5,7 @@
 use crate::clock::now_ms;
 use crate::error::ServiceError;
 use crate::matching::{Matching, QueueKey, QueuedTask, TaskKind};
+use crate::run_events::RunEvents;
 use crate::timers::Timers;
 use parking_lot::Mutex;
 use prost::Message;
@@ -31,9 +32,8 @@ const START_LOCK_SHARDS: usize = 64;
 /// One run's cached state and history. Guarded by its handle's lock.
 pub struct RunEntry {
     pub state: ExecutionState,
-    /// The run's history in order; complete once `events_loaded`.
-    pub events: Vec<HistoryEvent>,
-    events_loaded: bool,
+    /// The run's history, encoded; loaded from the store on first use.
+    pub events: RunEvents,
     /// Events with ids from here on exist only in memory (a started task not yet committed).
     persisted_next_event_id: i64,
     /// Deadlines already handed to the timer loop.
@@ -54,7 +54,7 @@ pub struct RunHandle {
 }
 
 impl RunHandle {
-    fn new(state: ExecutionState, events: Option<Vec<HistoryEvent>>) -> Arc<RunHandle> {
+    fn new(state: ExecutionState, events: RunEvents) -> Arc<RunHandle> {
         let next = state.next_event_id;
         let closed = !state.is_running();
         Arc::new(RunHandle {
@@ -63,8 +63,7 @@ impl RunHandle {
             workflow_id: state.workflow_id.clone(),
             progress: watch::channel(next).0,
             entry: tokio::sync::Mutex::new(RunEntry {
-                events_loaded: events.is_some(),
-                events: events.unwrap_or_default(),
+                events,
                 persisted_next_event_id: next,
                 registered: HashSet::new(),
                 updates: parking_lot::Mutex::new(Default::default()),
@@ -127,11 +126,11 @@ pub struct History {
 /// Called with the state of a run that just closed (see [`History::on_close`]).
 pub type CloseListener = Box<dyn Fn(&ExecutionState) + Send + Sync>;
 
-/// Adds one run's state and new events to a batch.
-fn add_run<'a>(
+/// Adds one run's state and new events (event id, encoding) to a batch.
+fn add_run(
     batch: &mut WriteBatch,
     state: &ExecutionState,
-    events: impl Iterator<Item = &'a HistoryEvent>,
+    events: impl Iterator<Item = (i64, Vec<u8>)>,
 ) {
     batch.executions.push(ExecutionRow {
         namespace: state.namespace.clone(),
@@ -140,11 +139,19 @@ fn add_run<'a>(
         status: state.status,
         state: state.encode_to_vec(),
     });
-    batch.events.extend(events.map(|e| EventRow {
+    batch.events.extend(events.map(|(event_id, data)| EventRow {
         run_id: state.run_id.clone(),
-        event_id: e.event_id,
-        data: e.encode_to_vec(),
+        event_id,
+        data,
     }));
+}
+
+/// Events as (event id, encoding): what both the store and the run's cache keep.
+fn encode_all(events: &[HistoryEvent]) -> Vec<(i64, Vec<u8>)> {
+    events
+        .iter()
+        .map(|e| (e.event_id, e.encode_to_vec()))
+        .collect()
 }
 
 fn decode_state(row: &ExecutionRow) -> Result<ExecutionState, ServiceError> {
@@ -188,7 +195,7 @@ impl History {
         let count = rows.len();
         for row in rows {
             let state = decode_state(&row)?;
-            let handle = RunHandle::new(state, None);
+            let handle = RunHandle::new(state, RunEvents::unloaded());
             self.install(&handle);
             let mut entry = handle.entry.lock().await;
             let now = now_ms();
@@ -252,7 +259,7 @@ impl History {
         let mut runs = self.runs.lock();
         let handle = runs
             .entry(row.run_id.clone())
-            .or_insert_with(|| RunHandle::new(state, None))
+            .or_insert_with(|| RunHandle::new(state, RunEvents::unloaded()))
             .clone();
         if run_id.is_none() {
             self.latest.lock().insert(
@@ -268,17 +275,11 @@ impl History {
     }
 
     fn ensure_events(&self, entry: &mut RunEntry) -> Result<(), ServiceError> {
-        if entry.events_loaded {
+        if entry.events.is_loaded() {
             return Ok(());
         }
-        let mut events = Vec::new();
-        for data in self.store.load_events(&entry.state.run_id, 1)? {
-            let event = HistoryEvent::decode(data.as_slice())
-                .map_err(|e| ServiceError::Internal(format!("corrupt history event: {e}")))?;
-            events.push(event);
-        }
-        entry.events = events;
-        entry.events_loaded = true;
+        let rows = self.store.load_events(&entry.state.run_id, 1)?;
+        entry.events.load(rows);
         Ok(())
     }
 
@@ -339,16 +340,22 @@ impl History {
                 let (mut next_state, next_events, next_effects) =
                     sundial_engine::new_execution(params)?;
                 next_state.state_transition_count = 1;
-                Some((next_state, next_events, next_effects))
+                Some((next_state, encode_all(&next_events), next_effects))
             }
             None => None,
         };
+        let encoded = encode_all(&events);
         if persist || next.is_some() {
             state.state_transition_count += 1;
             let persisted = entry.persisted_next_event_id;
-            let unsaved = entry.events.iter().filter(|e| e.event_id >= persisted);
+            let unsaved = (persisted..).zip(
+                entry
+                    .events
+                    .encoded(persisted, i64::MAX)
+                    .map(<[u8]>::to_vec),
+            );
             let mut batch = WriteBatch::default();
-            add_run(&mut batch, &state, unsaved.chain(events.iter()));
+            add_run(&mut batch, &state, unsaved.chain(encoded.iter().cloned()));
             let before = &entry.state;
             if before.status != state.status
                 || before.search_attributes != state.search_attributes
@@ -357,19 +364,21 @@ impl History {
                 batch.visibility.push(self.visibility.row(&state));
             }
             if let Some((next_state, next_events, _)) = &next {
-                add_run(&mut batch, next_state, next_events.iter());
+                add_run(&mut batch, next_state, next_events.iter().cloned());
                 batch.visibility.push(self.visibility.row(next_state));
             }
             self.commit(batch).await?;
             entry.persisted_next_event_id = state.next_event_id;
         }
         entry.state = state;
-        entry.events.extend(events);
+        for (event_id, data) in encoded {
+            entry.events.push(event_id, data);
+        }
         self.after_change(handle, &mut entry, effects);
         let reply = finish(&entry, result);
         drop(entry);
         if let Some((next_state, next_events, next_effects)) = next {
-            let next_handle = RunHandle::new(next_state, Some(next_events));
+            let next_handle = RunHandle::new(next_state, RunEvents::from_encoded(next_events));
             self.install(&next_handle);
             let mut next_entry = next_handle.entry.lock().await;
             self.after_change(&next_handle, &mut next_entry, next_effects);
@@ -683,15 +692,16 @@ impl History {
         }
         state.state_transition_count = 1;
         let mut batch = WriteBatch::default();
-        add_run(&mut batch, &state, events.iter());
+        let encoded = encode_all(&events);
+        add_run(&mut batch, &state, encoded.iter().cloned());
         batch.visibility.push(self.visibility.row(&state));
         self.commit(batch).await?;
-        let handle = RunHandle::new(state, Some(events));
+        let handle = RunHandle::new(state, RunEvents::from_encoded(encoded));
         self.install(&handle);
         let mut entry = handle.entry.lock().await;
         self.after_change(&handle, &mut entry, effects);
         let eager_task = if eager {
-            crate::frontend::responses::workflow_task(&entry)
+            crate::frontend::responses::workflow_task(&entry)?
         } else {
             None
         };

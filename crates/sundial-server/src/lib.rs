@@ -8,6 +8,7 @@ pub mod history;
 pub mod matching;
 pub mod namespaces;
 pub mod outbound;
+pub mod run_events;
 pub mod scheduler;
 pub mod timers;
 pub mod tokens;

@@ -166,14 +166,14 @@ async fn notify_parent(history: &History, child: &Arc<RunHandle>) -> Result<(), 
             if st.is_running() || !st.new_execution_run_id.is_empty() {
                 return None;
             }
-            let close = entry
-                .events
-                .iter()
-                .find(|e| e.event_id == st.close_event_id)?
-                .clone();
-            Some((parent, st.first_execution_run_id.clone(), close))
+            let close = match entry.events.get(st.close_event_id) {
+                Ok(close) => close?,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(Ok((parent, st.first_execution_run_id.clone(), close)))
         })
-        .await?;
+        .await?
+        .transpose()?;
     let Some((parent, first_run_id, close)) = found else {
         return Ok(());
     };

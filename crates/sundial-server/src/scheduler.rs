@@ -440,12 +440,8 @@ impl Scheduler {
                 if state.is_running() {
                     return None;
                 }
-                let close = entry
-                    .events
-                    .iter()
-                    .rev()
-                    .find(|e| e.event_id == state.close_event_id);
-                let (result, failure) = match close.and_then(|e| e.attributes.as_ref()) {
+                let close = entry.events.get(state.close_event_id).ok().flatten();
+                let (result, failure) = match close.as_ref().and_then(|e| e.attributes.as_ref()) {
                     Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
                         (a.result.clone(), None)
                     }

@@ -91,9 +91,12 @@ impl UpdateRegistry {
 }
 
 /// Where an update stands, from memory, the run's state, or its history.
-pub fn status(entry: &crate::history::RunEntry, update_id: &str) -> Option<(i32, Option<Outcome>)> {
+pub fn status(
+    entry: &crate::history::RunEntry,
+    update_id: &str,
+) -> Result<Option<(i32, Option<Outcome>)>, crate::error::ServiceError> {
     if let Some(slot) = entry.updates.lock().get(update_id) {
-        return Some((slot.stage, slot.outcome.clone()));
+        return Ok(Some((slot.stage, slot.outcome.clone())));
     }
     if entry
         .state
@@ -101,13 +104,13 @@ pub fn status(entry: &crate::history::RunEntry, update_id: &str) -> Option<(i32,
         .iter()
         .any(|u| u.update_id == update_id)
     {
-        return Some((Stage::Accepted as i32, None));
+        return Ok(Some((Stage::Accepted as i32, None)));
     }
-    entry.events.iter().rev().find_map(|e| match &e.attributes {
+    entry.events.find_newest(|e| match e.attributes {
         Some(Attributes::WorkflowExecutionUpdateCompletedEventAttributes(a))
             if a.meta.as_ref().is_some_and(|m| m.update_id == update_id) =>
         {
-            Some((Stage::Completed as i32, a.outcome.clone()))
+            Some((Stage::Completed as i32, a.outcome))
         }
         _ => None,
     })

@@ -5,6 +5,7 @@
 //! [`Store::commit`], which resolves only after the batch is durable; implementations group
 //! concurrent batches into one transaction (group commit).
 
+mod checkpoint;
 pub mod list_query;
 pub mod sql_filter;
 mod sqlite;

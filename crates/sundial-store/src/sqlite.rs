@@ -1,7 +1,9 @@
 //! SQLite implementation: WAL journal with `synchronous=FULL`, one writer thread that groups
 //! every batch waiting at that moment into a single transaction (one fsync for many
-//! transitions), and a separate connection for reads.
+//! transitions), a separate connection for reads, and checkpoints off the commit path
+//! ([`crate::checkpoint`]).
 
+use crate::checkpoint::Checkpoints;
 use crate::{
     CommitReceipt, ExecutionRow, NamespaceRow, ScheduleRow, SqlValue, Store, StoreError,
     VisibilityFilter, WriteBatch,
@@ -83,20 +85,22 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for `None`.
     pub fn open(path: Option<&std::path::Path>) -> Result<Self, StoreError> {
-        let (writer, reader) = match path {
+        let (writer, reader, checkpoints) = match path {
             Some(path) => {
                 let writer = Connection::open(path)?;
                 writer.pragma_update(None, "journal_mode", "WAL")?;
                 writer.pragma_update(None, "synchronous", "FULL")?;
                 writer.execute_batch(SCHEMA)?;
+                let checkpoints = Checkpoints::start(&writer, path)?;
                 let reader = Connection::open(path)?;
-                (Arc::new(Mutex::new(writer)), Arc::new(Mutex::new(reader)))
+                let writer = Arc::new(Mutex::new(writer));
+                (writer, Arc::new(Mutex::new(reader)), Some(checkpoints))
             }
             None => {
                 let conn = Connection::open_in_memory()?;
                 conn.execute_batch(SCHEMA)?;
                 let shared = Arc::new(Mutex::new(conn));
-                (shared.clone(), shared)
+                (shared.clone(), shared, None)
             }
         };
         for conn in [&writer, &reader] {
@@ -106,13 +110,17 @@ impl SqliteStore {
         let (jobs, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("sundial-store-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, checkpoints))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore { jobs, reader })
     }
 }
 
-fn writer_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn writer_loop(
+    conn: Arc<Mutex<Connection>>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    checkpoints: Option<Checkpoints>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -136,6 +144,9 @@ fn writer_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceiver<Job
         }
         for (_, reply) in group {
             let _ = reply.send(result.clone());
+        }
+        if let Some(checkpoints) = &checkpoints {
+            checkpoints.after_commit(&conn.lock(), rx.is_empty());
         }
     }
 }
@@ -442,12 +453,42 @@ mod tests {
         assert_eq!(rows[0].data, Some(vec![3]));
     }
 
-    #[tokio::test]
-    async fn commits_are_durable_and_readable() {
-        let dir = std::env::temp_dir().join(format!("sundial-store-{}", std::process::id()));
+    /// An empty directory of this test process and a database path in it.
+    fn fresh_db(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("sundial-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.db");
-        let _ = std::fs::remove_file(&path);
+        (dir, path)
+    }
+
+    #[tokio::test]
+    async fn checkpoints_run_off_the_writer() {
+        let (dir, path) = fresh_db("ckpt");
+        let store = SqliteStore::open(Some(&path)).unwrap();
+        // 40 MiB of state: past the checkpoint threshold, below the forced one.
+        for i in 0..40 {
+            let mut big = row(&format!("run-{i}"), 1);
+            big.state = vec![7; 1 << 20];
+            let batch = WriteBatch {
+                executions: vec![big],
+                ..Default::default()
+            };
+            store.commit(batch).await.unwrap().unwrap();
+        }
+        // Only the checkpointer copies the log into the database file.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let db_len = || std::fs::metadata(&path).map_or(0, |m| m.len());
+        while db_len() < 16 << 20 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(db_len() >= 16 << 20, "database file is {} bytes", db_len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn commits_are_durable_and_readable() {
+        let (_dir, path) = fresh_db("store");
         {
             let store = SqliteStore::open(Some(&path)).unwrap();
             let batch = WriteBatch {

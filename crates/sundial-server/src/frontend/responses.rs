@@ -1,5 +1,6 @@
 //! Replies built from a run's entry: task hand-outs and descriptions.
 
+use crate::error::ServiceError;
 use crate::history::RunEntry;
 use crate::tokens::TaskToken;
 use sundial_engine::api::protocol::v1::{Message, message};
@@ -27,21 +28,21 @@ fn execution(entry: &RunEntry) -> WorkflowExecution {
 }
 
 /// The started workflow task of `entry`, as a poller receives it. Sticky tasks carry only the
-/// events since the worker's last completed task; others carry the whole history.
-pub fn workflow_task(entry: &RunEntry) -> Option<PollWorkflowTaskQueueResponse> {
+/// events since the worker's last completed task; others carry the whole history. `None`
+/// when no workflow task is started.
+pub fn workflow_task(
+    entry: &RunEntry,
+) -> Result<Option<PollWorkflowTaskQueueResponse>, ServiceError> {
     let st = &entry.state;
-    let wt = st.workflow_task.as_ref().filter(|wt| wt.is_started())?;
+    let Some(wt) = st.workflow_task.as_ref().filter(|wt| wt.is_started()) else {
+        return Ok(None);
+    };
     let first = if wt.sticky {
         st.last_completed_wt_started_event_id + 1
     } else {
         1
     };
-    let mut events: Vec<_> = entry
-        .events
-        .iter()
-        .filter(|e| e.event_id >= first && e.event_id <= wt.started_event_id)
-        .cloned()
-        .collect();
+    let mut events = entry.events.decode_range(first, wt.started_event_id)?;
     if wt.unwritten {
         // A retry's Scheduled/Started events are shown to the worker, not yet written.
         events.extend(wt.pending_events.iter().cloned());
@@ -79,7 +80,7 @@ pub fn workflow_task(entry: &RunEntry) -> Option<PollWorkflowTaskQueueResponse> 
         activity_id: String::new(),
         query_id: 0,
     };
-    Some(PollWorkflowTaskQueueResponse {
+    Ok(Some(PollWorkflowTaskQueueResponse {
         task_token: token.encode_bytes(),
         workflow_execution: Some(execution(entry)),
         workflow_type: Some(WorkflowType {
@@ -99,7 +100,7 @@ pub fn workflow_task(entry: &RunEntry) -> Option<PollWorkflowTaskQueueResponse> 
         started_time: Some(timestamp(wt.started_time_ms)),
         messages,
         ..Default::default()
-    })
+    }))
 }
 
 /// The started activity attempt `scheduled_event_id`, as a poller receives it.
@@ -251,7 +252,7 @@ pub fn query_task(
     entry: &RunEntry,
     query_id: u64,
     query: sundial_engine::api::query::v1::WorkflowQuery,
-) -> PollWorkflowTaskQueueResponse {
+) -> Result<PollWorkflowTaskQueueResponse, ServiceError> {
     let st = &entry.state;
     // A pending workflow task's events are left out: the worker has not run it yet.
     let end = st
@@ -259,12 +260,7 @@ pub fn query_task(
         .as_ref()
         .filter(|wt| !wt.unwritten)
         .map_or(i64::MAX, |wt| wt.scheduled_event_id);
-    let events: Vec<_> = entry
-        .events
-        .iter()
-        .filter(|e| e.event_id < end)
-        .cloned()
-        .collect();
+    let events = entry.events.decode_range(1, end.saturating_sub(1))?;
     let token = TaskToken {
         namespace: st.namespace.clone(),
         workflow_id: st.workflow_id.clone(),
@@ -276,7 +272,7 @@ pub fn query_task(
         query_id,
     };
     let started_event_id = events.last().map_or(0, |e| e.event_id);
-    PollWorkflowTaskQueueResponse {
+    Ok(PollWorkflowTaskQueueResponse {
         task_token: token.encode_bytes(),
         workflow_execution: Some(execution(entry)),
         workflow_type: Some(WorkflowType {
@@ -293,5 +289,5 @@ pub fn query_task(
             normal_name: String::new(),
         }),
         ..Default::default()
-    }
+    })
 }

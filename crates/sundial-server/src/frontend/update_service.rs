@@ -52,7 +52,9 @@ impl Frontend {
             .transition_with(
                 handle,
                 |entry, t| {
-                    if updates::status(entry, &update_id).is_some() {
+                    let known = updates::status(entry, &update_id)
+                        .map_err(|e| EngineError::FailedPrecondition(e.to_string()))?;
+                    if known.is_some() {
                         t.persist = false;
                         return Ok(());
                     }
@@ -88,6 +90,7 @@ impl Frontend {
                     (updates::status(entry, update_id), entry.state.is_running())
                 })
                 .await?;
+            let status = status?;
             let Some((current, outcome)) = status else {
                 return Err(ServiceError::NotFound(format!(
                     "update {update_id} not found"

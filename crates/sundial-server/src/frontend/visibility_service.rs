@@ -393,21 +393,12 @@ impl Frontend {
         let (events, more) = self
             .history
             .read(&handle, |entry| {
-                let events: Vec<_> = entry
-                    .events
-                    .iter()
-                    .rev()
-                    .skip(offset)
-                    .take(page + 1)
-                    .cloned()
-                    .collect();
-                (events, entry.events.len() > offset + page)
+                let events = entry.events.decode_newest(offset, page)?;
+                Ok::<_, ServiceError>((events, entry.events.len() > offset + page))
             })
-            .await?;
+            .await??;
         Ok(GetWorkflowExecutionHistoryReverseResponse {
-            history: Some(History {
-                events: events.into_iter().take(page).collect(),
-            }),
+            history: Some(History { events }),
             next_page_token: if more {
                 offset_token(offset + page)
             } else {

@@ -171,7 +171,7 @@ impl Frontend {
                     .read(&handle, |entry| {
                         responses::query_task(entry, query_id, query)
                     })
-                    .await?;
+                    .await??;
                 return Ok(response);
             }
             let wt = WorkflowTaskRef {
@@ -193,7 +193,8 @@ impl Frontend {
                     |t| t.start_workflow_task(wt, &poller),
                     |entry, ()| responses::workflow_task(entry),
                 )
-                .await;
+                .await
+                .and_then(|task| task);
             match result {
                 Ok(Some(response)) => return Ok(response),
                 Ok(None) | Err(ServiceError::NotFound(_)) => continue,
@@ -307,13 +308,14 @@ impl Frontend {
                         if inline {
                             responses::workflow_task(entry)
                         } else {
-                            None
+                            Ok(None)
                         },
                         activities,
                     )
                 },
             )
             .await?;
+        let inline = inline?;
         if !outcome.updates.is_empty() {
             handle.notify();
         }
@@ -381,30 +383,24 @@ impl Frontend {
                     let st = &entry.state;
                     if close_only {
                         if !st.is_running() {
-                            let close = entry
-                                .events
-                                .iter()
-                                .find(|e| e.event_id == st.close_event_id)
-                                .cloned();
-                            return Some((close.into_iter().collect(), None));
+                            let close = entry.events.get(st.close_event_id)?;
+                            return Ok::<_, ServiceError>(Some((
+                                close.into_iter().collect(),
+                                None,
+                            )));
                         }
-                        return (!req.wait_new_event).then(|| (Vec::new(), None));
+                        return Ok((!req.wait_new_event).then(|| (Vec::new(), None)));
                     }
-                    let events: Vec<_> = entry
-                        .events
-                        .iter()
-                        .filter(|e| e.event_id >= from)
-                        .take(page_size)
-                        .cloned()
-                        .collect();
+                    let last = from.saturating_add(page_size as i64 - 1);
+                    let events = entry.events.decode_range(from, last)?;
                     if let Some(last) = events.last().map(|e| e.event_id) {
                         let more =
                             last + 1 < st.next_event_id || (req.wait_new_event && st.is_running());
-                        return Some((events, more.then(|| token_from(last + 1))));
+                        return Ok(Some((events, more.then(|| token_from(last + 1)))));
                     }
-                    (!st.is_running() || !req.wait_new_event).then(|| (Vec::new(), None))
+                    Ok((!st.is_running() || !req.wait_new_event).then(|| (Vec::new(), None)))
                 })
-                .await?;
+                .await??;
             if let Some((events, token)) = page {
                 return Ok(reply(events, token.unwrap_or_default()));
             }
