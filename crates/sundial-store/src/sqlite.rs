@@ -3,8 +3,8 @@
 //! transitions), and a separate connection for reads.
 
 use crate::{
-    CommitReceipt, ExecutionRow, NamespaceRow, SqlValue, Store, StoreError, VisibilityFilter,
-    WriteBatch,
+    CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow, SqlValue, Store, StoreError,
+    VisibilityFilter, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -52,6 +52,7 @@ CREATE INDEX IF NOT EXISTS visibility_by_start ON visibility(namespace, start_ti
 CREATE INDEX IF NOT EXISTS visibility_by_status ON visibility(namespace, status, start_time);
 CREATE INDEX IF NOT EXISTS visibility_by_type ON visibility(namespace, workflow_type, start_time);
 CREATE INDEX IF NOT EXISTS visibility_by_id ON visibility(namespace, workflow_id);
+CREATE INDEX IF NOT EXISTS visibility_by_close ON visibility(namespace, close_time);
 CREATE TABLE IF NOT EXISTS search_attributes (
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -77,6 +78,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for `None`.
     pub fn open(path: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        Self::open_observed(path, None)
+    }
+
+    /// Like [`SqliteStore::open`], with `observer` told about every group commit.
+    pub fn open_observed(
+        path: Option<&std::path::Path>,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<Self, StoreError> {
         let (writer, reader) = match path {
             Some(path) => {
                 let writer = Connection::open(path)?;
@@ -100,13 +109,17 @@ impl SqliteStore {
         let (jobs, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("sundial-store-writer".into())
-            .spawn(move || writer_loop(writer, rx))
+            .spawn(move || writer_loop(writer, rx, observer))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore { jobs, reader })
     }
 }
 
-fn writer_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceiver<Job>) {
+fn writer_loop(
+    conn: Arc<Mutex<Connection>>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    observer: Option<Arc<dyn CommitObserver>>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -120,16 +133,21 @@ fn writer_loop(conn: Arc<Mutex<Connection>>, mut rx: mpsc::UnboundedReceiver<Job
             let mut conn = conn.lock();
             write_group(&mut conn, group.iter().map(|(batch, _)| batch))
         };
+        let elapsed = started.elapsed();
         tracing::trace!(
             batches = group.len(),
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
             "group commit"
         );
         if let Err(e) = &result {
             tracing::error!(error = %e, "group commit failed");
         }
-        for (_, reply) in group {
+        let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        for reply in replies {
             let _ = reply.send(result.clone());
+        }
+        if let Some(observer) = &observer {
+            observer.group_committed(&mut batches.iter(), elapsed, result.is_ok());
         }
     }
 }
@@ -344,6 +362,25 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(&sql)?;
         let params = bind(namespace, &filter.params);
         let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn closed_runs_before(
+        &self,
+        namespace: &str,
+        closed_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT workflow_id, run_id FROM visibility
+             WHERE namespace = ?1 AND close_time IS NOT NULL AND close_time < ?2
+             ORDER BY close_time LIMIT ?3",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![namespace, closed_before_ms, limit], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -31,6 +31,7 @@ pub struct Frontend {
     pub history: Arc<History>,
     pub namespaces: Arc<Namespaces>,
     pub queries: super::queries::Queries,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn payload_size(p: Option<&Payloads>) -> usize {
@@ -523,9 +524,13 @@ impl WorkflowService for Frontend {
         request: Request<PollWorkflowTaskQueueRequest>,
     ) -> Reply<PollWorkflowTaskQueueResponse> {
         let wait = long_poll_wait(&request);
-        Ok(Response::new(
-            self.poll_workflow_task(request.into_inner(), wait).await?,
-        ))
+        let task = self.poll_workflow_task(request.into_inner(), wait).await?;
+        self.metrics.task_started(
+            TaskKind::Workflow,
+            task.scheduled_time.as_ref(),
+            task.started_time.as_ref(),
+        );
+        Ok(Response::new(task))
     }
 
     async fn respond_workflow_task_completed(
@@ -560,9 +565,13 @@ impl WorkflowService for Frontend {
         request: Request<PollActivityTaskQueueRequest>,
     ) -> Reply<PollActivityTaskQueueResponse> {
         let wait = long_poll_wait(&request);
-        Ok(Response::new(
-            self.poll_activity_task(request.into_inner(), wait).await?,
-        ))
+        let task = self.poll_activity_task(request.into_inner(), wait).await?;
+        self.metrics.task_started(
+            TaskKind::Activity,
+            task.current_attempt_scheduled_time.as_ref(),
+            task.started_time.as_ref(),
+        );
+        Ok(Response::new(task))
     }
 
     async fn record_activity_task_heartbeat(
