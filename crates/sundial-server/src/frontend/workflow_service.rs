@@ -537,9 +537,16 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<RespondWorkflowTaskCompletedRequest>,
     ) -> Reply<RespondWorkflowTaskCompletedResponse> {
-        Ok(Response::new(
-            self.complete_workflow_task(request.into_inner()).await?,
-        ))
+        let reply = self.complete_workflow_task(request.into_inner()).await?;
+        // Eagerly dispatched activities are started here rather than by a poll.
+        for task in &reply.activity_tasks {
+            self.metrics.task_started(
+                TaskKind::Activity,
+                task.current_attempt_scheduled_time.as_ref(),
+                task.started_time.as_ref(),
+            );
+        }
+        Ok(Response::new(reply))
     }
 
     async fn respond_workflow_task_failed(
