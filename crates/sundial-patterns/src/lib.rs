@@ -17,8 +17,8 @@ use std::{
 use anyhow::{Context, anyhow};
 use clap::Parser;
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, NamespacedClient, Url,
-    WorkflowExecutionInfo, WorkflowFetchHistoryOptions,
+    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, NamespacedClient,
+    TlsOptions, Url, WorkflowExecutionInfo, WorkflowFetchHistoryOptions,
 };
 use temporalio_common::{
     data_converters::DataConverter,
@@ -47,18 +47,83 @@ pub struct Args {
     /// Namespace to run the workflows in.
     #[arg(long, default_value = "default")]
     pub namespace: String,
+    /// PEM client certificate for mutual TLS (with --tls-key). Any of the --tls-* flags
+    /// switches the connection to TLS.
+    #[arg(long)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// PEM CA certificate that signed the server's certificate (else the system roots).
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Name to verify the server certificate against (else the host of --address).
+    #[arg(long)]
+    pub server_name: Option<String>,
 }
+
+/// Pattern-specific flags next to the shared [`Args`].
+#[derive(Debug, Clone, Parser)]
+struct CommandLine<E: clap::Args> {
+    #[command(flatten)]
+    common: Args,
+    #[command(flatten)]
+    extra: E,
+}
+
+/// No pattern-specific flags.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct NoExtraArgs {}
 
 impl Args {
     /// The server address as a URL (`http://` is assumed when no scheme is given).
     pub fn url(&self) -> anyhow::Result<Url> {
+        let scheme = if self.uses_tls() { "https" } else { "http" };
         let with_scheme = if self.address.contains("://") {
             self.address.clone()
         } else {
-            format!("http://{}", self.address)
+            format!("{scheme}://{}", self.address)
         };
         Url::from_str(&with_scheme)
             .with_context(|| format!("--address {:?} is not a valid HOST:PORT", self.address))
+    }
+}
+
+impl Args {
+    /// Whether any TLS flag was given.
+    pub fn uses_tls(&self) -> bool {
+        self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.tls_ca.is_some()
+            || self.server_name.is_some()
+    }
+
+    /// The SDK's TLS options from the --tls-* flags (`None` without them).
+    pub fn tls_options(&self) -> anyhow::Result<Option<TlsOptions>> {
+        if !self.uses_tls() {
+            return Ok(None);
+        }
+        let read = |flag: &str, path: &std::path::Path| {
+            std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+        };
+        let client = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                ClientTlsOptions::builder()
+                    .client_cert(read("--tls-cert", cert)?)
+                    .client_private_key(read("--tls-key", key)?)
+                    .build(),
+            ),
+            (None, None) => None,
+            _ => return Err(anyhow!("--tls-cert and --tls-key go together")),
+        };
+        let mut options = TlsOptions::default();
+        options.server_root_ca_cert = match &self.tls_ca {
+            Some(ca) => Some(read("--tls-ca", ca)?),
+            None => None,
+        };
+        options.domain = self.server_name.clone();
+        options.client_tls_options = client;
+        Ok(Some(options))
     }
 }
 
@@ -108,7 +173,20 @@ where
     F: FnOnce(Pattern) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let args = Args::parse();
+    run_pattern_with(name, |pattern, _: NoExtraArgs| body(pattern))
+}
+
+/// [`run_pattern`] for a program with flags of its own (`E`), parsed next to the shared ones.
+pub fn run_pattern_with<E, F, Fut>(name: &'static str, body: F) -> ExitCode
+where
+    E: clap::Args + Clone + std::fmt::Debug,
+    F: FnOnce(Pattern, E) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let CommandLine {
+        common: args,
+        extra,
+    } = CommandLine::<E>::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -128,7 +206,7 @@ where
             client,
             name,
         };
-        match tokio::time::timeout(PATTERN_TIME_LIMIT, body(pattern)).await {
+        match tokio::time::timeout(PATTERN_TIME_LIMIT, body(pattern, extra)).await {
             Ok(result) => result,
             Err(_) => Err(anyhow!(
                 "the pattern did not finish within {PATTERN_TIME_LIMIT:?}"
@@ -155,6 +233,7 @@ pub async fn connect(args: &Args, data_converter: Option<DataConverter>) -> anyh
     let opts = ConnectionOptions::new(url)
         .identity(format!("sundial-patterns@{}", std::process::id()))
         .connect_timeout(CONNECT_TIMEOUT)
+        .maybe_tls_options(args.tls_options()?)
         .build();
     let unreachable = |detail: String| {
         anyhow!(
@@ -192,7 +271,17 @@ pub async fn with_worker<T>(
 ) -> anyhow::Result<T> {
     let runtime = Runtime::from_current_tokio(Default::default())
         .map_err(|e| anyhow!("creating the SDK runtime: {e}"))?;
-    let mut worker = Worker::new(&runtime, client.clone(), options)
+    with_worker_on(&runtime, client, options, body).await
+}
+
+/// [`with_worker`] on a given SDK runtime (e.g. one whose telemetry exports metrics).
+pub async fn with_worker_on<T>(
+    runtime: &Runtime,
+    client: &Client,
+    options: WorkerOptions,
+    body: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let mut worker = Worker::new(runtime, client.clone(), options)
         .map_err(|e| anyhow!("creating the worker: {e}"))?;
     let shutdown = worker.shutdown_handle();
     let run = worker.run();

@@ -40,6 +40,7 @@ const PATTERNS: &[(&str, &str)] = &[
         env!("CARGO_BIN_EXE_polling-infrequent"),
     ),
     ("typed-payloads", env!("CARGO_BIN_EXE_typed-payloads")),
+    ("custom-metrics", env!("CARGO_BIN_EXE_custom-metrics")),
     ("schedule", env!("CARGO_BIN_EXE_schedule")),
 ];
 
@@ -59,17 +60,32 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path) -> Server {
-        let bin = sundial_binary();
         let port = free_port();
+        let db = dir.join("patterns.db");
+        let args = [
+            "server",
+            "start-dev",
+            "--headless",
+            "--ip",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain(["--port".into(), port.to_string()])
+        .chain(["--db-filename".into(), db.display().to_string()]);
+        Server::start_with(dir, port, args.collect())
+    }
+
+    /// Runs `sundial ARGS` and waits until it listens on `port`.
+    fn start_with(dir: &Path, port: u16, args: Vec<String>) -> Server {
+        let bin = sundial_binary();
         let log = dir.join("server.log");
         let out = File::create(&log).expect("create the server log");
         let err = out.try_clone().expect("clone the server log handle");
         let child = Command::new(&bin)
-            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
-            .arg("--db-filename")
-            .arg(dir.join("patterns.db"))
-            .args(["--log-level", "warn"])
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -183,12 +199,23 @@ struct Outcome {
 }
 
 fn run_program(name: &'static str, exe: &str, address: &str, dir: &Path) -> Outcome {
+    run_program_with(name, exe, address, dir, &[])
+}
+
+fn run_program_with(
+    name: &'static str,
+    exe: &str,
+    address: &str,
+    dir: &Path,
+    extra: &[String],
+) -> Outcome {
     let out_path = dir.join(format!("{name}.out"));
     let out = File::create(&out_path).expect("create the program's output file");
     let err = out.try_clone().expect("clone the output file handle");
     let started = Instant::now();
     let status = match Command::new(exe)
         .args(["--address", address, "--namespace", "default"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -287,4 +314,102 @@ fn every_pattern_program_passes_against_sundial() {
             failures.join("\n")
         );
     }
+}
+
+/// Throwaway PKI: a CA, a server certificate for 127.0.0.1/localhost, a client certificate.
+fn write_certificates(dir: &Path) -> [PathBuf; 5] {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "patterns test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>, cn: &str| {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params = CertificateParams::new(names).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &issuer).expect("leaf certificate");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()], "sundial");
+    let (client_cert, client_key) = leaf(vec![], "patterns-client");
+    let files = [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server_cert),
+        ("server.key", server_key),
+        ("client.pem", client_cert),
+        ("client.key", client_key),
+    ];
+    files.map(|(name, text)| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write a certificate file");
+        path
+    })
+}
+
+#[test]
+fn mtls_pattern_passes_against_a_tls_sundial() {
+    if std::env::var("SUNDIAL_ADDRESS").is_ok_and(|a| !a.trim().is_empty()) {
+        eprintln!("skipped: SUNDIAL_ADDRESS is set (the mtls program needs a TLS server)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let [ca, server_cert, server_key, client_cert, client_key] = write_certificates(dir.path());
+    let port = free_port();
+    let config = dir.path().join("sundial.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = {db:?}\n[log]\nlevel = \"warn\"\n\
+             [tls]\ncert = {server_cert:?}\nkey = {server_key:?}\nclient_ca = {ca:?}\nclient_auth = \"required\"\n",
+            db = dir.path().join("tls.db"),
+        ),
+    )
+    .expect("write the configuration");
+    let server = Server::start_with(
+        dir.path(),
+        port,
+        vec![
+            "server".into(),
+            "start".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ],
+    );
+    let path = |p: &PathBuf| p.display().to_string();
+    let with_cert = [
+        "--tls-cert".into(),
+        path(&client_cert),
+        "--tls-key".into(),
+        path(&client_key),
+        "--tls-ca".into(),
+        path(&ca),
+        "--server-name".into(),
+        "localhost".into(),
+    ];
+    let exe = env!("CARGO_BIN_EXE_mtls");
+    let ok = run_program_with("mtls", exe, &server.address, dir.path(), &with_cert);
+    let passed = matches!(&ok.status, Ok(s) if s.success());
+    assert!(
+        passed && ok.output.contains("workflow id: "),
+        "mtls failed:\n{}\n{}",
+        ok.output,
+        tail(&server.log, 4000)
+    );
+    // Without a client certificate the server refuses the connection and the program fails.
+    let no_cert = [
+        "--tls-ca".into(),
+        path(&ca),
+        "--server-name".into(),
+        "localhost".into(),
+    ];
+    let refused = run_program_with("mtls", exe, &server.address, dir.path(), &no_cert);
+    assert!(
+        matches!(&refused.status, Ok(s) if !s.success()),
+        "mtls without a client certificate should fail:\n{}",
+        refused.output
+    );
 }

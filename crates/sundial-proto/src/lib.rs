@@ -19,3 +19,21 @@ pub mod operatorservice {
 pub mod health {
     tonic::include_proto!("grpc.health.v1");
 }
+
+/// One RPC of a served service, as generated from the descriptors.
+///
+/// Invariant: `METHODS` lists every RPC of `WorkflowService`, `OperatorService` and `Health`,
+/// so a table keyed on it (authorization, metrics) cannot miss one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Method {
+    /// The gRPC path, `/package.Service/Method`.
+    pub path: &'static str,
+    /// The method name, e.g. `StartWorkflowExecution`.
+    pub name: &'static str,
+    /// Field number of the request's top-level `namespace` string, if it has one.
+    pub namespace_field: Option<u32>,
+    /// Field number of the request's top-level `task_token` bytes, if it has one.
+    pub task_token_field: Option<u32>,
+}
+
+include!(concat!(env!("OUT_DIR"), "/methods.rs"));

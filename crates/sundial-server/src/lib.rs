@@ -1,16 +1,24 @@
 //! Sundial's server: the frontend (gRPC), history (execution owner), matching (task queues) and
 //! timer roles of one process, wired together over one store.
 
+pub mod authz;
 pub mod clock;
 pub mod error;
 pub mod frontend;
 pub mod history;
+pub mod listener;
 pub mod matching;
+pub mod metrics;
+pub mod metrics_endpoint;
+pub mod metrics_layer;
 pub mod namespaces;
 pub mod outbound;
+pub mod peer;
+pub mod retention;
 pub mod run_events;
 pub mod scheduler;
 pub mod timers;
+pub mod tls;
 pub mod tokens;
 pub mod updates;
 pub mod visibility;
@@ -21,33 +29,71 @@ use std::sync::Arc;
 use sundial_store::Store;
 use tonic::codec::CompressionEncoding;
 
+/// A namespace the server registers at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceSpec {
+    pub name: String,
+    /// Retention of closed runs; `None` keeps an existing namespace's retention (and gives a
+    /// new one Temporal's default).
+    pub retention_ms: Option<i64>,
+}
+
 /// What the server needs to start.
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub store: Arc<dyn Store>,
     /// Namespaces registered at start if missing (`default` and `--namespace` values).
-    pub namespaces: Vec<String>,
+    pub namespaces: Vec<NamespaceSpec>,
     /// Thresholds applied by the engine (continue-as-new suggestions).
     pub limits: sundial_engine::Limits,
+    /// TLS on the gRPC frontend; plain TCP when `None`.
+    pub tls: Option<tls::TlsSettings>,
+    /// The authorization table; every identity may do everything when `None`.
+    pub authorization: Option<authz::Policy>,
+    /// The server's metrics (give the same registry to the store as its commit observer).
+    pub metrics: Arc<metrics::Metrics>,
+    /// Where `/metrics` is served; not served when `None`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often closed runs past their namespace's retention are looked for.
+    pub retention_scan: std::time::Duration,
+    /// How long in-flight requests may take to finish after shutdown begins.
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// Starts every role and serves gRPC until `shutdown` resolves. `ready` is called once the
 /// listener is bound and recovery is done.
+///
+/// Shutdown: the listener closes, waiting long polls answer empty (as do new ones), requests
+/// in flight get up to `shutdown_grace` to finish, and commits already queued are flushed
+/// before this returns.
 pub async fn serve(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    // Bad TLS material fails the start, naming the file and the problem.
+    let tls = match &config.tls {
+        Some(settings) => Some(tls::ReloadingTls::new(settings.clone()).context("TLS")?),
+        None => None,
+    };
     let namespaces = Arc::new(namespaces::Namespaces::load(config.store.clone())?);
-    for name in &config.namespaces {
+    for ns in &config.namespaces {
         namespaces
-            .ensure(name)
+            .ensure(&ns.name, ns.retention_ms)
             .await
-            .with_context(|| format!("registering namespace {name}"))?;
+            .with_context(|| format!("registering namespace {}", ns.name))?;
     }
     let search_attributes = Arc::new(visibility::SearchAttributes::load(config.store.clone())?);
     let matching = matching::Matching::new();
     let (timers, mut fired) = timers::Timers::start(clock::now_ms);
+    {
+        let matching = matching.clone();
+        let timers = timers.clone();
+        config.metrics.set_snapshot(move || metrics::Snapshot {
+            queues: matching.summary(),
+            timers_pending: timers.pending(),
+        });
+    }
     let history = history::History::new(
         config.store.clone(),
         matching.clone(),
@@ -69,11 +115,14 @@ pub async fn serve(
         });
     }
 
+    retention::start(history.clone(), namespaces.clone(), config.retention_scan);
+
     let frontend = frontend::workflow_service::Frontend {
         history,
         namespaces: namespaces.clone(),
         queries: frontend::queries::Queries::default(),
         schedules,
+        metrics: config.metrics.clone(),
     };
     // Requests may be gzip-compressed (the Go clients send them so); replies are not: a gzip
     // encoder per response cost about a quarter of the server's CPU under load.
@@ -96,33 +145,57 @@ pub async fn serve(
         sundial_proto::health::health_server::HealthServer::new(frontend::health::HealthService)
             .accept_compressed(CompressionEncoding::Gzip);
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    if let Some(addr) = config.metrics_listen {
+        let bound =
+            metrics_endpoint::start(addr, config.metrics.clone(), stopped(stopping.clone()))
+                .await?;
+        tracing::info!(%bound, "metrics at /metrics");
+    }
+    let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let bound = listener.local_addr()?;
+    let bound = tcp.local_addr()?;
+    if let Some(tls) = &tls {
+        tls.watch(tls::RELOAD_POLL);
+    }
+    let incoming = listener::incoming(tcp, tls, stopped(stopping.clone()));
     ready(bound);
-    // Nagle's algorithm with delayed ACKs adds ~40 ms to small request/response exchanges.
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |conn| {
-            if let Ok(stream) = &conn {
-                let _ = stream.set_nodelay(true);
-            }
-            conn
-        },
-    );
-    tonic::transport::Server::builder()
+    let authorization = authz::AuthzLayer::new(config.authorization, frontend::MAX_MESSAGE_SIZE);
+    let server = tonic::transport::Server::builder()
+        .layer(metrics_layer::RpcMetricsLayer::new(config.metrics.clone()))
+        .layer(authorization)
         .add_service(workflow)
         .add_service(operator)
         .add_service(health)
         .serve_with_incoming_shutdown(incoming, {
             let matching = matching.clone();
+            let stopping = stopping.clone();
             async move {
-                shutdown.await;
-                matching.release_pollers();
+                stopped(stopping).await;
+                matching.close();
             }
-        })
-        .await
-        .context("gRPC server failed")?;
+        });
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        served = server => served.context("gRPC server failed")?,
+        _ = async { stopped(stopping).await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "requests still open after the shutdown grace period; closing them");
+        }
+    }
+    // The store's writer takes batches in order: once this empty one is committed, every
+    // commit queued before it is on disk.
+    let _ = config
+        .store
+        .commit(sundial_store::WriteBatch::default())
+        .await;
+    tracing::info!("shut down");
     Ok(())
 }

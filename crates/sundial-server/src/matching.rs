@@ -73,6 +73,8 @@ struct Queue {
 pub struct Matching {
     queues: Mutex<HashMap<QueueKey, Queue>>,
     me: Mutex<Weak<Matching>>,
+    /// Set at shutdown: polls answer empty at once instead of waiting.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Matching {
@@ -127,6 +129,9 @@ impl Matching {
     ) -> Option<QueuedTask> {
         let receiver = {
             let mut queues = self.queues.lock();
+            if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return None;
+            }
             let queue = queues.entry(key).or_default();
             queue.poller_seen.insert(identity.to_string(), now_ms);
             if let Some(task) = queue.tasks.pop_front() {
@@ -174,6 +179,29 @@ impl Matching {
     }
 
     /// Wakes every waiting poller with nothing (used at shutdown).
+    /// Per queue: namespace, kind, tasks waiting and long polls waiting (for metrics).
+    pub fn summary(&self) -> Vec<(String, TaskKind, usize, usize)> {
+        self.queues
+            .lock()
+            .iter()
+            .map(|(key, q)| {
+                let waiting = q.pollers.iter().filter(|p| !p.is_closed()).count();
+                (key.namespace.clone(), key.kind, q.tasks.len(), waiting)
+            })
+            .collect()
+    }
+
+    /// Shutdown: every waiting poll answers empty now, and later polls answer empty at once.
+    pub fn close(&self) {
+        // Under the queues' lock, so no poll can slip in between the flag and the release.
+        let mut queues = self.queues.lock();
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        for queue in queues.values_mut() {
+            queue.pollers.clear();
+        }
+    }
+
     pub fn release_pollers(&self) {
         for queue in self.queues.lock().values_mut() {
             queue.pollers.clear();
@@ -220,6 +248,26 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         m.add(key(), task(2));
         assert_eq!(poll.await.unwrap(), Some(task(2)));
+    }
+
+    #[tokio::test]
+    async fn close_answers_waiting_and_later_polls() {
+        let m = Matching::new();
+        let m2 = m.clone();
+        let poll =
+            tokio::spawn(async move { m2.poll(key(), "w", 0, Duration::from_secs(30)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            m.summary(),
+            vec![("ns".to_string(), TaskKind::Activity, 0, 1)]
+        );
+        m.close();
+        assert_eq!(poll.await.unwrap(), None);
+        let later = tokio::time::timeout(
+            Duration::from_secs(1),
+            m.poll(key(), "w", 0, Duration::from_secs(30)),
+        );
+        assert_eq!(later.await.unwrap(), None);
     }
 
     #[tokio::test]

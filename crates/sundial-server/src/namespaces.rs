@@ -103,13 +103,26 @@ impl Namespaces {
         Ok(())
     }
 
-    /// Registers `name` unless it exists (start-up namespaces).
-    pub async fn ensure(&self, name: &str) -> Result<(), ServiceError> {
-        if self.by_name.read().contains_key(name) {
-            return Ok(());
+    /// Registers `name` unless it exists (start-up namespaces). With `retention_ms`, the
+    /// namespace's retention is set to it, also when it exists (configured namespaces).
+    pub async fn ensure(&self, name: &str, retention_ms: Option<i64>) -> Result<(), ServiceError> {
+        let existing = self.get(name);
+        match (existing, retention_ms) {
+            (None, retention) => {
+                let retention = retention.unwrap_or(DEFAULT_RETENTION_MS);
+                self.save(describe(name, "", "", retention)).await
+            }
+            (Some(mut ns), Some(retention)) => {
+                let wanted = time::duration(retention);
+                let config = ns.config.get_or_insert_with(Default::default);
+                if config.workflow_execution_retention_ttl.as_ref() == Some(&wanted) {
+                    return Ok(());
+                }
+                config.workflow_execution_retention_ttl = Some(wanted);
+                self.save(ns).await
+            }
+            (Some(_), None) => Ok(()),
         }
-        self.save(describe(name, "", "", DEFAULT_RETENTION_MS))
-            .await
     }
 
     pub fn get(&self, name: &str) -> Option<DescribeNamespaceResponse> {

@@ -17,6 +17,8 @@ pub struct Fired {
 #[derive(Clone)]
 pub struct Timers {
     add: mpsc::UnboundedSender<(String, Deadline)>,
+    /// Deadlines in the index (for metrics), updated by the loop.
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Timers {
@@ -24,6 +26,8 @@ impl Timers {
     pub fn start(now_ms: fn() -> i64) -> (Timers, mpsc::UnboundedReceiver<Fired>) {
         let (add, mut incoming) = mpsc::unbounded_channel::<(String, Deadline)>();
         let (fired_tx, fired_rx) = mpsc::unbounded_channel();
+        let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = pending.clone();
         tokio::spawn(async move {
             let mut index: BTreeMap<(i64, u64), (String, DeadlineKind)> = BTreeMap::new();
             let mut seq = 0u64;
@@ -38,6 +42,7 @@ impl Timers {
                         return;
                     }
                 }
+                count.store(index.len(), std::sync::atomic::Ordering::Relaxed);
                 let sleep_ms = index.keys().next().map(|(at, _)| (at - now).max(0) as u64);
                 let sleep = async {
                     match sleep_ms {
@@ -61,7 +66,12 @@ impl Timers {
                 }
             }
         });
-        (Timers { add }, fired_rx)
+        (Timers { add, pending }, fired_rx)
+    }
+
+    /// Deadlines waiting to fire (as of the loop's last turn).
+    pub fn pending(&self) -> usize {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn add(&self, run_id: &str, deadline: Deadline) {

@@ -128,6 +128,18 @@ pub enum SqlValue {
     Float(f64),
 }
 
+/// Told about every group commit, by the writer, after the group's callers were answered (so
+/// an observer never delays a reply). Used for metrics; the store does not depend on them.
+pub trait CommitObserver: Send + Sync + 'static {
+    /// `batches` are the transitions the group held; `ok` whether the transaction committed.
+    fn group_committed(
+        &self,
+        batches: &mut dyn Iterator<Item = &WriteBatch>,
+        elapsed: std::time::Duration,
+        ok: bool,
+    );
+}
+
 /// Resolves when the batch is durable (or failed).
 pub type CommitReceipt = oneshot::Receiver<Result<(), StoreError>>;
 
@@ -166,4 +178,12 @@ pub trait Store: Send + Sync + 'static {
         filter: &VisibilityFilter,
         by_status: bool,
     ) -> Result<Vec<(i32, i64)>, StoreError>;
+    /// Up to `limit` closed runs of `namespace` that closed before `closed_before_ms`, oldest
+    /// first: (workflow id, run id). Retention deletes them.
+    fn closed_runs_before(
+        &self,
+        namespace: &str,
+        closed_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError>;
 }

@@ -5,8 +5,8 @@
 
 use crate::checkpoint::Checkpoints;
 use crate::{
-    CommitReceipt, ExecutionRow, NamespaceRow, ScheduleRow, SqlValue, Store, StoreError,
-    VisibilityFilter, WriteBatch,
+    CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow, ScheduleRow, SqlValue, Store,
+    StoreError, VisibilityFilter, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -54,6 +54,7 @@ CREATE INDEX IF NOT EXISTS visibility_by_start ON visibility(namespace, start_ti
 CREATE INDEX IF NOT EXISTS visibility_by_status ON visibility(namespace, status, start_time);
 CREATE INDEX IF NOT EXISTS visibility_by_type ON visibility(namespace, workflow_type, start_time);
 CREATE INDEX IF NOT EXISTS visibility_by_id ON visibility(namespace, workflow_id);
+CREATE INDEX IF NOT EXISTS visibility_by_close ON visibility(namespace, close_time);
 CREATE TABLE IF NOT EXISTS search_attributes (
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -85,6 +86,14 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, or an in-memory one for `None`.
     pub fn open(path: Option<&std::path::Path>) -> Result<Self, StoreError> {
+        Self::open_observed(path, None)
+    }
+
+    /// Like [`SqliteStore::open`], with `observer` told about every group commit.
+    pub fn open_observed(
+        path: Option<&std::path::Path>,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<Self, StoreError> {
         let (writer, reader, checkpoints) = match path {
             Some(path) => {
                 let writer = Connection::open(path)?;
@@ -110,7 +119,7 @@ impl SqliteStore {
         let (jobs, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("sundial-store-writer".into())
-            .spawn(move || writer_loop(writer, rx, checkpoints))
+            .spawn(move || writer_loop(writer, rx, checkpoints, observer))
             .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore { jobs, reader })
     }
@@ -120,6 +129,7 @@ fn writer_loop(
     conn: Arc<Mutex<Connection>>,
     mut rx: mpsc::UnboundedReceiver<Job>,
     checkpoints: Option<Checkpoints>,
+    observer: Option<Arc<dyn CommitObserver>>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
@@ -134,16 +144,21 @@ fn writer_loop(
             let mut conn = conn.lock();
             write_group(&mut conn, group.iter().map(|(batch, _)| batch))
         };
+        let elapsed = started.elapsed();
         tracing::trace!(
             batches = group.len(),
-            elapsed_us = started.elapsed().as_micros() as u64,
+            elapsed_us = elapsed.as_micros() as u64,
             "group commit"
         );
         if let Err(e) = &result {
             tracing::error!(error = %e, "group commit failed");
         }
-        for (_, reply) in group {
+        let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+        for reply in replies {
             let _ = reply.send(result.clone());
+        }
+        if let Some(observer) = &observer {
+            observer.group_committed(&mut batches.iter(), elapsed, result.is_ok());
         }
         if let Some(checkpoints) = &checkpoints {
             checkpoints.after_commit(&conn.lock(), rx.is_empty());
@@ -390,6 +405,25 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(&sql)?;
         let params = bind(namespace, &filter.params);
         let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn closed_runs_before(
+        &self,
+        namespace: &str,
+        closed_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT workflow_id, run_id FROM visibility
+             WHERE namespace = ?1 AND close_time IS NOT NULL AND close_time < ?2
+             ORDER BY close_time LIMIT ?3",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![namespace, closed_before_ms, limit], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -32,13 +33,34 @@ enum ServerCommand {
     /// Start a development server: one process, embedded SQLite (in memory unless
     /// --db-filename is given), namespace `default` registered.
     StartDev(StartDev),
+    /// Start a server as configured by a TOML file (listen addresses, storage, TLS,
+    /// authorization, namespaces, logs, limits); see the README.
+    Start(Start),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+#[derive(Args)]
+struct Start {
+    /// The configuration file.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+pub enum LogFormat {
     Text,
     Pretty,
     Json,
+}
+
+impl LogFormat {
+    pub fn parse(text: &str) -> anyhow::Result<LogFormat> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            other => bail!("unknown log format {other:?} (expected text, pretty or json)"),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -73,7 +95,7 @@ struct StartDev {
     /// Accepted for compatibility (web UI: none yet).
     #[arg(long)]
     ui_ip: Option<String>,
-    /// Accepted for compatibility (Prometheus metrics: later).
+    /// Port of the Prometheus endpoint (`/metrics`, on --ip); off when absent.
     #[arg(long)]
     metrics_port: Option<u16>,
     /// Dynamic configuration KEY=VALUE (repeatable). Keys Sundial does not use are accepted
@@ -91,18 +113,26 @@ impl Cli {
             Command::Server {
                 command: ServerCommand::StartDev(args),
             } => start_dev(args),
+            Command::Server {
+                command: ServerCommand::Start(args),
+            } => start(args),
         }
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = match level {
+/// The tracing filter for a log level name.
+pub fn log_filter(level: &str) -> anyhow::Result<String> {
+    Ok(match level {
         "debug" | "info" | "warn" | "error" | "trace" => {
-            format!("{level},h2=warn,tower=warn,hyper=warn")
+            format!("{level},h2=warn,tower=warn,hyper=warn,rustls=warn")
         }
         "fatal" | "panic" => "error".to_string(),
         other => bail!("unknown log level {other:?} (expected debug, info, warn or error)"),
-    };
+    })
+}
+
+fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = log_filter(level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr);
@@ -116,28 +146,87 @@ fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
 fn start_dev(args: StartDev) -> anyhow::Result<()> {
     init_logging(&args.log_level, args.log_format)?;
     let limits = dynamic_config_limits(&args.dynamic_config)?;
-    let store = sundial_store::SqliteStore::open(args.db_filename.as_deref())
-        .with_context(|| format!("opening the database {:?}", args.db_filename))?;
     let mut namespaces = vec!["default".to_string()];
     for ns in args.namespaces {
         if !namespaces.contains(&ns) {
             namespaces.push(ns);
         }
     }
-    let config = sundial_server::ServerConfig {
+    run(Settings {
         listen: SocketAddr::new(args.ip, args.port),
-        store: Arc::new(store),
-        namespaces,
+        db: args.db_filename,
+        namespaces: namespaces
+            .into_iter()
+            .map(|name| sundial_server::NamespaceSpec {
+                name,
+                retention_ms: None,
+            })
+            .collect(),
         limits,
+        tls: None,
+        authorization: None,
+        metrics_listen: args.metrics_port.map(|p| SocketAddr::new(args.ip, p)),
+        retention_scan: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(10),
+    })
+}
+
+fn start(args: Start) -> anyhow::Result<()> {
+    let config = crate::config::Config::load(&args.config)?;
+    init_logging(&config.log.level, LogFormat::parse(&config.log.format)?)?;
+    run(Settings {
+        listen: config.server.listen,
+        db: config.storage.path.clone(),
+        namespaces: config.namespace_specs()?,
+        limits: config.engine_limits(),
+        tls: config.tls_settings()?,
+        authorization: config.policy(),
+        metrics_listen: config.server.metrics_listen,
+        retention_scan: crate::config::parse_duration(&config.server.retention_scan_interval)?,
+        shutdown_grace: crate::config::parse_duration(&config.server.shutdown_grace)?,
+    })
+}
+
+/// Everything both start commands decide.
+struct Settings {
+    listen: SocketAddr,
+    db: Option<PathBuf>,
+    namespaces: Vec<sundial_server::NamespaceSpec>,
+    limits: sundial_engine::Limits,
+    tls: Option<sundial_server::tls::TlsSettings>,
+    authorization: Option<sundial_server::authz::Policy>,
+    metrics_listen: Option<SocketAddr>,
+    retention_scan: Duration,
+    shutdown_grace: Duration,
+}
+
+/// Opens the store and serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+fn run(settings: Settings) -> anyhow::Result<()> {
+    let metrics = Arc::new(
+        sundial_server::metrics::Metrics::new().context("registering the server's metrics")?,
+    );
+    let observer: Arc<dyn sundial_store::CommitObserver> = metrics.clone();
+    let store = sundial_store::SqliteStore::open_observed(settings.db.as_deref(), Some(observer))
+        .with_context(|| format!("opening the database {:?}", settings.db))?;
+    let config = sundial_server::ServerConfig {
+        listen: settings.listen,
+        store: Arc::new(store),
+        namespaces: settings.namespaces,
+        limits: settings.limits,
+        tls: settings.tls,
+        authorization: settings.authorization,
+        metrics,
+        metrics_listen: settings.metrics_listen,
+        retention_scan: settings.retention_scan,
+        shutdown_grace: settings.shutdown_grace,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let shutdown = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        let shutdown = async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

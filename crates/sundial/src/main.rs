@@ -1,6 +1,7 @@
 //! The `sundial` command.
 
 mod cli;
+mod config;
 
 use clap::Parser;
 

@@ -32,6 +32,7 @@ pub struct Frontend {
     pub namespaces: Arc<Namespaces>,
     pub queries: super::queries::Queries,
     pub schedules: Arc<crate::scheduler::Scheduler>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn payload_size(p: Option<&Payloads>) -> usize {
@@ -520,18 +521,29 @@ impl WorkflowService for Frontend {
         request: Request<PollWorkflowTaskQueueRequest>,
     ) -> Reply<PollWorkflowTaskQueueResponse> {
         let wait = long_poll_wait(&request);
-        Ok(Response::new(
-            self.poll_workflow_task(request.into_inner(), wait).await?,
-        ))
+        let task = self.poll_workflow_task(request.into_inner(), wait).await?;
+        self.metrics.task_started(
+            TaskKind::Workflow,
+            task.scheduled_time.as_ref(),
+            task.started_time.as_ref(),
+        );
+        Ok(Response::new(task))
     }
 
     async fn respond_workflow_task_completed(
         &self,
         request: Request<RespondWorkflowTaskCompletedRequest>,
     ) -> Reply<RespondWorkflowTaskCompletedResponse> {
-        Ok(Response::new(
-            self.complete_workflow_task(request.into_inner()).await?,
-        ))
+        let reply = self.complete_workflow_task(request.into_inner()).await?;
+        // Eagerly dispatched activities are started here rather than by a poll.
+        for task in &reply.activity_tasks {
+            self.metrics.task_started(
+                TaskKind::Activity,
+                task.current_attempt_scheduled_time.as_ref(),
+                task.started_time.as_ref(),
+            );
+        }
+        Ok(Response::new(reply))
     }
 
     async fn respond_workflow_task_failed(
@@ -557,9 +569,13 @@ impl WorkflowService for Frontend {
         request: Request<PollActivityTaskQueueRequest>,
     ) -> Reply<PollActivityTaskQueueResponse> {
         let wait = long_poll_wait(&request);
-        Ok(Response::new(
-            self.poll_activity_task(request.into_inner(), wait).await?,
-        ))
+        let task = self.poll_activity_task(request.into_inner(), wait).await?;
+        self.metrics.task_started(
+            TaskKind::Activity,
+            task.current_attempt_scheduled_time.as_ref(),
+            task.started_time.as_ref(),
+        );
+        Ok(Response::new(task))
     }
 
     async fn record_activity_task_heartbeat(

@@ -1,0 +1,65 @@
+//! The accept loop of the gRPC frontend.
+//!
+//! Accepted sockets get TCP_NODELAY (Nagle's algorithm with delayed ACKs adds ~40 ms to small
+//! request/response exchanges) and, with TLS, a handshake on a task of their own; the
+//! connections that come through are handed to the gRPC server in accept order. The loop, and
+//! with it the listening socket, ends when `stop` resolves, so a shutting-down server refuses
+//! new connections at once.
+
+use crate::peer::Conn;
+use crate::tls::ReloadingTls;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Connections waiting for the gRPC server to take them.
+const BACKLOG: usize = 128;
+
+/// The stream of ready connections from `listener`.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingTls>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> ReceiverStream<std::io::Result<Conn>> {
+    let (tx, rx) = mpsc::channel(BACKLOG);
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut stop => return,
+                accepted = listener.accept() => accepted,
+            };
+            let tcp = match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Running out of file descriptors and the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            match &tls {
+                None => {
+                    if tx.send(Ok(Conn::plain(tcp))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(tls) => {
+                    let tls = tls.clone();
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        match tls.accept(tcp).await {
+                            Ok(conn) => {
+                                let _ = tx.send(Ok(conn)).await;
+                            }
+                            Err(e) => tracing::debug!(error = %e, "TLS handshake refused"),
+                        }
+                    });
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
