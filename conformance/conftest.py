@@ -63,6 +63,7 @@ class SundialProcess:
         binary: str | os.PathLike | None = None,
         host: str = "127.0.0.1",
         log_level: str = "warn",
+        extra_args: list[str] | None = None,
     ) -> None:
         self.binary = str(binary or os.environ.get("SUNDIAL_BIN") or DEFAULT_BIN)
         self.db_path = Path(db_path)
@@ -70,6 +71,7 @@ class SundialProcess:
         self.port = port or free_port(host)
         self.log_path = Path(log_path) if log_path else self.db_path.with_suffix(".log")
         self.log_level = log_level
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -83,6 +85,7 @@ class SundialProcess:
             "--port", str(self.port),
             "--db-filename", str(self.db_path),
             "--log-level", self.log_level,
+            *self.extra_args,
         ]
 
     def is_running(self) -> bool:

@@ -10,7 +10,33 @@ use crate::api::{
 };
 use crate::{EngineError, Transition};
 
+/// Termination reasons when a history outgrows its limits (Temporal's words).
+pub const HISTORY_COUNT_EXCEEDED: &str = "Workflow history count exceeds limit.";
+pub const HISTORY_SIZE_EXCEEDED: &str = "Workflow history size exceeds limit.";
+
 impl Transition<'_> {
+    /// Terminates a running workflow whose history (with this transition's events) has
+    /// outgrown the error limits, as Temporal does: it could no longer be replayed or stored
+    /// sensibly. Returns true when it terminated the run.
+    pub fn enforce_history_limits(&mut self) -> bool {
+        if !self.state.is_running() {
+            return false;
+        }
+        let count = self.state.next_event_id - 1 + self.state.buffered_events.len() as i64;
+        let reason =
+            if self.limits.history_count_error > 0 && count > self.limits.history_count_error {
+                HISTORY_COUNT_EXCEEDED
+            } else if self.limits.history_size_error_bytes > 0
+                && self.state.history_size_bytes > self.limits.history_size_error_bytes
+            {
+                HISTORY_SIZE_EXCEEDED
+            } else {
+                return false;
+            };
+        self.persist = true;
+        self.terminate(reason, None, "history-service").is_ok()
+    }
+
     /// A started workflow task is failed first (cause ForceCloseCommand) and buffered events are
     /// written, so the history stays well formed; then WorkflowExecutionTerminated closes it.
     pub fn terminate(

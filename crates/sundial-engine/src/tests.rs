@@ -532,6 +532,36 @@ mod messages_and_lifecycle {
     }
 
     #[test]
+    fn history_past_its_limits_terminates_the_workflow() {
+        let (mut run, _) = Run::start();
+        let signal = |n: usize| Signal {
+            name: "go".into(),
+            request_id: format!("sig-{n}"),
+            ..Default::default()
+        };
+        let mut terminated = false;
+        for n in 0..5 {
+            let ((), _, persist) = run.step(|t| {
+                t.limits.history_count_error = 4;
+                t.signal(signal(n)).unwrap();
+                terminated = t.enforce_history_limits();
+            });
+            if terminated {
+                assert!(persist);
+                break;
+            }
+        }
+        assert!(terminated);
+        assert_eq!(
+            run.state.status,
+            crate::api::enums::v1::WorkflowExecutionStatus::Terminated as i32
+        );
+        assert_eq!(run.types().last(), Some(&E::WorkflowExecutionTerminated));
+        let (closed, _, _) = run.step(|t| t.enforce_history_limits());
+        assert!(!closed, "a closed run is left alone");
+    }
+
+    #[test]
     fn duplicate_signal_request_ids_are_delivered_once() {
         let (mut run, _) = Run::start();
         let signal = || Signal {

@@ -80,15 +80,25 @@ pub struct Limits {
     pub suggest_continue_as_new_events: i64,
     /// History size in bytes at which it suggests continue-as-new (0: never).
     pub suggest_continue_as_new_bytes: i64,
+    /// History length past which a running workflow is terminated (0: no limit).
+    pub history_count_error: i64,
+    /// History size in bytes past which a running workflow is terminated (0: no limit).
+    pub history_size_error_bytes: i64,
+    /// Largest payload field a request may carry (checked by the frontend).
+    pub blob_size_limit_bytes: i64,
 }
 
 impl Default for Limits {
     /// Temporal's defaults (`limit.historyCount.suggestContinueAsNew`,
-    /// `limit.historySize.suggestContinueAsNew`).
+    /// `limit.historySize.suggestContinueAsNew`, `limit.historyCount.error`,
+    /// `limit.historySize.error`, `limit.blobSize.error`).
     fn default() -> Self {
         Limits {
             suggest_continue_as_new_events: 4 * 1024,
             suggest_continue_as_new_bytes: 4 * 1024 * 1024,
+            history_count_error: 51_200,
+            history_size_error_bytes: 50 * 1024 * 1024,
+            blob_size_limit_bytes: 2 * 1024 * 1024,
         }
     }
 }

@@ -322,6 +322,9 @@ impl History {
         t.new_run_id = uuid::Uuid::new_v4().to_string();
         t.pending_update_ids = entry.updates.lock().waiting_ids();
         let result = op(&entry, &mut t)?;
+        if t.enforce_history_limits() {
+            tracing::warn!(run_id = %handle.run_id, "history limit exceeded: workflow terminated");
+        }
         let events = std::mem::take(&mut t.events);
         let effects = std::mem::take(&mut t.effects);
         let next_run = t.next_run.take();

@@ -264,6 +264,9 @@ fn dynamic_config_limits(values: &[String]) -> anyhow::Result<sundial_engine::Li
             "limit.historySize.suggestContinueAsNew" => {
                 limits.suggest_continue_as_new_bytes = number()?
             }
+            "limit.historyCount.error" => limits.history_count_error = number()?,
+            "limit.historySize.error" => limits.history_size_error_bytes = number()?,
+            "limit.blobSize.error" => limits.blob_size_limit_bytes = number()?,
             _ => tracing::debug!(key, "dynamic config key not used by Sundial"),
         }
     }

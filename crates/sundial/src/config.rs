@@ -143,6 +143,12 @@ pub struct Limits {
     pub history_count_suggest_continue_as_new: Option<i64>,
     /// History size in bytes at which continue-as-new is suggested.
     pub history_size_suggest_continue_as_new: Option<i64>,
+    /// History length past which a workflow is terminated (Temporal's default 51,200).
+    pub history_count_error: Option<i64>,
+    /// History size in bytes past which a workflow is terminated (default 50 MiB).
+    pub history_size_error: Option<i64>,
+    /// Largest payload field a request may carry, in bytes (default 2 MiB).
+    pub blob_size_error: Option<i64>,
 }
 
 /// Parses `"500ms"`, `"30s"`, `"15m"`, `"72h"`, `"30d"`.
@@ -314,6 +320,15 @@ impl Config {
         }
         if let Some(n) = self.limits.history_size_suggest_continue_as_new {
             limits.suggest_continue_as_new_bytes = n;
+        }
+        if let Some(n) = self.limits.history_count_error {
+            limits.history_count_error = n;
+        }
+        if let Some(n) = self.limits.history_size_error {
+            limits.history_size_error_bytes = n;
+        }
+        if let Some(n) = self.limits.blob_size_error {
+            limits.blob_size_limit_bytes = n;
         }
         limits
     }

@@ -16,8 +16,6 @@ use std::time::Duration;
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
 /// Longest a history long poll waits before answering with an empty page.
 pub const HISTORY_LONG_POLL: Duration = Duration::from_secs(20);
-/// Largest payload blob accepted (Temporal's default blob size limit).
-pub const BLOB_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 /// Largest gRPC message accepted.
 pub const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
 

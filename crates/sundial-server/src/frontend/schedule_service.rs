@@ -1,7 +1,7 @@
 //! The schedule RPCs of `WorkflowService`: validation, namespace resolution and the
 //! translation to and from the scheduler role.
 
-use super::workflow_service::{Frontend, check_blob};
+use super::workflow_service::Frontend;
 use crate::error::ServiceError;
 use sundial_engine::api::schedule::v1::schedule_action::Action;
 use sundial_engine::api::workflowservice::v1::*;
@@ -40,7 +40,7 @@ impl Frontend {
         if let Some(Action::StartWorkflow(start)) =
             schedule.action.as_mut().and_then(|a| a.action.as_mut())
         {
-            check_blob(start.input.as_ref())?;
+            self.check_blob(start.input.as_ref())?;
             self.history
                 .visibility
                 .validate(namespace, start.search_attributes.as_mut())?;

@@ -137,7 +137,7 @@ impl Frontend {
                 "Update name is not set on request.".into(),
             ));
         }
-        super::workflow_service::check_blob(request.input.as_ref().and_then(|i| i.args.as_ref()))?;
+        self.check_blob(request.input.as_ref().and_then(|i| i.args.as_ref()))?;
         let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
         let (stage, outcome) = self.admit_and_wait(&handle, request, stage, wait).await?;
         Ok(UpdateWorkflowExecutionResponse {
@@ -186,6 +186,7 @@ impl Frontend {
         req: ExecuteMultiOperationRequest,
         wait: Duration,
     ) -> Result<ExecuteMultiOperationResponse, ServiceError> {
+        let namespace = req.namespace;
         let mut operations = req.operations.into_iter().map(|o| o.operation);
         let (Some(Some(Op::StartWorkflow(start))), Some(Some(Op::UpdateWorkflow(update))), None) =
             (operations.next(), operations.next(), operations.next())
@@ -194,6 +195,13 @@ impl Frontend {
                 "ExecuteMultiOperation takes exactly two operations: StartWorkflow then UpdateWorkflow".into(),
             ));
         };
+        // The outer namespace is the one authorization checked; the operations may not name
+        // another.
+        if start.namespace != namespace || update.namespace != namespace {
+            return Err(ServiceError::InvalidArgument(
+                "Namespace of the operations must match the request's namespace.".into(),
+            ));
+        }
         self.namespaces.check(&start.namespace)?;
         let update_target = update.workflow_execution.clone().unwrap_or_default();
         if update_target.workflow_id != start.workflow_id {
@@ -201,7 +209,7 @@ impl Frontend {
                 "the update's workflow id must be the started workflow's id".into(),
             ));
         }
-        super::workflow_service::check_blob(start.input.as_ref())?;
+        self.check_blob(start.input.as_ref())?;
         let started = self.history.start_workflow(&start, None).await?;
         let mut update = update;
         update.workflow_execution = Some(WorkflowExecution {

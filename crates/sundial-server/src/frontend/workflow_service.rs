@@ -1,7 +1,7 @@
 //! `temporal.api.workflowservice.v1.WorkflowService`: the RPCs of the server foundation.
 //! RPCs not listed here answer Unimplemented through the generated default stubs.
 
-use super::{BLOB_SIZE_LIMIT, HISTORY_LONG_POLL, long_poll_wait, responses};
+use super::{HISTORY_LONG_POLL, long_poll_wait, responses};
 use crate::error::ServiceError;
 use crate::history::{History, RunHandle};
 use crate::matching::{QueueKey, TaskKind};
@@ -42,15 +42,6 @@ fn payload_size(p: Option<&Payloads>) -> usize {
             .map(|x| x.data.len() + x.metadata.values().map(|v| v.len()).sum::<usize>())
             .sum()
     })
-}
-
-pub(super) fn check_blob(p: Option<&Payloads>) -> Result<(), ServiceError> {
-    if payload_size(p) > BLOB_SIZE_LIMIT {
-        return Err(ServiceError::InvalidArgument(
-            "Blob data size exceeds limit.".into(),
-        ));
-    }
-    Ok(())
 }
 
 fn decode_token(bytes: &[u8], activity: bool) -> Result<TaskToken, ServiceError> {
@@ -111,6 +102,19 @@ fn queue_name(
 }
 
 impl Frontend {
+    /// Refuses a payload field larger than the configured blob size limit (Temporal's
+    /// default 2 MiB), with the reference server's message.
+    pub(super) fn check_blob(&self, p: Option<&Payloads>) -> Result<(), ServiceError> {
+        let limit =
+            usize::try_from(self.history.limits.blob_size_limit_bytes).unwrap_or(usize::MAX);
+        if payload_size(p) > limit {
+            return Err(ServiceError::InvalidArgument(
+                "Blob data size exceeds limit.".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn run_by_token(&self, token: &TaskToken) -> Result<Arc<RunHandle>, ServiceError> {
         self.namespaces.check(&token.namespace)?;
         self.history
@@ -503,7 +507,7 @@ impl WorkflowService for Frontend {
     ) -> Reply<StartWorkflowExecutionResponse> {
         let mut req = request.into_inner();
         self.namespaces.check(&req.namespace)?;
-        check_blob(req.input.as_ref())?;
+        self.check_blob(req.input.as_ref())?;
         self.history
             .visibility
             .validate(&req.namespace, req.search_attributes.as_mut())?;
@@ -584,7 +588,7 @@ impl WorkflowService for Frontend {
     ) -> Reply<RecordActivityTaskHeartbeatResponse> {
         let req = request.into_inner();
         let token = decode_token(&req.task_token, true)?;
-        check_blob(req.details.as_ref())?;
+        self.check_blob(req.details.as_ref())?;
         let handle = self.run_by_token(&token)?;
         let cancel_requested = self
             .activity_op(handle, |t| {
@@ -602,7 +606,7 @@ impl WorkflowService for Frontend {
         request: Request<RecordActivityTaskHeartbeatByIdRequest>,
     ) -> Reply<RecordActivityTaskHeartbeatByIdResponse> {
         let req = request.into_inner();
-        check_blob(req.details.as_ref())?;
+        self.check_blob(req.details.as_ref())?;
         let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
         let cancel_requested = self
             .activity_op(handle, |t| {
@@ -622,7 +626,7 @@ impl WorkflowService for Frontend {
     ) -> Reply<RespondActivityTaskCompletedResponse> {
         let req = request.into_inner();
         let token = decode_token(&req.task_token, true)?;
-        check_blob(req.result.as_ref())?;
+        self.check_blob(req.result.as_ref())?;
         let handle = self.run_by_token(&token)?;
         self.activity_op(handle, |t| {
             t.complete_activity(activity_ref(&token), req.result.clone(), &req.identity)
@@ -636,7 +640,7 @@ impl WorkflowService for Frontend {
         request: Request<RespondActivityTaskCompletedByIdRequest>,
     ) -> Reply<RespondActivityTaskCompletedByIdResponse> {
         let req = request.into_inner();
-        check_blob(req.result.as_ref())?;
+        self.check_blob(req.result.as_ref())?;
         let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
         self.activity_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
@@ -762,7 +766,7 @@ impl WorkflowService for Frontend {
         request: Request<SignalWorkflowExecutionRequest>,
     ) -> Reply<SignalWorkflowExecutionResponse> {
         let req = request.into_inner();
-        check_blob(req.input.as_ref())?;
+        self.check_blob(req.input.as_ref())?;
         let WorkflowExecution {
             workflow_id,
             run_id,
@@ -786,8 +790,8 @@ impl WorkflowService for Frontend {
     ) -> Reply<SignalWithStartWorkflowExecutionResponse> {
         let req = request.into_inner();
         self.namespaces.check(&req.namespace)?;
-        check_blob(req.input.as_ref())?;
-        check_blob(req.signal_input.as_ref())?;
+        self.check_blob(req.input.as_ref())?;
+        self.check_blob(req.signal_input.as_ref())?;
         if req.signal_name.is_empty() {
             return Err(
                 ServiceError::InvalidArgument("SignalName is not set on request.".into()).into(),
@@ -899,7 +903,7 @@ impl WorkflowService for Frontend {
             )
             .into());
         }
-        check_blob(req.query_result.as_ref())?;
+        self.check_blob(req.query_result.as_ref())?;
         self.queries.answer(token.query_id, req)?;
         Ok(Response::new(RespondQueryTaskCompletedResponse {}))
     }
