@@ -48,17 +48,35 @@ impl Frontend {
         Ok(())
     }
 
+    /// The checks CreateSchedule and UpdateSchedule share: namespace, schedule id, the
+    /// schedule's action, and the schedule's own search attributes (stamped with their types).
+    fn checked_schedule(
+        &self,
+        namespace: &str,
+        schedule_id: &str,
+        schedule: Option<sundial_engine::api::schedule::v1::Schedule>,
+        search_attributes: Option<&mut sundial_engine::api::common::v1::SearchAttributes>,
+    ) -> Result<sundial_engine::api::schedule::v1::Schedule, ServiceError> {
+        self.namespaces.check(namespace)?;
+        check_schedule_id(schedule_id)?;
+        let mut schedule = schedule.unwrap_or_default();
+        self.check_action(namespace, &mut schedule)?;
+        self.history
+            .visibility
+            .validate(namespace, search_attributes)?;
+        Ok(schedule)
+    }
+
     pub(super) async fn create_schedule_rpc(
         &self,
         mut req: CreateScheduleRequest,
     ) -> Result<CreateScheduleResponse, ServiceError> {
-        self.namespaces.check(&req.namespace)?;
-        check_schedule_id(&req.schedule_id)?;
-        let mut schedule = req.schedule.take().unwrap_or_default();
-        self.check_action(&req.namespace, &mut schedule)?;
-        self.history
-            .visibility
-            .validate(&req.namespace, req.search_attributes.as_mut())?;
+        let schedule = self.checked_schedule(
+            &req.namespace,
+            &req.schedule_id,
+            req.schedule.take(),
+            req.search_attributes.as_mut(),
+        )?;
         if self
             .schedules
             .get(&req.namespace, &req.schedule_id)
@@ -107,13 +125,12 @@ impl Frontend {
         &self,
         mut req: UpdateScheduleRequest,
     ) -> Result<UpdateScheduleResponse, ServiceError> {
-        self.namespaces.check(&req.namespace)?;
-        check_schedule_id(&req.schedule_id)?;
-        let mut schedule = req.schedule.take().unwrap_or_default();
-        self.check_action(&req.namespace, &mut schedule)?;
-        self.history
-            .visibility
-            .validate(&req.namespace, req.search_attributes.as_mut())?;
+        let schedule = self.checked_schedule(
+            &req.namespace,
+            &req.schedule_id,
+            req.schedule.take(),
+            req.search_attributes.as_mut(),
+        )?;
         let token = match req.conflict_token.len() {
             0 => None,
             8 => {
