@@ -10,7 +10,9 @@
 #                                is set
 #
 # Options (full run): --n N (one-activity workflows, default 500), --n5 N (five-activity
-# workflows, default 200), --concurrency C (default 100), --timers W (sleeping workflows on both
+# workflows, default 200), --rust-n N (one-activity workflows per Rust-driver run, default 1000),
+# --repeats R (Rust-driver throughput runs per server, default 3; the median run is reported:
+# this machine's speed drifts by tens of per cent within minutes), --concurrency C (default 100), --timers W (sleeping workflows on both
 # servers, default 500: the reference server arms only some 20-40 timers a second here),
 # --timers-large W (Sundial alone, default 10000, up to 100000; 0 skips it), --timers-hold W
 # (Sundial alone: W workflows left asleep on a 1 h timer, memory held, then a restart timed
@@ -29,7 +31,7 @@ ORIG_ARGS=("$@")
 
 SMOKE=0 RUST=0 REFERENCE=1 KEEP=0
 OUT="docs/benchmarks.md"
-N=500 N5=200 CONC=100 TIMERS=500 TIMERS_LARGE=10000 TIMERS_HOLD=0
+N=500 N5=200 CONC=100 TIMERS=500 TIMERS_LARGE=10000 TIMERS_HOLD=0 RUST_N=1000 REPEATS=3
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -40,6 +42,8 @@ while [ $# -gt 0 ]; do
         --out) OUT="$2"; shift ;;
         --n) N="$2"; shift ;;
         --n5) N5="$2"; shift ;;
+        --rust-n) RUST_N="$2"; shift ;;
+        --repeats) REPEATS="$2"; shift ;;
         --concurrency) CONC="$2"; shift ;;
         --timers) TIMERS="$2"; shift ;;
         --timers-large) TIMERS_LARGE="$2"; shift ;;
@@ -190,10 +194,15 @@ bench_server() { # NAME CMD...
     local pid="$PID"
     if [ -n "$RUST_BIN" ]; then
         log "$name: Rust SDK driver"
-        "$RUST_BIN" --address "127.0.0.1:$port" --n "$N" --concurrency "$CONC" --server-pid "$pid" \
-            | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver failed"
-        "$RUST_BIN" --address "127.0.0.1:$port" --n "$N5" --concurrency "$CONC" --activities 5 --server-pid "$pid" \
-            | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver (5 activities) failed"
+        local r
+        for r in $(seq "$REPEATS"); do
+            "$RUST_BIN" --address "127.0.0.1:$port" --n "$RUST_N" --concurrency "$CONC" --server-pid "$pid" \
+                | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver failed"
+        done
+        for r in $(seq "$REPEATS"); do
+            "$RUST_BIN" --address "127.0.0.1:$port" --n "$N5" --concurrency "$CONC" --activities 5 --server-pid "$pid" \
+                | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver (5 activities) failed"
+        done
     fi
     log "$name: Python SDK driver"
     "$PY" bench/py_driver.py --address "127.0.0.1:$port" --server-pid "$pid" --scenarios "$PY_SCENARIOS" \
@@ -244,7 +253,7 @@ if [ "$REFERENCE" = 1 ]; then
     for a in "${ORIG_ARGS[@]}"; do [ "$a" = --keep ] || RERUN="$RERUN $a"; done
     "$PY" bench/report.py --sundial "$TMP/sundial.jsonl" --temporal "$TMP/temporal.jsonl" \
         --out "$OUT" --command "$RERUN" --temporal-bin "$TEMPORAL" \
-        --sizes "n=$N n5=$N5 concurrency=$CONC timers=$TIMERS timers-large=$TIMERS_LARGE timers-hold=$TIMERS_HOLD" \
+        --sizes "n=$N n5=$N5 rust-n=$RUST_N repeats=$REPEATS concurrency=$CONC timers=$TIMERS timers-large=$TIMERS_LARGE timers-hold=$TIMERS_HOLD" \
         --sundial-desc "$SUNDIAL_DESC"
     log "wrote $OUT"
 fi

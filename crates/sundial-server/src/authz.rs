@@ -14,14 +14,12 @@
 //! nothing.
 
 use crate::peer::{ConnInfo, PeerIdentity};
+use crate::request_filter::{BoxFuture, FilterLayer, RequestFilter};
 use crate::tokens::TaskToken;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use sundial_proto::Method;
 use tonic::body::Body;
 
@@ -155,18 +153,18 @@ struct Authorizer {
     max_message: usize,
 }
 
-/// The tower layer that enforces a [`Policy`], or lets everything through without one.
+/// The [`RequestFilter`] that enforces a [`Policy`], or lets everything through without one.
 #[derive(Clone)]
-pub struct AuthzLayer {
+pub struct Authz {
     auth: Option<Arc<Authorizer>>,
 }
 
-impl AuthzLayer {
-    /// Enforces `policy` when there is one. `max_message` bounds the request bodies read for
-    /// their namespace.
-    pub fn new(policy: Option<Policy>, max_message: usize) -> AuthzLayer {
+impl Authz {
+    /// The layer that enforces `policy` when there is one. `max_message` bounds the request
+    /// bodies read for their namespace.
+    pub fn layer(policy: Option<Policy>, max_message: usize) -> FilterLayer<Authz> {
         let Some(policy) = policy else {
-            return AuthzLayer { auth: None };
+            return FilterLayer::new(Authz { auth: None });
         };
         let rules = sundial_proto::METHODS
             .iter()
@@ -179,63 +177,30 @@ impl AuthzLayer {
                 (m.path, rule)
             })
             .collect();
-        AuthzLayer {
+        FilterLayer::new(Authz {
             auth: Some(Arc::new(Authorizer {
                 policy,
                 rules,
                 max_message,
             })),
-        }
+        })
     }
 }
 
-impl<S> tower_layer::Layer<S> for AuthzLayer {
-    type Service = Authz<S>;
-
-    fn layer(&self, inner: S) -> Authz<S> {
-        Authz {
-            inner,
-            auth: self.auth.clone(),
-        }
-    }
-}
-
-/// The service [`AuthzLayer`] wraps around the gRPC routes.
-#[derive(Clone)]
-pub struct Authz<S> {
-    inner: S,
-    auth: Option<Arc<Authorizer>>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S> tower_service::Service<http::Request<Body>> for Authz<S>
-where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<http::Response<Body>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+impl RequestFilter for Authz {
+    fn wants(&self, _: &http::Request<Body>) -> bool {
+        self.auth.is_some()
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The clone that was polled ready serves this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let Some(auth) = self.auth.clone() else {
-            return Box::pin(inner.call(request));
-        };
+    fn filter(
+        &self,
+        request: http::Request<Body>,
+    ) -> BoxFuture<Result<http::Request<Body>, tonic::Status>> {
+        let auth = self.auth.clone();
         Box::pin(async move {
-            match auth.check(request).await {
-                Ok(request) => inner.call(request).await,
-                Err(status) => Ok(status.into_http()),
+            match auth {
+                Some(auth) => auth.check(request).await,
+                None => Ok(request),
             }
         })
     }
@@ -283,11 +248,7 @@ impl Authorizer {
             .await
             .map_err(|_| denied())?
             .to_bytes();
-        let gzip = parts
-            .headers
-            .get("grpc-encoding")
-            .is_some_and(|v| v.as_bytes() == b"gzip");
-        let message = grpc_message(&body, gzip, self.max_message).ok_or_else(denied)?;
+        let message = grpc_message(&body, self.max_message).ok_or_else(denied)?;
         let namespace = match rule.namespace_field {
             Some(field) => string_field(&message, field).ok_or_else(denied)?,
             None => String::new(),
@@ -310,28 +271,14 @@ impl Authorizer {
     }
 }
 
-/// The protobuf message of a unary gRPC request body (one length-prefixed frame), inflated
-/// when it is gzip-compressed. `None` when the body is not one well-formed frame.
-fn grpc_message(body: &Bytes, gzip: bool, max: usize) -> Option<Bytes> {
+/// The protobuf message of a unary gRPC request body (one length-prefixed, uncompressed
+/// frame: [`crate::gzip_requests`] has inflated compressed ones before this layer). `None` when
+/// the body is not one such frame.
+fn grpc_message(body: &Bytes, max: usize) -> Option<Bytes> {
     let (&flag, rest) = body.split_first()?;
     let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
     let payload = rest.get(4..)?;
-    if payload.len() != len {
-        return None;
-    }
-    match flag {
-        0 => Some(body.slice(5..)),
-        1 if gzip => {
-            use std::io::Read;
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(payload)
-                .take(max as u64 + 1)
-                .read_to_end(&mut out)
-                .ok()?;
-            (out.len() <= max).then(|| Bytes::from(out))
-        }
-        _ => None,
-    }
+    (flag == 0 && payload.len() == len && len <= max).then(|| body.slice(5..))
 }
 
 /// Reads a varint at `at`, returning it and the position after it.
@@ -523,25 +470,17 @@ mod tests {
     }
 
     #[test]
-    fn reads_plain_and_gzip_frames() {
-        use std::io::Write;
+    fn reads_one_plain_frame() {
         let msg = b"hello".to_vec();
         let mut plain = vec![0, 0, 0, 0, 5];
         plain.extend(&msg);
         assert_eq!(
-            grpc_message(&Bytes::from(plain), false, 100).unwrap(),
+            grpc_message(&Bytes::from(plain.clone()), 100).unwrap(),
             &msg[..]
         );
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&msg).unwrap();
-        let gz = enc.finish().unwrap();
-        let mut frame = vec![1];
-        frame.extend((gz.len() as u32).to_be_bytes());
-        frame.extend(&gz);
-        let frame = Bytes::from(frame);
-        assert_eq!(grpc_message(&frame, true, 100).unwrap(), &msg[..]);
-        assert!(grpc_message(&frame, false, 100).is_none());
-        assert!(grpc_message(&frame, true, 2).is_none());
-        assert!(grpc_message(&Bytes::from_static(&[0, 0, 0, 0, 9, 1]), false, 100).is_none());
+        assert!(grpc_message(&Bytes::from(plain.clone()), 2).is_none());
+        plain[0] = 1;
+        assert!(grpc_message(&Bytes::from(plain), 100).is_none());
+        assert!(grpc_message(&Bytes::from_static(&[0, 0, 0, 0, 9, 1]), 100).is_none());
     }
 }

@@ -126,6 +126,13 @@ pub struct History {
 /// Called with the state of a run that just closed (see [`History::on_close`]).
 pub type CloseListener = Box<dyn Fn(&ExecutionState) + Send + Sync>;
 
+/// A new run id: a UUID (version 7) that starts with its creation time, so the store's
+/// tables keyed by run id (history, executions, visibility) grow at their end instead of
+/// dirtying a random page per insert.
+fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Adds one run's state and new events (event id, encoding) to a batch.
 fn add_run(
     batch: &mut WriteBatch,
@@ -189,9 +196,9 @@ impl History {
     /// Rebuilds running executions after a start: their deadlines go back to the timer loop
     /// and their ready tasks back to the queues.
     pub async fn recover(&self) -> Result<usize, ServiceError> {
-        let rows = self
-            .store
-            .load_executions_with_status(WorkflowExecutionStatus::Running as i32)?;
+        const _: () =
+            assert!(WorkflowExecutionStatus::Running as i32 == sundial_store::RUNNING_STATUS);
+        let rows = self.store.load_running_executions()?;
         let count = rows.len();
         for row in rows {
             let state = decode_state(&row)?;
@@ -319,7 +326,7 @@ impl History {
         let now = now_ms();
         let mut t = Transition::new(&mut state, now);
         t.limits = self.limits;
-        t.new_run_id = uuid::Uuid::new_v4().to_string();
+        t.new_run_id = new_run_id();
         t.pending_update_ids = entry.updates.lock().waiting_ids();
         let result = op(&entry, &mut t)?;
         if t.enforce_history_limits() {
@@ -663,7 +670,7 @@ impl History {
         signal: Option<Signal>,
         parent: Option<sundial_engine::ParentInfo>,
     ) -> Result<StartOutcome, ServiceError> {
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = new_run_id();
         let now = now_ms();
         let params = StartParams {
             request: req,

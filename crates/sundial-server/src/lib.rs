@@ -5,6 +5,7 @@ pub mod authz;
 pub mod clock;
 pub mod error;
 pub mod frontend;
+pub mod gzip_requests;
 pub mod history;
 pub mod listener;
 pub mod matching;
@@ -14,6 +15,7 @@ pub mod metrics_layer;
 pub mod namespaces;
 pub mod outbound;
 pub mod peer;
+pub mod request_filter;
 pub mod retention;
 pub mod run_events;
 pub mod scheduler;
@@ -168,9 +170,12 @@ pub async fn serve(
     }
     let incoming = listener::incoming(tcp, tls, stopped(stopping.clone()));
     ready(bound);
-    let authorization = authz::AuthzLayer::new(config.authorization, frontend::MAX_MESSAGE_SIZE);
+    let authorization = authz::Authz::layer(config.authorization, frontend::MAX_MESSAGE_SIZE);
     let server = tonic::transport::Server::builder()
         .layer(metrics_layer::RpcMetricsLayer::new(config.metrics.clone()))
+        .layer(gzip_requests::GzipRequests::layer(
+            frontend::MAX_MESSAGE_SIZE,
+        ))
         .layer(authorization)
         .add_service(workflow)
         .add_service(operator)

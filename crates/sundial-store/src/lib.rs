@@ -30,12 +30,16 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// The `status` of a run that has not closed (Temporal's `WORKFLOW_EXECUTION_STATUS_RUNNING`).
+pub const RUNNING_STATUS: i32 = 1;
+
 /// One run's row: identity, status and the engine's encoded state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionRow {
     pub namespace: String,
     pub workflow_id: String,
     pub run_id: String,
+    /// Temporal's `WorkflowExecutionStatus` as an integer ([`RUNNING_STATUS`] while open).
     pub status: i32,
     pub state: Vec<u8>,
 }
@@ -148,8 +152,9 @@ pub trait Store: Send + Sync + 'static {
     /// Queues `batch` for the next group commit.
     fn commit(&self, batch: WriteBatch) -> CommitReceipt;
     fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
-    /// Every run whose status is `status` (used at start-up to rebuild running executions).
-    fn load_executions_with_status(&self, status: i32) -> Result<Vec<ExecutionRow>, StoreError>;
+    /// Every run whose status is [`RUNNING_STATUS`], oldest first (used at start-up to rebuild
+    /// running executions).
+    fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError>;
     /// A run by id, or the latest run of the workflow id when `run_id` is `None`.
     fn load_execution(
         &self,

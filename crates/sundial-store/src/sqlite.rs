@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS namespaces (
     data BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS executions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL UNIQUE,
     namespace TEXT NOT NULL,
     workflow_id TEXT NOT NULL,
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS executions (
     state BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions(namespace, workflow_id, seq);
-CREATE INDEX IF NOT EXISTS executions_by_status ON executions(status);
+DROP INDEX IF EXISTS executions_by_status;
+CREATE INDEX IF NOT EXISTS executions_running ON executions(seq) WHERE status = 1;
 CREATE TABLE IF NOT EXISTS visibility (
     run_id TEXT PRIMARY KEY,
     namespace TEXT NOT NULL,
@@ -54,7 +55,9 @@ CREATE INDEX IF NOT EXISTS visibility_by_start ON visibility(namespace, start_ti
 CREATE INDEX IF NOT EXISTS visibility_by_status ON visibility(namespace, status, start_time);
 CREATE INDEX IF NOT EXISTS visibility_by_type ON visibility(namespace, workflow_type, start_time);
 CREATE INDEX IF NOT EXISTS visibility_by_id ON visibility(namespace, workflow_id);
-CREATE INDEX IF NOT EXISTS visibility_by_close ON visibility(namespace, close_time);
+DROP INDEX IF EXISTS visibility_by_close;
+CREATE INDEX IF NOT EXISTS visibility_closed ON visibility(namespace, close_time)
+    WHERE close_time IS NOT NULL;
 CREATE TABLE IF NOT EXISTS search_attributes (
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -172,22 +175,34 @@ fn write_group<'a>(
 ) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
     {
+        // Most transitions change only a run's state. Setting `status` would make SQLite
+        // rewrite the `executions_running` entry even when the value stays, so the state is
+        // written alone unless the status changed (`set_status` then).
         let mut put_execution = tx.prepare_cached(
             "INSERT INTO executions (run_id, namespace, workflow_id, status, state)
              VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(run_id) DO UPDATE SET status = excluded.status, state = excluded.state",
+             ON CONFLICT(run_id) DO UPDATE SET state = excluded.state
+             WHERE status = excluded.status",
         )?;
+        let mut set_status =
+            tx.prepare_cached("UPDATE executions SET status = ?2, state = ?3 WHERE run_id = ?1")?;
         let mut put_event =
             tx.prepare_cached("INSERT INTO history (run_id, event_id, data) VALUES (?1, ?2, ?3)")?;
         let mut put_namespace = tx.prepare_cached(
             "INSERT INTO namespaces (name, data) VALUES (?1, ?2)
              ON CONFLICT(name) DO UPDATE SET data = excluded.data",
         )?;
+        // A run's identity, type, queue, start time and parents are fixed when it starts; a
+        // later write updates only what can change, so the indexes on the rest stay untouched.
         let mut put_visibility = tx.prepare_cached(
-            "INSERT OR REPLACE INTO visibility (run_id, namespace, workflow_id, workflow_type, task_queue,
+            "INSERT INTO visibility (run_id, namespace, workflow_id, workflow_type, task_queue,
                 status, start_time, execution_time, close_time, history_length, execution_duration,
                 parent_workflow_id, parent_run_id, root_workflow_id, root_run_id, search_attributes, info)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+             ON CONFLICT(run_id) DO UPDATE SET status = excluded.status,
+                close_time = excluded.close_time, history_length = excluded.history_length,
+                execution_duration = excluded.execution_duration,
+                search_attributes = excluded.search_attributes, info = excluded.info",
         )?;
         let mut put_attribute = tx.prepare_cached(
             "INSERT OR REPLACE INTO search_attributes (namespace, name, value_type) VALUES (?1, ?2, ?3)",
@@ -248,13 +263,16 @@ fn write_group<'a>(
                 put_namespace.execute(params![ns.name, ns.data])?;
             }
             for e in &batch.executions {
-                put_execution.execute(params![
+                let written = put_execution.execute(params![
                     e.run_id,
                     e.namespace,
                     e.workflow_id,
                     e.status,
                     e.state
                 ])?;
+                if written == 0 {
+                    set_status.execute(params![e.run_id, e.status, e.state])?;
+                }
             }
             for ev in &batch.events {
                 put_event.execute(params![ev.run_id, ev.event_id, ev.data])?;
@@ -307,13 +325,14 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn load_executions_with_status(&self, status: i32) -> Result<Vec<ExecutionRow>, StoreError> {
+    fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
         let conn = self.reader.lock();
+        // The literal (not a parameter) lets SQLite use the partial index `executions_running`.
         let mut stmt = conn.prepare_cached(
             "SELECT namespace, workflow_id, run_id, status, state FROM executions
-             WHERE status = ?1 ORDER BY seq",
+             WHERE status = 1 ORDER BY seq",
         )?;
-        let rows = stmt.query_map([status], execution_from_row)?;
+        let rows = stmt.query_map([], execution_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -442,7 +461,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::EventRow;
+    use crate::{EventRow, RUNNING_STATUS, VisibilityRow};
 
     fn row(run: &str, status: i32) -> ExecutionRow {
         ExecutionRow {
@@ -452,6 +471,54 @@ mod tests {
             status,
             state: vec![status as u8],
         }
+    }
+
+    #[tokio::test]
+    async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_state() {
+        let store = SqliteStore::open(None).unwrap();
+        let exec = |status: i32, state: u8| WriteBatch {
+            executions: vec![ExecutionRow {
+                state: vec![state],
+                ..row("r1", status)
+            }],
+            visibility: vec![VisibilityRow {
+                run_id: "r1".into(),
+                namespace: "default".into(),
+                workflow_id: "wf".into(),
+                workflow_type: "T".into(),
+                status,
+                start_time_ms: 5,
+                close_time_ms: (status != RUNNING_STATUS).then_some(9),
+                info: vec![state],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        for batch in [exec(1, 10), exec(1, 11), exec(2, 12)] {
+            store.commit(batch).await.unwrap().unwrap();
+        }
+        let latest = store.load_execution("default", "wf", Some("r1")).unwrap();
+        assert_eq!(latest.map(|r| (r.status, r.state)), Some((2, vec![12])));
+        assert!(store.load_running_executions().unwrap().is_empty());
+        let all = VisibilityFilter {
+            where_sql: "1".into(),
+            params: vec![],
+            order_sql: "start_time DESC".into(),
+        };
+        assert_eq!(
+            store.list_visibility("default", &all, 10, 0).unwrap(),
+            vec![vec![12]]
+        );
+        assert_eq!(
+            store.closed_runs_before("default", 10, 10).unwrap(),
+            vec![("wf".to_string(), "r1".to_string())]
+        );
+        assert!(
+            store
+                .closed_runs_before("default", 9, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -547,10 +614,7 @@ mod tests {
         }
         let store = SqliteStore::open(Some(&path)).unwrap();
         assert_eq!(store.load_namespaces().unwrap().len(), 1);
-        assert_eq!(
-            store.load_executions_with_status(1).unwrap(),
-            vec![row("r1", 1)]
-        );
+        assert_eq!(store.load_running_executions().unwrap(), vec![row("r1", 1)]);
         let latest = store
             .load_execution("default", "wf", None)
             .unwrap()
