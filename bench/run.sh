@@ -10,9 +10,10 @@
 #                                is set
 #
 # Options (full run): --n N (one-activity workflows, default 500), --n5 N (five-activity
-# workflows, default 200), --rust-n N (one-activity workflows per Rust-driver run, default 1000),
-# --repeats R (Rust-driver throughput runs per server, default 5; the median run is reported:
-# this machine's speed drifts by tens of per cent within minutes), --concurrency C (default 100), --timers W (sleeping workflows on both
+# workflows, default 200), --rust-n N (one-activity workflows per Rust-driver run, default 2000),
+# --repeats R (Rust-driver throughput runs per server, default 5; the throughput reported is
+# the one over all runs, the other figures the median run's: this machine's speed drifts by
+# tens of per cent within minutes, and one short run catches only one moment of it), --concurrency C (default 100), --timers W (sleeping workflows on both
 # servers, default 500: the reference server arms only some 20-40 timers a second here),
 # --timers-large W (Sundial alone, default 10000, up to 100000; 0 skips it), --timers-hold W
 # (Sundial alone: W workflows left asleep on a 1 h timer, memory held, then a restart timed
@@ -31,7 +32,7 @@ ORIG_ARGS=("$@")
 
 SMOKE=0 RUST=0 REFERENCE=1 KEEP=0
 OUT="docs/benchmarks.md"
-N=500 N5=200 CONC=100 TIMERS=500 TIMERS_LARGE=10000 TIMERS_HOLD=0 RUST_N=1000 REPEATS=5
+N=500 N5=200 CONC=100 TIMERS=500 TIMERS_LARGE=10000 TIMERS_HOLD=0 RUST_N=2000 REPEATS=5
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -16,6 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 /// Most batches one transaction takes before it commits.
 const MAX_GROUP: usize = 1024;
 
+/// How long the writer gathers further batches before committing when the previous group
+/// held more than one (the sign of concurrent work, as PostgreSQL's `commit_delay` with
+/// `commit_siblings`). A lone transition never waits; under load a group then takes the
+/// transitions of many executions, so one fsync and the shared WAL pages serve all of them.
+const GATHER_UNDER_LOAD: std::time::Duration = std::time::Duration::from_micros(500);
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS namespaces (
     name TEXT PRIMARY KEY,
@@ -134,14 +140,15 @@ fn writer_loop(
     checkpoints: Option<Checkpoints>,
     observer: Option<Arc<dyn CommitObserver>>,
 ) {
+    let mut last_group = 0;
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
+        take_waiting(&mut rx, &mut group);
+        if last_group > 1 && group.len() < MAX_GROUP {
+            std::thread::sleep(GATHER_UNDER_LOAD);
+            take_waiting(&mut rx, &mut group);
         }
+        last_group = group.len();
         let started = std::time::Instant::now();
         let result = {
             let mut conn = conn.lock();
@@ -165,6 +172,16 @@ fn writer_loop(
         }
         if let Some(checkpoints) = &checkpoints {
             checkpoints.after_commit(&conn.lock(), rx.is_empty());
+        }
+    }
+}
+
+/// Moves the batches already queued into `group`, up to [`MAX_GROUP`].
+fn take_waiting(rx: &mut mpsc::UnboundedReceiver<Job>, group: &mut Vec<Job>) {
+    while group.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
         }
     }
 }
