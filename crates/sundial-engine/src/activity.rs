@@ -49,7 +49,10 @@ impl Transition<'_> {
         Ok(a.clone())
     }
 
-    /// Hands the activity attempt to a poller (memory only until the next commit).
+    /// Hands the activity attempt to a poller. Committed before the poller sees it: a crash
+    /// must not hand the same attempt out a second time while the first worker may still run
+    /// it (an activity with one attempt runs at most once); after a restart the attempt stays
+    /// started and its start-to-close timeout decides.
     pub fn start_activity(
         &mut self,
         task: ActivityRef,
@@ -69,7 +72,7 @@ impl Transition<'_> {
         info.started_identity = poller.identity.clone();
         info.started_request_id = poller.request_id.clone();
         info.started_build_id = poller.build_id.clone();
-        self.persist = false;
+        self.persist = true;
         Ok(info.clone())
     }
 

@@ -130,6 +130,12 @@ impl Transition<'_> {
         }
     }
 
+    /// An update request for an id the run already knows: nothing changes (the caller waits
+    /// for the known update's outcome).
+    pub fn update_already_known(&mut self) {
+        self.persist = false;
+    }
+
     /// An update was admitted: make sure a workflow task will carry it. Without other work a
     /// speculative task is used, which leaves no trace if the update is rejected.
     pub fn request_update_task(&mut self) {

@@ -10,7 +10,7 @@ use crate::api::{
         WorkflowTaskTimedOutEventAttributes, history_event::Attributes,
     },
 };
-use crate::{EngineError, Transition};
+use crate::{Effect, EngineError, Transition};
 
 /// Who is taking a task: recorded in the task's started event.
 #[derive(Debug, Default, Clone)]
@@ -102,6 +102,28 @@ impl Transition<'_> {
         }
         self.persist = false;
         Ok(())
+    }
+
+    /// RespondWorkflowTaskCompleted with `return_new_workflow_task`: the workflow task this
+    /// completion scheduled is started for the same worker and handed back in the reply
+    /// instead of going through a queue; the start is committed with the completion. Returns
+    /// whether there was such a task.
+    pub fn start_inline_workflow_task(&mut self, poller: &Poller) -> Result<bool, EngineError> {
+        let Some(next) = self.state.workflow_task.clone() else {
+            return Ok(false);
+        };
+        if next.is_started() {
+            return Ok(false);
+        }
+        self.effects
+            .retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
+        let next = WorkflowTaskRef {
+            scheduled_event_id: next.scheduled_event_id,
+            seq: next.seq,
+        };
+        self.start_workflow_task(next, poller)?;
+        self.persist = true;
+        Ok(true)
     }
 
     /// Checks that `task` is the started workflow task.

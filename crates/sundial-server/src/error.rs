@@ -33,6 +33,9 @@ pub enum ServiceError {
     Unimplemented(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The store refused a write as stale; the run was reloaded and the call may be retried.
+    #[error("{0}; the workflow was reloaded, retry the call")]
+    Conflict(String),
     #[error("{0}")]
     DeadlineExceeded(String),
     #[error("{message}")]
@@ -136,7 +139,9 @@ impl From<ServiceError> for Status {
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(message),
             ServiceError::AlreadyExistsPlain(_) => Status::already_exists(message),
             ServiceError::Unimplemented(_) => Status::unimplemented(message),
-            ServiceError::Unavailable(_) => Status::unavailable(message),
+            ServiceError::Unavailable(_) | ServiceError::Conflict(_) => {
+                Status::unavailable(message)
+            }
             ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ServiceError::QueryFailed { failure, .. } => with_details(
                 Code::InvalidArgument,

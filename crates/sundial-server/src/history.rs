@@ -1,10 +1,18 @@
 //! The history role: owns the executions. Each run has one handle whose lock makes it the
 //! run's single writer; a transition is computed on a copy of the state, committed, and only
 //! then installed, followed by its effects (task dispatch, deadlines) and the reply.
+//!
+//! Invariant: what a run's entry holds is what the store holds, plus at most the started
+//! markers of tasks that need no commit (see `sundial_engine::state`). Once a commit is queued,
+//! committing it and installing its outcome run to the end in a task of their own
+//! ([`run_detached`]), whether or not the caller still waits; a failed commit installs
+//! nothing, and a write the store refuses as stale (a version conflict) reloads the run from
+//! the store.
 
 use crate::clock::now_ms;
+use crate::detached::run_detached;
 use crate::error::ServiceError;
-use crate::matching::{Matching, QueueKey, QueuedTask, TaskKind};
+use crate::matching::{Lease, Matching, QueueKey, QueuedTask, TaskKind};
 use crate::run_events::RunEvents;
 use crate::timers::Timers;
 use parking_lot::Mutex;
@@ -20,7 +28,7 @@ use sundial_engine::{
     Deadline, DeadlineKind, Effect, EngineError, ExecutionState, Limits, Signal, StartParams,
     Transition, WorkflowTaskRef,
 };
-use sundial_store::{EventRow, ExecutionRow, Store, WriteBatch};
+use sundial_store::{EventRow, ExecutionRow, RowVersion, Store, StoreError, WriteBatch};
 use tokio::sync::watch;
 
 /// How long a closed run stays cached after it closed.
@@ -34,8 +42,10 @@ pub struct RunEntry {
     pub state: ExecutionState,
     /// The run's history, encoded; loaded from the store on first use.
     pub events: RunEvents,
-    /// Events with ids from here on exist only in memory (a started task not yet committed).
-    persisted_next_event_id: i64,
+    /// What the store holds of this run: the version its next write expects. Events with ids
+    /// from `persisted.next_event_id` on exist only in memory (a started task not yet
+    /// committed).
+    persisted: RowVersion,
     /// Deadlines already handed to the timer loop.
     registered: HashSet<Deadline>,
     /// Updates admitted and not yet accepted or rejected (memory only).
@@ -49,11 +59,32 @@ pub struct RunHandle {
     pub run_id: String,
     pub namespace: String,
     pub workflow_id: String,
-    entry: tokio::sync::Mutex<RunEntry>,
+    entry: Arc<tokio::sync::Mutex<RunEntry>>,
     progress: watch::Sender<i64>,
 }
 
+/// The run's lock, held by whoever carries out its current transition.
+type EntryGuard = tokio::sync::OwnedMutexGuard<RunEntry>;
+
+/// The version a state as stored has (it was just loaded or committed).
+fn stored_version(state: &ExecutionState) -> RowVersion {
+    RowVersion {
+        version: state.state_transition_count,
+        next_event_id: state.next_event_id,
+        status: state.status,
+    }
+}
+
+impl RunEntry {
+    /// One past the last event that is in the store: history readers see only these, so a
+    /// client is never shown an event a crash could take back.
+    pub fn committed_next_event_id(&self) -> i64 {
+        self.persisted.next_event_id
+    }
+}
+
 impl RunHandle {
+    /// The handle of a run whose `state` is what the store holds.
     fn new(state: ExecutionState, events: RunEvents) -> Arc<RunHandle> {
         let next = state.next_event_id;
         let closed = !state.is_running();
@@ -62,20 +93,23 @@ impl RunHandle {
             namespace: state.namespace.clone(),
             workflow_id: state.workflow_id.clone(),
             progress: watch::channel(next).0,
-            entry: tokio::sync::Mutex::new(RunEntry {
+            entry: Arc::new(tokio::sync::Mutex::new(RunEntry {
                 events,
-                persisted_next_event_id: next,
+                persisted: stored_version(&state),
                 registered: HashSet::new(),
                 updates: parking_lot::Mutex::new(Default::default()),
                 eviction_scheduled: closed,
                 state,
-            }),
+            })),
         })
     }
 
-    /// Locks the run (for reads that must see a consistent state).
-    pub async fn lock(&self) -> tokio::sync::MutexGuard<'_, RunEntry> {
-        self.entry.lock().await
+    /// The entry of a handle nobody else can see yet (just created).
+    fn fresh_entry(&self) -> EntryGuard {
+        self.entry
+            .clone()
+            .try_lock_owned()
+            .expect("a new handle is not shared yet")
     }
 
     pub fn subscribe(&self) -> watch::Receiver<i64> {
@@ -96,6 +130,21 @@ enum Existing {
     Start,
 }
 
+/// A transition's result, ready to install once committed.
+struct Outcome {
+    state: ExecutionState,
+    /// New events as (event id, encoding).
+    encoded: Vec<(i64, Vec<u8>)>,
+    effects: Vec<Effect>,
+}
+
+/// A run created by a commit (a start, or the next run of a chain).
+struct NewRun {
+    state: ExecutionState,
+    events: Vec<(i64, Vec<u8>)>,
+    effects: Vec<Effect>,
+}
+
 /// What a start request came to.
 pub struct StartOutcome {
     pub run_id: String,
@@ -108,7 +157,7 @@ pub struct History {
     store: Arc<dyn Store>,
     runs: Mutex<HashMap<String, Arc<RunHandle>>>,
     latest: Mutex<HashMap<(String, String), String>>,
-    start_locks: Vec<tokio::sync::Mutex<()>>,
+    start_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
     matching: Arc<Matching>,
     timers: Timers,
     /// Thresholds passed to every transition.
@@ -133,10 +182,12 @@ fn new_run_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Adds one run's state and new events (event id, encoding) to a batch.
+/// Adds one run's state and new events (event id, encoding) to a batch: a new run when
+/// `previous` is `None`, else the write that replaces version `previous`.
 fn add_run(
     batch: &mut WriteBatch,
     state: &ExecutionState,
+    previous: Option<RowVersion>,
     events: impl Iterator<Item = (i64, Vec<u8>)>,
 ) {
     batch.executions.push(ExecutionRow {
@@ -144,6 +195,9 @@ fn add_run(
         workflow_id: state.workflow_id.clone(),
         run_id: state.run_id.clone(),
         status: state.status,
+        next_event_id: state.next_event_id,
+        version: state.state_transition_count,
+        previous,
         state: state.encode_to_vec(),
     });
     batch.events.extend(events.map(|(event_id, data)| EventRow {
@@ -179,7 +233,7 @@ impl History {
             runs: Mutex::new(HashMap::new()),
             latest: Mutex::new(HashMap::new()),
             start_locks: (0..START_LOCK_SHARDS)
-                .map(|_| tokio::sync::Mutex::new(()))
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
             matching,
             timers,
@@ -200,16 +254,50 @@ impl History {
             assert!(WorkflowExecutionStatus::Running as i32 == sundial_store::RUNNING_STATUS);
         let rows = self.store.load_running_executions()?;
         let count = rows.len();
+        // Task tokens handed out before the restart must not match the tasks dispatched after
+        // it: workflow tasks get dispatch numbers from this boot's epoch on.
+        let epoch = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros(),
+        )
+        .unwrap_or(i64::MAX);
         for row in rows {
             let state = decode_state(&row)?;
             let handle = RunHandle::new(state, RunEvents::unloaded());
+            let mut entry = handle.fresh_entry();
             self.install(&handle);
-            let mut entry = handle.entry.lock().await;
-            let now = now_ms();
-            let ready = entry.state.ready_tasks(now);
+            entry.state.renumber_unstarted_workflow_task(epoch);
+            let ready = entry.state.ready_tasks(now_ms());
             self.after_change(&handle, &mut entry, ready);
         }
         Ok(count)
+    }
+
+    /// Itself, to hand work to tasks of their own.
+    fn me(&self) -> Result<Arc<History>, ServiceError> {
+        self.me
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or_else(|| ServiceError::Unavailable("the server is shutting down".into()))
+    }
+
+    /// Replaces a run's entry with what the store holds (after the store refused a write as
+    /// stale): the state, its version, its ready tasks and deadlines.
+    fn reload(&self, handle: &RunHandle, entry: &mut RunEntry) -> Result<(), ServiceError> {
+        let row = self
+            .store
+            .load_execution(&handle.namespace, &handle.workflow_id, Some(&handle.run_id))?
+            .ok_or_else(|| Self::not_found(&handle.workflow_id, Some(&handle.run_id)))?;
+        let state = decode_state(&row)?;
+        tracing::warn!(run_id = %handle.run_id, "run reloaded from the store after a refused write");
+        entry.persisted = stored_version(&state);
+        entry.state = state;
+        entry.events = RunEvents::unloaded();
+        let ready = entry.state.ready_tasks(now_ms());
+        self.after_change(handle, entry, ready);
+        Ok(())
     }
 
     fn install(&self, handle: &Arc<RunHandle>) {
@@ -303,12 +391,19 @@ impl History {
 
     /// Runs one transition on `handle`: compute on a copy, commit, install, perform effects.
     /// `finish` builds the reply from the installed entry, still under the run's lock.
+    ///
+    /// The caller may give up at any point: before the transition is computed nothing has
+    /// happened; after, commit, install and `finish` are carried out regardless.
     pub async fn transition<R, T>(
         &self,
         handle: &Arc<RunHandle>,
         op: impl FnOnce(&mut Transition<'_>) -> Result<R, EngineError>,
-        finish: impl FnOnce(&RunEntry, R) -> T,
-    ) -> Result<T, ServiceError> {
+        finish: impl FnOnce(&RunEntry, R) -> T + Send + 'static,
+    ) -> Result<T, ServiceError>
+    where
+        R: Send + 'static,
+        T: Send + 'static,
+    {
         self.transition_with(handle, |_, t| op(t), finish).await
     }
 
@@ -318,9 +413,29 @@ impl History {
         &self,
         handle: &Arc<RunHandle>,
         op: impl FnOnce(&RunEntry, &mut Transition<'_>) -> Result<R, EngineError>,
-        finish: impl FnOnce(&RunEntry, R) -> T,
-    ) -> Result<T, ServiceError> {
-        let mut entry = handle.entry.lock().await;
+        finish: impl FnOnce(&RunEntry, R) -> T + Send + 'static,
+    ) -> Result<T, ServiceError>
+    where
+        R: Send + 'static,
+        T: Send + 'static,
+    {
+        self.run_transition(handle, op, finish, None).await
+    }
+
+    /// The one path of every transition. `creates` is a run to create in the same commit,
+    /// with the start lock of its workflow id (released once it is installed).
+    async fn run_transition<R, T>(
+        &self,
+        handle: &Arc<RunHandle>,
+        op: impl FnOnce(&RunEntry, &mut Transition<'_>) -> Result<R, EngineError>,
+        finish: impl FnOnce(&RunEntry, R) -> T + Send + 'static,
+        creates: Option<(NewRun, tokio::sync::OwnedMutexGuard<()>)>,
+    ) -> Result<T, ServiceError>
+    where
+        R: Send + 'static,
+        T: Send + 'static,
+    {
+        let mut entry = handle.entry.clone().lock_owned().await;
         self.ensure_events(&mut entry)?;
         let mut state = entry.state.clone();
         let now = now_ms();
@@ -350,58 +465,107 @@ impl History {
                 let (mut next_state, next_events, next_effects) =
                     sundial_engine::new_execution(params)?;
                 next_state.state_transition_count = 1;
-                Some((next_state, encode_all(&next_events), next_effects))
+                Some(NewRun {
+                    events: encode_all(&next_events),
+                    state: next_state,
+                    effects: next_effects,
+                })
             }
             None => None,
         };
+        let (next, start_guard) = match creates {
+            Some((run, guard)) => (Some(run), Some(guard)),
+            None => (next, None),
+        };
         let encoded = encode_all(&events);
-        if persist || next.is_some() {
-            state.state_transition_count += 1;
-            let persisted = entry.persisted_next_event_id;
-            let unsaved = (persisted..).zip(
-                entry
-                    .events
-                    .encoded(persisted, i64::MAX)
-                    .map(<[u8]>::to_vec),
-            );
-            let mut batch = WriteBatch::default();
-            add_run(&mut batch, &state, unsaved.chain(encoded.iter().cloned()));
-            let before = &entry.state;
-            if before.status != state.status
-                || before.search_attributes != state.search_attributes
-                || before.memo != state.memo
-            {
-                batch.visibility.push(self.visibility.row(&state));
-            }
-            if let Some((next_state, next_events, _)) = &next {
-                add_run(&mut batch, next_state, next_events.iter().cloned());
-                batch.visibility.push(self.visibility.row(next_state));
-            }
-            self.commit(batch).await?;
-            entry.persisted_next_event_id = state.next_event_id;
+        let outcome = Outcome {
+            state,
+            encoded,
+            effects,
+        };
+        if !persist && next.is_none() {
+            // Nothing to commit: installed at once, with no await before the reply.
+            self.install_outcome(handle, &mut entry, outcome);
+            return Ok(finish(&entry, result));
         }
-        entry.state = state;
-        for (event_id, data) in encoded {
+        let mut outcome = outcome;
+        outcome.state.state_transition_count += 1;
+        let mut batch = WriteBatch::default();
+        let persisted = entry.persisted.next_event_id;
+        let unsaved = (persisted..).zip(
+            entry
+                .events
+                .encoded(persisted, i64::MAX)
+                .map(<[u8]>::to_vec),
+        );
+        add_run(
+            &mut batch,
+            &outcome.state,
+            Some(entry.persisted),
+            unsaved.chain(outcome.encoded.iter().cloned()),
+        );
+        let before = &entry.state;
+        let after = &outcome.state;
+        if before.status != after.status
+            || before.search_attributes != after.search_attributes
+            || before.memo != after.memo
+        {
+            batch.visibility.push(self.visibility.row(after));
+        }
+        if let Some(next) = &next {
+            add_run(&mut batch, &next.state, None, next.events.iter().cloned());
+            batch.visibility.push(self.visibility.row(&next.state));
+        }
+        let history = self.me()?;
+        let handle = handle.clone();
+        run_detached(async move {
+            let _start_guard = start_guard;
+            if let Err(e) = history.commit(batch).await {
+                if matches!(e, ServiceError::Conflict(_)) {
+                    history.reload(&handle, &mut entry)?;
+                }
+                return Err(e);
+            }
+            entry.persisted = stored_version(&outcome.state);
+            history.install_outcome(&handle, &mut entry, outcome);
+            // The next run is findable before the closed one's lock is released, so a start
+            // of the same workflow id that waited on that lock sees it running.
+            if let Some(next) = next {
+                history.install_new_run(next);
+            }
+            Ok(finish(&entry, result))
+        })
+        .await
+    }
+
+    /// Puts a transition's outcome in place: state, events, deadlines, tasks, wake-ups.
+    fn install_outcome(&self, handle: &RunHandle, entry: &mut RunEntry, outcome: Outcome) {
+        entry.state = outcome.state;
+        for (event_id, data) in outcome.encoded {
             entry.events.push(event_id, data);
         }
-        self.after_change(handle, &mut entry, effects);
-        let reply = finish(&entry, result);
-        drop(entry);
-        if let Some((next_state, next_events, next_effects)) = next {
-            let next_handle = RunHandle::new(next_state, RunEvents::from_encoded(next_events));
-            self.install(&next_handle);
-            let mut next_entry = next_handle.entry.lock().await;
-            self.after_change(&next_handle, &mut next_entry, next_effects);
-        }
-        Ok(reply)
+        self.after_change(handle, entry, outcome.effects);
+    }
+
+    /// Makes a committed new run findable and performs its first effects.
+    fn install_new_run(&self, run: NewRun) -> (Arc<RunHandle>, EntryGuard) {
+        let handle = RunHandle::new(run.state, RunEvents::from_encoded(run.events));
+        let mut entry = handle.fresh_entry();
+        self.install(&handle);
+        self.after_change(&handle, &mut entry, run.effects);
+        (handle, entry)
     }
 
     async fn commit(&self, batch: WriteBatch) -> Result<(), ServiceError> {
-        self.store
+        let result = self
+            .store
             .commit(batch)
             .await
-            .map_err(|_| ServiceError::Unavailable("storage is shut down".into()))??;
-        Ok(())
+            .unwrap_or(Err(StoreError::Closed));
+        result.map_err(|e| match e {
+            StoreError::Conflict(m) => ServiceError::Conflict(m),
+            other => other.into(),
+        })
     }
 
     fn after_change(&self, handle: &RunHandle, entry: &mut RunEntry, effects: Vec<Effect>) {
@@ -548,11 +712,11 @@ impl History {
         self.handle_by_run(run_id)
     }
 
-    fn start_lock(&self, namespace: &str, workflow_id: &str) -> &tokio::sync::Mutex<()> {
+    fn start_lock(&self, namespace: &str, workflow_id: &str) -> Arc<tokio::sync::Mutex<()>> {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         (namespace, workflow_id).hash(&mut hasher);
-        &self.start_locks[(hasher.finish() as usize) % START_LOCK_SHARDS]
+        self.start_locks[(hasher.finish() as usize) % START_LOCK_SHARDS].clone()
     }
 
     /// StartWorkflowExecution (and SignalWithStart when `signal` is set), with request-id
@@ -566,6 +730,10 @@ impl History {
     }
 
     /// StartWorkflowExecution for a child workflow (`parent` set) or a plain start.
+    ///
+    /// Starts of one workflow id are serialised by a lock held until the new run is
+    /// installed (also when the caller gives up meanwhile), so two starts never both see "no
+    /// running run"; the store's one-running-run rule backs this up.
     pub async fn start_workflow_with_parent(
         &self,
         req: &StartWorkflowExecutionRequest,
@@ -573,35 +741,56 @@ impl History {
         parent: Option<sundial_engine::ParentInfo>,
     ) -> Result<StartOutcome, ServiceError> {
         sundial_engine::start::validate_start(req)?;
-        let _guard = self
+        let guard = self
             .start_lock(&req.namespace, &req.workflow_id)
-            .lock()
+            .lock_owned()
             .await;
         match self.existing_run_decision(req, signal.is_some()).await? {
-            Existing::Done(outcome) => return Ok(*outcome),
+            Existing::Done(outcome) => Ok(*outcome),
             Existing::Signal(handle) => {
                 let signal = signal.expect("decided on a signal");
                 self.transition(&handle, |t| t.signal(signal), |_, ()| ())
                     .await?;
-                return Ok(StartOutcome {
+                Ok(StartOutcome {
                     run_id: handle.run_id.clone(),
                     started: false,
                     eager_task: None,
-                });
+                })
             }
             Existing::Terminate(handle) => {
+                // The old run's termination and the new run are one commit.
+                let run = self.new_run(req, signal, parent)?;
                 let reason =
                     "terminated by a new start (workflow id conflict policy TERMINATE_EXISTING)";
-                self.transition(
+                let run_id = run.state.run_id.clone();
+                self.run_transition(
                     &handle,
-                    |t| t.terminate(reason, None, &req.identity),
+                    |_, t| t.terminate(reason, None, &req.identity),
                     |_, ()| (),
+                    Some((run, guard)),
                 )
                 .await?;
+                let eager_task = match req.request_eager_execution {
+                    true => {
+                        let created =
+                            self.handle(&req.namespace, &req.workflow_id, Some(&run_id))?;
+                        self.read(&created, crate::frontend::responses::workflow_task)
+                            .await??
+                    }
+                    false => None,
+                };
+                Ok(StartOutcome {
+                    run_id,
+                    started: true,
+                    eager_task,
+                })
             }
-            Existing::Start => {}
+            Existing::Start => {
+                let run = self.new_run(req, signal, parent)?;
+                self.create_run(run, req.request_eager_execution, guard)
+                    .await
+            }
         }
-        self.create_run(req, signal, parent).await
     }
 
     async fn existing_run_decision(
@@ -616,6 +805,19 @@ impl History {
         };
         let entry = existing.entry.lock().await;
         let st = &entry.state;
+        if !st.is_running() {
+            // It may have just continued as new: its successor is installed before its lock
+            // was released, so look again if the latest run changed meanwhile.
+            let latest = self
+                .latest
+                .lock()
+                .get(&(req.namespace.clone(), req.workflow_id.clone()))
+                .cloned();
+            if latest.is_some_and(|l| l != existing.run_id) {
+                drop(entry);
+                return Box::pin(self.existing_run_decision(req, with_signal)).await;
+            }
+        }
         if !req.request_id.is_empty() && st.start_request_id == req.request_id {
             let outcome = StartOutcome {
                 run_id: st.run_id.clone(),
@@ -663,26 +865,27 @@ impl History {
         }
     }
 
-    /// Creates, commits and installs a new run.
-    async fn create_run(
+    /// The first state, events and effects of a run a start request creates (with the first
+    /// workflow task already started when eager start was requested).
+    fn new_run(
         &self,
         req: &StartWorkflowExecutionRequest,
         signal: Option<Signal>,
         parent: Option<sundial_engine::ParentInfo>,
-    ) -> Result<StartOutcome, ServiceError> {
-        let run_id = new_run_id();
+    ) -> Result<NewRun, ServiceError> {
         let now = now_ms();
         let params = StartParams {
             request: req,
-            run_id: run_id.clone(),
+            run_id: new_run_id(),
             now,
             signal,
             continuation: None,
             parent,
         };
         let (mut state, mut events, mut effects) = sundial_engine::new_execution(params)?;
-        let eager = req.request_eager_execution;
-        if eager && let Some(wt) = state.workflow_task.clone() {
+        if req.request_eager_execution
+            && let Some(wt) = state.workflow_task.clone()
+        {
             // Eager start: the first workflow task goes back in the reply, started, in the
             // same commit as the start itself.
             let mut t = Transition::new(&mut state, now);
@@ -701,24 +904,60 @@ impl History {
             effects.retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
         }
         state.state_transition_count = 1;
+        Ok(NewRun {
+            events: encode_all(&events),
+            state,
+            effects,
+        })
+    }
+
+    /// Commits and installs a new run; `start_guard` (the workflow id's start lock) is
+    /// released once it is installed.
+    async fn create_run(
+        &self,
+        run: NewRun,
+        eager: bool,
+        start_guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<StartOutcome, ServiceError> {
         let mut batch = WriteBatch::default();
-        let encoded = encode_all(&events);
-        add_run(&mut batch, &state, encoded.iter().cloned());
-        batch.visibility.push(self.visibility.row(&state));
-        self.commit(batch).await?;
-        let handle = RunHandle::new(state, RunEvents::from_encoded(encoded));
-        self.install(&handle);
-        let mut entry = handle.entry.lock().await;
-        self.after_change(&handle, &mut entry, effects);
-        let eager_task = if eager {
-            crate::frontend::responses::workflow_task(&entry)?
-        } else {
-            None
-        };
-        Ok(StartOutcome {
-            run_id,
-            started: true,
-            eager_task,
+        add_run(&mut batch, &run.state, None, run.events.iter().cloned());
+        batch.visibility.push(self.visibility.row(&run.state));
+        let history = self.me()?;
+        run_detached(async move {
+            let _start_guard = start_guard;
+            if let Err(e) = history.commit(batch).await {
+                if let ServiceError::Conflict(_) = e {
+                    return Err(history.running_elsewhere(&run.state).unwrap_or(e));
+                }
+                return Err(e);
+            }
+            let run_id = run.state.run_id.clone();
+            let (_, entry) = history.install_new_run(run);
+            let eager_task = if eager {
+                crate::frontend::responses::workflow_task(&entry)?
+            } else {
+                None
+            };
+            Ok(StartOutcome {
+                run_id,
+                started: true,
+                eager_task,
+            })
+        })
+        .await
+    }
+
+    /// After the store refused a new run: the running run it holds for the workflow id, as
+    /// the error a start reports.
+    fn running_elsewhere(&self, state: &ExecutionState) -> Option<ServiceError> {
+        let row = self
+            .store
+            .load_execution(&state.namespace, &state.workflow_id, None)
+            .ok()??;
+        (row.status == sundial_store::RUNNING_STATUS).then(|| ServiceError::AlreadyStarted {
+            workflow_id: row.workflow_id,
+            run_id: row.run_id,
+            start_request_id: String::new(),
         })
     }
 
@@ -755,12 +994,14 @@ impl History {
     }
 
     /// Waits for a task from a queue and returns the run it belongs to, or `None` on timeout.
+    /// The task goes back to its queue unless the caller takes it from the lease (once the
+    /// task's start is carried out, or it turned out stale).
     pub async fn next_task(
         &self,
         key: QueueKey,
         identity: &str,
         wait: std::time::Duration,
-    ) -> Option<(Arc<RunHandle>, QueuedTask)> {
+    ) -> Option<(Arc<RunHandle>, Lease)> {
         let until = tokio::time::Instant::now() + wait;
         loop {
             let remaining = until.saturating_duration_since(tokio::time::Instant::now());
@@ -771,9 +1012,10 @@ impl History {
                 .matching
                 .poll(key.clone(), identity, now_ms(), remaining)
                 .await?;
-            if let Some(handle) = self.handle_by_run(&task.run_id) {
+            if let Some(handle) = self.handle_by_run(&task.task().run_id) {
                 return Some((handle, task));
             }
+            task.take();
         }
     }
 
@@ -797,17 +1039,177 @@ impl History {
             deleted_runs: vec![handle.run_id.clone()],
             ..Default::default()
         };
-        self.commit(batch).await?;
-        self.runs.lock().remove(&handle.run_id);
-        let key = (handle.namespace.clone(), handle.workflow_id.clone());
-        let mut latest = self.latest.lock();
-        if latest.get(&key) == Some(&handle.run_id) {
-            latest.remove(&key);
-        }
-        Ok(())
+        let history = self.me()?;
+        let handle = handle.clone();
+        run_detached(async move {
+            history.commit(batch).await?;
+            history.runs.lock().remove(&handle.run_id);
+            let key = (handle.namespace.clone(), handle.workflow_id.clone());
+            let mut latest = history.latest.lock();
+            if latest.get(&key) == Some(&handle.run_id) {
+                latest.remove(&key);
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub fn matching(&self) -> &Matching {
         &self.matching
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use sundial_engine::api::{
+        common::v1::WorkflowType, taskqueue::v1::TaskQueue,
+        workflowservice::v1::StartWorkflowExecutionRequest,
+    };
+    use sundial_store::testing::Fault;
+    use sundial_store::{FaultyStore, SqliteStore};
+
+    fn history_over(store: Arc<dyn Store>) -> Arc<History> {
+        let (timers, _fired) = Timers::start(now_ms);
+        let visibility =
+            Arc::new(crate::visibility::SearchAttributes::load(store.clone()).unwrap());
+        History::new(
+            store,
+            Matching::new(),
+            timers,
+            Limits::default(),
+            visibility,
+        )
+    }
+
+    fn start_request(workflow_id: &str) -> StartWorkflowExecutionRequest {
+        StartWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_id: workflow_id.into(),
+            workflow_type: Some(WorkflowType { name: "T".into() }),
+            task_queue: Some(TaskQueue {
+                name: "q".into(),
+                ..Default::default()
+            }),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn signal(n: usize) -> Signal {
+        Signal {
+            name: format!("s{n}"),
+            input: None,
+            header: None,
+            identity: "test".into(),
+            request_id: format!("signal-{n}"),
+            external: None,
+        }
+    }
+
+    async fn signal_run(
+        history: &History,
+        handle: &Arc<RunHandle>,
+        n: usize,
+    ) -> Result<(), ServiceError> {
+        history
+            .transition(handle, move |t| t.signal(signal(n)), |_, ()| ())
+            .await
+    }
+
+    /// What the store holds of the run equals what its entry holds.
+    async fn assert_memory_matches_store(history: &History, handle: &Arc<RunHandle>) {
+        let entry = handle.entry.lock().await;
+        let row = history
+            .store
+            .load_execution("default", &handle.workflow_id, Some(&handle.run_id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(decode_state(&row).unwrap(), entry.state);
+        assert_eq!(entry.persisted, row.written_version());
+        let stored = history.store.load_events(&handle.run_id, 1).unwrap();
+        assert_eq!(stored.len() as i64, entry.state.next_event_id - 1);
+    }
+
+    #[tokio::test]
+    async fn a_transition_whose_caller_gives_up_mid_commit_is_installed_anyway() {
+        let faulty = FaultyStore::new(Arc::new(SqliteStore::open(None).unwrap()));
+        let history = history_over(faulty.clone());
+        let started = history
+            .start_workflow(&start_request("wf"), None)
+            .await
+            .unwrap();
+        let handle = history
+            .handle("default", "wf", Some(&started.run_id))
+            .unwrap();
+        // The commit is durable but acknowledged late; the caller's deadline passes first.
+        faulty.inject(1, Fault::DelayReply(Duration::from_millis(300)), |_| true);
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(30), signal_run(&history, &handle, 1)).await;
+        assert!(abandoned.is_err(), "the call was expected to time out");
+        // The next transition waits for the abandoned one's install, then commits on top of it.
+        signal_run(&history, &handle, 2).await.unwrap();
+        assert_memory_matches_store(&history, &handle).await;
+        let signals = handle.entry.lock().await.state.next_event_id;
+        assert_eq!(signals, 5, "started, task scheduled, two signals");
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_installs_nothing_and_a_stale_write_reloads_the_run() {
+        let faulty = FaultyStore::new(Arc::new(SqliteStore::open(None).unwrap()));
+        let history = history_over(faulty.clone());
+        let started = history
+            .start_workflow(&start_request("wf"), None)
+            .await
+            .unwrap();
+        let handle = history
+            .handle("default", "wf", Some(&started.run_id))
+            .unwrap();
+        faulty.inject(
+            1,
+            Fault::Fail(StoreError::Backend("disk on fire".into())),
+            |_| true,
+        );
+        assert!(signal_run(&history, &handle, 1).await.is_err());
+        assert_memory_matches_store(&history, &handle).await;
+        // Memory falls behind the store (as a lost install would leave it): the store refuses
+        // the next write as stale, the run is reloaded, and the retry succeeds.
+        let behind = handle.entry.lock().await.state.clone();
+        signal_run(&history, &handle, 2).await.unwrap();
+        {
+            let mut entry = handle.entry.lock().await;
+            entry.state = behind.clone();
+            entry.persisted = stored_version(&behind);
+        }
+        let refused = signal_run(&history, &handle, 3).await;
+        assert!(
+            matches!(refused, Err(ServiceError::Conflict(_))),
+            "{refused:?}"
+        );
+        assert_memory_matches_store(&history, &handle).await;
+        signal_run(&history, &handle, 3).await.unwrap();
+        assert_memory_matches_store(&history, &handle).await;
+    }
+
+    #[tokio::test]
+    async fn a_start_whose_caller_gives_up_is_installed_and_keeps_the_id_taken() {
+        let faulty = FaultyStore::new(Arc::new(SqliteStore::open(None).unwrap()));
+        let history = history_over(faulty.clone());
+        faulty.inject(1, Fault::DelayReply(Duration::from_millis(300)), |_| true);
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(30),
+            history.start_workflow(&start_request("wf"), None),
+        )
+        .await;
+        assert!(abandoned.is_err());
+        let second = history.start_workflow(&start_request("wf"), None).await;
+        assert!(
+            matches!(second, Err(ServiceError::AlreadyStarted { .. })),
+            "the abandoned start owns the id: {:?}",
+            second.err()
+        );
+        let handle = history.handle("default", "wf", None).unwrap();
+        assert_memory_matches_store(&history, &handle).await;
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod authz;
 pub mod clock;
+pub mod detached;
 pub mod error;
 pub mod frontend;
 pub mod gzip_requests;
@@ -144,8 +145,10 @@ pub async fn serve(
         )
         .accept_compressed(CompressionEncoding::Gzip);
     let health =
-        sundial_proto::health::health_server::HealthServer::new(frontend::health::HealthService)
-            .accept_compressed(CompressionEncoding::Gzip);
+        sundial_proto::health::health_server::HealthServer::new(frontend::health::HealthService {
+            store: config.store.clone(),
+        })
+        .accept_compressed(CompressionEncoding::Gzip);
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

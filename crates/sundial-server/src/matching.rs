@@ -45,6 +45,14 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The task, still leased.
+    pub fn task(&self) -> &QueuedTask {
+        self.task
+            .as_ref()
+            .expect("a lease holds its task until taken")
+    }
+
+    /// Takes the task for good: it will not be queued again.
     pub fn take(mut self) -> QueuedTask {
         self.task
             .take()
@@ -119,23 +127,25 @@ impl Matching {
         }
     }
 
-    /// Waits up to `wait` for a task. `None` when nothing came in time.
+    /// Waits up to `wait` for a task. `None` when nothing came in time. The task returns to
+    /// the front of its queue if the lease is dropped without [`Lease::take`] (the poller went
+    /// away before the task was started).
     pub async fn poll(
         &self,
         key: QueueKey,
         identity: &str,
         now_ms: i64,
         wait: Duration,
-    ) -> Option<QueuedTask> {
+    ) -> Option<Lease> {
         let receiver = {
             let mut queues = self.queues.lock();
             if self.closed.load(std::sync::atomic::Ordering::Acquire) {
                 return None;
             }
-            let queue = queues.entry(key).or_default();
+            let queue = queues.entry(key.clone()).or_default();
             queue.poller_seen.insert(identity.to_string(), now_ms);
             if let Some(task) = queue.tasks.pop_front() {
-                return Some(task);
+                return Some(self.lease(&key, task));
             }
             queue.pollers.retain(|p| !p.is_closed());
             let (tx, rx) = oneshot::channel();
@@ -143,7 +153,7 @@ impl Matching {
             rx
         };
         match tokio::time::timeout(wait, receiver).await {
-            Ok(Ok(lease)) => Some(lease.take()),
+            Ok(Ok(lease)) => Some(lease),
             _ => None,
         }
     }
@@ -178,7 +188,6 @@ impl Matching {
         self.queues.lock().get(key).map_or(0, |q| q.tasks.len())
     }
 
-    /// Wakes every waiting poller with nothing (used at shutdown).
     /// Per queue: namespace, kind, tasks waiting and long polls waiting (for metrics).
     pub fn summary(&self) -> Vec<(String, TaskKind, usize, usize)> {
         self.queues
@@ -198,12 +207,6 @@ impl Matching {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
         for queue in queues.values_mut() {
-            queue.pollers.clear();
-        }
-    }
-
-    pub fn release_pollers(&self) {
-        for queue in self.queues.lock().values_mut() {
             queue.pollers.clear();
         }
     }
@@ -235,8 +238,9 @@ mod tests {
         let m = Matching::new();
         m.add(key(), task(1));
         let got = m.poll(key(), "w", 0, Duration::from_millis(10)).await;
-        assert_eq!(got, Some(task(1)));
-        assert_eq!(m.poll(key(), "w", 0, Duration::from_millis(10)).await, None);
+        assert_eq!(got.map(Lease::take), Some(task(1)));
+        let none = m.poll(key(), "w", 0, Duration::from_millis(10)).await;
+        assert!(none.is_none());
     }
 
     #[tokio::test]
@@ -247,7 +251,7 @@ mod tests {
             tokio::spawn(async move { m2.poll(key(), "w", 0, Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         m.add(key(), task(2));
-        assert_eq!(poll.await.unwrap(), Some(task(2)));
+        assert_eq!(poll.await.unwrap().map(Lease::take), Some(task(2)));
     }
 
     #[tokio::test]
@@ -262,12 +266,12 @@ mod tests {
             vec![("ns".to_string(), TaskKind::Activity, 0, 1)]
         );
         m.close();
-        assert_eq!(poll.await.unwrap(), None);
+        assert!(poll.await.unwrap().is_none());
         let later = tokio::time::timeout(
             Duration::from_secs(1),
             m.poll(key(), "w", 0, Duration::from_secs(30)),
         );
-        assert_eq!(later.await.unwrap(), None);
+        assert!(later.await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -280,6 +284,18 @@ mod tests {
         poll.abort();
         let _ = poll.await;
         m.add(key(), task(3));
+        assert_eq!(m.backlog(&key()), 1);
+    }
+
+    #[tokio::test]
+    async fn a_task_leased_but_not_taken_goes_back_to_the_front() {
+        let m = Matching::new();
+        m.add(key(), task(1));
+        m.add(key(), task(2));
+        let lease = m.poll(key(), "w", 0, Duration::from_millis(10)).await;
+        drop(lease);
+        let again = m.poll(key(), "w", 0, Duration::from_millis(10)).await;
+        assert_eq!(again.map(Lease::take), Some(task(1)));
         assert_eq!(m.backlog(&key()), 1);
     }
 }

@@ -21,7 +21,8 @@ pub const DEFAULT_RETENTION_MS: i64 = 24 * 3600 * 1000;
 pub const CLUSTER_NAME: &str = "active";
 
 pub struct Namespaces {
-    by_name: RwLock<BTreeMap<String, DescribeNamespaceResponse>>,
+    /// Shared with the detached task that installs a committed change.
+    by_name: Arc<RwLock<BTreeMap<String, DescribeNamespaceResponse>>>,
     store: Arc<dyn Store>,
 }
 
@@ -77,7 +78,7 @@ impl Namespaces {
             by_name.insert(row.name, ns);
         }
         Ok(Namespaces {
-            by_name: RwLock::new(by_name),
+            by_name: Arc::new(RwLock::new(by_name)),
             store,
         })
     }
@@ -95,12 +96,16 @@ impl Namespaces {
             }],
             ..Default::default()
         };
-        self.store
-            .commit(batch)
-            .await
-            .map_err(|_| ServiceError::Unavailable("storage shut down".into()))??;
-        self.by_name.write().insert(name, ns);
-        Ok(())
+        let receipt = self.store.commit(batch);
+        let by_name = self.by_name.clone();
+        crate::detached::run_detached(async move {
+            receipt
+                .await
+                .map_err(|_| ServiceError::Unavailable("storage shut down".into()))??;
+            by_name.write().insert(name, ns);
+            Ok(())
+        })
+        .await
     }
 
     /// Registers `name` unless it exists (start-up namespaces). With `retention_ms`, the

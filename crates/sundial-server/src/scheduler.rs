@@ -37,7 +37,7 @@ type Key = (String, String);
 pub struct ScheduleHandle {
     pub namespace: String,
     pub schedule_id: String,
-    machine: tokio::sync::Mutex<Option<ScheduleMachine>>,
+    machine: Arc<tokio::sync::Mutex<Option<ScheduleMachine>>>,
     wake: Notify,
 }
 
@@ -48,6 +48,27 @@ pub struct Scheduler {
     schedules: Mutex<HashMap<Key, Arc<ScheduleHandle>>>,
     /// (namespace, workflow id) of workflows schedules are waiting on, to their schedule id.
     watched: Mutex<HashMap<Key, String>>,
+}
+
+/// Commits a schedule's record (`None`: its deletion).
+async fn commit_record(
+    store: &Arc<dyn Store>,
+    record: Option<&ScheduleRecord>,
+    key: &Key,
+) -> Result<(), ServiceError> {
+    let batch = WriteBatch {
+        schedules: vec![ScheduleRow {
+            namespace: key.0.clone(),
+            schedule_id: key.1.clone(),
+            data: record.map(|r| r.encode_to_vec()),
+        }],
+        ..Default::default()
+    };
+    store
+        .commit(batch)
+        .await
+        .map_err(|_| ServiceError::Unavailable("storage is shut down".into()))??;
+    Ok(())
 }
 
 impl From<ScheduleError> for ServiceError {
@@ -107,7 +128,7 @@ impl Scheduler {
         let handle = Arc::new(ScheduleHandle {
             namespace: machine.record.namespace.clone(),
             schedule_id: machine.record.schedule_id.clone(),
-            machine: tokio::sync::Mutex::new(Some(machine)),
+            machine: Arc::new(tokio::sync::Mutex::new(Some(machine))),
             wake: Notify::new(),
         });
         self.schedules.lock().insert(
@@ -161,19 +182,14 @@ impl Scheduler {
     }
 
     async fn commit(&self, record: Option<&ScheduleRecord>, key: &Key) -> Result<(), ServiceError> {
-        let batch = WriteBatch {
-            schedules: vec![ScheduleRow {
-                namespace: key.0.clone(),
-                schedule_id: key.1.clone(),
-                data: record.map(|r| r.encode_to_vec()),
-            }],
-            ..Default::default()
-        };
-        self.store
-            .commit(batch)
-            .await
-            .map_err(|_| ServiceError::Unavailable("storage is shut down".into()))??;
-        Ok(())
+        commit_record(&self.store, record, key).await
+    }
+
+    /// Itself, to carry out a committed change in a task of its own.
+    fn me(&self) -> Result<Arc<Scheduler>, ServiceError> {
+        self.me
+            .upgrade()
+            .ok_or_else(|| ServiceError::Unavailable("the server is shutting down".into()))
     }
 
     /// CreateSchedule: commits the new schedule (and applies an initial patch) before replying.
@@ -201,17 +217,21 @@ impl Scheduler {
                 Arc::new(ScheduleHandle {
                     namespace: key.0.clone(),
                     schedule_id: key.1.clone(),
-                    machine: tokio::sync::Mutex::new(None),
+                    machine: Arc::new(tokio::sync::Mutex::new(None)),
                     wake: Notify::new(),
                 }),
             );
         }
-        if let Err(e) = self.commit(Some(&machine.record), &key).await {
-            self.schedules.lock().remove(&key);
-            return Err(e);
-        }
-        self.install(machine);
-        Ok(())
+        let me = self.me()?;
+        crate::detached::run_detached(async move {
+            if let Err(e) = me.commit(Some(&machine.record), &key).await {
+                me.schedules.lock().remove(&key);
+                return Err(e);
+            }
+            me.install(machine);
+            Ok(())
+        })
+        .await
     }
 
     /// Applies `op` to a schedule under its lock, commits the record if `op` changed it, and
@@ -221,24 +241,37 @@ impl Scheduler {
         namespace: &str,
         schedule_id: &str,
         op: impl FnOnce(&mut ScheduleMachine, i64) -> Result<T, ServiceError>,
-    ) -> Result<T, ServiceError> {
+    ) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+    {
         let handle = self.get(namespace, schedule_id).ok_or_else(not_found)?;
-        let mut guard = handle.machine.lock().await;
+        let mut guard = handle.machine.clone().lock_owned().await;
         let machine = guard.as_mut().ok_or_else(not_found)?;
         let now = now_ms();
         // Time up to now is processed under the schedule as it was.
         let plan = machine.advance(now);
         let before = machine.record.clone();
         let result = op(machine, now)?;
-        if machine.record != before || !plan.starts.is_empty() {
-            let key = (namespace.to_string(), schedule_id.to_string());
-            if let Err(e) = self.commit(Some(&machine.record), &key).await {
-                *machine = ScheduleMachine::from_record(before);
-                return Err(e);
-            }
+        if machine.record == before && plan.starts.is_empty() {
+            handle.wake.notify_one();
+            return Ok(result);
         }
-        handle.wake.notify_one();
-        Ok(result)
+        let key = (namespace.to_string(), schedule_id.to_string());
+        let store = self.store.clone();
+        crate::detached::run_detached(async move {
+            let committed = match guard.as_ref() {
+                Some(machine) => commit_record(&store, Some(&machine.record), &key).await,
+                None => Err(not_found()),
+            };
+            if committed.is_err() {
+                *guard = Some(ScheduleMachine::from_record(before));
+            }
+            drop(guard);
+            handle.wake.notify_one();
+            committed.map(|()| result)
+        })
+        .await
     }
 
     /// Reads a schedule under its lock.
@@ -257,17 +290,22 @@ impl Scheduler {
     /// DeleteSchedule: the record goes; workflows it started keep running.
     pub async fn delete(&self, namespace: &str, schedule_id: &str) -> Result<(), ServiceError> {
         let handle = self.get(namespace, schedule_id).ok_or_else(not_found)?;
-        let mut guard = handle.machine.lock().await;
+        let mut guard = handle.machine.clone().lock_owned().await;
         if guard.is_none() {
             return Err(not_found());
         }
         let key = (namespace.to_string(), schedule_id.to_string());
-        self.commit(None, &key).await?;
-        *guard = None;
-        self.schedules.lock().remove(&key);
-        self.watched.lock().retain(|_, s| s != schedule_id);
-        handle.wake.notify_one();
-        Ok(())
+        let me = self.me()?;
+        crate::detached::run_detached(async move {
+            me.commit(None, &key).await?;
+            *guard = None;
+            drop(guard);
+            me.schedules.lock().remove(&key);
+            me.watched.lock().retain(|_, s| *s != key.1);
+            handle.wake.notify_one();
+            Ok(())
+        })
+        .await
     }
 
     /// The task of one schedule: act, then sleep until the next action time or a change.

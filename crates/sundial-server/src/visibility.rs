@@ -54,7 +54,8 @@ fn document_attribute(name: &str) -> Option<(Column, AttrType)> {
 
 /// Custom search attributes registered per namespace.
 pub struct SearchAttributes {
-    by_namespace: RwLock<HashMap<String, BTreeMap<String, i32>>>,
+    /// Shared with the detached task that installs a committed change.
+    by_namespace: Arc<RwLock<HashMap<String, BTreeMap<String, i32>>>>,
     store: Arc<dyn Store>,
 }
 
@@ -68,7 +69,7 @@ impl SearchAttributes {
                 .insert(name, value_type);
         }
         Ok(SearchAttributes {
-            by_namespace: RwLock::new(by_namespace),
+            by_namespace: Arc::new(RwLock::new(by_namespace)),
             store,
         })
     }
@@ -178,19 +179,23 @@ impl SearchAttributes {
             search_attributes: rows.clone(),
             ..Default::default()
         };
-        self.store
-            .commit(batch)
-            .await
-            .map_err(|_| ServiceError::Unavailable("storage is shut down".into()))??;
-        let mut map = self.by_namespace.write();
-        for row in rows {
-            let entry = map.entry(row.namespace).or_default();
-            match row.value_type {
-                Some(t) => entry.insert(row.name, t),
-                None => entry.remove(&row.name),
-            };
-        }
-        Ok(())
+        let receipt = self.store.commit(batch);
+        let by_namespace = self.by_namespace.clone();
+        crate::detached::run_detached(async move {
+            receipt
+                .await
+                .map_err(|_| ServiceError::Unavailable("storage is shut down".into()))??;
+            let mut map = by_namespace.write();
+            for row in rows {
+                let entry = map.entry(row.namespace).or_default();
+                match row.value_type {
+                    Some(t) => entry.insert(row.name, t),
+                    None => entry.remove(&row.name),
+                };
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Checks search attributes given on start (registered names, values of the registered

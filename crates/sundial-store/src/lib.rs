@@ -9,8 +9,10 @@ mod checkpoint;
 pub mod list_query;
 pub mod sql_filter;
 mod sqlite;
+pub mod testing;
 
 pub use sqlite::SqliteStore;
+pub use testing::FaultyStore;
 
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -20,6 +22,14 @@ use tokio::sync::oneshot;
 pub enum StoreError {
     #[error("storage error: {0}")]
     Backend(String),
+    /// A conditional write found the row in another version than it expected (or a second
+    /// running run of the workflow id): nothing of the batch was written.
+    #[error("write conflict: {0}")]
+    Conflict(String),
+    /// The store stopped accepting writes after a failure that may have lost pages (a failed
+    /// fsync): what is on disk can only be trusted after a restart re-reads it.
+    #[error("storage failed and refuses writes until restarted: {0}")]
+    Failed(String),
     #[error("storage is shut down")]
     Closed,
 }
@@ -33,7 +43,13 @@ impl From<rusqlite::Error> for StoreError {
 /// The `status` of a run that has not closed (Temporal's `WORKFLOW_EXECUTION_STATUS_RUNNING`).
 pub const RUNNING_STATUS: i32 = 1;
 
-/// One run's row: identity, status and the engine's encoded state.
+/// One run's row: identity, status, version and the engine's encoded state.
+///
+/// Writes are conditional: a row with `previous: None` creates the run and is refused if the
+/// run exists or if another run of the same workflow id is running (one running run per
+/// workflow id); a row with `previous: Some(v)` replaces the run only if the store still
+/// holds version `v` (its `version` and `next_event_id`). A refused row fails its whole batch
+/// with [`StoreError::Conflict`] and nothing else.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionRow {
     pub namespace: String,
@@ -41,7 +57,32 @@ pub struct ExecutionRow {
     pub run_id: String,
     /// Temporal's `WorkflowExecutionStatus` as an integer ([`RUNNING_STATUS`] while open).
     pub status: i32,
+    /// One past the last event of the run's history once this write is applied.
+    pub next_event_id: i64,
+    /// Increases with every write of the run (the state's transition count).
+    pub version: i64,
+    /// The version this write replaces; `None` creates the run.
+    pub previous: Option<RowVersion>,
     pub state: Vec<u8>,
+}
+
+/// What a conditional write expects to find in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowVersion {
+    pub version: i64,
+    pub next_event_id: i64,
+    pub status: i32,
+}
+
+impl ExecutionRow {
+    /// The version this row leaves in the store (what the next write of the run expects).
+    pub fn written_version(&self) -> RowVersion {
+        RowVersion {
+            version: self.version,
+            next_event_id: self.next_event_id,
+            status: self.status,
+        }
+    }
 }
 
 /// One encoded history event of a run.
@@ -148,9 +189,17 @@ pub trait CommitObserver: Send + Sync + 'static {
 pub type CommitReceipt = oneshot::Receiver<Result<(), StoreError>>;
 
 /// The storage contract. Reads are blocking and meant for cold paths (start-up, cache misses).
+///
+/// Commits: each batch is applied atomically or not at all, and a batch that cannot be applied
+/// fails alone (other batches committed in the same group are unaffected). Once a write fails
+/// in a way that may have lost data (an fsync error), every later commit fails with
+/// [`StoreError::Failed`] and [`Store::healthy`] stays false.
 pub trait Store: Send + Sync + 'static {
     /// Queues `batch` for the next group commit.
     fn commit(&self, batch: WriteBatch) -> CommitReceipt;
+    /// False while commits fail (since the last failed group, until one succeeds) and for good
+    /// after [`StoreError::Failed`].
+    fn healthy(&self) -> bool;
     fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
     /// Every run whose status is [`RUNNING_STATUS`], oldest first (used at start-up to rebuild
     /// running executions).

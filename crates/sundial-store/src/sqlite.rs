@@ -11,6 +11,7 @@ use crate::{
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most batches one transaction takes before it commits.
@@ -33,7 +34,9 @@ CREATE TABLE IF NOT EXISTS executions (
     namespace TEXT NOT NULL,
     workflow_id TEXT NOT NULL,
     status INTEGER NOT NULL,
-    state BLOB NOT NULL
+    state BLOB NOT NULL,
+    next_event_id INTEGER,
+    version INTEGER
 );
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions(namespace, workflow_id, seq);
 DROP INDEX IF EXISTS executions_by_status;
@@ -86,10 +89,87 @@ CREATE TABLE IF NOT EXISTS history (
 
 type Job = (WriteBatch, oneshot::Sender<Result<(), StoreError>>);
 
+/// The schema this build writes (`PRAGMA user_version`). 0: databases made before versions
+/// were recorded (no row versions on executions); 2: conditional writes (`next_event_id`,
+/// `version`) and one running run per workflow id.
+const SCHEMA_VERSION: i64 = 2;
+
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     jobs: mpsc::UnboundedSender<Job>,
     reader: Arc<Mutex<Connection>>,
+    health: Arc<Health>,
+    /// Held open with an exclusive lock for the store's lifetime: a second server on the same
+    /// file refuses to start.
+    _exclusive: Option<std::fs::File>,
+}
+
+/// Whether commits succeed, as the writer last saw it.
+#[derive(Default)]
+struct Health {
+    /// The last group failed.
+    failing: AtomicBool,
+    /// A failure that may have lost pages: no write is accepted any more.
+    failed: Mutex<Option<String>>,
+}
+
+/// Takes the exclusive lock on the database file (an advisory `flock`, separate from SQLite's
+/// own locks), creating the file if needed.
+fn lock_exclusively(path: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Backend(format!(
+            "database file {} is in use by another process (is another Sundial server running on it?)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Backend(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Creates the schema or brings an older one up to [`SCHEMA_VERSION`]; refuses a newer one.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {found}, newer than this Sundial supports ({SCHEMA_VERSION}); use a newer release"
+        )));
+    }
+    conn.execute_batch(SCHEMA)?;
+    let mut columns = Vec::new();
+    {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('executions')")?;
+        for name in stmt.query_map([], |r| r.get::<_, String>(0))? {
+            columns.push(name?);
+        }
+    }
+    for column in ["next_event_id", "version"] {
+        if !columns.iter().any(|c| c == column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE executions ADD COLUMN {column} INTEGER"
+            ))?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS executions_one_running
+             ON executions(namespace, workflow_id) WHERE status = 1;",
+    )
+    .map_err(|e| {
+        StoreError::Backend(format!(
+            "cannot enforce one running run per workflow id ({e}): the database holds two running runs of one workflow id"
+        ))
+    })?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -103,12 +183,13 @@ impl SqliteStore {
         path: Option<&std::path::Path>,
         observer: Option<Arc<dyn CommitObserver>>,
     ) -> Result<Self, StoreError> {
+        let exclusive = path.map(lock_exclusively).transpose()?;
         let (writer, reader, checkpoints) = match path {
             Some(path) => {
                 let writer = Connection::open(path)?;
                 writer.pragma_update(None, "journal_mode", "WAL")?;
                 writer.pragma_update(None, "synchronous", "FULL")?;
-                writer.execute_batch(SCHEMA)?;
+                migrate(&writer)?;
                 let checkpoints = Checkpoints::start(&writer, path)?;
                 let reader = Connection::open(path)?;
                 let writer = Arc::new(Mutex::new(writer));
@@ -116,7 +197,7 @@ impl SqliteStore {
             }
             None => {
                 let conn = Connection::open_in_memory()?;
-                conn.execute_batch(SCHEMA)?;
+                migrate(&conn)?;
                 let shared = Arc::new(Mutex::new(conn));
                 (shared.clone(), shared, None)
             }
@@ -125,12 +206,21 @@ impl SqliteStore {
             conn.lock()
                 .busy_timeout(std::time::Duration::from_secs(10))?;
         }
+        let health = Arc::new(Health::default());
         let (jobs, rx) = mpsc::unbounded_channel();
-        std::thread::Builder::new()
-            .name("sundial-store-writer".into())
-            .spawn(move || writer_loop(writer, rx, checkpoints, observer))
-            .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
-        Ok(SqliteStore { jobs, reader })
+        {
+            let health = health.clone();
+            std::thread::Builder::new()
+                .name("sundial-store-writer".into())
+                .spawn(move || writer_loop(writer, rx, checkpoints, observer, health))
+                .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
+        }
+        Ok(SqliteStore {
+            jobs,
+            reader,
+            health,
+            _exclusive: exclusive,
+        })
     }
 }
 
@@ -139,6 +229,7 @@ fn writer_loop(
     mut rx: mpsc::UnboundedReceiver<Job>,
     checkpoints: Option<Checkpoints>,
     observer: Option<Arc<dyn CommitObserver>>,
+    health: Arc<Health>,
 ) {
     let mut last_group = 0;
     while let Some(first) = rx.blocking_recv() {
@@ -150,9 +241,13 @@ fn writer_loop(
         }
         last_group = group.len();
         let started = std::time::Instant::now();
-        let result = {
-            let mut conn = conn.lock();
-            write_group(&mut conn, group.iter().map(|(batch, _)| batch))
+        let failed_before = health.failed.lock().clone();
+        let results = match failed_before {
+            Some(reason) => Err(StoreError::Failed(reason)),
+            None => {
+                let mut conn = conn.lock();
+                write_group(&mut conn, group.iter().map(|(batch, _)| batch))
+            }
         };
         let elapsed = started.elapsed();
         tracing::trace!(
@@ -160,15 +255,29 @@ fn writer_loop(
             elapsed_us = elapsed.as_micros() as u64,
             "group commit"
         );
-        if let Err(e) = &result {
+        let ok = results.is_ok();
+        if let Err(e) = &results {
             tracing::error!(error = %e, "group commit failed");
+            if let StoreError::Failed(reason) = e {
+                health.failed.lock().get_or_insert_with(|| reason.clone());
+            }
         }
+        health.failing.store(!ok, Ordering::Release);
         let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        for reply in replies {
-            let _ = reply.send(result.clone());
+        match results {
+            Ok(each) => {
+                for (reply, result) in replies.into_iter().zip(each) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
         }
         if let Some(observer) = &observer {
-            observer.group_committed(&mut batches.iter(), elapsed, result.is_ok());
+            observer.group_committed(&mut batches.iter(), elapsed, ok);
         }
         if let Some(checkpoints) = &checkpoints {
             checkpoints.after_commit(&conn.lock(), rx.is_empty());
@@ -186,117 +295,217 @@ fn take_waiting(rx: &mut mpsc::UnboundedReceiver<Job>, group: &mut Vec<Job>) {
     }
 }
 
+/// A failure of the transaction as a whole: an I/O error (SQLite's `SQLITE_IOERR`, which
+/// covers a failed fsync) may have lost pages, so the store stops; anything else (a full disk,
+/// a busy database) leaves the database as it was and later commits may succeed.
+fn group_error(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::SystemIoFailure => {
+            StoreError::Failed(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// An error of one batch inside the group: a constraint (a duplicate event, a second running
+/// run) is that batch's conflict; an I/O error fails the group.
+fn batch_error(e: rusqlite::Error) -> Result<StoreError, StoreError> {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Ok(StoreError::Conflict(e.to_string()))
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::DiskFull
+            ) =>
+        {
+            Err(group_error(e))
+        }
+        _ => Ok(StoreError::Backend(e.to_string())),
+    }
+}
+
+/// Writes every batch of a group in one transaction, each inside a savepoint: a batch that
+/// fails is rolled back alone and reported to its own caller. `Err` when the transaction as a
+/// whole failed (every caller gets it).
 fn write_group<'a>(
     conn: &mut Connection,
     batches: impl Iterator<Item = &'a WriteBatch>,
-) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
-    {
-        // Most transitions change only a run's state. Setting `status` would make SQLite
-        // rewrite the `executions_running` entry even when the value stays, so the state is
-        // written alone unless the status changed (`set_status` then).
-        let mut put_execution = tx.prepare_cached(
-            "INSERT INTO executions (run_id, namespace, workflow_id, status, state)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(run_id) DO UPDATE SET state = excluded.state
-             WHERE status = excluded.status",
-        )?;
-        let mut set_status =
-            tx.prepare_cached("UPDATE executions SET status = ?2, state = ?3 WHERE run_id = ?1")?;
-        let mut put_event =
-            tx.prepare_cached("INSERT INTO history (run_id, event_id, data) VALUES (?1, ?2, ?3)")?;
-        let mut put_namespace = tx.prepare_cached(
-            "INSERT INTO namespaces (name, data) VALUES (?1, ?2)
-             ON CONFLICT(name) DO UPDATE SET data = excluded.data",
-        )?;
-        // A run's identity, type, queue, start time and parents are fixed when it starts; a
-        // later write updates only what can change, so the indexes on the rest stay untouched.
-        let mut put_visibility = tx.prepare_cached(
-            "INSERT INTO visibility (run_id, namespace, workflow_id, workflow_type, task_queue,
-                status, start_time, execution_time, close_time, history_length, execution_duration,
-                parent_workflow_id, parent_run_id, root_workflow_id, root_run_id, search_attributes, info)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-             ON CONFLICT(run_id) DO UPDATE SET status = excluded.status,
-                close_time = excluded.close_time, history_length = excluded.history_length,
-                execution_duration = excluded.execution_duration,
-                search_attributes = excluded.search_attributes, info = excluded.info",
-        )?;
-        let mut put_attribute = tx.prepare_cached(
-            "INSERT OR REPLACE INTO search_attributes (namespace, name, value_type) VALUES (?1, ?2, ?3)",
-        )?;
-        let mut drop_attribute =
-            tx.prepare_cached("DELETE FROM search_attributes WHERE namespace = ?1 AND name = ?2")?;
-        let mut drop_run = tx.prepare_cached("DELETE FROM executions WHERE run_id = ?1")?;
-        let mut drop_history = tx.prepare_cached("DELETE FROM history WHERE run_id = ?1")?;
-        let mut drop_visibility = tx.prepare_cached("DELETE FROM visibility WHERE run_id = ?1")?;
-        let mut put_schedule = tx.prepare_cached(
-            "INSERT INTO schedules (namespace, schedule_id, data) VALUES (?1, ?2, ?3)
-             ON CONFLICT(namespace, schedule_id) DO UPDATE SET data = excluded.data",
-        )?;
-        let mut drop_schedule =
-            tx.prepare_cached("DELETE FROM schedules WHERE namespace = ?1 AND schedule_id = ?2")?;
-        for batch in batches {
-            for sc in &batch.schedules {
-                match &sc.data {
-                    Some(data) => {
-                        put_schedule.execute(params![sc.namespace, sc.schedule_id, data])?
-                    }
-                    None => drop_schedule.execute(params![sc.namespace, sc.schedule_id])?,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let tx = conn.transaction().map_err(group_error)?;
+    let mut results = Vec::new();
+    for batch in batches {
+        tx.execute_batch("SAVEPOINT batch").map_err(group_error)?;
+        match write_batch(&tx, batch) {
+            Ok(()) => {
+                tx.execute_batch("RELEASE batch").map_err(group_error)?;
+                results.push(Ok(()));
+            }
+            Err(e) => {
+                let e = match e {
+                    BatchError::Sql(e) => batch_error(e)?,
+                    BatchError::Store(e) => e,
                 };
+                tx.execute_batch("ROLLBACK TO batch; RELEASE batch")
+                    .map_err(group_error)?;
+                results.push(Err(e));
             }
-            for v in &batch.visibility {
-                put_visibility.execute(params![
-                    v.run_id,
-                    v.namespace,
-                    v.workflow_id,
-                    v.workflow_type,
-                    v.task_queue,
-                    v.status,
-                    v.start_time_ms,
-                    v.execution_time_ms,
-                    v.close_time_ms,
-                    v.history_length,
-                    v.execution_duration_ns,
-                    v.parent_workflow_id,
-                    v.parent_run_id,
-                    v.root_workflow_id,
-                    v.root_run_id,
-                    v.search_attributes_json,
-                    v.info
-                ])?;
-            }
-            for a in &batch.search_attributes {
-                match a.value_type {
-                    Some(t) => put_attribute.execute(params![a.namespace, a.name, t])?,
-                    None => drop_attribute.execute(params![a.namespace, a.name])?,
-                };
-            }
-            for run in &batch.deleted_runs {
-                drop_run.execute([run])?;
-                drop_history.execute([run])?;
-                drop_visibility.execute([run])?;
-            }
-            for ns in &batch.namespaces {
-                put_namespace.execute(params![ns.name, ns.data])?;
-            }
-            for e in &batch.executions {
-                let written = put_execution.execute(params![
+        }
+    }
+    tx.commit().map_err(group_error)?;
+    Ok(results)
+}
+
+/// Why one batch was not written.
+enum BatchError {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for BatchError {
+    fn from(e: rusqlite::Error) -> Self {
+        BatchError::Sql(e)
+    }
+}
+
+fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(), BatchError> {
+    let mut create_execution = tx.prepare_cached(
+        "INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    // Most transitions change only a run's state. Setting `status` would make SQLite rewrite
+    // the partial indexes on it even when the value stays, so the status is set only when it
+    // changes. Rows written before versions were recorded have none and match any.
+    let mut replace_state = tx.prepare_cached(
+        "UPDATE executions SET next_event_id = ?2, version = ?3, state = ?4
+         WHERE run_id = ?1 AND (version IS NULL OR (version = ?5 AND next_event_id = ?6))",
+    )?;
+    let mut replace_with_status = tx.prepare_cached(
+        "UPDATE executions SET status = ?7, next_event_id = ?2, version = ?3, state = ?4
+         WHERE run_id = ?1 AND (version IS NULL OR (version = ?5 AND next_event_id = ?6))",
+    )?;
+    let mut put_event =
+        tx.prepare_cached("INSERT INTO history (run_id, event_id, data) VALUES (?1, ?2, ?3)")?;
+    let mut put_namespace = tx.prepare_cached(
+        "INSERT INTO namespaces (name, data) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+    )?;
+    // A run's identity, type, queue, start time and parents are fixed when it starts; a
+    // later write updates only what can change, so the indexes on the rest stay untouched.
+    let mut put_visibility = tx.prepare_cached(
+        "INSERT INTO visibility (run_id, namespace, workflow_id, workflow_type, task_queue,
+            status, start_time, execution_time, close_time, history_length, execution_duration,
+            parent_workflow_id, parent_run_id, root_workflow_id, root_run_id, search_attributes, info)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+         ON CONFLICT(run_id) DO UPDATE SET status = excluded.status,
+            close_time = excluded.close_time, history_length = excluded.history_length,
+            execution_duration = excluded.execution_duration,
+            search_attributes = excluded.search_attributes, info = excluded.info",
+    )?;
+    let mut put_attribute = tx.prepare_cached(
+        "INSERT OR REPLACE INTO search_attributes (namespace, name, value_type) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut drop_attribute =
+        tx.prepare_cached("DELETE FROM search_attributes WHERE namespace = ?1 AND name = ?2")?;
+    let mut drop_run = tx.prepare_cached("DELETE FROM executions WHERE run_id = ?1")?;
+    let mut drop_history = tx.prepare_cached("DELETE FROM history WHERE run_id = ?1")?;
+    let mut drop_visibility = tx.prepare_cached("DELETE FROM visibility WHERE run_id = ?1")?;
+    let mut put_schedule = tx.prepare_cached(
+        "INSERT INTO schedules (namespace, schedule_id, data) VALUES (?1, ?2, ?3)
+         ON CONFLICT(namespace, schedule_id) DO UPDATE SET data = excluded.data",
+    )?;
+    let mut drop_schedule =
+        tx.prepare_cached("DELETE FROM schedules WHERE namespace = ?1 AND schedule_id = ?2")?;
+    for sc in &batch.schedules {
+        match &sc.data {
+            Some(data) => put_schedule.execute(params![sc.namespace, sc.schedule_id, data])?,
+            None => drop_schedule.execute(params![sc.namespace, sc.schedule_id])?,
+        };
+    }
+    for v in &batch.visibility {
+        put_visibility.execute(params![
+            v.run_id,
+            v.namespace,
+            v.workflow_id,
+            v.workflow_type,
+            v.task_queue,
+            v.status,
+            v.start_time_ms,
+            v.execution_time_ms,
+            v.close_time_ms,
+            v.history_length,
+            v.execution_duration_ns,
+            v.parent_workflow_id,
+            v.parent_run_id,
+            v.root_workflow_id,
+            v.root_run_id,
+            v.search_attributes_json,
+            v.info
+        ])?;
+    }
+    for a in &batch.search_attributes {
+        match a.value_type {
+            Some(t) => put_attribute.execute(params![a.namespace, a.name, t])?,
+            None => drop_attribute.execute(params![a.namespace, a.name])?,
+        };
+    }
+    for run in &batch.deleted_runs {
+        drop_run.execute([run])?;
+        drop_history.execute([run])?;
+        drop_visibility.execute([run])?;
+    }
+    for ns in &batch.namespaces {
+        put_namespace.execute(params![ns.name, ns.data])?;
+    }
+    for e in &batch.executions {
+        match e.previous {
+            None => {
+                create_execution.execute(params![
                     e.run_id,
                     e.namespace,
                     e.workflow_id,
                     e.status,
+                    e.next_event_id,
+                    e.version,
                     e.state
                 ])?;
-                if written == 0 {
-                    set_status.execute(params![e.run_id, e.status, e.state])?;
-                }
             }
-            for ev in &batch.events {
-                put_event.execute(params![ev.run_id, ev.event_id, ev.data])?;
+            Some(previous) => {
+                let written = if previous.status == e.status {
+                    replace_state.execute(params![
+                        e.run_id,
+                        e.next_event_id,
+                        e.version,
+                        e.state,
+                        previous.version,
+                        previous.next_event_id
+                    ])?
+                } else {
+                    replace_with_status.execute(params![
+                        e.run_id,
+                        e.next_event_id,
+                        e.version,
+                        e.state,
+                        previous.version,
+                        previous.next_event_id,
+                        e.status
+                    ])?
+                };
+                if written == 0 {
+                    return Err(BatchError::Store(StoreError::Conflict(format!(
+                        "run {} is not at version {} (next event id {}) in the store",
+                        e.run_id, previous.version, previous.next_event_id
+                    ))));
+                }
             }
         }
     }
-    tx.commit()?;
+    for ev in &batch.events {
+        put_event.execute(params![ev.run_id, ev.event_id, ev.data])?;
+    }
     Ok(())
 }
 
@@ -311,13 +520,22 @@ fn bind(namespace: &str, params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
         .collect()
 }
 
+/// Columns: namespace, workflow_id, run_id, status, next_event_id, version, state. A row
+/// written before versions were recorded reads as version 0 / next event id 0; its first
+/// write matches it whatever it expects.
 fn execution_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
+    let next_event_id = row.get::<_, Option<i64>>(4)?.unwrap_or(0);
+    let version = row.get::<_, Option<i64>>(5)?.unwrap_or(0);
+    let status = row.get(3)?;
     Ok(ExecutionRow {
         namespace: row.get(0)?,
         workflow_id: row.get(1)?,
         run_id: row.get(2)?,
-        status: row.get(3)?,
-        state: row.get(4)?,
+        status,
+        next_event_id,
+        version,
+        previous: None,
+        state: row.get(6)?,
     })
 }
 
@@ -328,6 +546,10 @@ impl Store for SqliteStore {
             let _ = reply.send(Err(StoreError::Closed));
         }
         rx
+    }
+
+    fn healthy(&self) -> bool {
+        !self.health.failing.load(Ordering::Acquire) && self.health.failed.lock().is_none()
     }
 
     fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
@@ -346,7 +568,7 @@ impl Store for SqliteStore {
         let conn = self.reader.lock();
         // The literal (not a parameter) lets SQLite use the partial index `executions_running`.
         let mut stmt = conn.prepare_cached(
-            "SELECT namespace, workflow_id, run_id, status, state FROM executions
+            "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
              WHERE status = 1 ORDER BY seq",
         )?;
         let rows = stmt.query_map([], execution_from_row)?;
@@ -363,14 +585,14 @@ impl Store for SqliteStore {
         let row = match run_id {
             Some(run_id) => conn
                 .prepare_cached(
-                    "SELECT namespace, workflow_id, run_id, status, state FROM executions
+                    "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
                      WHERE run_id = ?1 AND namespace = ?2 AND workflow_id = ?3",
                 )?
                 .query_row(params![run_id, namespace, workflow_id], execution_from_row)
                 .optional()?,
             None => conn
                 .prepare_cached(
-                    "SELECT namespace, workflow_id, run_id, status, state FROM executions
+                    "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
                      WHERE namespace = ?1 AND workflow_id = ?2 ORDER BY seq DESC LIMIT 1",
                 )?
                 .query_row(params![namespace, workflow_id], execution_from_row)
@@ -478,40 +700,66 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EventRow, RUNNING_STATUS, VisibilityRow};
+    use crate::{EventRow, RUNNING_STATUS, RowVersion, VisibilityRow};
 
+    /// A new run `run` of workflow "wf" (version 1, one event).
     fn row(run: &str, status: i32) -> ExecutionRow {
         ExecutionRow {
             namespace: "default".into(),
             workflow_id: "wf".into(),
             run_id: run.into(),
             status,
+            next_event_id: 2,
+            version: 1,
+            previous: None,
             state: vec![status as u8],
+        }
+    }
+
+    /// The write of `row` that follows `before` (one more version and event).
+    fn next(before: &ExecutionRow, status: i32, state: u8) -> ExecutionRow {
+        ExecutionRow {
+            status,
+            next_event_id: before.next_event_id + 1,
+            version: before.version + 1,
+            previous: Some(before.written_version()),
+            state: vec![state],
+            ..before.clone()
+        }
+    }
+
+    fn only(row: ExecutionRow) -> WriteBatch {
+        WriteBatch {
+            executions: vec![row],
+            ..Default::default()
         }
     }
 
     #[tokio::test]
     async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_state() {
         let store = SqliteStore::open(None).unwrap();
-        let exec = |status: i32, state: u8| WriteBatch {
-            executions: vec![ExecutionRow {
-                state: vec![state],
-                ..row("r1", status)
-            }],
+        let first = ExecutionRow {
+            state: vec![10],
+            ..row("r1", 1)
+        };
+        let second = next(&first, 1, 11);
+        let third = next(&second, 2, 12);
+        let exec = |row: ExecutionRow| WriteBatch {
             visibility: vec![VisibilityRow {
                 run_id: "r1".into(),
                 namespace: "default".into(),
                 workflow_id: "wf".into(),
                 workflow_type: "T".into(),
-                status,
+                status: row.status,
                 start_time_ms: 5,
-                close_time_ms: (status != RUNNING_STATUS).then_some(9),
-                info: vec![state],
+                close_time_ms: (row.status != RUNNING_STATUS).then_some(9),
+                info: row.state.clone(),
                 ..Default::default()
             }],
+            executions: vec![row],
             ..Default::default()
         };
-        for batch in [exec(1, 10), exec(1, 11), exec(2, 12)] {
+        for batch in [exec(first), exec(second), exec(third)] {
             store.commit(batch).await.unwrap().unwrap();
         }
         let latest = store.load_execution("default", "wf", Some("r1")).unwrap();
@@ -587,6 +835,7 @@ mod tests {
         // 40 MiB of state: past the checkpoint threshold, below the forced one.
         for i in 0..40 {
             let mut big = row(&format!("run-{i}"), 1);
+            big.workflow_id = format!("wf-{i}");
             big.state = vec![7; 1 << 20];
             let batch = WriteBatch {
                 executions: vec![big],
@@ -640,7 +889,10 @@ mod tests {
         assert_eq!(store.load_events("r1", 1).unwrap(), vec![vec![7]]);
         // A duplicate event id is refused and the whole batch is rolled back.
         let bad = WriteBatch {
-            executions: vec![row("r3", 1)],
+            executions: vec![ExecutionRow {
+                workflow_id: "other".into(),
+                ..row("r3", 1)
+            }],
             events: vec![EventRow {
                 run_id: "r1".into(),
                 event_id: 1,
@@ -648,12 +900,141 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert!(store.commit(bad).await.unwrap().is_err());
+        assert!(matches!(
+            store.commit(bad).await.unwrap(),
+            Err(StoreError::Conflict(_))
+        ));
         assert!(
             store
-                .load_execution("default", "wf", Some("r3"))
+                .load_execution("default", "other", Some("r3"))
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_write_expecting_another_version_is_refused_and_fails_alone() {
+        let store = SqliteStore::open(None).unwrap();
+        let first = row("r1", 1);
+        store.commit(only(first.clone())).await.unwrap().unwrap();
+        let second = next(&first, 1, 7);
+        store.commit(only(second.clone())).await.unwrap().unwrap();
+        // Queued together, so usually one group: the stale write (it expects `first` again)
+        // fails; the others commit.
+        let stale = next(&first, 1, 8);
+        let other = ExecutionRow {
+            workflow_id: "wf-2".into(),
+            ..row("r2", 1)
+        };
+        let receipts = [
+            store.commit(only(stale)),
+            store.commit(only(other)),
+            store.commit(only(next(&second, 1, 9))),
+        ];
+        let mut results = Vec::new();
+        for r in receipts {
+            results.push(r.await.unwrap());
+        }
+        assert!(
+            matches!(results[0], Err(StoreError::Conflict(_))),
+            "{results:?}"
+        );
+        assert!(results[1].is_ok() && results[2].is_ok(), "{results:?}");
+        let stored = store.load_execution("default", "wf", Some("r1")).unwrap();
+        assert_eq!(stored.map(|r| (r.version, r.state)), Some((3, vec![9])));
+        assert!(store.healthy());
+    }
+
+    #[tokio::test]
+    async fn a_workflow_id_has_at_most_one_running_run() {
+        let store = SqliteStore::open(None).unwrap();
+        let first = row("r1", 1);
+        store.commit(only(first.clone())).await.unwrap().unwrap();
+        let second = row("r2", 1);
+        assert!(matches!(
+            store.commit(only(second.clone())).await.unwrap(),
+            Err(StoreError::Conflict(_))
+        ));
+        // Closing the first and creating the second in one batch (continue-as-new) works.
+        let closes = WriteBatch {
+            executions: vec![next(&first, 2, 2), second],
+            ..Default::default()
+        };
+        store.commit(closes).await.unwrap().unwrap();
+        let running = store.load_running_executions().unwrap();
+        assert_eq!(running.len(), 1);
+        assert_eq!(running[0].run_id, "r2");
+    }
+
+    #[tokio::test]
+    async fn a_database_without_schema_version_is_upgraded_and_a_newer_one_refused() {
+        let (dir, path) = fresh_db("migrate");
+        {
+            // The layout written before versions were recorded.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE executions (seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL UNIQUE,
+                    namespace TEXT NOT NULL, workflow_id TEXT NOT NULL, status INTEGER NOT NULL,
+                    state BLOB NOT NULL);
+                 INSERT INTO executions (run_id, namespace, workflow_id, status, state)
+                    VALUES ('old', 'default', 'wf', 1, x'01');",
+            )
+            .unwrap();
+        }
+        {
+            let store = SqliteStore::open(Some(&path)).unwrap();
+            let old = store
+                .load_execution("default", "wf", None)
+                .unwrap()
+                .unwrap();
+            assert_eq!((old.run_id.as_str(), old.version), ("old", 0));
+            // Its first write matches whatever version it names.
+            let update = ExecutionRow {
+                next_event_id: 5,
+                version: 4,
+                previous: Some(RowVersion {
+                    version: 3,
+                    next_event_id: 4,
+                    status: 1,
+                }),
+                ..old
+            };
+            store.commit(only(update)).await.unwrap().unwrap();
+            let now = store
+                .load_execution("default", "wf", None)
+                .unwrap()
+                .unwrap();
+            assert_eq!((now.version, now.next_event_id), (4, 5));
+        }
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let refused = SqliteStore::open(Some(&path)).err().map(|e| e.to_string());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|m| m.contains("newer than this Sundial supports")),
+            "{refused:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_file_is_refused() {
+        let (dir, path) = fresh_db("exclusive");
+        let first = SqliteStore::open(Some(&path)).unwrap();
+        let second = SqliteStore::open(Some(&path)).err().map(|e| e.to_string());
+        assert!(
+            second
+                .as_deref()
+                .is_some_and(|m| m.contains("in use by another process")),
+            "{second:?}"
+        );
+        drop(first);
+        // The writer thread holds no lock; the store's file handle did.
+        SqliteStore::open(Some(&path)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,4 +1,5 @@
-//! `grpc.health.v1.Health`: SERVING for the server and each service it hosts.
+//! `grpc.health.v1.Health`: SERVING for the server and each service it hosts, NOT_SERVING
+//! while the store's commits fail.
 
 use sundial_proto::grpc_types::health::v1::{
     HealthCheckRequest, HealthCheckResponse, health_check_response::ServingStatus,
@@ -13,7 +14,9 @@ const SERVICES: [&str; 4] = [
     "grpc.health.v1.Health",
 ];
 
-pub struct HealthService;
+pub struct HealthService {
+    pub store: std::sync::Arc<dyn sundial_store::Store>,
+}
 
 #[tonic::async_trait]
 impl Health for HealthService {
@@ -23,8 +26,12 @@ impl Health for HealthService {
     ) -> Result<Response<HealthCheckResponse>, Status> {
         let service = request.into_inner().service;
         if SERVICES.contains(&service.as_str()) {
+            let status = match self.store.healthy() {
+                true => ServingStatus::Serving,
+                false => ServingStatus::NotServing,
+            };
             Ok(Response::new(HealthCheckResponse {
-                status: ServingStatus::Serving as i32,
+                status: status as i32,
             }))
         } else {
             Err(Status::not_found(format!("unknown service {service}")))

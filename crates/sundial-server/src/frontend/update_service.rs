@@ -55,7 +55,7 @@ impl Frontend {
                     let known = updates::status(entry, &update_id)
                         .map_err(|e| EngineError::FailedPrecondition(e.to_string()))?;
                     if known.is_some() {
-                        t.persist = false;
+                        t.update_already_known();
                         return Ok(());
                     }
                     if !t.state.is_running() {

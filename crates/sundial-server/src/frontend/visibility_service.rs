@@ -393,8 +393,11 @@ impl Frontend {
         let (events, more) = self
             .history
             .read(&handle, |entry| {
-                let events = entry.events.decode_newest(offset, page)?;
-                Ok::<_, ServiceError>((events, entry.events.len() > offset + page))
+                // Committed events only, as forward reads.
+                let committed = usize::try_from(entry.committed_next_event_id() - 1).unwrap_or(0);
+                let uncommitted = entry.events.len().saturating_sub(committed);
+                let events = entry.events.decode_newest(offset + uncommitted, page)?;
+                Ok::<_, ServiceError>((events, committed > offset + page))
             })
             .await??;
         Ok(GetWorkflowExecutionHistoryReverseResponse {

@@ -14,9 +14,7 @@ use sundial_engine::api::{
     history::v1::History as HistoryProto,
     workflowservice::v1::{get_system_info_response::Capabilities, *},
 };
-use sundial_engine::{
-    ActivityRef, Effect, EngineError, Poller, Signal, Transition, WorkflowTaskRef,
-};
+use sundial_engine::{ActivityRef, EngineError, Poller, Signal, Transition, WorkflowTaskRef};
 use sundial_proto::workflowservice::workflow_service_server::WorkflowService;
 use tonic::{Request, Response, Status};
 
@@ -136,7 +134,7 @@ impl Frontend {
         self.history.handle(namespace, workflow_id, Some(run_id))
     }
 
-    async fn activity_op<R: Send>(
+    async fn activity_op<R: Send + 'static>(
         &self,
         handle: Arc<RunHandle>,
         op: impl FnOnce(&mut Transition<'_>) -> Result<R, EngineError>,
@@ -159,14 +157,15 @@ impl Frontend {
         let until = tokio::time::Instant::now() + wait;
         loop {
             let remaining = until.saturating_duration_since(tokio::time::Instant::now());
-            let Some((handle, task)) = self
+            let Some((handle, lease)) = self
                 .history
                 .next_task(key.clone(), &req.identity, remaining)
                 .await
             else {
                 return Ok(PollWorkflowTaskQueueResponse::default());
             };
-            if task.query {
+            if lease.task().query {
+                let task = lease.take();
                 let query_id = task.seq_or_attempt as u64;
                 let Some(query) = self.queries.query_of(query_id) else {
                     continue;
@@ -179,6 +178,7 @@ impl Frontend {
                     .await??;
                 return Ok(response);
             }
+            let task = lease.task();
             let wt = WorkflowTaskRef {
                 scheduled_event_id: task.scheduled_event_id,
                 seq: task.seq_or_attempt,
@@ -200,9 +200,16 @@ impl Frontend {
                 )
                 .await
                 .and_then(|task| task);
+            // The task stays leased (and goes back to its queue) only if its start failed.
             match result {
-                Ok(Some(response)) => return Ok(response),
-                Ok(None) | Err(ServiceError::NotFound(_)) => continue,
+                Ok(Some(response)) => {
+                    lease.take();
+                    return Ok(response);
+                }
+                Ok(None) | Err(ServiceError::NotFound(_)) => {
+                    lease.take();
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -223,13 +230,14 @@ impl Frontend {
         let until = tokio::time::Instant::now() + wait;
         loop {
             let remaining = until.saturating_duration_since(tokio::time::Instant::now());
-            let Some((handle, task)) = self
+            let Some((handle, lease)) = self
                 .history
                 .next_task(key.clone(), &req.identity, remaining)
                 .await
             else {
                 return Ok(PollActivityTaskQueueResponse::default());
             };
+            let task = lease.task();
             let activity = ActivityRef {
                 scheduled_event_id: task.scheduled_event_id,
                 attempt: task.seq_or_attempt as i32,
@@ -247,12 +255,18 @@ impl Frontend {
                 .transition(
                     &handle,
                     |t| t.start_activity(activity, &poller),
-                    |entry, _| responses::activity_task(entry, activity.scheduled_event_id),
+                    move |entry, _| responses::activity_task(entry, activity.scheduled_event_id),
                 )
                 .await;
             match result {
-                Ok(Some(response)) => return Ok(response),
-                Ok(None) | Err(ServiceError::NotFound(_)) => continue,
+                Ok(Some(response)) => {
+                    lease.take();
+                    return Ok(response);
+                }
+                Ok(None) | Err(ServiceError::NotFound(_)) => {
+                    lease.take();
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -284,22 +298,9 @@ impl Frontend {
                         return Ok((outcome, false, Vec::new()));
                     }
                     let eager = t.start_eager_activities(&req, &poller);
-                    let mut inline = false;
-                    if inline_wanted
+                    let inline = inline_wanted
                         && outcome.new_workflow_task
-                        && let Some(next) = t.state.workflow_task.clone()
-                    {
-                        // Hand the new task back in this reply instead of through a queue.
-                        t.effects
-                            .retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
-                        let next = WorkflowTaskRef {
-                            scheduled_event_id: next.scheduled_event_id,
-                            seq: next.seq,
-                        };
-                        t.start_workflow_task(next, &poller)?;
-                        t.persist = true;
-                        inline = true;
-                    }
+                        && t.start_inline_workflow_task(&poller)?;
                     Ok((outcome, inline, eager))
                 },
                 |entry, (outcome, inline, eager)| {
@@ -396,11 +397,13 @@ impl Frontend {
                         }
                         return Ok((!req.wait_new_event).then(|| (Vec::new(), None)));
                     }
-                    let last = from.saturating_add(page_size as i64 - 1);
+                    // Only committed events: a client is never shown history a crash could
+                    // take back (a started workflow task waits for the next commit).
+                    let committed = entry.committed_next_event_id();
+                    let last = from.saturating_add(page_size as i64 - 1).min(committed - 1);
                     let events = entry.events.decode_range(from, last)?;
                     if let Some(last) = events.last().map(|e| e.event_id) {
-                        let more =
-                            last + 1 < st.next_event_id || (req.wait_new_event && st.is_running());
+                        let more = last + 1 < committed || (req.wait_new_event && st.is_running());
                         return Ok(Some((events, more.then(|| token_from(last + 1)))));
                     }
                     Ok((!st.is_running() || !req.wait_new_event).then(|| (Vec::new(), None)))
