@@ -143,6 +143,9 @@ struct NewRun {
     state: ExecutionState,
     events: Vec<(i64, Vec<u8>)>,
     effects: Vec<Effect>,
+    /// Update-with-start: the update, admitted before the first workflow task can be taken,
+    /// so that task delivers it.
+    initial_update: Option<sundial_engine::api::update::v1::Request>,
 }
 
 /// What a start request came to.
@@ -469,6 +472,7 @@ impl History {
                     events: encode_all(&next_events),
                     state: next_state,
                     effects: next_effects,
+                    initial_update: None,
                 })
             }
             None => None,
@@ -551,6 +555,9 @@ impl History {
     fn install_new_run(&self, run: NewRun) -> (Arc<RunHandle>, EntryGuard) {
         let handle = RunHandle::new(run.state, RunEvents::from_encoded(run.events));
         let mut entry = handle.fresh_entry();
+        if let Some(update) = run.initial_update {
+            entry.updates.lock().admit(update);
+        }
         self.install(&handle);
         self.after_change(&handle, &mut entry, run.effects);
         (handle, entry)
@@ -726,7 +733,18 @@ impl History {
         req: &StartWorkflowExecutionRequest,
         signal: Option<Signal>,
     ) -> Result<StartOutcome, ServiceError> {
-        self.start_workflow_with_parent(req, signal, None).await
+        self.start_inner(req, signal, None, None).await
+    }
+
+    /// Update-with-start: a run this creates has `update` admitted before its first workflow
+    /// task can be taken; a running run it finds (USE_EXISTING) is left for the caller to
+    /// admit the update to.
+    pub async fn start_workflow_with_update(
+        &self,
+        req: &StartWorkflowExecutionRequest,
+        update: sundial_engine::api::update::v1::Request,
+    ) -> Result<StartOutcome, ServiceError> {
+        self.start_inner(req, None, None, Some(update)).await
     }
 
     /// StartWorkflowExecution for a child workflow (`parent` set) or a plain start.
@@ -739,6 +757,17 @@ impl History {
         req: &StartWorkflowExecutionRequest,
         signal: Option<Signal>,
         parent: Option<sundial_engine::ParentInfo>,
+    ) -> Result<StartOutcome, ServiceError> {
+        self.start_inner(req, signal, parent, None).await
+    }
+
+    /// The one start path: client starts, signal-with-start, update-with-start and children.
+    async fn start_inner(
+        &self,
+        req: &StartWorkflowExecutionRequest,
+        signal: Option<Signal>,
+        parent: Option<sundial_engine::ParentInfo>,
+        update: Option<sundial_engine::api::update::v1::Request>,
     ) -> Result<StartOutcome, ServiceError> {
         sundial_engine::start::validate_start(req)?;
         let guard = self
@@ -759,7 +788,7 @@ impl History {
             }
             Existing::Terminate(handle) => {
                 // The old run's termination and the new run are one commit.
-                let run = self.new_run(req, signal, parent)?;
+                let run = self.new_run(req, signal, parent, update)?;
                 let reason =
                     "terminated by a new start (workflow id conflict policy TERMINATE_EXISTING)";
                 let run_id = run.state.run_id.clone();
@@ -786,7 +815,7 @@ impl History {
                 })
             }
             Existing::Start => {
-                let run = self.new_run(req, signal, parent)?;
+                let run = self.new_run(req, signal, parent, update)?;
                 self.create_run(run, req.request_eager_execution, guard)
                     .await
             }
@@ -872,6 +901,7 @@ impl History {
         req: &StartWorkflowExecutionRequest,
         signal: Option<Signal>,
         parent: Option<sundial_engine::ParentInfo>,
+        initial_update: Option<sundial_engine::api::update::v1::Request>,
     ) -> Result<NewRun, ServiceError> {
         let now = now_ms();
         let params = StartParams {
@@ -908,6 +938,7 @@ impl History {
             events: encode_all(&events),
             state,
             effects,
+            initial_update,
         })
     }
 

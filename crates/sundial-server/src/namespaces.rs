@@ -148,13 +148,6 @@ impl Namespaces {
         }
     }
 
-    pub fn id_of(&self, name: &str) -> String {
-        self.get(name)
-            .and_then(|n| n.namespace_info)
-            .map(|i| i.id)
-            .unwrap_or_default()
-    }
-
     pub fn list(&self) -> Vec<DescribeNamespaceResponse> {
         self.by_name.read().values().cloned().collect()
     }

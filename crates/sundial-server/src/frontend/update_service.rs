@@ -122,6 +122,25 @@ impl Frontend {
         } = req.workflow_execution.clone().unwrap_or_default();
         let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
         let request = req.request.clone().unwrap_or_default();
+        let update_id = self.check_update_request(&request)?;
+        let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
+        let (stage, outcome) = self.admit_and_wait(&handle, request, stage, wait).await?;
+        Ok(UpdateWorkflowExecutionResponse {
+            update_ref: Some(UpdateRef {
+                workflow_execution: Some(WorkflowExecution {
+                    workflow_id,
+                    run_id: handle.run_id.clone(),
+                }),
+                update_id,
+            }),
+            outcome,
+            stage,
+            ..Default::default()
+        })
+    }
+
+    /// An update request's id, once its id, name and input are checked.
+    fn check_update_request(&self, request: &Request) -> Result<String, ServiceError> {
         let update_id = request
             .meta
             .as_ref()
@@ -138,20 +157,7 @@ impl Frontend {
             ));
         }
         self.check_blob(request.input.as_ref().and_then(|i| i.args.as_ref()))?;
-        let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
-        let (stage, outcome) = self.admit_and_wait(&handle, request, stage, wait).await?;
-        Ok(UpdateWorkflowExecutionResponse {
-            update_ref: Some(UpdateRef {
-                workflow_execution: Some(WorkflowExecution {
-                    workflow_id,
-                    run_id: handle.run_id.clone(),
-                }),
-                update_id,
-            }),
-            outcome,
-            stage,
-            ..Default::default()
-        })
+        Ok(update_id)
     }
 
     pub(super) async fn poll_update(
@@ -210,7 +216,16 @@ impl Frontend {
             ));
         }
         self.check_blob(start.input.as_ref())?;
-        let started = self.history.start_workflow(&start, None).await?;
+        let mut start = start;
+        self.history
+            .visibility
+            .validate(&start.namespace, start.search_attributes.as_mut())?;
+        let first_update = update.request.clone().unwrap_or_default();
+        self.check_update_request(&first_update)?;
+        let started = self
+            .history
+            .start_workflow_with_update(&start, first_update)
+            .await?;
         let mut update = update;
         update.workflow_execution = Some(WorkflowExecution {
             workflow_id: start.workflow_id.clone(),

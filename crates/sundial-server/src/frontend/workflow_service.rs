@@ -134,7 +134,8 @@ impl Frontend {
         self.history.handle(namespace, workflow_id, Some(run_id))
     }
 
-    async fn activity_op<R: Send + 'static>(
+    /// Runs one transition on a run and returns the operation's result as the reply.
+    async fn run_op<R: Send + 'static>(
         &self,
         handle: Arc<RunHandle>,
         op: impl FnOnce(&mut Transition<'_>) -> Result<R, EngineError>,
@@ -564,7 +565,7 @@ impl WorkflowService for Frontend {
             scheduled_event_id: token.scheduled_event_id,
             seq: token.seq_or_attempt,
         };
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             t.fail_workflow_task(wt, req.cause, req.failure.clone(), &req.identity)
         })
         .await?;
@@ -594,7 +595,7 @@ impl WorkflowService for Frontend {
         self.check_blob(req.details.as_ref())?;
         let handle = self.run_by_token(&token)?;
         let cancel_requested = self
-            .activity_op(handle, |t| {
+            .run_op(handle, |t| {
                 t.heartbeat_activity(activity_ref(&token), req.details.clone())
             })
             .await?;
@@ -612,7 +613,7 @@ impl WorkflowService for Frontend {
         self.check_blob(req.details.as_ref())?;
         let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
         let cancel_requested = self
-            .activity_op(handle, |t| {
+            .run_op(handle, |t| {
                 let a = by_id(t, &req.activity_id)?;
                 t.heartbeat_activity(a, req.details.clone())
             })
@@ -631,7 +632,7 @@ impl WorkflowService for Frontend {
         let token = decode_token(&req.task_token, true)?;
         self.check_blob(req.result.as_ref())?;
         let handle = self.run_by_token(&token)?;
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             t.complete_activity(activity_ref(&token), req.result.clone(), &req.identity)
         })
         .await?;
@@ -645,7 +646,7 @@ impl WorkflowService for Frontend {
         let req = request.into_inner();
         self.check_blob(req.result.as_ref())?;
         let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
             t.complete_activity(a, req.result.clone(), &req.identity)
         })
@@ -661,7 +662,7 @@ impl WorkflowService for Frontend {
         let token = decode_token(&req.task_token, true)?;
         let handle = self.run_by_token(&token)?;
         let failure = req.failure.clone().unwrap_or_default();
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             t.fail_activity(
                 activity_ref(&token),
                 failure,
@@ -682,7 +683,7 @@ impl WorkflowService for Frontend {
         let req = request.into_inner();
         let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
         let failure = req.failure.clone().unwrap_or_default();
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
             t.fail_activity(
                 a,
@@ -704,7 +705,7 @@ impl WorkflowService for Frontend {
         let req = request.into_inner();
         let token = decode_token(&req.task_token, true)?;
         let handle = self.run_by_token(&token)?;
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             t.cancel_activity(activity_ref(&token), req.details.clone(), &req.identity)
         })
         .await?;
@@ -717,7 +718,7 @@ impl WorkflowService for Frontend {
     ) -> Reply<RespondActivityTaskCanceledByIdResponse> {
         let req = request.into_inner();
         let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
             t.cancel_activity(a, req.details.clone(), &req.identity)
         })
@@ -757,7 +758,7 @@ impl WorkflowService for Frontend {
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
         let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             t.terminate(&req.reason, req.details.clone(), &req.identity)
         })
         .await?;
@@ -783,7 +784,7 @@ impl WorkflowService for Frontend {
             request_id: req.request_id,
             external: None,
         };
-        self.activity_op(handle, |t| t.signal(signal)).await?;
+        self.run_op(handle, |t| t.signal(signal)).await?;
         Ok(Response::new(SignalWorkflowExecutionResponse::default()))
     }
 
@@ -853,7 +854,7 @@ impl WorkflowService for Frontend {
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
         let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             t.request_cancel(&req.reason, &req.identity, &req.request_id, None)
         })
         .await?;
@@ -1130,7 +1131,7 @@ impl WorkflowService for Frontend {
             run_id,
         } = req.execution.unwrap_or_default();
         let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
-        self.activity_op(handle, |t| {
+        self.run_op(handle, |t| {
             t.reset_stickiness();
             Ok(())
         })
