@@ -127,9 +127,7 @@ impl Transition<'_> {
     }
 
     fn close_activity(&mut self, scheduled_event_id: i64) {
-        self.state
-            .activities
-            .retain(|a| a.scheduled_event_id != scheduled_event_id);
+        self.state.remove_activity(scheduled_event_id);
         self.ensure_workflow_task();
     }
 

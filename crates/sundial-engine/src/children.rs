@@ -34,24 +34,47 @@ use crate::api::{
     },
     taskqueue::v1::TaskQueue,
 };
-use crate::commands::Rejection;
+use crate::commands::{Rejection, check_pending};
 use crate::state::{ChildInfo, ExternalCancelInfo, ExternalSignalInfo};
 use crate::transition::BUFFERED_STARTED;
 use crate::{Effect, EngineError, Transition};
 
 impl Transition<'_> {
+    /// A command naming another namespace is refused unless cross-namespace commands are
+    /// enabled (`system.enableCrossNamespaceCommands`, off by default as on the reference
+    /// server). Whether the namespace exists is checked by the caller, which knows them.
+    fn check_cross_namespace(&self, target: &str, cause: Cause) -> Result<(), Rejection> {
+        if target.is_empty()
+            || target == self.state.namespace
+            || self.limits.cross_namespace_commands
+        {
+            return Ok(());
+        }
+        Err(Rejection::new(
+            cause,
+            "cross namespace commands are not allowed",
+        ))
+    }
+
     pub(crate) fn start_child(
         &mut self,
         a: &StartChildWorkflowExecutionCommandAttributes,
         completed_id: i64,
     ) -> Result<(), Rejection> {
         let bad = |m: &str| Rejection::new(Cause::BadStartChildExecutionAttributes, m);
+        self.check_cross_namespace(&a.namespace, Cause::BadStartChildExecutionAttributes)?;
         if a.workflow_id.is_empty() {
             return Err(bad("Required field WorkflowId is not set on command."));
         }
         if a.workflow_type.as_ref().is_none_or(|t| t.name.is_empty()) {
             return Err(bad("Required field WorkflowType is not set on command."));
         }
+        check_pending(
+            self.state.children.len(),
+            self.limits.pending_child_executions,
+            "pending child workflow executions",
+            Cause::PendingChildWorkflowsLimitExceeded,
+        )?;
         let mut command = a.clone();
         if command.namespace.is_empty() {
             command.namespace = self.state.namespace.clone();
@@ -108,6 +131,7 @@ impl Transition<'_> {
         a: &SignalExternalWorkflowExecutionCommandAttributes,
         completed_id: i64,
     ) -> Result<(), Rejection> {
+        self.check_cross_namespace(&a.namespace, Cause::BadSignalWorkflowExecutionAttributes)?;
         if a.execution
             .as_ref()
             .is_none_or(|e| e.workflow_id.is_empty())
@@ -123,6 +147,12 @@ impl Transition<'_> {
                 "SignalName is not set on command.",
             ));
         }
+        check_pending(
+            self.state.external_signals.len(),
+            self.limits.pending_signals,
+            "pending signals to external workflows",
+            Cause::PendingSignalsLimitExceeded,
+        )?;
         let mut command = a.clone();
         if command.namespace.is_empty() {
             command.namespace = self.state.namespace.clone();
@@ -156,12 +186,22 @@ impl Transition<'_> {
         a: &RequestCancelExternalWorkflowExecutionCommandAttributes,
         completed_id: i64,
     ) -> Result<(), Rejection> {
+        self.check_cross_namespace(
+            &a.namespace,
+            Cause::BadRequestCancelExternalWorkflowExecutionAttributes,
+        )?;
         if a.workflow_id.is_empty() {
             return Err(Rejection::new(
                 Cause::BadRequestCancelExternalWorkflowExecutionAttributes,
                 "WorkflowId is not set on command.",
             ));
         }
+        check_pending(
+            self.state.external_cancels.len(),
+            self.limits.pending_cancel_requests,
+            "pending requests to cancel external workflows",
+            Cause::PendingRequestCancelLimitExceeded,
+        )?;
         let mut command = a.clone();
         if command.namespace.is_empty() {
             command.namespace = self.state.namespace.clone();
@@ -198,9 +238,7 @@ impl Transition<'_> {
             ));
         }
         self.state
-            .children
-            .iter()
-            .find(|c| c.initiated_event_id == initiated_event_id)
+            .child(initiated_event_id)
             .cloned()
             .ok_or_else(|| EngineError::NotFound("child workflow not found".into()))
     }
@@ -236,12 +274,7 @@ impl Transition<'_> {
         } else {
             self.state.next_event_id - 1
         };
-        if let Some(c) = self
-            .state
-            .children
-            .iter_mut()
-            .find(|c| c.initiated_event_id == initiated_event_id)
-        {
+        if let Some(c) = self.state.child_mut(initiated_event_id) {
             c.run_id = run_id.to_string();
             c.started_event_id = started_event_id;
         }
@@ -249,8 +282,12 @@ impl Transition<'_> {
         Ok(())
     }
 
-    /// The child could not start: its workflow id is taken.
-    pub fn child_start_failed(&mut self, initiated_event_id: i64) -> Result<(), EngineError> {
+    /// The child could not start: its workflow id is taken, or its namespace is gone.
+    pub fn child_start_failed(
+        &mut self,
+        initiated_event_id: i64,
+        cause: StartChildWorkflowExecutionFailedCause,
+    ) -> Result<(), EngineError> {
         let child = self.child(initiated_event_id)?;
         let command = child.command.unwrap_or_default();
         self.record(
@@ -259,16 +296,14 @@ impl Transition<'_> {
                     namespace: command.namespace.clone(),
                     workflow_id: command.workflow_id.clone(),
                     workflow_type: command.workflow_type.clone(),
-                    cause: StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists as i32,
+                    cause: cause as i32,
                     control: command.control.clone(),
                     initiated_event_id,
                     ..Default::default()
                 },
             ),
         );
-        self.state
-            .children
-            .retain(|c| c.initiated_event_id != initiated_event_id);
+        self.state.remove_child(initiated_event_id);
         self.ensure_workflow_task();
         Ok(())
     }
@@ -369,9 +404,7 @@ impl Transition<'_> {
             }
         };
         self.record(attributes);
-        self.state
-            .children
-            .retain(|c| c.initiated_event_id != initiated_event_id);
+        self.state.remove_child(initiated_event_id);
         self.ensure_workflow_task();
         Ok(())
     }
@@ -382,13 +415,7 @@ impl Transition<'_> {
         initiated_event_id: i64,
         delivered: bool,
     ) -> Result<(), EngineError> {
-        let Some(info) = self
-            .state
-            .external_signals
-            .iter()
-            .find(|s| s.initiated_event_id == initiated_event_id)
-            .cloned()
-        else {
+        let Some(info) = self.state.external_signal(initiated_event_id).cloned() else {
             self.persist = false;
             return Ok(());
         };
@@ -419,9 +446,14 @@ impl Transition<'_> {
             })
         };
         self.record(attributes);
-        self.state
+        if let Some(i) = self
+            .state
             .external_signals
-            .retain(|s| s.initiated_event_id != initiated_event_id);
+            .iter()
+            .position(|s| s.initiated_event_id == initiated_event_id)
+        {
+            self.state.external_signals.remove(i);
+        }
         self.ensure_workflow_task();
         Ok(())
     }
@@ -432,13 +464,7 @@ impl Transition<'_> {
         initiated_event_id: i64,
         delivered: bool,
     ) -> Result<(), EngineError> {
-        let Some(info) = self
-            .state
-            .external_cancels
-            .iter()
-            .find(|s| s.initiated_event_id == initiated_event_id)
-            .cloned()
-        else {
+        let Some(info) = self.state.external_cancel(initiated_event_id).cloned() else {
             self.persist = false;
             return Ok(());
         };
@@ -474,9 +500,14 @@ impl Transition<'_> {
             )
         };
         self.record(attributes);
-        self.state
+        if let Some(i) = self
+            .state
             .external_cancels
-            .retain(|s| s.initiated_event_id != initiated_event_id);
+            .iter()
+            .position(|s| s.initiated_event_id == initiated_event_id)
+        {
+            self.state.external_cancels.remove(i);
+        }
         self.ensure_workflow_task();
         Ok(())
     }

@@ -12,7 +12,7 @@ use crate::api::{
         StartTimerCommandAttributes, command::Attributes as Cmd,
     },
     enums::v1::{WorkflowExecutionStatus, WorkflowTaskFailedCause as Cause},
-    failure::v1::{ApplicationFailureInfo, Failure, failure::FailureInfo},
+    failure::v1::{Failure, ServerFailureInfo, failure::FailureInfo},
     history::v1::{
         ActivityTaskCancelRequestedEventAttributes, ActivityTaskCanceledEventAttributes,
         ActivityTaskScheduledEventAttributes, MarkerRecordedEventAttributes,
@@ -60,6 +60,54 @@ fn reject(cause: Cause, message: impl Into<String>) -> Rejection {
     Rejection::new(cause, message)
 }
 
+/// The name the reference server prints for a cause: `PendingActivitiesLimitExceeded` for
+/// `WORKFLOW_TASK_FAILED_CAUSE_PENDING_ACTIVITIES_LIMIT_EXCEEDED`.
+pub(crate) fn cause_name(cause: Cause) -> String {
+    let upper = cause.as_str_name();
+    let words = upper
+        .strip_prefix("WORKFLOW_TASK_FAILED_CAUSE_")
+        .unwrap_or(upper);
+    words
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            match chars.next() {
+                Some(first) => first.to_string() + &chars.as_str().to_lowercase(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// The message of a failed workflow task, as the reference server words it: the cause's name,
+/// then what was wrong.
+fn failure_message(rejection: &Rejection) -> String {
+    let name = cause_name(rejection.cause);
+    if rejection.message.starts_with(&format!("{name}:")) {
+        rejection.message.clone()
+    } else {
+        format!("{name}: {}", rejection.message)
+    }
+}
+
+/// Temporal's per-workflow count limits (`limit.numPending*.error`): a command that would add
+/// one more once `pending` reached `limit` fails the workflow task with `cause`.
+pub(crate) fn check_pending(
+    pending: usize,
+    limit: i64,
+    what: &str,
+    cause: Cause,
+) -> Result<(), Rejection> {
+    let pending = i64::try_from(pending).unwrap_or(i64::MAX);
+    if limit <= 0 || pending < limit {
+        return Ok(());
+    }
+    Err(reject(
+        cause,
+        format!("the number of {what}, {pending}, has reached the per-workflow limit of {limit}"),
+    ))
+}
+
 impl Transition<'_> {
     /// Applies a RespondWorkflowTaskCompleted for the started task `task`.
     pub fn complete_workflow_task(
@@ -88,16 +136,20 @@ impl Transition<'_> {
                 *self.state = snapshot;
                 self.events.truncate(events_before);
                 self.effects.truncate(effects_before);
+                self.activity_ids = None;
+                self.timer_ids = None;
+                // The reference server records a server failure named after the cause.
+                let message = failure_message(&rejection);
                 let failure = Failure {
-                    message: rejection.message.clone(),
-                    failure_info: Some(FailureInfo::ApplicationFailureInfo(
-                        ApplicationFailureInfo::default(),
-                    )),
+                    message: message.clone(),
+                    failure_info: Some(
+                        FailureInfo::ServerFailureInfo(ServerFailureInfo::default()),
+                    ),
                     ..Default::default()
                 };
                 self.workflow_task_failed(rejection.cause as i32, Some(failure), &req.identity);
                 Ok(CompletionOutcome {
-                    rejected: Some(rejection.message),
+                    rejected: Some(message),
                     new_workflow_task: true,
                     updates: Vec::new(),
                     reset_history_event_id: 0,
@@ -357,7 +409,7 @@ impl Transition<'_> {
                 "ActivityType is not set on ScheduleActivityTaskCommand.",
             ));
         }
-        if self.state.activity_by_id(&a.activity_id).is_some() {
+        if self.pending_activity_ids().contains(&a.activity_id) {
             return Err(reject(
                 Cause::ScheduleActivityDuplicateId,
                 format!("Activity ID {} already exists.", a.activity_id),
@@ -399,6 +451,12 @@ impl Transition<'_> {
             heartbeat = start_to_close;
         }
         let policy = retry::normalize(a.retry_policy.as_ref()).map_err(|m| bad(&m))?;
+        check_pending(
+            self.state.activities.len(),
+            self.limits.pending_activities,
+            "pending activities",
+            Cause::PendingActivitiesLimitExceeded,
+        )?;
         let queue = match a.task_queue.as_ref().map(|q| q.name.as_str()) {
             Some(name) if !name.is_empty() => name.to_string(),
             _ => self.state.task_queue.clone(),
@@ -425,6 +483,9 @@ impl Transition<'_> {
                 use_workflow_build_id: a.use_workflow_build_id,
             },
         ));
+        if let Some(ids) = self.activity_ids.as_mut() {
+            ids.insert(a.activity_id.clone());
+        }
         self.state.activities.push(ActivityInfo {
             scheduled_event_id,
             activity_id: a.activity_id.clone(),
@@ -487,9 +548,10 @@ impl Transition<'_> {
                 ..Default::default()
             },
         ));
-        self.state
-            .activities
-            .retain(|x| x.scheduled_event_id != a.scheduled_event_id);
+        if let Some(ids) = self.activity_ids.as_mut() {
+            ids.remove(&activity.activity_id);
+        }
+        self.state.remove_activity(a.scheduled_event_id);
         Ok(true)
     }
 
@@ -504,7 +566,7 @@ impl Transition<'_> {
                 "TimerId is not set on StartTimerCommand.",
             ));
         }
-        if self.state.timers.iter().any(|t| t.timer_id == a.timer_id) {
+        if self.pending_timer_ids().contains_key(&a.timer_id) {
             return Err(reject(
                 Cause::StartTimerDuplicateId,
                 format!("Timer with ID {} already exists.", a.timer_id),
@@ -524,6 +586,9 @@ impl Transition<'_> {
                 workflow_task_completed_event_id: completed_id,
             },
         ));
+        if let Some(ids) = self.timer_ids.as_mut() {
+            ids.insert(a.timer_id.clone(), started_event_id);
+        }
         self.state.timers.push(TimerInfo {
             timer_id: a.timer_id.clone(),
             started_event_id,
@@ -537,13 +602,8 @@ impl Transition<'_> {
         a: &CancelTimerCommandAttributes,
         completed_id: i64,
     ) -> Result<(), Rejection> {
-        let Some(timer) = self
-            .state
-            .timers
-            .iter()
-            .find(|t| t.timer_id == a.timer_id)
-            .cloned()
-        else {
+        let started = self.pending_timer_ids().get(&a.timer_id).copied();
+        let Some(timer) = started.and_then(|id| self.state.timer(id)).cloned() else {
             return Err(reject(
                 Cause::BadCancelTimerAttributes,
                 format!("Timer with ID {} not found.", a.timer_id),
@@ -557,8 +617,31 @@ impl Transition<'_> {
                 identity: String::new(),
             },
         ));
-        self.state.timers.retain(|t| t.timer_id != a.timer_id);
+        if let Some(ids) = self.timer_ids.as_mut() {
+            ids.remove(&a.timer_id);
+        }
+        self.state.remove_timer(timer.started_event_id);
         Ok(())
+    }
+
+    /// Ids of the pending activities, indexed once per transition: a completion scheduling
+    /// many activities checks each id in constant time instead of scanning them all.
+    fn pending_activity_ids(&mut self) -> &std::collections::HashSet<String> {
+        let activities = &self.state.activities;
+        self.activity_ids
+            .get_or_insert_with(|| activities.iter().map(|a| a.activity_id.clone()).collect())
+    }
+
+    /// Pending timers by id (their started event ids), indexed once per transition (see
+    /// `pending_activity_ids`).
+    fn pending_timer_ids(&mut self) -> &std::collections::HashMap<String, i64> {
+        let timers = &self.state.timers;
+        self.timer_ids.get_or_insert_with(|| {
+            timers
+                .iter()
+                .map(|t| (t.timer_id.clone(), t.started_event_id))
+                .collect()
+        })
     }
 
     fn record_marker(

@@ -4,6 +4,7 @@
 //! recognised as stale and ignored.
 
 use crate::state::ExecutionState;
+use std::collections::HashSet;
 
 /// What a deadline is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,13 +53,16 @@ pub struct Deadline {
 }
 
 impl ExecutionState {
-    /// Every deadline the execution currently has.
-    pub fn deadlines(&self) -> Vec<Deadline> {
-        let mut out = Vec::new();
+    /// Every deadline the execution currently has, as a set: the caller compares it with the
+    /// deadlines it registered before, in time linear in their number.
+    pub fn deadlines(&self) -> HashSet<Deadline> {
+        let mut out = HashSet::new();
         if !self.is_running() {
             return out;
         }
-        let mut push = |at_ms: i64, kind| out.push(Deadline { at_ms, kind });
+        let mut push = |at_ms: i64, kind| {
+            out.insert(Deadline { at_ms, kind });
+        };
         for timer in &self.timers {
             push(
                 timer.fire_time_ms,
@@ -291,21 +295,13 @@ impl crate::Transition<'_> {
 
     fn fire_user_timer(&mut self, started_event_id: i64) {
         use crate::api::history::v1::{TimerFiredEventAttributes, history_event::Attributes};
-        let Some(timer) = self
-            .state
-            .timers
-            .iter()
-            .find(|t| t.started_event_id == started_event_id)
-            .cloned()
-        else {
+        let Some(timer) = self.state.timer(started_event_id).cloned() else {
             return;
         };
         if self.now < timer.fire_time_ms {
             return;
         }
-        self.state
-            .timers
-            .retain(|t| t.started_event_id != started_event_id);
+        self.state.remove_timer(started_event_id);
         self.record(Attributes::TimerFiredEventAttributes(
             TimerFiredEventAttributes {
                 timer_id: timer.timer_id,

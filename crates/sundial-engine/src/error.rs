@@ -14,6 +14,9 @@ pub enum EngineError {
     /// The execution is in a state where this is not allowed (FailedPrecondition).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A per-workflow limit is reached for now (ResourceExhausted, cause CONCURRENT_LIMIT).
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The request uses something this server does not support yet (Unimplemented).
     #[error("{0}")]
     Unimplemented(String),

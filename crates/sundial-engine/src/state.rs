@@ -129,6 +129,9 @@ pub struct ExecutionState {
     /// Updates accepted and not completed yet.
     #[prost(message, repeated, tag = "46")]
     pub accepted_updates: Vec<AcceptedUpdate>,
+    /// Updates this run completed (for the total-updates limit).
+    #[prost(int64, tag = "47")]
+    pub completed_update_count: i64,
 }
 
 /// An accepted update waiting for its response.
@@ -338,15 +341,66 @@ impl ExecutionState {
     }
 
     pub fn activity(&self, scheduled_event_id: i64) -> Option<&ActivityInfo> {
-        self.activities
-            .iter()
-            .find(|a| a.scheduled_event_id == scheduled_event_id)
+        find_by_event_id(&self.activities, scheduled_event_id, |a| {
+            a.scheduled_event_id
+        })
+        .map(|i| &self.activities[i])
     }
 
     pub fn activity_mut(&mut self, scheduled_event_id: i64) -> Option<&mut ActivityInfo> {
-        self.activities
-            .iter_mut()
-            .find(|a| a.scheduled_event_id == scheduled_event_id)
+        find_by_event_id(&self.activities, scheduled_event_id, |a| {
+            a.scheduled_event_id
+        })
+        .map(|i| &mut self.activities[i])
+    }
+
+    /// Removes a pending activity (keeping the others in event order).
+    pub fn remove_activity(&mut self, scheduled_event_id: i64) -> Option<ActivityInfo> {
+        find_by_event_id(&self.activities, scheduled_event_id, |a| {
+            a.scheduled_event_id
+        })
+        .map(|i| self.activities.remove(i))
+    }
+
+    pub fn timer(&self, started_event_id: i64) -> Option<&TimerInfo> {
+        find_by_event_id(&self.timers, started_event_id, |t| t.started_event_id)
+            .map(|i| &self.timers[i])
+    }
+
+    /// Removes a pending timer (keeping the others in event order).
+    pub fn remove_timer(&mut self, started_event_id: i64) -> Option<TimerInfo> {
+        find_by_event_id(&self.timers, started_event_id, |t| t.started_event_id)
+            .map(|i| self.timers.remove(i))
+    }
+
+    pub fn child(&self, initiated_event_id: i64) -> Option<&ChildInfo> {
+        find_by_event_id(&self.children, initiated_event_id, |c| c.initiated_event_id)
+            .map(|i| &self.children[i])
+    }
+
+    pub fn child_mut(&mut self, initiated_event_id: i64) -> Option<&mut ChildInfo> {
+        find_by_event_id(&self.children, initiated_event_id, |c| c.initiated_event_id)
+            .map(|i| &mut self.children[i])
+    }
+
+    /// Removes a pending child (keeping the others in event order).
+    pub fn remove_child(&mut self, initiated_event_id: i64) -> Option<ChildInfo> {
+        find_by_event_id(&self.children, initiated_event_id, |c| c.initiated_event_id)
+            .map(|i| self.children.remove(i))
+    }
+
+    pub fn external_signal(&self, initiated_event_id: i64) -> Option<&ExternalSignalInfo> {
+        find_by_event_id(&self.external_signals, initiated_event_id, |s| {
+            s.initiated_event_id
+        })
+        .map(|i| &self.external_signals[i])
+    }
+
+    pub fn external_cancel(&self, initiated_event_id: i64) -> Option<&ExternalCancelInfo> {
+        find_by_event_id(&self.external_cancels, initiated_event_id, |s| {
+            s.initiated_event_id
+        })
+        .map(|i| &self.external_cancels[i])
     }
 
     pub fn activity_by_id(&self, activity_id: &str) -> Option<&ActivityInfo> {
@@ -359,5 +413,15 @@ impl ExecutionState {
         self.workflow_task
             .as_ref()
             .is_some_and(WorkflowTaskInfo::is_started)
+    }
+}
+
+/// The position of the entry whose event id is `id`. Pending work is appended as its events
+/// are written, so each list is in event-id order and a binary search finds it; a list out of
+/// order (never written so, but cheap to survive) falls back to a scan.
+fn find_by_event_id<T>(items: &[T], id: i64, key: impl Fn(&T) -> i64) -> Option<usize> {
+    match items.binary_search_by_key(&id, &key) {
+        Ok(i) => Some(i),
+        Err(_) => items.iter().position(|x| key(x) == id),
     }
 }

@@ -829,3 +829,405 @@ mod messages_and_lifecycle {
         assert!(!persist);
     }
 }
+
+/// Temporal's per-workflow limits on pending work and updates, and cross-namespace commands.
+#[allow(deprecated)] // `namespace` on commands: deprecated, still how a target is named
+mod limits {
+    use super::*;
+    use crate::api::{
+        command::v1::{
+            CancelTimerCommandAttributes, RequestCancelActivityTaskCommandAttributes,
+            RequestCancelExternalWorkflowExecutionCommandAttributes,
+            SignalExternalWorkflowExecutionCommandAttributes,
+            StartChildWorkflowExecutionCommandAttributes,
+        },
+        common::v1::WorkflowExecution,
+        failure::v1::failure::FailureInfo,
+        history::v1::WorkflowTaskFailedEventAttributes,
+    };
+    use crate::{CompletionOutcome, EngineError, Limits};
+
+    fn small() -> Limits {
+        Limits {
+            pending_activities: 3,
+            pending_child_executions: 2,
+            pending_signals: 2,
+            pending_cancel_requests: 2,
+            max_in_flight_updates: 2,
+            max_total_updates: 4,
+            ..Limits::default()
+        }
+    }
+
+    fn complete_with(run: &mut Run, limits: Limits, commands: Vec<Cmd>) -> CompletionOutcome {
+        let wt = run.start_wt();
+        let req = RespondWorkflowTaskCompletedRequest {
+            commands: commands
+                .into_iter()
+                .map(|c| Command {
+                    attributes: Some(c),
+                    ..Default::default()
+                })
+                .collect(),
+            identity: "worker".into(),
+            ..Default::default()
+        };
+        let (r, _, _) = run.step(|t| {
+            t.limits = limits;
+            t.complete_workflow_task(wt, &req)
+        });
+        r.unwrap()
+    }
+
+    fn last_failure(run: &Run) -> WorkflowTaskFailedEventAttributes {
+        run.history
+            .iter()
+            .rev()
+            .find_map(|e| match &e.attributes {
+                Some(Attributes::WorkflowTaskFailedEventAttributes(f)) => Some(f.clone()),
+                _ => None,
+            })
+            .expect("a failed workflow task")
+    }
+
+    /// The task fails as on the reference server: the cause, a server failure whose message
+    /// names the cause, the same message for the RPC, and none of the task's commands kept.
+    fn assert_failed(
+        run: &Run,
+        outcome: &CompletionOutcome,
+        cause: WorkflowTaskFailedCause,
+        message: &str,
+    ) {
+        assert_eq!(outcome.rejected.as_deref(), Some(message));
+        let failed = last_failure(run);
+        assert_eq!(failed.cause, cause as i32);
+        let failure = failed.failure.expect("a failure");
+        assert_eq!(failure.message, message);
+        assert!(matches!(
+            failure.failure_info,
+            Some(FailureInfo::ServerFailureInfo(_))
+        ));
+        assert_eq!(run.types().last(), Some(&E::WorkflowTaskFailed));
+    }
+
+    fn child(id: &str, namespace: &str) -> Cmd {
+        Cmd::StartChildWorkflowExecutionCommandAttributes(
+            StartChildWorkflowExecutionCommandAttributes {
+                namespace: namespace.into(),
+                workflow_id: id.into(),
+                workflow_type: Some(WorkflowType {
+                    name: "Child".into(),
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn signal(id: &str, namespace: &str) -> Cmd {
+        Cmd::SignalExternalWorkflowExecutionCommandAttributes(
+            SignalExternalWorkflowExecutionCommandAttributes {
+                namespace: namespace.into(),
+                execution: Some(WorkflowExecution {
+                    workflow_id: id.into(),
+                    run_id: String::new(),
+                }),
+                signal_name: "poke".into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn cancel(id: &str, namespace: &str) -> Cmd {
+        Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(
+            RequestCancelExternalWorkflowExecutionCommandAttributes {
+                namespace: namespace.into(),
+                workflow_id: id.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn scheduling_past_the_pending_activity_limit_fails_the_task() {
+        let (mut run, _) = Run::start();
+        let commands = (0..5).map(|i| schedule(&i.to_string(), None)).collect();
+        let outcome = complete_with(&mut run, small(), commands);
+        assert_failed(
+            &run,
+            &outcome,
+            WorkflowTaskFailedCause::PendingActivitiesLimitExceeded,
+            "PendingActivitiesLimitExceeded: the number of pending activities, 3, has reached the per-workflow limit of 3",
+        );
+        assert!(run.state.activities.is_empty());
+        assert!(run.state.is_running());
+    }
+
+    #[test]
+    fn the_activity_limit_counts_activities_of_earlier_tasks() {
+        let (mut run, _) = Run::start();
+        let commands = (0..3).map(|i| schedule(&i.to_string(), None)).collect();
+        assert!(
+            complete_with(&mut run, small(), commands)
+                .rejected
+                .is_none()
+        );
+        assert_eq!(run.state.activities.len(), 3);
+        run.step(|t| t.ensure_workflow_task());
+        let outcome = complete_with(&mut run, small(), vec![schedule("3", None)]);
+        assert_failed(
+            &run,
+            &outcome,
+            WorkflowTaskFailedCause::PendingActivitiesLimitExceeded,
+            "PendingActivitiesLimitExceeded: the number of pending activities, 3, has reached the per-workflow limit of 3",
+        );
+        assert_eq!(run.state.activities.len(), 3);
+    }
+
+    #[test]
+    fn the_default_limits_are_temporals() {
+        let limits = Limits::default();
+        assert_eq!(limits.pending_activities, 2000);
+        assert_eq!(limits.pending_child_executions, 2000);
+        assert_eq!(limits.pending_signals, 2000);
+        assert_eq!(limits.pending_cancel_requests, 2000);
+        assert_eq!(limits.max_in_flight_updates, 10);
+        assert_eq!(limits.max_total_updates, 2000);
+        assert!(!limits.cross_namespace_commands);
+        // 2,000 activities in one task are fine; the next one is refused.
+        let (mut run, _) = Run::start();
+        let commands = (0..2000).map(|i| schedule(&i.to_string(), None)).collect();
+        assert!(complete_with(&mut run, limits, commands).rejected.is_none());
+        run.step(|t| t.ensure_workflow_task());
+        let outcome = complete_with(&mut run, limits, vec![schedule("x", None)]);
+        assert_eq!(
+            outcome.rejected.as_deref(),
+            Some(
+                "PendingActivitiesLimitExceeded: the number of pending activities, 2000, has reached the per-workflow limit of 2000"
+            )
+        );
+    }
+
+    #[test]
+    fn a_zero_limit_is_no_limit() {
+        let (mut run, _) = Run::start();
+        let limits = Limits {
+            pending_activities: 0,
+            ..small()
+        };
+        let commands = (0..10).map(|i| schedule(&i.to_string(), None)).collect();
+        assert!(complete_with(&mut run, limits, commands).rejected.is_none());
+        assert_eq!(run.state.activities.len(), 10);
+    }
+
+    #[test]
+    fn children_past_the_limit_fail_the_task() {
+        let (mut run, _) = Run::start();
+        let commands = (0..3).map(|i| child(&format!("c{i}"), "")).collect();
+        let outcome = complete_with(&mut run, small(), commands);
+        assert_failed(
+            &run,
+            &outcome,
+            WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded,
+            "PendingChildWorkflowsLimitExceeded: the number of pending child workflow executions, 2, has reached the per-workflow limit of 2",
+        );
+        assert!(run.state.children.is_empty());
+    }
+
+    #[test]
+    fn external_signals_past_the_limit_fail_the_task() {
+        let (mut run, _) = Run::start();
+        let commands = (0..3).map(|i| signal(&format!("t{i}"), "")).collect();
+        let outcome = complete_with(&mut run, small(), commands);
+        assert_failed(
+            &run,
+            &outcome,
+            WorkflowTaskFailedCause::PendingSignalsLimitExceeded,
+            "PendingSignalsLimitExceeded: the number of pending signals to external workflows, 2, has reached the per-workflow limit of 2",
+        );
+        assert!(run.state.external_signals.is_empty());
+    }
+
+    #[test]
+    fn external_cancels_past_the_limit_fail_the_task() {
+        let (mut run, _) = Run::start();
+        let commands = (0..3).map(|i| cancel(&format!("t{i}"), "")).collect();
+        let outcome = complete_with(&mut run, small(), commands);
+        assert_failed(
+            &run,
+            &outcome,
+            WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded,
+            "PendingRequestCancelLimitExceeded: the number of pending requests to cancel external workflows, 2, has reached the per-workflow limit of 2",
+        );
+        assert!(run.state.external_cancels.is_empty());
+    }
+
+    #[test]
+    fn commands_towards_another_namespace_need_cross_namespace_commands() {
+        for (command, cause) in [
+            (
+                child("c", "other"),
+                WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
+            ),
+            (
+                signal("t", "other"),
+                WorkflowTaskFailedCause::BadSignalWorkflowExecutionAttributes,
+            ),
+            (
+                cancel("t", "other"),
+                WorkflowTaskFailedCause::BadRequestCancelExternalWorkflowExecutionAttributes,
+            ),
+        ] {
+            let (mut run, _) = Run::start();
+            let outcome = complete_with(&mut run, small(), vec![command.clone()]);
+            let message = format!(
+                "{}: cross namespace commands are not allowed",
+                crate::commands::cause_name(cause)
+            );
+            assert_failed(&run, &outcome, cause, &message);
+            // The run's own namespace, named explicitly, is not another namespace.
+            let (mut run, _) = Run::start();
+            let own = match command.clone() {
+                Cmd::StartChildWorkflowExecutionCommandAttributes(_) => child("c", "default"),
+                Cmd::SignalExternalWorkflowExecutionCommandAttributes(_) => signal("t", "default"),
+                _ => cancel("t", "default"),
+            };
+            assert!(
+                complete_with(&mut run, small(), vec![own])
+                    .rejected
+                    .is_none()
+            );
+            // Enabled, the command is accepted.
+            let (mut run, _) = Run::start();
+            let enabled = Limits {
+                cross_namespace_commands: true,
+                ..small()
+            };
+            assert!(
+                complete_with(&mut run, enabled, vec![command])
+                    .rejected
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn cause_names_are_the_reference_servers() {
+        use crate::commands::cause_name;
+        assert_eq!(
+            cause_name(WorkflowTaskFailedCause::BadStartChildExecutionAttributes),
+            "BadStartChildExecutionAttributes"
+        );
+        assert_eq!(
+            cause_name(WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded),
+            "PendingRequestCancelLimitExceeded"
+        );
+        assert_eq!(
+            cause_name(WorkflowTaskFailedCause::UnhandledCommand),
+            "UnhandledCommand"
+        );
+    }
+
+    #[test]
+    fn in_flight_and_total_updates_are_limited() {
+        let (mut run, _) = Run::start();
+        let limits = small();
+        let check = |run: &mut Run, admitted: usize| {
+            run.step(|t| {
+                t.limits = limits;
+                t.check_update_admission(admitted)
+            })
+            .0
+        };
+        assert!(check(&mut run, 0).is_ok());
+        assert!(check(&mut run, 1).is_ok());
+        assert_eq!(
+            check(&mut run, 2),
+            Err(EngineError::ResourceExhausted(
+                "limit on number of concurrent in-flight updates has been reached (2)".into()
+            ))
+        );
+        // Accepted and not completed updates are in flight too.
+        run.state
+            .accepted_updates
+            .push(crate::state::AcceptedUpdate {
+                update_id: "a".into(),
+                accepted_event_id: 3,
+            });
+        assert!(matches!(
+            check(&mut run, 1),
+            Err(EngineError::ResourceExhausted(_))
+        ));
+        // Completed updates count towards the total.
+        run.state.accepted_updates.clear();
+        run.state.completed_update_count = 3;
+        assert!(check(&mut run, 0).is_ok());
+        match check(&mut run, 1) {
+            Err(EngineError::FailedPrecondition(m)) => assert!(
+                m.starts_with(
+                    "The limit on the total number of distinct updates in this workflow has been reached (4)."
+                ),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let unlimited = Limits {
+            max_in_flight_updates: 0,
+            max_total_updates: 0,
+            ..limits
+        };
+        assert!(
+            run.step(|t| {
+                t.limits = unlimited;
+                t.check_update_admission(1_000)
+            })
+            .0
+            .is_ok()
+        );
+    }
+
+    /// Ids indexed once per transition stay right when a task cancels and reuses them.
+    #[test]
+    fn ids_freed_in_a_task_may_be_reused_in_it() {
+        let (mut run, _) = Run::start();
+        let timer = |id: &str| {
+            Cmd::StartTimerCommandAttributes(StartTimerCommandAttributes {
+                timer_id: id.into(),
+                start_to_fire_timeout: Some(time::duration(1_000)),
+            })
+        };
+        assert!(
+            complete_with(&mut run, small(), vec![schedule("a", None), timer("t")])
+                .rejected
+                .is_none()
+        );
+        run.step(|t| t.ensure_workflow_task());
+        let scheduled = run.state.activities[0].scheduled_event_id;
+        let outcome = complete_with(
+            &mut run,
+            small(),
+            vec![
+                Cmd::RequestCancelActivityTaskCommandAttributes(
+                    RequestCancelActivityTaskCommandAttributes {
+                        scheduled_event_id: scheduled,
+                    },
+                ),
+                schedule("a", None),
+                Cmd::CancelTimerCommandAttributes(CancelTimerCommandAttributes {
+                    timer_id: "t".into(),
+                }),
+                timer("t"),
+                timer("u"),
+            ],
+        );
+        assert!(outcome.rejected.is_none(), "{:?}", outcome.rejected);
+        assert_eq!(run.state.activities.len(), 1);
+        assert_eq!(run.state.timers.len(), 2);
+        // A duplicate within the same task is still caught.
+        run.step(|t| t.ensure_workflow_task());
+        let outcome = complete_with(&mut run, small(), vec![timer("v"), timer("v")]);
+        assert_eq!(
+            outcome.rejected.as_deref(),
+            Some("StartTimerDuplicateId: Timer with ID v already exists.")
+        );
+    }
+}

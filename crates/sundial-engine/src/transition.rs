@@ -71,6 +71,10 @@ pub struct Transition<'a> {
     pub pending_update_ids: Vec<String>,
     /// Last written event id when a speculative workflow task was dropped (0: none was).
     pub dropped_speculative_at: i64,
+    /// Ids of pending activities, built on first use by a command that needs them.
+    pub(crate) activity_ids: Option<std::collections::HashSet<String>>,
+    /// Pending timers by id (started event id), built on first use.
+    pub(crate) timer_ids: Option<std::collections::HashMap<String, i64>>,
 }
 
 /// Server-configured thresholds the engine applies.
@@ -86,12 +90,32 @@ pub struct Limits {
     pub history_size_error_bytes: i64,
     /// Largest payload field a request may carry (checked by the frontend).
     pub blob_size_limit_bytes: i64,
+    /// Pending activities past which ScheduleActivityTask fails its workflow task (0: none).
+    pub pending_activities: i64,
+    /// Pending child workflows past which StartChildWorkflowExecution fails (0: none).
+    pub pending_child_executions: i64,
+    /// Pending signals to other workflows past which SignalExternalWorkflowExecution fails.
+    pub pending_signals: i64,
+    /// Pending cancellation requests to other workflows past which
+    /// RequestCancelExternalWorkflowExecution fails.
+    pub pending_cancel_requests: i64,
+    /// Updates admitted or accepted and not completed, per run, past which a new update is
+    /// refused with ResourceExhausted (0: no limit).
+    pub max_in_flight_updates: i64,
+    /// Distinct updates one run may receive (0: no limit).
+    pub max_total_updates: i64,
+    /// Whether workflows may start children in, signal or cancel workflows of another
+    /// namespace (`system.enableCrossNamespaceCommands`).
+    pub cross_namespace_commands: bool,
 }
 
 impl Default for Limits {
     /// Temporal's defaults (`limit.historyCount.suggestContinueAsNew`,
     /// `limit.historySize.suggestContinueAsNew`, `limit.historyCount.error`,
-    /// `limit.historySize.error`, `limit.blobSize.error`).
+    /// `limit.historySize.error`, `limit.blobSize.error`, `limit.numPendingActivities.error`,
+    /// `limit.numPendingChildExecutions.error`, `limit.numPendingSignals.error`,
+    /// `limit.numPendingCancelRequests.error`, `history.maxInFlightUpdates`,
+    /// `history.maxTotalUpdates`, `system.enableCrossNamespaceCommands`).
     fn default() -> Self {
         Limits {
             suggest_continue_as_new_events: 4 * 1024,
@@ -99,6 +123,13 @@ impl Default for Limits {
             history_count_error: 51_200,
             history_size_error_bytes: 50 * 1024 * 1024,
             blob_size_limit_bytes: 2 * 1024 * 1024,
+            pending_activities: 2000,
+            pending_child_executions: 2000,
+            pending_signals: 2000,
+            pending_cancel_requests: 2000,
+            max_in_flight_updates: 10,
+            max_total_updates: 2000,
+            cross_namespace_commands: false,
         }
     }
 }
@@ -116,6 +147,8 @@ impl<'a> Transition<'a> {
             next_run: None,
             pending_update_ids: Vec::new(),
             dropped_speculative_at: 0,
+            activity_ids: None,
+            timer_ids: None,
         }
     }
 
@@ -205,12 +238,7 @@ impl<'a> Transition<'a> {
             };
             let id = self.push_event(event);
             started_ids.insert(key, id);
-            if let Some(child) = self
-                .state
-                .children
-                .iter_mut()
-                .find(|c| c.initiated_event_id == key)
-            {
+            if let Some(child) = self.state.child_mut(key) {
                 child.started_event_id = id;
             }
         }

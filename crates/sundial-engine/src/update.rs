@@ -3,7 +3,6 @@
 //! updates are written to history (WorkflowExecutionUpdateAccepted / Completed) where the
 //! worker's ProtocolMessage commands place them; a rejected update leaves no trace.
 
-use crate::Transition;
 use crate::api::{
     enums::v1::WorkflowTaskFailedCause as Cause,
     failure::v1::Failure,
@@ -16,6 +15,7 @@ use crate::api::{
 };
 use crate::commands::Rejection;
 use crate::state::AcceptedUpdate;
+use crate::{EngineError, Transition};
 use prost::Message as _;
 
 /// What a workflow task completion did to an update.
@@ -122,6 +122,7 @@ impl Transition<'_> {
                 self.state
                     .accepted_updates
                     .retain(|u| u.update_id != update_id);
+                self.state.completed_update_count += 1;
                 Ok(UpdateResult::Completed {
                     update_id,
                     outcome: r.outcome,
@@ -134,6 +135,33 @@ impl Transition<'_> {
     /// for the known update's outcome).
     pub fn update_already_known(&mut self) {
         self.persist = false;
+    }
+
+    /// Whether one more update may be admitted, `admitted` being the updates admitted to the
+    /// run and not yet accepted or rejected (the caller keeps them). As the reference server:
+    /// past `history.maxInFlightUpdates` updates admitted or accepted and not completed the
+    /// answer is ResourceExhausted; past `history.maxTotalUpdates` updates in the run it is
+    /// FailedPrecondition.
+    pub fn check_update_admission(&self, admitted: usize) -> Result<(), EngineError> {
+        let in_flight =
+            i64::try_from(admitted + self.state.accepted_updates.len()).unwrap_or(i64::MAX);
+        let max_in_flight = self.limits.max_in_flight_updates;
+        if max_in_flight > 0 && in_flight >= max_in_flight {
+            return Err(EngineError::ResourceExhausted(format!(
+                "limit on number of concurrent in-flight updates has been reached ({max_in_flight})"
+            )));
+        }
+        let max_total = self.limits.max_total_updates;
+        if max_total > 0 && in_flight.saturating_add(self.state.completed_update_count) >= max_total
+        {
+            return Err(EngineError::FailedPrecondition(format!(
+                "The limit on the total number of distinct updates in this workflow has been reached ({max_total}). \
+                 Make sure any duplicate updates share an Update ID so the server can deduplicate them, \
+                 and consider rejecting updates that you aren't going to process. \
+                 You can also Continue-as-New to avoid this; we recommend you check Continue-as-New Suggested in your Workflow."
+            )));
+        }
+        Ok(())
     }
 
     /// An update was admitted: make sure a workflow task will carry it. Without other work a

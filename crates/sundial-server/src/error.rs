@@ -36,6 +36,12 @@ pub enum ServiceError {
     /// The store refused a write as stale; the run was reloaded and the call may be retried.
     #[error("{0}; the workflow was reloaded, retry the call")]
     Conflict(String),
+    /// A per-workflow concurrency limit (cause CONCURRENT_LIMIT, scope NAMESPACE, as the
+    /// reference server reports in-flight update limits).
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("Request unauthorized.")]
+    PermissionDenied,
     #[error("{0}")]
     DeadlineExceeded(String),
     #[error("{message}")]
@@ -54,6 +60,7 @@ impl From<EngineError> for ServiceError {
             EngineError::NotFound(m) => ServiceError::NotFound(m),
             EngineError::FailedPrecondition(m) => ServiceError::FailedPrecondition(m),
             EngineError::Unimplemented(m) => ServiceError::Unimplemented(m),
+            EngineError::ResourceExhausted(m) => ServiceError::ResourceExhausted(m),
         }
     }
 }
@@ -142,6 +149,19 @@ impl From<ServiceError> for Status {
             ServiceError::Unavailable(_) | ServiceError::Conflict(_) => {
                 Status::unavailable(message)
             }
+            ServiceError::ResourceExhausted(_) => with_details(
+                Code::ResourceExhausted,
+                message,
+                any(
+                    "temporal.api.errordetails.v1.ResourceExhaustedFailure",
+                    details::ResourceExhaustedFailure {
+                        cause: api::enums::v1::ResourceExhaustedCause::ConcurrentLimit as i32,
+                        scope: api::enums::v1::ResourceExhaustedScope::Namespace as i32,
+                    }
+                    .encode_to_vec(),
+                ),
+            ),
+            ServiceError::PermissionDenied => Status::permission_denied(message),
             ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ServiceError::QueryFailed { failure, .. } => with_details(
                 Code::InvalidArgument,

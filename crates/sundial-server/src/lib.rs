@@ -126,6 +126,7 @@ pub async fn serve(
         queries: frontend::queries::Queries::default(),
         schedules,
         metrics: config.metrics.clone(),
+        authorization: config.authorization.clone().map(Arc::new),
     };
     // Requests may be gzip-compressed (the Go clients send them so); replies are not: a gzip
     // encoder per response cost about a quarter of the server's CPU under load.

@@ -68,6 +68,12 @@ impl Drop for Lease {
     }
 }
 
+/// How long a queue remembers a poller that stopped polling (DescribeTaskQueue reports
+/// pollers of the last five minutes, as the reference server does).
+pub const POLLER_MEMORY_MS: i64 = 5 * 60 * 1000;
+/// How often, at most, every queue is looked at for ones nobody needs any more.
+const SWEEP_INTERVAL_MS: i64 = 60 * 1000;
+
 #[derive(Default)]
 struct Queue {
     tasks: VecDeque<QueuedTask>,
@@ -76,13 +82,28 @@ struct Queue {
     poller_seen: HashMap<String, i64>,
 }
 
-/// All task queues of the server.
+impl Queue {
+    /// Forgets pollers not seen since `since_ms` and waiting polls that went away; true when
+    /// nothing is left (no task, no poll, no poller worth reporting): the queue can go.
+    fn sweep(&mut self, since_ms: i64) -> bool {
+        self.poller_seen.retain(|_, seen| *seen >= since_ms);
+        self.pollers.retain(|p| !p.is_closed());
+        self.tasks.is_empty() && self.pollers.is_empty() && self.poller_seen.is_empty()
+    }
+}
+
+/// All task queues of the server. A queue exists while it holds tasks or polls, or has seen
+/// a poller in the last [`POLLER_MEMORY_MS`]; after that it is forgotten (sticky queues of
+/// workers that went away, queues of one-off task queue names), so the map does not grow
+/// with every queue name ever used.
 #[derive(Default)]
 pub struct Matching {
     queues: Mutex<HashMap<QueueKey, Queue>>,
     me: Mutex<Weak<Matching>>,
     /// Set at shutdown: polls answer empty at once instead of waiting.
     closed: std::sync::atomic::AtomicBool,
+    /// When every queue was last swept (Unix ms).
+    last_sweep_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Matching {
@@ -137,6 +158,7 @@ impl Matching {
         now_ms: i64,
         wait: Duration,
     ) -> Option<Lease> {
+        self.maybe_sweep(now_ms);
         let receiver = {
             let mut queues = self.queues.lock();
             if self.closed.load(std::sync::atomic::Ordering::Acquire) {
@@ -156,6 +178,48 @@ impl Matching {
             Ok(Ok(lease)) => Some(lease),
             _ => None,
         }
+    }
+
+    /// Sweeps every queue once per [`SWEEP_INTERVAL_MS`] (called on the polling path, so an
+    /// idle server does no work).
+    fn maybe_sweep(&self, now_ms: i64) {
+        use std::sync::atomic::Ordering;
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now_ms - last < SWEEP_INTERVAL_MS
+            || self
+                .last_sweep_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.sweep(now_ms);
+    }
+
+    /// Forgets queues nobody needs any more: no task, no waiting poll, and no poller seen in
+    /// the last [`POLLER_MEMORY_MS`] before `now_ms`.
+    pub fn sweep(&self, now_ms: i64) {
+        let since = now_ms - POLLER_MEMORY_MS;
+        self.queues.lock().retain(|_, queue| !queue.sweep(since));
+    }
+
+    /// Takes back a task nobody polled yet (a query whose caller gave up); true if it was
+    /// still waiting.
+    pub fn withdraw(&self, key: &QueueKey, task: &QueuedTask) -> bool {
+        let mut queues = self.queues.lock();
+        let Some(queue) = queues.get_mut(key) else {
+            return false;
+        };
+        let Some(at) = queue.tasks.iter().position(|t| t == task) else {
+            return false;
+        };
+        queue.tasks.remove(at);
+        true
+    }
+
+    /// Number of queues held (for tests and metrics).
+    pub fn queue_count(&self) -> usize {
+        self.queues.lock().len()
     }
 
     /// Pollers seen on a queue recently: identity and last poll time (Unix ms).
@@ -272,6 +336,48 @@ mod tests {
             m.poll(key(), "w", 0, Duration::from_secs(30)),
         );
         assert!(later.await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn queues_nobody_uses_are_forgotten() {
+        let m = Matching::new();
+        let sticky = |n: usize| QueueKey {
+            namespace: "ns".into(),
+            name: format!("sticky-{n}"),
+            kind: TaskKind::Workflow,
+        };
+        for n in 0..50 {
+            // A worker polls its sticky queue once, then goes away.
+            let polled = m.poll(sticky(n), "w", 1_000, Duration::from_millis(1));
+            assert!(polled.await.is_none());
+        }
+        m.add(key(), task(1));
+        assert_eq!(m.queue_count(), 51);
+        // Still reported for a while...
+        m.sweep(1_000 + POLLER_MEMORY_MS);
+        assert_eq!(m.queue_count(), 51);
+        assert_eq!(m.pollers(&sticky(0), 0).len(), 1);
+        // ...then forgotten; a queue that holds a task is kept.
+        m.sweep(1_001 + POLLER_MEMORY_MS);
+        assert_eq!(m.queue_count(), 1);
+        assert_eq!(m.backlog(&key()), 1);
+        assert!(m.withdraw(&key(), &task(1)));
+        assert!(!m.withdraw(&key(), &task(1)));
+        m.sweep(1_001 + POLLER_MEMORY_MS);
+        assert_eq!(m.queue_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_poll_keeps_its_queue() {
+        let m = Matching::new();
+        let m2 = m.clone();
+        let poll =
+            tokio::spawn(async move { m2.poll(key(), "w", 0, Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        m.sweep(10 * POLLER_MEMORY_MS);
+        assert_eq!(m.queue_count(), 1);
+        m.add(key(), task(4));
+        assert_eq!(poll.await.unwrap().map(Lease::take), Some(task(4)));
     }
 
     #[tokio::test]

@@ -14,52 +14,132 @@ use crate::history::{History, RunHandle};
 use std::sync::Arc;
 use std::time::Duration;
 use sundial_engine::api::{
-    common::v1::WorkflowExecution, enums::v1::ParentClosePolicy, history::v1::HistoryEvent,
+    common::v1::WorkflowExecution,
+    enums::v1::{ParentClosePolicy, StartChildWorkflowExecutionFailedCause},
+    history::v1::HistoryEvent,
     workflowservice::v1::StartWorkflowExecutionRequest,
 };
 use sundial_engine::{Effect, ParentInfo, Signal};
 
-/// Delay before an outbound effect that failed for a transient reason is tried again.
-const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// First delay before an outbound effect that failed is tried again.
+const RETRY_INITIAL: Duration = Duration::from_millis(100);
+/// Longest delay between two tries: the delay doubles after every failure up to this.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+/// Failures after which each further failure is logged as an error, not a warning.
+const RETRY_LOUD_AFTER: u32 = 10;
 
-/// Performs one outbound effect of run `run_id`, retrying transient failures.
-pub async fn perform(history: Arc<History>, run_id: String, effect: Effect) {
-    for _ in 0..30 {
-        let Some(source) = history.loaded_run(&run_id) else {
-            return;
-        };
-        let result = match &effect {
-            Effect::StartChild { initiated_event_id } => {
-                start_child(&history, &source, *initiated_event_id).await
-            }
-            Effect::SignalExternal { initiated_event_id } => {
-                signal_external(&history, &source, *initiated_event_id).await
-            }
-            Effect::CancelExternal { initiated_event_id } => {
-                cancel_external(&history, &source, *initiated_event_id).await
-            }
-            Effect::NotifyParent => notify_parent(&history, &source).await,
-            Effect::ApplyParentClosePolicy {
-                namespace,
-                workflow_id,
-                run_id,
-                policy,
-            } => {
-                apply_close_policy(&history, &source, namespace, workflow_id, run_id, *policy).await
-            }
-            Effect::CheckChild { initiated_event_id } => {
-                check_child(&history, &source, *initiated_event_id).await
-            }
-            Effect::CheckParent => check_parent(&history, &source).await,
-            Effect::DispatchWorkflowTask { .. } | Effect::DispatchActivityTask { .. } => Ok(()),
-        };
-        match result {
-            Ok(()) => return,
+/// Capped exponential backoff: `initial`, doubling after each failure, never above `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    pub const OUTBOUND: Backoff = Backoff {
+        initial: RETRY_INITIAL,
+        max: RETRY_MAX,
+    };
+
+    /// The delay after the `failures`-th failure (1-based).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(failures.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Runs `attempt` until it succeeds, waiting `sleep(backoff.delay(n))` after the n-th failure.
+/// It never gives up: a cross-run effect that was committed must happen, so a failure that
+/// lasts (storage down, target overloaded) is retried, and logged, until it passes. Returns
+/// the number of failures.
+pub async fn retry_until_settled<F, Fut, S, SFut>(
+    backoff: Backoff,
+    what: &str,
+    mut attempt: F,
+    sleep: S,
+) -> u32
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ServiceError>>,
+    S: Fn(Duration) -> SFut,
+    SFut: std::future::Future<Output = ()>,
+{
+    let mut failures = 0u32;
+    loop {
+        match attempt().await {
+            Ok(()) => return failures,
             Err(e) => {
-                tracing::warn!(run_id, ?effect, error = %e, "outbound effect failed; retrying");
-                tokio::time::sleep(RETRY_DELAY).await;
+                failures = failures.saturating_add(1);
+                let delay = backoff.delay(failures);
+                if failures > RETRY_LOUD_AFTER {
+                    tracing::error!(what, failures, ?delay, error = %e, "outbound effect still failing; retrying");
+                } else {
+                    tracing::warn!(what, failures, ?delay, error = %e, "outbound effect failed; retrying");
+                }
+                sleep(delay).await;
             }
         }
+    }
+}
+
+/// Performs one outbound effect of run `run_id`, retrying failures until it settles.
+pub async fn perform(history: Arc<History>, run_id: String, effect: Effect) {
+    // The run is loaded when its effects are dispatched; remember which it is, so that a
+    // retry after it left the cache (a closed child telling its parent) loads it again.
+    let Some(first) = history.loaded_run(&run_id) else {
+        return;
+    };
+    let (namespace, workflow_id) = (first.namespace.clone(), first.workflow_id.clone());
+    drop(first);
+    let what = format!("{effect:?} of run {run_id}");
+    let attempt = || {
+        let history = history.clone();
+        let (namespace, workflow_id, run_id, effect) = (&namespace, &workflow_id, &run_id, &effect);
+        async move {
+            let source = match history.loaded_run(run_id) {
+                Some(source) => source,
+                None => match history.handle(namespace, workflow_id, Some(run_id)) {
+                    Ok(source) => source,
+                    // Deleted meanwhile: nothing is left to do for it.
+                    Err(ServiceError::NotFound(_)) => return Ok(()),
+                    Err(e) => return Err(e),
+                },
+            };
+            perform_once(&history, &source, effect).await
+        }
+    };
+    retry_until_settled(Backoff::OUTBOUND, &what, attempt, tokio::time::sleep).await;
+}
+
+async fn perform_once(
+    history: &History,
+    source: &Arc<RunHandle>,
+    effect: &Effect,
+) -> Result<(), ServiceError> {
+    match effect {
+        Effect::StartChild { initiated_event_id } => {
+            start_child(history, source, *initiated_event_id).await
+        }
+        Effect::SignalExternal { initiated_event_id } => {
+            signal_external(history, source, *initiated_event_id).await
+        }
+        Effect::CancelExternal { initiated_event_id } => {
+            cancel_external(history, source, *initiated_event_id).await
+        }
+        Effect::NotifyParent => notify_parent(history, source).await,
+        Effect::ApplyParentClosePolicy {
+            namespace,
+            workflow_id,
+            run_id,
+            policy,
+        } => apply_close_policy(history, source, namespace, workflow_id, run_id, *policy).await,
+        Effect::CheckChild { initiated_event_id } => {
+            check_child(history, source, *initiated_event_id).await
+        }
+        Effect::CheckParent => check_parent(history, source).await,
+        Effect::DispatchWorkflowTask { .. } | Effect::DispatchActivityTask { .. } => Ok(()),
     }
 }
 
@@ -78,11 +158,7 @@ async fn start_child(
 ) -> Result<(), ServiceError> {
     let found = history
         .read(parent, |entry| {
-            let child = entry
-                .state
-                .children
-                .iter()
-                .find(|c| c.initiated_event_id == initiated_event_id)?;
+            let child = entry.state.child(initiated_event_id)?;
             if !child.run_id.is_empty() {
                 return None;
             }
@@ -143,11 +219,30 @@ async fn start_child(
                 )
                 .await
         }
-        Err(ServiceError::AlreadyStarted { .. }) | Err(ServiceError::NamespaceNotFound(_)) => {
+        Err(ServiceError::AlreadyStarted { .. }) => {
             history
                 .transition(
                     parent,
-                    |t| t.child_start_failed(initiated_event_id),
+                    |t| {
+                        t.child_start_failed(
+                            initiated_event_id,
+                            StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
+                        )
+                    },
+                    |_, ()| (),
+                )
+                .await
+        }
+        Err(ServiceError::NamespaceNotFound(_)) => {
+            history
+                .transition(
+                    parent,
+                    |t| {
+                        t.child_start_failed(
+                            initiated_event_id,
+                            StartChildWorkflowExecutionFailedCause::NamespaceNotFound,
+                        )
+                    },
                     |_, ()| (),
                 )
                 .await
@@ -261,12 +356,7 @@ async fn signal_external(
 ) -> Result<(), ServiceError> {
     let found = history
         .read(source, |entry| {
-            entry
-                .state
-                .external_signals
-                .iter()
-                .find(|s| s.initiated_event_id == initiated_event_id)
-                .cloned()
+            entry.state.external_signal(initiated_event_id).cloned()
         })
         .await?;
     let Some(info) = found else { return Ok(()) };
@@ -309,12 +399,7 @@ async fn cancel_external(
 ) -> Result<(), ServiceError> {
     let found = history
         .read(source, |entry| {
-            entry
-                .state
-                .external_cancels
-                .iter()
-                .find(|s| s.initiated_event_id == initiated_event_id)
-                .cloned()
+            entry.state.external_cancel(initiated_event_id).cloned()
         })
         .await?;
     let Some(info) = found else { return Ok(()) };
@@ -375,12 +460,7 @@ async fn check_child(
 ) -> Result<(), ServiceError> {
     let found = history
         .read(parent, |entry| {
-            entry
-                .state
-                .children
-                .iter()
-                .find(|c| c.initiated_event_id == initiated_event_id)
-                .cloned()
+            entry.state.child(initiated_event_id).cloned()
         })
         .await?;
     let Some(child) = found else { return Ok(()) };
@@ -417,4 +497,58 @@ async fn check_parent(history: &History, child: &Arc<RunHandle>) -> Result<(), S
         parent.close_policy,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let b = Backoff::OUTBOUND;
+        assert_eq!(b.delay(1), Duration::from_millis(100));
+        assert_eq!(b.delay(2), Duration::from_millis(200));
+        assert_eq!(b.delay(5), Duration::from_millis(1600));
+        assert_eq!(b.delay(8), Duration::from_secs(10));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(10));
+    }
+
+    /// An effect whose target keeps failing far longer than any fixed number of tries is
+    /// retried until it passes (the loop this replaced gave up silently after 30 tries).
+    #[tokio::test]
+    async fn effects_are_retried_until_they_settle() {
+        let calls = Mutex::new(0u32);
+        let slept = Mutex::new(Vec::new());
+        let failures = retry_until_settled(
+            Backoff::OUTBOUND,
+            "test",
+            || {
+                let n = {
+                    let mut calls = calls.lock();
+                    *calls += 1;
+                    *calls
+                };
+                async move {
+                    if n <= 100 {
+                        Err(ServiceError::Unavailable("storage error".into()))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+            |d| {
+                slept.lock().push(d);
+                async {}
+            },
+        )
+        .await;
+        assert_eq!(failures, 100);
+        assert_eq!(*calls.lock(), 101);
+        let slept = slept.lock();
+        assert_eq!(slept.len(), 100);
+        assert_eq!(slept[0], Duration::from_millis(100));
+        assert!(slept.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(slept[99], Duration::from_secs(10));
+    }
 }

@@ -2,7 +2,7 @@
 //! in the reference server: a crash forgets an admitted update and the client retries it.
 //! Once accepted, an update is durable (its event is in history, its id in the run's state).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use sundial_engine::UpdateResult;
 use sundial_engine::api::{
     enums::v1::UpdateWorkflowExecutionLifecycleStage as Stage,
@@ -10,7 +10,11 @@ use sundial_engine::api::{
     update::v1::{Outcome, Request},
 };
 
-/// One update the run knows about in memory.
+/// How many rejected updates a run remembers, so that callers waiting on them (and retries of
+/// the same update id) still see the rejection. A rejection leaves no trace in history.
+pub const REMEMBERED_REJECTIONS: usize = 64;
+
+/// One update admitted to the run and waiting for the workflow to accept or reject it.
 #[derive(Debug, Clone)]
 pub struct UpdateSlot {
     pub request: Request,
@@ -19,16 +23,28 @@ pub struct UpdateSlot {
     pub outcome: Option<Outcome>,
 }
 
-/// A run's in-memory updates, in admission order.
+/// A run's in-memory updates. Only what nothing else records is kept: admitted updates (in
+/// admission order) until the workflow accepts or rejects them, and the last
+/// [`REMEMBERED_REJECTIONS`] rejections. An accepted update is in the run's state, a completed
+/// one in its history, so both leave the registry; its size is bounded by the in-flight
+/// updates limit plus the remembered rejections.
 #[derive(Debug, Default)]
 pub struct UpdateRegistry {
     slots: HashMap<String, UpdateSlot>,
-    order: Vec<String>,
+    order: VecDeque<String>,
+    rejected: VecDeque<(String, Outcome)>,
 }
 
 impl UpdateRegistry {
-    pub fn get(&self, update_id: &str) -> Option<&UpdateSlot> {
-        self.slots.get(update_id)
+    /// Stage and outcome of an update this registry knows (admitted or rejected).
+    pub fn status(&self, update_id: &str) -> Option<(i32, Option<Outcome>)> {
+        if let Some(slot) = self.slots.get(update_id) {
+            return Some((slot.stage, slot.outcome.clone()));
+        }
+        self.rejected
+            .iter()
+            .find(|(id, _)| id == update_id)
+            .map(|(_, outcome)| (Stage::Completed as i32, Some(outcome.clone())))
     }
 
     pub fn admit(&mut self, request: Request) {
@@ -37,7 +53,11 @@ impl UpdateRegistry {
             .as_ref()
             .map(|m| m.update_id.clone())
             .unwrap_or_default();
-        self.order.push(id.clone());
+        if self.slots.contains_key(&id) {
+            return;
+        }
+        self.rejected.retain(|(rejected, _)| *rejected != id);
+        self.order.push_back(id.clone());
         self.slots.insert(
             id,
             UpdateSlot {
@@ -50,40 +70,58 @@ impl UpdateRegistry {
 
     /// Updates still waiting for the workflow to accept or reject them, in order.
     pub fn waiting(&self) -> impl Iterator<Item = &UpdateSlot> {
-        self.order
-            .iter()
-            .filter_map(|id| self.slots.get(id))
-            .filter(|s| s.stage == Stage::Admitted as i32)
+        self.order.iter().filter_map(|id| self.slots.get(id))
+    }
+
+    /// Number of updates waiting for the workflow to accept or reject them.
+    pub fn waiting_count(&self) -> usize {
+        self.slots.len()
     }
 
     pub fn waiting_ids(&self) -> Vec<String> {
-        self.waiting()
-            .filter_map(|s| s.request.meta.as_ref().map(|m| m.update_id.clone()))
-            .collect()
+        self.order.iter().cloned().collect()
     }
 
-    /// Records what a workflow task completion did to updates.
+    /// Everything the registry holds (admitted plus remembered rejections), for tests and
+    /// metrics.
+    pub fn len(&self) -> usize {
+        self.slots.len() + self.rejected.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn forget(&mut self, update_id: &str) -> bool {
+        if self.slots.remove(update_id).is_none() {
+            return false;
+        }
+        if let Some(i) = self.order.iter().position(|id| id == update_id) {
+            self.order.remove(i);
+        }
+        true
+    }
+
+    /// Records what a workflow task completion did to updates (after its state and events
+    /// were installed, so accepted and completed updates are found there).
     pub fn apply(&mut self, results: &[UpdateResult]) {
         for result in results {
-            let (id, stage, outcome) = match result {
-                UpdateResult::Accepted { update_id } => (update_id, Stage::Accepted, None),
-                UpdateResult::Rejected { update_id, failure } => (
-                    update_id,
-                    Stage::Completed,
-                    Some(Outcome {
+            match result {
+                UpdateResult::Accepted { update_id }
+                | UpdateResult::Completed { update_id, .. } => {
+                    self.forget(update_id);
+                }
+                UpdateResult::Rejected { update_id, failure } => {
+                    self.forget(update_id);
+                    if self.rejected.len() >= REMEMBERED_REJECTIONS {
+                        self.rejected.pop_front();
+                    }
+                    let outcome = Outcome {
                         value: failure
                             .clone()
                             .map(sundial_engine::api::update::v1::outcome::Value::Failure),
-                    }),
-                ),
-                UpdateResult::Completed { update_id, outcome } => {
-                    (update_id, Stage::Completed, outcome.clone())
-                }
-            };
-            if let Some(slot) = self.slots.get_mut(id.as_str()) {
-                slot.stage = stage as i32;
-                if outcome.is_some() {
-                    slot.outcome = outcome;
+                    };
+                    self.rejected.push_back((update_id.clone(), outcome));
                 }
             }
         }
@@ -95,8 +133,8 @@ pub fn status(
     entry: &crate::history::RunEntry,
     update_id: &str,
 ) -> Result<Option<(i32, Option<Outcome>)>, crate::error::ServiceError> {
-    if let Some(slot) = entry.updates.lock().get(update_id) {
-        return Ok(Some((slot.stage, slot.outcome.clone())));
+    if let Some(known) = entry.updates.lock().status(update_id) {
+        return Ok(Some(known));
     }
     if entry
         .state
@@ -114,4 +152,71 @@ pub fn status(
         }
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sundial_engine::api::{failure::v1::Failure, update::v1::Meta};
+
+    fn request(id: &str) -> Request {
+        Request {
+            meta: Some(Meta {
+                update_id: id.into(),
+                identity: String::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn accepted_and_completed_updates_leave_the_registry() {
+        let mut registry = UpdateRegistry::default();
+        for i in 0..100 {
+            let id = format!("u{i}");
+            registry.admit(request(&id));
+            assert_eq!(registry.waiting_count(), 1);
+            registry.apply(&[UpdateResult::Accepted {
+                update_id: id.clone(),
+            }]);
+            registry.apply(&[UpdateResult::Completed {
+                update_id: id,
+                outcome: None,
+            }]);
+        }
+        assert!(registry.is_empty());
+        assert!(registry.waiting_ids().is_empty());
+    }
+
+    #[test]
+    fn rejections_are_remembered_up_to_a_bound() {
+        let mut registry = UpdateRegistry::default();
+        for i in 0..(REMEMBERED_REJECTIONS + 50) {
+            let id = format!("u{i}");
+            registry.admit(request(&id));
+            registry.apply(&[UpdateResult::Rejected {
+                update_id: id,
+                failure: Some(Failure {
+                    message: "no".into(),
+                    ..Default::default()
+                }),
+            }]);
+        }
+        assert_eq!(registry.len(), REMEMBERED_REJECTIONS);
+        assert_eq!(registry.waiting_count(), 0);
+        let last = format!("u{}", REMEMBERED_REJECTIONS + 49);
+        let (stage, outcome) = registry.status(&last).expect("remembered");
+        assert_eq!(stage, Stage::Completed as i32);
+        assert!(outcome.is_some());
+        assert!(
+            registry.status("u0").is_none(),
+            "oldest rejection forgotten"
+        );
+        // The same id admitted again is a new update.
+        registry.admit(request(&last));
+        assert_eq!(
+            registry.status(&last).map(|s| s.0),
+            Some(Stage::Admitted as i32)
+        );
+    }
 }

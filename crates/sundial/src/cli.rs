@@ -267,6 +267,21 @@ fn dynamic_config_limits(values: &[String]) -> anyhow::Result<sundial_engine::Li
             "limit.historyCount.error" => limits.history_count_error = number()?,
             "limit.historySize.error" => limits.history_size_error_bytes = number()?,
             "limit.blobSize.error" => limits.blob_size_limit_bytes = number()?,
+            "limit.numPendingActivities.error" => limits.pending_activities = number()?,
+            "limit.numPendingChildExecutions.error" => limits.pending_child_executions = number()?,
+            "limit.numPendingSignals.error" => limits.pending_signals = number()?,
+            "limit.numPendingCancelRequests.error" => limits.pending_cancel_requests = number()?,
+            "history.maxInFlightUpdates" => limits.max_in_flight_updates = number()?,
+            "history.maxTotalUpdates" => limits.max_total_updates = number()?,
+            "system.enableCrossNamespaceCommands" => {
+                limits.cross_namespace_commands = match value.trim().trim_matches('"') {
+                    "true" => true,
+                    "false" => false,
+                    other => bail!(
+                        "--dynamic-config-value {key}: {other:?} is not a boolean (true or false)"
+                    ),
+                }
+            }
             _ => tracing::debug!(key, "dynamic config key not used by Sundial"),
         }
     }
@@ -285,6 +300,31 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(limits.suggest_continue_as_new_events, 20);
+        let limits = dynamic_config_limits(&[
+            "limit.numPendingActivities.error=3".into(),
+            "limit.numPendingChildExecutions.error=4".into(),
+            "limit.numPendingSignals.error=5".into(),
+            "limit.numPendingCancelRequests.error=6".into(),
+            "history.maxInFlightUpdates=2".into(),
+            "history.maxTotalUpdates=7".into(),
+            "system.enableCrossNamespaceCommands=true".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                limits.pending_activities,
+                limits.pending_child_executions,
+                limits.pending_signals,
+                limits.pending_cancel_requests,
+                limits.max_in_flight_updates,
+                limits.max_total_updates,
+                limits.cross_namespace_commands,
+            ),
+            (3, 4, 5, 6, 2, 7, true)
+        );
+        assert!(
+            dynamic_config_limits(&["system.enableCrossNamespaceCommands=yes".into()]).is_err()
+        );
         assert!(
             dynamic_config_limits(&["limit.historyCount.suggestContinueAsNew=x".into()]).is_err()
         );

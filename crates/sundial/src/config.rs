@@ -149,6 +149,20 @@ pub struct Limits {
     pub history_size_error: Option<i64>,
     /// Largest payload field a request may carry, in bytes (default 2 MiB).
     pub blob_size_error: Option<i64>,
+    /// Pending activities per workflow (default 2,000).
+    pub pending_activities: Option<i64>,
+    /// Pending child workflows per workflow (default 2,000).
+    pub pending_child_executions: Option<i64>,
+    /// Pending signals to other workflows per workflow (default 2,000).
+    pub pending_signals: Option<i64>,
+    /// Pending cancellation requests to other workflows per workflow (default 2,000).
+    pub pending_cancel_requests: Option<i64>,
+    /// Updates in flight (admitted or accepted, not completed) per workflow (default 10).
+    pub max_in_flight_updates: Option<i64>,
+    /// Updates one workflow run may receive (default 2,000).
+    pub max_total_updates: Option<i64>,
+    /// Whether workflows may reach other namespaces (children, signals, cancellations).
+    pub cross_namespace_commands: Option<bool>,
 }
 
 /// Parses `"500ms"`, `"30s"`, `"15m"`, `"72h"`, `"30d"`.
@@ -329,6 +343,28 @@ impl Config {
         }
         if let Some(n) = self.limits.blob_size_error {
             limits.blob_size_limit_bytes = n;
+        }
+        let l = &self.limits;
+        for (value, slot) in [
+            (l.pending_activities, &mut limits.pending_activities),
+            (
+                l.pending_child_executions,
+                &mut limits.pending_child_executions,
+            ),
+            (l.pending_signals, &mut limits.pending_signals),
+            (
+                l.pending_cancel_requests,
+                &mut limits.pending_cancel_requests,
+            ),
+            (l.max_in_flight_updates, &mut limits.max_in_flight_updates),
+            (l.max_total_updates, &mut limits.max_total_updates),
+        ] {
+            if let Some(n) = value {
+                *slot = n;
+            }
+        }
+        if let Some(enabled) = l.cross_namespace_commands {
+            limits.cross_namespace_commands = enabled;
         }
         limits
     }

@@ -4,9 +4,9 @@
 use crate::error::ServiceError;
 use crate::history::{History, RunHandle};
 use crate::matching::{QueueKey, QueuedTask, TaskKind};
+use crate::tokens::TaskToken;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use sundial_engine::api::{
     enums::v1::{QueryRejectCondition, QueryResultType, WorkflowExecutionStatus},
@@ -18,14 +18,23 @@ use tokio::sync::oneshot;
 struct Pending {
     query: WorkflowQuery,
     reply: oneshot::Sender<RespondQueryTaskCompletedRequest>,
+    /// The run the query was sent to: an answer must name it.
+    namespace: String,
+    workflow_id: String,
+    run_id: String,
 }
 
-/// Queries waiting for a worker's answer.
+/// Queries waiting for a worker's answer. A query task's id is random (64 bits from the
+/// thread's cryptographic generator) and bound to the namespace and run it was sent to, so
+/// only the worker that was handed the task can answer it: a guessed id, or a real one sent
+/// with another namespace or run, is NotFound.
 #[derive(Default)]
 pub struct Queries {
-    next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
 }
+
+/// The reference server's answer to a query task it does not know.
+const QUERY_NOT_FOUND: &str = "query task not found, or already expired";
 
 /// Whether the reject condition turns the query away for a run in `status`.
 pub fn rejects(condition: i32, status: i32) -> bool {
@@ -39,15 +48,20 @@ pub fn rejects(condition: i32, status: i32) -> bool {
     }
 }
 
-/// Removes the pending query when the asking call ends, however it ends.
+/// Removes the pending query when the asking call ends, however it ends, and its task from
+/// the queue if no worker took it yet (a queue nobody polls would keep it forever).
 struct Registration<'a> {
     queries: &'a Queries,
     id: u64,
+    matching: &'a crate::matching::Matching,
+    key: QueueKey,
+    task: QueuedTask,
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.queries.pending.lock().remove(&self.id);
+        self.matching.withdraw(&self.key, &self.task);
     }
 }
 
@@ -66,23 +80,34 @@ impl Queries {
         query: WorkflowQuery,
         wait: Duration,
     ) -> Result<QueryWorkflowResponse, ServiceError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (reply, answer) = oneshot::channel();
-        self.pending.lock().insert(id, Pending { query, reply });
-        let _registration = Registration { queries: self, id };
-        history.matching().add(
-            QueueKey {
-                namespace: handle.namespace.clone(),
-                name: task_queue.to_string(),
-                kind: TaskKind::Workflow,
-            },
-            QueuedTask {
-                run_id: handle.run_id.clone(),
-                scheduled_event_id: 0,
-                seq_or_attempt: id as i64,
-                query: true,
-            },
-        );
+        let pending = Pending {
+            query,
+            reply,
+            namespace: handle.namespace.clone(),
+            workflow_id: handle.workflow_id.clone(),
+            run_id: handle.run_id.clone(),
+        };
+        let id = self.register(pending);
+        let key = QueueKey {
+            namespace: handle.namespace.clone(),
+            name: task_queue.to_string(),
+            kind: TaskKind::Workflow,
+        };
+        let task = QueuedTask {
+            run_id: handle.run_id.clone(),
+            scheduled_event_id: 0,
+            seq_or_attempt: id as i64,
+            query: true,
+        };
+        let _registration = Registration {
+            queries: self,
+            id,
+            matching: history.matching(),
+            key: key.clone(),
+            task: task.clone(),
+        };
+        history.matching().add(key, task);
         let answered = match tokio::time::timeout(wait, answer).await {
             Ok(Ok(answered)) => answered,
             _ => {
@@ -114,28 +139,107 @@ impl Queries {
         }
     }
 
-    /// A worker's answer to query task `id`.
+    /// Files a pending query under a fresh random id (never 0, which marks a non-query token).
+    fn register(&self, pending: Pending) -> u64 {
+        let mut queries = self.pending.lock();
+        loop {
+            let id = uuid::Uuid::new_v4().as_u64_pair().0;
+            if id != 0 && !queries.contains_key(&id) {
+                queries.insert(id, pending);
+                return id;
+            }
+        }
+    }
+
+    /// Number of queries waiting for an answer.
+    pub fn pending_count(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// A worker's answer to the query task its token names. The token's namespace and run
+    /// must be those the query was sent to.
     pub fn answer(
         &self,
-        id: u64,
+        token: &TaskToken,
         answer: RespondQueryTaskCompletedRequest,
     ) -> Result<(), ServiceError> {
-        let pending = self.pending.lock().remove(&id);
-        match pending {
-            Some(p) => {
-                let _ = p.reply.send(answer);
-                Ok(())
-            }
-            None => Err(ServiceError::NotFound(
-                "query not found: it was answered already or timed out".into(),
-            )),
+        let mut queries = self.pending.lock();
+        let matches = queries.get(&token.query_id).is_some_and(|p| {
+            p.namespace == token.namespace
+                && p.workflow_id == token.workflow_id
+                && p.run_id == token.run_id
+        });
+        if !matches {
+            return Err(ServiceError::NotFound(QUERY_NOT_FOUND.into()));
         }
+        if let Some(p) = queries.remove(&token.query_id) {
+            let _ = p.reply.send(answer);
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pending(
+        ns: &str,
+        run: &str,
+    ) -> (Pending, oneshot::Receiver<RespondQueryTaskCompletedRequest>) {
+        let (reply, rx) = oneshot::channel();
+        (
+            Pending {
+                query: WorkflowQuery::default(),
+                reply,
+                namespace: ns.into(),
+                workflow_id: "wf".into(),
+                run_id: run.into(),
+            },
+            rx,
+        )
+    }
+
+    fn token(ns: &str, run: &str, query_id: u64) -> TaskToken {
+        TaskToken {
+            namespace: ns.into(),
+            workflow_id: "wf".into(),
+            run_id: run.into(),
+            query_id,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_the_named_query_task_can_be_answered() {
+        let queries = Queries::default();
+        let (p, mut rx) = pending("a", "run-1");
+        let id = queries.register(p);
+        let (p2, _rx2) = pending("a", "run-1");
+        let other = queries.register(p2);
+        assert_ne!(id, other);
+        assert!(id > 2 || other > 2, "ids are random, not a counter");
+        let answer = RespondQueryTaskCompletedRequest::default();
+        for forged in [
+            token("b", "run-1", id),
+            token("a", "run-2", id),
+            token("a", "run-1", id ^ 1),
+            token("a", "run-1", 1),
+        ] {
+            let refused = queries.answer(&forged, answer.clone());
+            assert!(
+                matches!(&refused, Err(ServiceError::NotFound(m)) if m == QUERY_NOT_FOUND),
+                "{forged:?}"
+            );
+        }
+        assert!(rx.try_recv().is_err(), "no forged answer got through");
+        queries
+            .answer(&token("a", "run-1", id), answer.clone())
+            .unwrap();
+        assert!(rx.try_recv().is_ok());
+        assert_eq!(queries.pending_count(), 1);
+        assert!(queries.answer(&token("a", "run-1", id), answer).is_err());
+    }
 
     #[test]
     fn reject_conditions() {

@@ -63,7 +63,10 @@ impl Frontend {
                             "workflow execution already completed".into(),
                         ));
                     }
-                    entry.updates.lock().admit(request);
+                    let mut registry = entry.updates.lock();
+                    t.check_update_admission(registry.waiting_count())?;
+                    registry.admit(request);
+                    drop(registry);
                     t.request_update_task();
                     Ok(())
                 },

@@ -9,6 +9,7 @@ use crate::namespaces::Namespaces;
 use crate::tokens::{HistoryPageToken, TaskToken};
 use std::sync::Arc;
 use sundial_engine::api::{
+    command::v1::Command,
     common::v1::{Payloads, WorkflowExecution},
     enums::v1::HistoryEventFilterType,
     history::v1::History as HistoryProto,
@@ -31,6 +32,9 @@ pub struct Frontend {
     pub queries: super::queries::Queries,
     pub schedules: Arc<crate::scheduler::Scheduler>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The authorization table (None: every client may do everything); commands towards
+    /// other namespaces are checked against it.
+    pub authorization: Option<Arc<crate::authz::Policy>>,
 }
 
 fn payload_size(p: Option<&Payloads>) -> usize {
@@ -86,6 +90,28 @@ fn by_id(t: &Transition<'_>, activity_id: &str) -> Result<ActivityRef, EngineErr
             attempt: 0,
         })
         .ok_or_else(|| EngineError::NotFound("Activity task not found.".into()))
+}
+
+/// The namespaces other than `own` that a workflow task's commands reach (children, external
+/// signals and cancellation requests).
+#[allow(deprecated)] // `namespace` on these commands: deprecated, still how a target is named
+fn foreign_namespaces<'a>(commands: &'a [Command], own: &str) -> Vec<&'a str> {
+    use sundial_engine::api::command::v1::command::Attributes as Cmd;
+    let mut out: Vec<&str> = Vec::new();
+    for command in commands {
+        let target = match &command.attributes {
+            Some(Cmd::StartChildWorkflowExecutionCommandAttributes(a)) => a.namespace.as_str(),
+            Some(Cmd::SignalExternalWorkflowExecutionCommandAttributes(a)) => a.namespace.as_str(),
+            Some(Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(a)) => {
+                a.namespace.as_str()
+            }
+            _ => continue,
+        };
+        if !target.is_empty() && target != own && !out.contains(&target) {
+            out.push(target);
+        }
+    }
+    out
 }
 
 fn queue_name(
@@ -273,12 +299,38 @@ impl Frontend {
         }
     }
 
+    /// Commands towards other namespaces: the namespace must exist (the reference server
+    /// answers NotFound and records nothing, so the task times out and is retried), and when
+    /// authorization is configured and cross-namespace commands are enabled, the worker
+    /// completing the task must hold a grant on it, as it would to call that namespace
+    /// itself (PermissionDenied, nothing recorded). Whether such commands are allowed at all
+    /// (`system.enableCrossNamespaceCommands`) is the engine's check.
+    fn check_foreign_namespaces(
+        &self,
+        req: &RespondWorkflowTaskCompletedRequest,
+        own: &str,
+        identity: Option<&crate::peer::PeerIdentity>,
+    ) -> Result<(), ServiceError> {
+        for namespace in foreign_namespaces(&req.commands, own) {
+            self.namespaces.check(namespace)?;
+            if let Some(policy) = &self.authorization
+                && self.history.limits.cross_namespace_commands
+                && !policy.allows(identity, crate::authz::Access::Namespace, namespace)
+            {
+                return Err(ServiceError::PermissionDenied);
+            }
+        }
+        Ok(())
+    }
+
     async fn complete_workflow_task(
         &self,
         req: RespondWorkflowTaskCompletedRequest,
+        identity: Option<&crate::peer::PeerIdentity>,
     ) -> Result<RespondWorkflowTaskCompletedResponse, ServiceError> {
         let token = decode_token(&req.task_token, false)?;
         let handle = self.run_by_token(&token)?;
+        self.check_foreign_namespaces(&req, &token.namespace, identity)?;
         let wt = WorkflowTaskRef {
             scheduled_event_id: token.scheduled_event_id,
             seq: token.seq_or_attempt,
@@ -542,7 +594,13 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<RespondWorkflowTaskCompletedRequest>,
     ) -> Reply<RespondWorkflowTaskCompletedResponse> {
-        let reply = self.complete_workflow_task(request.into_inner()).await?;
+        let identity = request
+            .extensions()
+            .get::<crate::peer::ConnInfo>()
+            .and_then(|c| c.identity.clone());
+        let reply = self
+            .complete_workflow_task(request.into_inner(), identity.as_deref())
+            .await?;
         // Eagerly dispatched activities are started here rather than by a poll.
         for task in &reply.activity_tasks {
             self.metrics.task_started(
@@ -908,7 +966,7 @@ impl WorkflowService for Frontend {
             .into());
         }
         self.check_blob(req.query_result.as_ref())?;
-        self.queries.answer(token.query_id, req)?;
+        self.queries.answer(&token, req)?;
         Ok(Response::new(RespondQueryTaskCompletedResponse {}))
     }
 
