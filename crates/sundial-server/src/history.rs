@@ -34,6 +34,9 @@ use tokio::sync::watch;
 /// How long a closed run stays cached after it closed.
 const CLOSED_RUN_CACHE_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a sticky queue whose worker shut down is remembered.
+const GONE_STICKY_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Number of locks that serialise starts of the same workflow id.
 const START_LOCK_SHARDS: usize = 64;
 
@@ -168,7 +171,9 @@ pub struct History {
     /// Itself, for effects that run as tasks of their own.
     me: std::sync::OnceLock<std::sync::Weak<History>>,
     /// Sticky queues whose worker said it shut down: their tasks go to the normal queue.
-    gone_sticky_queues: Mutex<HashSet<(String, String)>>,
+    /// Remembered for [`GONE_STICKY_MEMORY`] after the ShutdownWorker: later dispatches to a
+    /// forgotten one time out on it (sticky schedule-to-start) and move to the normal queue.
+    gone_sticky_queues: Mutex<HashMap<(String, String), std::time::Instant>>,
     /// Search attribute registry; builds visibility records.
     pub visibility: Arc<crate::visibility::SearchAttributes>,
     /// Told about every run that closes, once, after the close is committed.
@@ -242,7 +247,7 @@ impl History {
             timers,
             limits,
             me: std::sync::OnceLock::new(),
-            gone_sticky_queues: Mutex::new(HashSet::new()),
+            gone_sticky_queues: Mutex::new(HashMap::new()),
             visibility,
             close_listener: std::sync::OnceLock::new(),
         });
@@ -577,7 +582,13 @@ impl History {
 
     fn after_change(&self, handle: &RunHandle, entry: &mut RunEntry, effects: Vec<Effect>) {
         let deadlines = entry.state.deadlines();
-        entry.registered.retain(|d| deadlines.contains(d));
+        entry.registered.retain(|d| {
+            let kept = deadlines.contains(d);
+            if !kept {
+                self.timers.cancel(&handle.run_id, *d);
+            }
+            kept
+        });
         for deadline in deadlines {
             if entry.registered.insert(deadline) {
                 self.timers.add(&handle.run_id, deadline);
@@ -624,9 +635,12 @@ impl History {
     /// ShutdownWorker named its sticky queue: tasks waiting there, and later ones, are offered on
     /// their workflow's normal queue.
     pub fn sticky_queue_gone(&self, namespace: &str, queue: &str) {
-        self.gone_sticky_queues
-            .lock()
-            .insert((namespace.to_string(), queue.to_string()));
+        {
+            let mut gone = self.gone_sticky_queues.lock();
+            let now = std::time::Instant::now();
+            gone.retain(|_, at| now.duration_since(*at) < GONE_STICKY_MEMORY);
+            gone.insert((namespace.to_string(), queue.to_string()), now);
+        }
         let key = QueueKey {
             namespace: namespace.to_string(),
             name: queue.to_string(),
@@ -672,7 +686,7 @@ impl History {
                 let gone = self
                     .gone_sticky_queues
                     .lock()
-                    .contains(&(namespace.to_string(), task_queue.clone()));
+                    .contains_key(&(namespace.to_string(), task_queue.clone()));
                 if gone {
                     self.redirect(run_id.to_string(), seq);
                     return;

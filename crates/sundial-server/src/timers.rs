@@ -2,7 +2,7 @@
 //! due, then hands it to the history role. Deadlines are derived from execution state, so the
 //! index is rebuilt at start-up and never persisted on its own.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use sundial_engine::{Deadline, DeadlineKind};
 use tokio::sync::mpsc;
 
@@ -13,10 +13,17 @@ pub struct Fired {
     pub kind: DeadlineKind,
 }
 
+/// What the loop is told.
+enum Change {
+    Add(String, Deadline),
+    /// The deadline left the run's state: it is forgotten instead of firing stale.
+    Cancel(String, Deadline),
+}
+
 /// Handle to add deadlines to the loop.
 #[derive(Clone)]
 pub struct Timers {
-    add: mpsc::UnboundedSender<(String, Deadline)>,
+    changes: mpsc::UnboundedSender<Change>,
     /// Deadlines in the index (for metrics), updated by the loop.
     pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -24,26 +31,40 @@ pub struct Timers {
 impl Timers {
     /// Starts the loop; due deadlines come out of the returned receiver.
     pub fn start(now_ms: fn() -> i64) -> (Timers, mpsc::UnboundedReceiver<Fired>) {
-        let (add, mut incoming) = mpsc::unbounded_channel::<(String, Deadline)>();
+        let (changes, mut incoming) = mpsc::unbounded_channel::<Change>();
         let (fired_tx, fired_rx) = mpsc::unbounded_channel();
         let pending = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = pending.clone();
         tokio::spawn(async move {
-            let mut index: BTreeMap<(i64, u64), (String, DeadlineKind)> = BTreeMap::new();
-            let mut seq = 0u64;
+            // Ordered by due time; one entry per (deadline, run).
+            let mut index: BTreeSet<(Deadline, String)> = BTreeSet::new();
+            let apply = |index: &mut BTreeSet<(Deadline, String)>, change: Change| match change {
+                Change::Add(run_id, deadline) => {
+                    index.insert((deadline, run_id));
+                }
+                Change::Cancel(run_id, deadline) => {
+                    index.remove(&(deadline, run_id));
+                }
+            };
             loop {
                 let now = now_ms();
-                while let Some(entry) = index.first_entry() {
-                    if entry.key().0 > now {
+                while let Some(first) = index.first() {
+                    if first.0.at_ms > now {
                         break;
                     }
-                    let (run_id, kind) = entry.remove();
-                    if fired_tx.send(Fired { run_id, kind }).is_err() {
+                    let Some((deadline, run_id)) = index.pop_first() else {
+                        break;
+                    };
+                    let fired = Fired {
+                        run_id,
+                        kind: deadline.kind,
+                    };
+                    if fired_tx.send(fired).is_err() {
                         return;
                     }
                 }
                 count.store(index.len(), std::sync::atomic::Ordering::Relaxed);
-                let sleep_ms = index.keys().next().map(|(at, _)| (at - now).max(0) as u64);
+                let sleep_ms = index.first().map(|(d, _)| (d.at_ms - now).max(0) as u64);
                 let sleep = async {
                     match sleep_ms {
                         Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
@@ -51,13 +72,11 @@ impl Timers {
                     }
                 };
                 tokio::select! {
-                    added = incoming.recv() => match added {
-                        Some((run_id, deadline)) => {
-                            seq += 1;
-                            index.insert((deadline.at_ms, seq), (run_id, deadline.kind));
-                            while let Ok((run_id, deadline)) = incoming.try_recv() {
-                                seq += 1;
-                                index.insert((deadline.at_ms, seq), (run_id, deadline.kind));
+                    change = incoming.recv() => match change {
+                        Some(change) => {
+                            apply(&mut index, change);
+                            while let Ok(change) = incoming.try_recv() {
+                                apply(&mut index, change);
                             }
                         }
                         None => return,
@@ -66,7 +85,7 @@ impl Timers {
                 }
             }
         });
-        (Timers { add, pending }, fired_rx)
+        (Timers { changes, pending }, fired_rx)
     }
 
     /// Deadlines waiting to fire (as of the loop's last turn).
@@ -75,6 +94,41 @@ impl Timers {
     }
 
     pub fn add(&self, run_id: &str, deadline: Deadline) {
-        let _ = self.add.send((run_id.to_string(), deadline));
+        let _ = self.changes.send(Change::Add(run_id.to_string(), deadline));
+    }
+
+    /// Forgets a deadline the run no longer has.
+    pub fn cancel(&self, run_id: &str, deadline: Deadline) {
+        let _ = self
+            .changes
+            .send(Change::Cancel(run_id.to_string(), deadline));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancelled_deadline_is_forgotten_and_never_fires() {
+        let (timers, mut fired) = Timers::start(crate::clock::now_ms);
+        let soon = Deadline {
+            at_ms: crate::clock::now_ms() + 50,
+            kind: DeadlineKind::WorkflowRunTimeout,
+        };
+        let year = Deadline {
+            at_ms: crate::clock::now_ms() + 365 * 86_400_000,
+            ..soon
+        };
+        timers.add("a", soon);
+        timers.add("b", soon);
+        timers.add("c", year);
+        timers.cancel("a", soon);
+        timers.cancel("c", year);
+        let first = tokio::time::timeout(std::time::Duration::from_secs(2), fired.recv()).await;
+        assert_eq!(first.unwrap().unwrap().run_id, "b");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(fired.try_recv().is_err(), "a cancelled deadline fired");
+        assert_eq!(timers.pending(), 0, "the year-long deadline is still held");
     }
 }
