@@ -12,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(page) = HistoryPageToken::decode_bytes(data) {
         assert!(page.next_event_id > 0);
-        assert_eq!(HistoryPageToken::decode_bytes(&page.encode_bytes()), Some(page));
+        assert_eq!(
+            HistoryPageToken::decode_bytes(&page.encode_bytes()),
+            Some(page)
+        );
     }
 });

@@ -7,7 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use sundial_engine::api::{
-    common::v1::WorkflowType, taskqueue::v1::TaskQueue,
+    common::v1::WorkflowType,
+    taskqueue::v1::TaskQueue,
     workflowservice::v1::{RespondWorkflowTaskCompletedRequest, StartWorkflowExecutionRequest},
 };
 use sundial_engine::{Poller, StartParams, Transition, WorkflowTaskRef, new_execution};
@@ -51,7 +52,8 @@ fuzz_target!(|data: &[u8]| {
         build_id: String::new(),
     };
     let mut t = Transition::new(&mut state, 1_700_000_000_010);
-    t.start_workflow_task(wt, &poller).expect("the first task starts");
+    t.start_workflow_task(wt, &poller)
+        .expect("the first task starts");
     let result = t.complete_workflow_task(wt, &completion);
     let events = std::mem::take(&mut t.events);
     if result.is_ok() {
