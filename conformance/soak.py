@@ -7,7 +7,8 @@ no activity attempt runs twice, every run's event ids are 1..n with none reused.
 
 Run alone for a long soak:
     python conformance/soak.py --workflows 400 --seconds 600 --binary target/release/sundial
-The test command runs a short version (conformance/test_soak.py).
+The test command runs a short version (conformance/test_soak.py). `--seconds` is how long the
+kills go on; the workload then has three more minutes to finish.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from temporalio.client import Client, WorkflowUpdateStage
 from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import SundialProcess, free_port  # noqa: E402
+with workflow.unsafe.imports_passed_through():
+    # The suite's server manager (run as a script, this file's folder is on sys.path).
+    from conftest import SundialProcess, free_port
 
 LEDGER: Path | None = None
 
@@ -122,11 +124,13 @@ async def soak(binary: str | None, workflows: int, seconds: float, kill_every: t
     client = await Client.connect(server.address)
     tq = f"soak-{uuid.uuid4()}"
     prefix = f"soak-{uuid.uuid4()}"
-    deadline = time.monotonic() + seconds
+    # Kills happen during the first `seconds`; then everything must still finish.
+    kills_end = time.monotonic() + seconds
+    deadline = kills_end + 180
     stop = asyncio.Event()
 
     async def killer() -> None:
-        while not stop.is_set():
+        while not stop.is_set() and time.monotonic() < kills_end:
             try:
                 await asyncio.wait_for(stop.wait(), random.uniform(*kill_every))
                 return

@@ -16,3 +16,6 @@ export PATH="$PWD/.venv/bin:$PATH"
 # A smoke run of every benchmark scenario with tiny sizes (no timing assertions).
 SUNDIAL_BIN="${SUNDIAL_BIN:-$PWD/target/debug/sundial}" bash bench/run.sh --smoke
 SUNDIAL_BIN="${SUNDIAL_BIN:-$PWD/target/debug/sundial}" .venv/bin/python -m pytest conformance -q
+
+# Every fuzz target for a few seconds (coverage-guided, cargo fuzz; see scripts/fuzz.sh).
+scripts/fuzz.sh "${FUZZ_SECONDS:-5}"

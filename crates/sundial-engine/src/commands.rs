@@ -304,6 +304,7 @@ impl Transition<'_> {
 
     /// Applies one command; returns true when it produced an event the workflow must see.
     fn apply_command(&mut self, command: &Command, completed_id: i64) -> Result<bool, Rejection> {
+        crate::validate::command(command)?;
         match &command.attributes {
             Some(Cmd::ScheduleActivityTaskCommandAttributes(a)) => {
                 self.schedule_activity(a, completed_id)?;

@@ -21,6 +21,7 @@ pub mod signal;
 pub mod start;
 mod terminate;
 pub mod update;
+pub mod validate;
 pub mod workflow_task;
 
 #[cfg(test)]

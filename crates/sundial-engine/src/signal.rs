@@ -40,6 +40,12 @@ impl Transition<'_> {
                 "SignalName is not set on request.".into(),
             ));
         }
+        crate::validate::signal_name(&signal.name).map_err(EngineError::InvalidArgument)?;
+        if signal.request_id.len() > crate::validate::MAX_ID_LENGTH {
+            return Err(EngineError::InvalidArgument(
+                "RequestId length exceeds limit.".into(),
+            ));
+        }
         if !signal.request_id.is_empty() {
             if self.state.signal_request_ids.contains(&signal.request_id) {
                 self.persist = false;

@@ -8,14 +8,14 @@ use crate::api::{
     taskqueue::v1::TaskQueue,
     workflowservice::v1::StartWorkflowExecutionRequest,
 };
-use crate::{Effect, EngineError, ExecutionState, Transition, retry, time};
+use crate::{Effect, EngineError, ExecutionState, Transition, retry, time, validate};
 
 /// Temporal's default workflow task timeout.
 pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: i64 = 10_000;
 /// Temporal caps the workflow task timeout at two minutes.
 pub const MAX_WORKFLOW_TASK_TIMEOUT_MS: i64 = 120_000;
 /// Longest workflow id, type name, task queue name or request id accepted.
-pub const MAX_ID_LENGTH: usize = 1000;
+pub const MAX_ID_LENGTH: usize = validate::MAX_ID_LENGTH;
 
 /// What a new run is started with.
 pub struct StartParams<'a> {
@@ -67,24 +67,33 @@ pub fn validate_start(req: &StartWorkflowExecutionRequest) -> Result<(), EngineE
     if req.request_id.len() > MAX_ID_LENGTH {
         return Err(invalid("RequestId length exceeds limit."));
     }
-    if time::is_negative(req.workflow_execution_timeout.as_ref()) {
-        return Err(invalid(
-            "An invalid WorkflowExecutionTimeoutSeconds is set on request. cause: negative duration",
-        ));
+    if req.identity.len() > MAX_ID_LENGTH {
+        return Err(invalid("Identity length exceeds limit."));
     }
-    if time::is_negative(req.workflow_run_timeout.as_ref()) {
-        return Err(invalid(
-            "An invalid WorkflowRunTimeoutSeconds is set on request. cause: negative duration",
-        ));
+    for (d, name) in [
+        (
+            &req.workflow_execution_timeout,
+            "WorkflowExecutionTimeoutSeconds",
+        ),
+        (&req.workflow_run_timeout, "WorkflowRunTimeoutSeconds"),
+        (&req.workflow_task_timeout, "WorkflowTaskTimeoutSeconds"),
+        (&req.workflow_start_delay, "WorkflowStartDelaySeconds"),
+    ] {
+        if let Some(cause) = time::invalid_duration(d.as_ref()) {
+            return Err(EngineError::InvalidArgument(format!(
+                "An invalid {name} is set on request. cause: {cause}"
+            )));
+        }
     }
-    if time::is_negative(req.workflow_task_timeout.as_ref()) {
-        return Err(invalid(
-            "An invalid WorkflowTaskTimeoutSeconds is set on request. cause: negative duration",
-        ));
-    }
-    if time::is_negative(req.workflow_start_delay.as_ref()) {
-        return Err(invalid("Invalid WorkflowStartDelay."));
-    }
+    validate::id_policies(
+        req.workflow_id_reuse_policy,
+        req.workflow_id_conflict_policy,
+    )
+    .map_err(EngineError::InvalidArgument)?;
+    validate::retry_policy(req.retry_policy.as_ref()).map_err(EngineError::InvalidArgument)?;
+    validate::memo(req.memo.as_ref()).map_err(EngineError::InvalidArgument)?;
+    validate::search_attributes(req.search_attributes.as_ref())
+        .map_err(EngineError::InvalidArgument)?;
     if let Some(policy) = &req.retry_policy {
         retry::normalize(Some(policy)).map_err(EngineError::InvalidArgument)?;
     }

@@ -10,6 +10,12 @@
 //!
 //! Only whole unary bodies are handled (every Temporal RPC is unary). A body that is not a
 //! sequence of well-formed gRPC frames is passed on unchanged for tonic to refuse.
+//!
+//! What one request may inflate to is capped in total, over all its frames (a body of many
+//! small gzip bombs is refused as soon as their sum passes the limit), and memory is reserved
+//! only as inflated data arrives: a gzip trailer's claimed size is believed only up to what
+//! deflate can produce from the compressed bytes at hand. This layer runs before
+//! authorization, so a refused bomb costs no authorization work.
 
 use crate::request_filter::{BoxFuture, FilterLayer, RequestFilter};
 use bytes::{Buf, Bytes};
@@ -24,7 +30,7 @@ thread_local! {
 
 /// Why a compressed message was refused, as tonic words it.
 #[derive(Debug, PartialEq, Eq)]
-enum InflateError {
+pub enum InflateError {
     /// The message would inflate past the size limit.
     TooLarge,
     /// Not a gzip member, or corrupt.
@@ -32,7 +38,8 @@ enum InflateError {
 }
 
 impl InflateError {
-    fn status(&self, limit: usize) -> tonic::Status {
+    /// The status tonic answers with for this error.
+    pub fn status(&self, limit: usize) -> tonic::Status {
         match self {
             InflateError::TooLarge => tonic::Status::resource_exhausted(format!(
                 "Error decompressing: size limit, of {limit} bytes, exceeded while decompressing message"
@@ -86,6 +93,10 @@ fn gzip_header_len(data: &[u8]) -> Result<usize, InflateError> {
     Ok(at)
 }
 
+/// Deflate's best compression ratio (a run of one byte: 258 bytes per 2-bit code, about
+/// 1032:1); no member inflates to more than this many times its compressed size.
+const MAX_DEFLATE_RATIO: usize = 1032;
+
 /// Appends the inflated content of the gzip member `member` to `out`, at most `limit` bytes.
 fn inflate_member(member: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
     let start = gzip_header_len(member)?;
@@ -96,8 +107,10 @@ fn inflate_member(member: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), 
     let crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
     let size = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]) as usize;
     let base = out.len();
-    // The trailer's size is a hint (it is the length modulo 2^32); never reserve past the limit.
-    out.reserve(size.min(limit).saturating_add(1));
+    // The trailer's size is a hint (it is the length modulo 2^32, and a client's claim); never
+    // reserve past the limit or past what the compressed bytes can inflate to.
+    let possible = member.len().saturating_mul(MAX_DEFLATE_RATIO);
+    out.reserve(size.min(limit).min(possible).saturating_add(1));
     let deflate = &member[start..trailer_at];
     INFLATER.with(|inflater| {
         let mut inflater = inflater.borrow_mut();
@@ -139,29 +152,36 @@ fn inflate_member(member: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), 
     Ok(())
 }
 
-/// The body with every compressed frame inflated and marked uncompressed. `None` when `body`
-/// is not a sequence of whole gRPC frames (tonic then refuses it itself).
-fn inflate_frames(mut body: Bytes, limit: usize) -> Option<Result<Bytes, InflateError>> {
+/// The body with every compressed frame inflated and marked uncompressed, at most `limit`
+/// bytes of messages in all. `None` when `body` is not a sequence of whole gRPC frames (tonic
+/// then refuses it itself). Public for the fuzz targets.
+pub fn inflate_frames(mut body: Bytes, limit: usize) -> Option<Result<Bytes, InflateError>> {
     let mut out = Vec::new();
+    // Message bytes written so far (the sum over frames, headers not counted).
+    let mut total = 0usize;
     while !body.is_empty() {
         if body.len() < 5 {
             return None;
         }
         let compressed = body[0];
         let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
-        let frame = body.get(5..5 + len)?;
+        let frame = body.get(5..5usize.checked_add(len)?)?;
         let at = out.len();
         out.extend_from_slice(&[0; 5]);
+        let remaining = limit - total;
         match compressed {
+            0 if frame.len() > remaining => return Some(Err(InflateError::TooLarge)),
             0 => out.extend_from_slice(frame),
             1 => {
-                if let Err(e) = inflate_member(frame, &mut out, limit) {
+                if let Err(e) = inflate_member(frame, &mut out, remaining) {
                     return Some(Err(e));
                 }
             }
             _ => return None,
         }
-        let inflated = u32::try_from(out.len() - at - 5).ok()?;
+        let message_len = out.len() - at - 5;
+        total += message_len;
+        let inflated = u32::try_from(message_len).ok()?;
         out[at + 1..at + 5].copy_from_slice(&inflated.to_be_bytes());
         body.advance(5 + len);
     }
@@ -298,6 +318,66 @@ mod tests {
             *b = 0xff;
         }
         assert!(inflate_member(&garbage, &mut Vec::new(), 100).is_err());
+    }
+
+    #[test]
+    fn the_limit_holds_for_the_whole_request() {
+        // Each frame alone fits; together they do not.
+        let zeros = vec![0u8; 600_000];
+        let bomb = gzip(&zeros);
+        assert!(bomb.len() < 10_000, "{}", bomb.len());
+        let mut body = Vec::new();
+        for _ in 0..4 {
+            body.extend(frame(true, &bomb));
+        }
+        assert_eq!(
+            inflate_frames(Bytes::from(body.clone()), 2_000_000).unwrap(),
+            Err(InflateError::TooLarge)
+        );
+        assert!(
+            inflate_frames(Bytes::from(body), 2_400_000)
+                .unwrap()
+                .is_ok()
+        );
+        // Plain frames count too.
+        let mut body = frame(true, &bomb);
+        body.extend(frame(false, &[7u8; 1000]));
+        assert_eq!(
+            inflate_frames(Bytes::from(body), 600_500).unwrap(),
+            Err(InflateError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn a_lying_trailer_reserves_nothing_large() {
+        let mut member = gzip(b"tiny");
+        let n = member.len();
+        // Claim 4 GiB - 1 inflated: the reservation follows the compressed size instead.
+        member[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut out = Vec::new();
+        assert!(inflate_member(&member, &mut out, 128 << 20).is_err());
+        assert!(
+            out.capacity() <= n * MAX_DEFLATE_RATIO + 1,
+            "{}",
+            out.capacity()
+        );
+    }
+
+    #[test]
+    fn a_bomb_is_refused_without_inflating_it_whole() {
+        // 1 GiB of zeros compresses to about 1 MiB; the inflater stops at the limit.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..1024 {
+            enc.write_all(&chunk).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            inflate_member(&bomb, &mut out, 4 << 20),
+            Err(InflateError::TooLarge)
+        );
+        assert!(out.capacity() < 16 << 20, "{}", out.capacity());
     }
 
     #[test]

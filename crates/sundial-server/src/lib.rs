@@ -32,6 +32,16 @@ use std::sync::Arc;
 use sundial_store::Store;
 use tonic::codec::CompressionEncoding;
 
+/// Idle time after which the server pings a connection (`frontend.keepAliveTime`).
+pub const HTTP2_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long an unanswered ping may wait before the connection is closed
+/// (`frontend.keepAliveTimeout`).
+pub const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Age at which a connection is asked to go away (`frontend.keepAliveMaxConnectionAge`).
+pub const MAX_CONNECTION_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+/// How long calls in flight may finish after that (`frontend.keepAliveMaxConnectionAgeGrace`).
+pub const MAX_CONNECTION_AGE_GRACE: std::time::Duration = std::time::Duration::from_secs(70);
+
 /// A namespace the server registers at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceSpec {
@@ -176,6 +186,14 @@ pub async fn serve(
     ready(bound);
     let authorization = authz::Authz::layer(config.authorization, frontend::MAX_MESSAGE_SIZE);
     let server = tonic::transport::Server::builder()
+        // Temporal's frontend defaults: ping a quiet connection after a minute, drop it if the
+        // ping is not answered within 10 s; recycle every connection after 5 minutes (GOAWAY,
+        // then 70 s for calls in flight, longer than any long poll), which also bounds how
+        // long an idle or silent connection is kept.
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .max_connection_age(MAX_CONNECTION_AGE)
+        .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
         .layer(metrics_layer::RpcMetricsLayer::new(config.metrics.clone()))
         .layer(gzip_requests::GzipRequests::layer(
             frontend::MAX_MESSAGE_SIZE,

@@ -5,16 +5,23 @@
 //! connections that come through are handed to the gRPC server in accept order. The loop, and
 //! with it the listening socket, ends when `stop` resolves, so a shutting-down server refuses
 //! new connections at once.
+//!
+//! At most [`MAX_HANDSHAKES`] TLS handshakes run at once (each is also bounded in time, see
+//! [`crate::tls`]): while that many are under way the loop stops accepting, and further
+//! clients wait in the kernel's backlog instead of each costing a task and a handshake's
+//! cryptography.
 
 use crate::peer::Conn;
 use crate::tls::ReloadingTls;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Connections waiting for the gRPC server to take them.
 const BACKLOG: usize = 128;
+/// Most TLS handshakes in progress at once.
+pub const MAX_HANDSHAKES: usize = 256;
 
 /// The stream of ready connections from `listener`.
 pub fn incoming(
@@ -23,9 +30,21 @@ pub fn incoming(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> ReceiverStream<std::io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(BACKLOG);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         tokio::pin!(stop);
         loop {
+            // A handshake slot first (plain TCP needs none), then the next connection.
+            let permit = match &tls {
+                Some(_) => tokio::select! {
+                    _ = &mut stop => return,
+                    permit = handshakes.clone().acquire_owned() => match permit {
+                        Ok(permit) => Some(permit),
+                        Err(_) => return,
+                    },
+                },
+                None => None,
+            };
             let accepted = tokio::select! {
                 _ = &mut stop => return,
                 accepted = listener.accept() => accepted,
@@ -50,7 +69,9 @@ pub fn incoming(
                     let tls = tls.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        match tls.accept(tcp).await {
+                        let handshake = tls.accept(tcp).await;
+                        drop(permit);
+                        match handshake {
                             Ok(conn) => {
                                 let _ = tx.send(Ok(conn)).await;
                             }

@@ -208,6 +208,10 @@ impl SearchAttributes {
         let Some(attributes) = attributes else {
             return Ok(());
         };
+        // The count first, as the reference server checks it (sizes are checked again with
+        // every start by the engine, which also sees starts that never pass through here).
+        sundial_engine::validate::search_attributes(Some(attributes))
+            .map_err(ServiceError::InvalidArgument)?;
         for (name, payload) in attributes.indexed_fields.iter_mut() {
             if SYSTEM_ATTRIBUTES.iter().any(|(n, _)| n == name) {
                 return Err(ServiceError::InvalidArgument(format!(

@@ -1,5 +1,22 @@
 //! Temporal's list filter language (`WorkflowType = 'x' AND StartTime > '...' ORDER BY ...`),
 //! parsed into a small AST. Pure; the SQL for a backend is produced elsewhere.
+//!
+//! Hostile input is bounded before any work grows with it: a query longer than
+//! [`MAX_QUERY_LENGTH`] is refused before it is tokenized, parentheses and `NOT` may nest at
+//! most [`MAX_DEPTH`] levels (the parser's recursion, and so the depth of every tree walk
+//! over the AST, never exceeds that), an `IN` list holds at most [`MAX_IN_VALUES`] values and
+//! a query at most [`MAX_VALUES`] literals (each becomes one bound SQL parameter). A chain of
+//! `AND`s or `OR`s is one node with a list of terms, not a tree as deep as the chain is long.
+
+/// Longest query accepted, in bytes. The reference server sets none (its parser's stack
+/// grows on the heap); this one bounds the work and memory of one list call.
+pub const MAX_QUERY_LENGTH: usize = 32 * 1024;
+/// Deepest nesting of parentheses and `NOT` accepted.
+pub const MAX_DEPTH: usize = 64;
+/// Most values in one `IN (...)` list.
+pub const MAX_IN_VALUES: usize = 1000;
+/// Most literals in one query (well under SQLite's 32,766 bound parameters).
+pub const MAX_VALUES: usize = 10_000;
 
 /// A literal in a query.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,8 +41,10 @@ pub enum Op {
 /// A filter expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// All of the terms (an empty list matches everything).
+    And(Vec<Expr>),
+    /// Any of the terms (an empty list matches nothing).
+    Or(Vec<Expr>),
     Not(Box<Expr>),
     Cmp {
         field: String,
@@ -205,6 +224,8 @@ struct Parser {
     tokens: Vec<(usize, Token)>,
     pos: usize,
     len: usize,
+    /// Literals read so far (bounded by [`MAX_VALUES`]).
+    values: usize,
 }
 
 impl Parser {
@@ -236,29 +257,51 @@ impl Parser {
         }
     }
 
-    fn or_expr(&mut self) -> Result<Expr, String> {
-        let mut left = self.and_expr()?;
+    /// `depth`: how many parentheses and `NOT`s enclose this expression.
+    fn or_expr(&mut self, depth: usize) -> Result<Expr, String> {
+        let first = self.and_expr(depth)?;
+        if !self.keyword("or") {
+            return Ok(first);
+        }
+        let mut terms = vec![first];
         while self.eat_keyword("or") {
-            left = Expr::Or(Box::new(left), Box::new(self.and_expr()?));
+            terms.push(self.and_expr(depth)?);
         }
-        Ok(left)
+        Ok(Expr::Or(terms))
     }
 
-    fn and_expr(&mut self) -> Result<Expr, String> {
-        let mut left = self.unary()?;
+    fn and_expr(&mut self, depth: usize) -> Result<Expr, String> {
+        let first = self.unary(depth)?;
+        if !self.keyword("and") {
+            return Ok(first);
+        }
+        let mut terms = vec![first];
         while self.eat_keyword("and") {
-            left = Expr::And(Box::new(left), Box::new(self.unary()?));
+            terms.push(self.unary(depth)?);
         }
-        Ok(left)
+        Ok(Expr::And(terms))
     }
 
-    fn unary(&mut self) -> Result<Expr, String> {
-        if self.eat_keyword("not") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+    fn deeper(&self, depth: usize) -> Result<usize, String> {
+        if depth >= MAX_DEPTH {
+            return Err(format!(
+                "query is nested too deeply at position {}: at most {MAX_DEPTH} levels of parentheses and NOT are allowed",
+                self.at()
+            ));
+        }
+        Ok(depth + 1)
+    }
+
+    fn unary(&mut self, depth: usize) -> Result<Expr, String> {
+        if self.keyword("not") {
+            let depth = self.deeper(depth)?;
+            self.pos += 1;
+            return Ok(Expr::Not(Box::new(self.unary(depth)?)));
         }
         if self.peek() == Some(&Token::LParen) {
+            let depth = self.deeper(depth)?;
             self.pos += 1;
-            let inner = self.or_expr()?;
+            let inner = self.or_expr(depth)?;
             if self.peek() != Some(&Token::RParen) {
                 return Err(format!("expected ')' at position {}", self.at()));
             }
@@ -270,6 +313,11 @@ impl Parser {
 
     fn value(&mut self) -> Result<Value, String> {
         let at = self.at();
+        if self.values >= MAX_VALUES {
+            return Err(format!(
+                "too many values in the query at position {at}: at most {MAX_VALUES} are allowed"
+            ));
+        }
         let value = match self.peek().cloned() {
             Some(Token::Str(s)) => Value::Str(s),
             Some(Token::Num(n)) => {
@@ -287,6 +335,7 @@ impl Parser {
             _ => return Err(format!("expected a value at position {at}")),
         };
         self.pos += 1;
+        self.values += 1;
         Ok(value)
     }
 
@@ -321,6 +370,12 @@ impl Parser {
             self.pos += 1;
             let mut values = vec![self.value()?];
             while self.peek() == Some(&Token::Comma) {
+                if values.len() >= MAX_IN_VALUES {
+                    return Err(format!(
+                        "too many values in IN at position {}: at most {MAX_IN_VALUES} are allowed",
+                        self.at()
+                    ));
+                }
                 self.pos += 1;
                 values.push(self.value()?);
             }
@@ -394,15 +449,22 @@ impl Parser {
 
 /// Parses a list filter. An empty string matches everything.
 pub fn parse(input: &str) -> Result<Query, String> {
+    if input.len() > MAX_QUERY_LENGTH {
+        return Err(format!(
+            "query is too long: {} bytes, at most {MAX_QUERY_LENGTH} are allowed",
+            input.len()
+        ));
+    }
     let tokens = tokenize(input)?;
     let mut p = Parser {
         tokens,
         pos: 0,
         len: input.len(),
+        values: 0,
     };
     let mut query = Query::default();
     if p.peek().is_some() && !p.keyword("order") && !p.keyword("group") {
-        query.filter = Some(p.or_expr()?);
+        query.filter = Some(p.or_expr(0)?);
     }
     loop {
         if p.eat_keyword("order") {
@@ -439,13 +501,13 @@ mod tests {
             .unwrap();
         assert_eq!(
             q.filter,
-            Some(Expr::And(
-                Box::new(cmp("WorkflowType", Op::Eq, Value::Str("a".into()))),
-                Box::new(Expr::Or(
-                    Box::new(cmp("ExecutionStatus", Op::Eq, Value::Str("Running".into()))),
-                    Box::new(cmp("HistoryLength", Op::Ge, Value::Int(10))),
-                )),
-            ))
+            Some(Expr::And(vec![
+                cmp("WorkflowType", Op::Eq, Value::Str("a".into())),
+                Expr::Or(vec![
+                    cmp("ExecutionStatus", Op::Eq, Value::Str("Running".into())),
+                    cmp("HistoryLength", Op::Ge, Value::Int(10)),
+                ]),
+            ]))
         );
         assert_eq!(q.order_by, vec![("StartTime".into(), true)]);
         let q = parse("WorkflowId IN ('a','b') and StartTime between '2020-01-01T00:00:00Z' and '2030-01-01T00:00:00Z'").unwrap();
@@ -472,5 +534,60 @@ mod tests {
         );
         assert!(parse("(WorkflowType = 'x'").unwrap_err().contains("')'"));
         assert!(parse("WorkflowType = 'x' garbage").is_err());
+    }
+
+    #[test]
+    fn bounds_hostile_queries() {
+        // Deep nesting is refused before the parser recurses past the limit.
+        let deep = format!(
+            "{}WorkflowId = 'x'{}",
+            "(".repeat(50_000),
+            ")".repeat(50_000)
+        );
+        assert!(parse(&deep).unwrap_err().contains("too long"));
+        let deep = format!(
+            "{}WorkflowId = 'x'{}",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        assert!(parse(&deep).unwrap_err().contains("nested too deeply"));
+        let nots = format!("{}WorkflowId = 'x'", "NOT ".repeat(MAX_DEPTH + 1));
+        assert!(parse(&nots).unwrap_err().contains("nested too deeply"));
+        let ok = format!(
+            "{}WorkflowId = 'x'{}",
+            "(".repeat(MAX_DEPTH),
+            ")".repeat(MAX_DEPTH)
+        );
+        assert!(parse(&ok).is_ok());
+        // A long chain is one node, however long.
+        let chain = vec!["HistoryLength = 1"; 1200].join(" AND ");
+        match parse(&chain).unwrap().filter {
+            Some(Expr::And(terms)) => assert_eq!(terms.len(), 1200),
+            other => panic!("{other:?}"),
+        }
+        let long_in = format!(
+            "WorkflowId IN ({})",
+            vec!["'a'"; MAX_IN_VALUES + 1].join(",")
+        );
+        assert!(
+            parse(&long_in)
+                .unwrap_err()
+                .contains("too many values in IN")
+        );
+        let full_in = format!("WorkflowId IN ({})", vec!["'a'"; MAX_IN_VALUES].join(","));
+        assert!(parse(&full_in).is_ok());
+        let list = format!("HistoryLength IN ({})", vec!["1"; MAX_IN_VALUES].join(","));
+        let many = [list.as_str(); MAX_VALUES / MAX_IN_VALUES + 1].join(" OR ");
+        assert!(many.len() <= MAX_QUERY_LENGTH);
+        assert!(
+            parse(&many)
+                .unwrap_err()
+                .contains("too many values in the query")
+        );
+        assert!(
+            parse(&"a".repeat(MAX_QUERY_LENGTH + 1))
+                .unwrap_err()
+                .contains("too long")
+        );
     }
 }

@@ -175,10 +175,26 @@ impl Builder<'_> {
         Ok("?".to_string())
     }
 
+    /// `terms` joined by `op`, parenthesized as a balanced tree: SQLite limits the depth of an
+    /// expression tree (1000), and `a AND b AND c ...` written flat is as deep as it is long.
+    /// Parameters stay in the order of the terms.
+    fn chain(&mut self, terms: &[Expr], op: &str, empty: &str) -> Result<String, String> {
+        match terms {
+            [] => Ok(empty.to_string()),
+            [one] => self.expr(one),
+            _ => {
+                let (left, right) = terms.split_at(terms.len() / 2);
+                let left = self.chain(left, op, empty)?;
+                let right = self.chain(right, op, empty)?;
+                Ok(format!("({left} {op} {right})"))
+            }
+        }
+    }
+
     fn expr(&mut self, e: &Expr) -> Result<String, String> {
         Ok(match e {
-            Expr::And(a, b) => format!("({} AND {})", self.expr(a)?, self.expr(b)?),
-            Expr::Or(a, b) => format!("({} OR {})", self.expr(a)?, self.expr(b)?),
+            Expr::And(terms) => self.chain(terms, "AND", "1 = 1")?,
+            Expr::Or(terms) => self.chain(terms, "OR", "1 = 0")?,
             Expr::Not(a) => format!("(NOT {})", self.expr(a)?),
             Expr::Cmp { field, op, value } => {
                 let (col, ty) = self.field(field)?;
@@ -385,6 +401,35 @@ mod tests {
         assert_eq!(
             f.where_sql,
             "(substr(workflow_id, 1, length(?2)) = ?2 AND json_extract(search_attributes, '$.\"CustomIntField\"') > ?3)"
+        );
+    }
+
+    #[test]
+    fn long_chains_become_balanced_sql() {
+        let chain = vec!["HistoryLength = 1"; 1024].join(" OR ");
+        let f = build(&parse(&chain).unwrap(), &resolve).unwrap();
+        assert_eq!(f.params.len(), 1024);
+        // Balanced: the parentheses nest log2(1024) = 10 deep.
+        let mut depth = 0i32;
+        let mut deepest = 0;
+        for c in f.where_sql.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            deepest = deepest.max(depth);
+        }
+        assert_eq!(deepest, 10);
+        assert!(f.where_sql.contains("?1025"));
+        let three = build(
+            &parse("HistoryLength = 1 AND HistoryLength = 2 AND HistoryLength = 3").unwrap(),
+            &resolve,
+        )
+        .unwrap();
+        assert_eq!(
+            three.where_sql,
+            "(history_length = ?2 AND (history_length = ?3 AND history_length = ?4))"
         );
     }
 

@@ -44,9 +44,10 @@ pub fn wait_within_deadline<T>(request: &tonic::Request<T>, margin: Duration) ->
 fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;
+    // At most 8 digits by the gRPC spec; larger values saturate rather than overflow.
     Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
         "S" => Duration::from_secs(n),
         "m" => Duration::from_millis(n),
         "u" => Duration::from_micros(n),
@@ -64,6 +65,10 @@ mod tests {
         assert_eq!(parse_grpc_timeout("70S"), Some(Duration::from_secs(70)));
         assert_eq!(parse_grpc_timeout("500m"), Some(Duration::from_millis(500)));
         assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(
+            parse_grpc_timeout("18446744073709551615H"),
+            Some(Duration::from_secs(u64::MAX))
+        );
         assert_eq!(parse_grpc_timeout(""), None);
     }
 }

@@ -11,7 +11,8 @@ use sundial_store::list_query::{self, Expr, Op, Value};
 
 /// Longest schedule id accepted (Temporal's id length limit).
 const MAX_ID_LENGTH: usize = 1000;
-/// Page size when a ListSchedules request gives none.
+/// Page size when a ListSchedules request gives none, and the largest one (Temporal's
+/// `frontend.visibilityMaxPageSize`).
 const DEFAULT_PAGE_SIZE: usize = 1000;
 
 fn check_schedule_id(id: &str) -> Result<(), ServiceError> {
@@ -257,9 +258,11 @@ impl Frontend {
         req: ListSchedulesRequest,
     ) -> Result<ListSchedulesResponse, ServiceError> {
         self.namespaces.check(&req.namespace)?;
-        let page_size = match req.maximum_page_size {
-            n if n <= 0 => DEFAULT_PAGE_SIZE,
-            n => n as usize,
+        // As the reference: unset, negative or larger than the visibility page limit means
+        // the limit.
+        let page_size = match usize::try_from(req.maximum_page_size) {
+            Ok(n) if n > 0 => n.min(DEFAULT_PAGE_SIZE),
+            _ => DEFAULT_PAGE_SIZE,
         };
         let offset = if req.next_page_token.is_empty() {
             0
@@ -270,7 +273,7 @@ impl Frontend {
                 .ok_or_else(|| ServiceError::InvalidArgument("Invalid next page token.".into()))?
         };
         let all = self.matching_schedules(&req.namespace, &req.query).await?;
-        let end = (offset + page_size).min(all.len());
+        let end = offset.saturating_add(page_size).min(all.len());
         let page = all.get(offset..end).map(<[_]>::to_vec).unwrap_or_default();
         let next_page_token = if end < all.len() {
             end.to_string().into_bytes()
@@ -391,8 +394,22 @@ fn eval(
     lookup: &dyn Fn(&str) -> Result<Field, ServiceError>,
 ) -> Result<bool, ServiceError> {
     Ok(match expr {
-        Expr::And(a, b) => eval(a, lookup)? && eval(b, lookup)?,
-        Expr::Or(a, b) => eval(a, lookup)? || eval(b, lookup)?,
+        Expr::And(terms) => {
+            for term in terms {
+                if !eval(term, lookup)? {
+                    return Ok(false);
+                }
+            }
+            true
+        }
+        Expr::Or(terms) => {
+            for term in terms {
+                if eval(term, lookup)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
         Expr::Not(a) => !eval(a, lookup)?,
         Expr::Cmp { field, op, value } => compare(&lookup(field)?, *op, value),
         Expr::In {
@@ -455,6 +472,17 @@ mod tests {
         assert!(matches("ScheduleId IN ('x', 'nightly-report')"));
         assert!(matches("Missing IS NULL OR Tags = 'z'"));
         assert!(!matches("NOT (TemporalSchedulePaused = true)"));
+        assert!(matches(
+            "ScheduleId = 'x' OR ScheduleId = 'y' OR (Tags = 'a' AND Tags = 'b')"
+        ));
+        assert!(!matches("Tags = 'a' AND Tags = 'b' AND Tags = 'c'"));
+        // The walk is as deep as the parser allows, no deeper.
+        let depth = list_query::MAX_DEPTH;
+        assert!(matches(&format!(
+            "{}Tags = 'a'{}",
+            "(".repeat(depth),
+            ")".repeat(depth)
+        )));
         let expr = list_query::parse("Nope = 1").unwrap().filter.unwrap();
         assert!(eval(&expr, &lookup).is_err());
     }

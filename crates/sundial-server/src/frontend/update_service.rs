@@ -23,6 +23,7 @@ use sundial_engine::api::{
         },
     },
 };
+use sundial_engine::validate::MAX_ID_LENGTH;
 
 /// The stage a caller waits for (ACCEPTED when it names none).
 fn wanted_stage(stage: i32) -> i32 {
@@ -157,6 +158,20 @@ impl Frontend {
         if request.input.as_ref().is_none_or(|i| i.name.is_empty()) {
             return Err(ServiceError::InvalidArgument(
                 "Update name is not set on request.".into(),
+            ));
+        }
+        if update_id.len() > MAX_ID_LENGTH {
+            return Err(ServiceError::InvalidArgument(
+                "UpdateId length exceeds limit.".into(),
+            ));
+        }
+        if request
+            .input
+            .as_ref()
+            .is_some_and(|i| i.name.len() > MAX_ID_LENGTH)
+        {
+            return Err(ServiceError::InvalidArgument(
+                "Update name length exceeds limit.".into(),
             ));
         }
         self.check_blob(request.input.as_ref().and_then(|i| i.args.as_ref()))?;

@@ -34,15 +34,31 @@ fn parse_offset(token: &[u8]) -> Result<usize, ServiceError> {
     if token.is_empty() {
         return Ok(0);
     }
-    let bytes: [u8; 8] = token
-        .try_into()
-        .map_err(|_| ServiceError::InvalidArgument("Invalid NextPageToken.".into()))?;
-    Ok(u64::from_be_bytes(bytes) as usize)
+    let invalid = || ServiceError::InvalidArgument("Invalid NextPageToken.".into());
+    let bytes: [u8; 8] = token.try_into().map_err(|_| invalid())?;
+    // Offsets this server hands out fit SQLite's signed 64-bit integers; others are forged.
+    i64::try_from(u64::from_be_bytes(bytes))
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(invalid)
+}
+
+/// The page a request asks for: unset, negative and oversized requests get the largest page,
+/// as the reference server does (`frontend.visibilityMaxPageSize`, 1000).
+fn page_limit(requested: i32) -> usize {
+    match usize::try_from(requested) {
+        Ok(n) if n > 0 => n.min(DEFAULT_PAGE),
+        _ => DEFAULT_PAGE,
+    }
 }
 
 fn and(a: Option<Expr>, b: Expr) -> Option<Expr> {
     Some(match a {
-        Some(a) => Expr::And(Box::new(a), Box::new(b)),
+        Some(Expr::And(mut terms)) => {
+            terms.push(b);
+            Expr::And(terms)
+        }
+        Some(a) => Expr::And(vec![a, b]),
         None => b,
     })
 }
@@ -68,11 +84,7 @@ impl Frontend {
     ) -> Result<(Vec<WorkflowExecutionInfo>, Vec<u8>), ServiceError> {
         self.namespaces.check(namespace)?;
         let filter = self.filter_for(namespace, &query)?;
-        let limit = if page_size > 0 {
-            (page_size as usize).min(DEFAULT_PAGE)
-        } else {
-            DEFAULT_PAGE
-        };
+        let limit = page_limit(page_size);
         let offset = parse_offset(token)?;
         let store = self.history.store().clone();
         let ns = namespace.to_string();
@@ -89,7 +101,7 @@ impl Frontend {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServiceError::Internal(format!("corrupt visibility record: {e}")))?;
         let next = if more {
-            offset_token(offset + limit)
+            offset_token(offset.saturating_add(limit))
         } else {
             Vec::new()
         };
@@ -290,6 +302,11 @@ impl Frontend {
                 "TaskQueue is not set on request.".into(),
             ));
         }
+        if name.len() > sundial_engine::validate::MAX_ID_LENGTH {
+            return Err(ServiceError::InvalidArgument(
+                "TaskQueue length exceeds limit.".into(),
+            ));
+        }
         let since = crate::clock::now_ms() - POLLER_TTL_MS;
         let describe = |kind: TaskKind| {
             let key = QueueKey {
@@ -384,11 +401,7 @@ impl Frontend {
             run_id,
         } = req.execution.unwrap_or_default();
         let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
-        let page = if req.maximum_page_size > 0 {
-            req.maximum_page_size as usize
-        } else {
-            DEFAULT_PAGE
-        };
+        let page = page_limit(req.maximum_page_size);
         let offset = parse_offset(&req.next_page_token)?;
         let (events, more) = self
             .history
@@ -396,14 +409,16 @@ impl Frontend {
                 // Committed events only, as forward reads.
                 let committed = usize::try_from(entry.committed_next_event_id() - 1).unwrap_or(0);
                 let uncommitted = entry.events.len().saturating_sub(committed);
-                let events = entry.events.decode_newest(offset + uncommitted, page)?;
-                Ok::<_, ServiceError>((events, committed > offset + page))
+                let events = entry
+                    .events
+                    .decode_newest(offset.saturating_add(uncommitted), page)?;
+                Ok::<_, ServiceError>((events, committed > offset.saturating_add(page)))
             })
             .await??;
         Ok(GetWorkflowExecutionHistoryReverseResponse {
             history: Some(History { events }),
             next_page_token: if more {
-                offset_token(offset + page)
+                offset_token(offset.saturating_add(page))
             } else {
                 Vec::new()
             },
@@ -432,7 +447,7 @@ fn id_filter(workflow_id: &str, run_id: &str) -> Expr {
             op: Op::Eq,
             value: Value::Str(run_id.into()),
         };
-        Expr::And(Box::new(id), Box::new(run))
+        Expr::And(vec![id, run])
     }
 }
 
@@ -452,7 +467,7 @@ fn time_filter(
     let Some(range) = range else { return filter };
     let mut filter = filter;
     if let Some(t) = &range.earliest_time {
-        let ns = time::timestamp_ms(t) * 1_000_000;
+        let ns = time::timestamp_ms(t).saturating_mul(1_000_000);
         filter = and(
             filter,
             Expr::Cmp {
@@ -463,7 +478,7 @@ fn time_filter(
         );
     }
     if let Some(t) = &range.latest_time {
-        let ns = time::timestamp_ms(t) * 1_000_000;
+        let ns = time::timestamp_ms(t).saturating_mul(1_000_000);
         filter = and(
             filter,
             Expr::Cmp {

@@ -118,6 +118,9 @@ fn queue_name(
     tq: Option<&sundial_engine::api::taskqueue::v1::TaskQueue>,
 ) -> Result<String, ServiceError> {
     match tq.map(|q| q.name.as_str()) {
+        Some(name) if name.len() > sundial_engine::validate::MAX_ID_LENGTH => Err(
+            ServiceError::InvalidArgument("TaskQueue length exceeds limit.".into()),
+        ),
         Some(name) if !name.is_empty() => Ok(name.to_string()),
         _ => Err(ServiceError::InvalidArgument(
             "TaskQueue is not set on request.".into(),
@@ -934,6 +937,11 @@ impl WorkflowService for Frontend {
         if query.query_type.is_empty() {
             return Err(
                 ServiceError::InvalidArgument("QueryType is not set on request.".into()).into(),
+            );
+        }
+        if query.query_type.len() > sundial_engine::validate::MAX_ID_LENGTH {
+            return Err(
+                ServiceError::InvalidArgument("QueryType length exceeds limit.".into()).into(),
             );
         }
         let (status, task_queue) = self
