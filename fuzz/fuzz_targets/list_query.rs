@@ -1,48 +1,6 @@
-//! The list query language: parsing, then translation into SQL, of any text. Neither may
-//! panic, overflow the stack, or produce SQL deeper than SQLite accepts.
+//! The list query language: see `sundial_store::fuzzing::any_query`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sundial_store::list_query;
-use sundial_store::sql_filter::{self, AttrType, Column};
 
-fn resolve(name: &str) -> Option<(Column, AttrType)> {
-    sql_filter::system_attribute(name).or_else(|| {
-        let ty = match name {
-            "CustomKeywordField" => AttrType::Keyword,
-            "CustomTextField" => AttrType::Text,
-            "CustomIntField" => AttrType::Int,
-            "CustomDoubleField" => AttrType::Double,
-            "CustomBoolField" => AttrType::Bool,
-            "CustomDatetimeField" => AttrType::Datetime,
-            "CustomStringList" => AttrType::KeywordList,
-            _ => return None,
-        };
-        Some((Column::Custom(name.to_string()), ty))
-    })
-}
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(query) = list_query::parse(text) else {
-        return;
-    };
-    if let Ok(filter) = sql_filter::build(&query, &resolve) {
-        // Parentheses in the SQL nest no deeper than the query's own nesting allows
-        // (balanced chains), far below SQLite's expression depth limit of 1000.
-        let mut depth = 0usize;
-        let mut deepest = 0usize;
-        for c in filter.where_sql.chars() {
-            match c {
-                '(' => depth += 1,
-                ')' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            deepest = deepest.max(depth);
-        }
-        assert!(deepest < 1000, "SQL nested {deepest} deep");
-        assert!(filter.params.len() <= list_query::MAX_VALUES + 1);
-    }
-});
+fuzz_target!(|data: &[u8]| sundial_store::fuzzing::any_query(data));

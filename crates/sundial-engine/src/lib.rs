@@ -7,6 +7,7 @@
 
 pub mod deadline;
 pub mod error;
+pub mod fuzzing;
 pub mod retry;
 pub mod state;
 pub mod time;

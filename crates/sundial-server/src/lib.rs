@@ -6,6 +6,7 @@ pub mod clock;
 pub mod detached;
 pub mod error;
 pub mod frontend;
+pub mod fuzzing;
 pub mod gzip_requests;
 pub mod history;
 pub mod listener;

@@ -6,6 +6,7 @@
 //! concurrent batches into one transaction (group commit).
 
 mod checkpoint;
+pub mod fuzzing;
 pub mod list_query;
 pub mod sql_filter;
 mod sqlite;

@@ -1,0 +1,49 @@
+//! Properties the coverage-guided fuzz targets (`fuzz/`) check, kept here so the same checks
+//! also run on generated inputs in the ordinary test suite (`sundial-server`'s `fuzzing`
+//! tests). Each takes any bytes and panics only if the property is broken.
+
+use crate::list_query;
+use crate::sql_filter::{self, AttrType, Column};
+
+fn resolve(name: &str) -> Option<(Column, AttrType)> {
+    sql_filter::system_attribute(name).or_else(|| {
+        let ty = match name {
+            "CustomKeywordField" => AttrType::Keyword,
+            "CustomTextField" => AttrType::Text,
+            "CustomIntField" => AttrType::Int,
+            "CustomDoubleField" => AttrType::Double,
+            "CustomBoolField" => AttrType::Bool,
+            "CustomDatetimeField" => AttrType::Datetime,
+            "CustomStringList" => AttrType::KeywordList,
+            _ => return None,
+        };
+        Some((Column::Custom(name.to_string()), ty))
+    })
+}
+
+/// The list query language: parsing, then translation into SQL, of any text. Neither may
+/// panic, overflow the stack, or produce SQL deeper than SQLite accepts.
+pub fn any_query(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(query) = list_query::parse(text) else {
+        return;
+    };
+    if let Ok(filter) = sql_filter::build(&query, &resolve) {
+        // Parentheses in the SQL nest no deeper than the query's own nesting allows
+        // (balanced chains), far below SQLite's expression depth limit of 1000.
+        let mut depth = 0usize;
+        let mut deepest = 0usize;
+        for c in filter.where_sql.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            deepest = deepest.max(depth);
+        }
+        assert!(deepest < 1000, "SQL nested {deepest} deep");
+        assert!(filter.params.len() <= list_query::MAX_VALUES + 1);
+    }
+}
