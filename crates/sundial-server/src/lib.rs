@@ -7,6 +7,7 @@ pub mod error;
 pub mod frontend;
 pub mod gzip_requests;
 pub mod history;
+pub mod http_api;
 pub mod listener;
 pub mod matching;
 pub mod metrics;
@@ -56,6 +57,9 @@ pub struct ServerConfig {
     pub metrics: Arc<metrics::Metrics>,
     /// Where `/metrics` is served; not served when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where Temporal's HTTP/JSON API is served (with the same TLS as gRPC); not served when
+    /// `None`.
+    pub http_listen: Option<SocketAddr>,
     /// How often closed runs past their namespace's retention are looked for.
     pub retention_scan: std::time::Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
@@ -147,6 +151,25 @@ pub async fn serve(
         sundial_proto::health::health_server::HealthServer::new(frontend::health::HealthService)
             .accept_compressed(CompressionEncoding::Gzip);
 
+    // One set of routes behind both ports: the gRPC server, and the HTTP API's in-process
+    // calls through the same layers (metrics, gzip, authorization).
+    let routes = tonic::service::Routes::new(workflow)
+        .add_service(operator)
+        .add_service(health);
+    let authorization = authz::Authz::layer(config.authorization, frontend::MAX_MESSAGE_SIZE);
+    let http_api = match config.http_listen {
+        Some(addr) => {
+            use tower_layer::Layer;
+            let stack = metrics_layer::RpcMetricsLayer::new(config.metrics.clone()).layer(
+                gzip_requests::GzipRequests::layer(frontend::MAX_MESSAGE_SIZE)
+                    .layer(authorization.layer(routes.clone())),
+            );
+            let api = http_api::HttpApi::new(http_api::grpc::Grpc::new(stack))?;
+            Some((addr, Arc::new(api)))
+        }
+        None => None,
+    };
+
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -168,18 +191,29 @@ pub async fn serve(
     if let Some(tls) = &tls {
         tls.watch(tls::RELOAD_POLL);
     }
+    if let Some((addr, api)) = http_api {
+        let http_tls = match &config.tls {
+            Some(settings) => Some(
+                tls::ReloadingTls::with_alpn(settings.clone(), &[tls::HTTP1])
+                    .context("TLS of the HTTP API")?,
+            ),
+            None => None,
+        };
+        if let Some(http_tls) = &http_tls {
+            http_tls.watch(tls::RELOAD_POLL);
+        }
+        let bound = http_api::start(addr, http_tls, api, stopping.clone()).await?;
+        tracing::info!(%bound, "HTTP API at /api/v1");
+    }
     let incoming = listener::incoming(tcp, tls, stopped(stopping.clone()));
     ready(bound);
-    let authorization = authz::Authz::layer(config.authorization, frontend::MAX_MESSAGE_SIZE);
     let server = tonic::transport::Server::builder()
         .layer(metrics_layer::RpcMetricsLayer::new(config.metrics.clone()))
         .layer(gzip_requests::GzipRequests::layer(
             frontend::MAX_MESSAGE_SIZE,
         ))
         .layer(authorization)
-        .add_service(workflow)
-        .add_service(operator)
-        .add_service(health)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, {
             let matching = matching.clone();
             let stopping = stopping.clone();

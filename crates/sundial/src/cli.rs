@@ -86,7 +86,8 @@ struct StartDev {
     /// Accepted for compatibility: Sundial has no web UI yet.
     #[arg(long)]
     headless: bool,
-    /// Accepted for compatibility (HTTP API: later).
+    /// Port of Temporal's HTTP/JSON API (`/api/v1/...`, on --ip). Without it, a free port is
+    /// chosen (as the reference does) and logged; 0 turns the API off.
     #[arg(long)]
     http_port: Option<u16>,
     /// Accepted for compatibility (web UI: none yet).
@@ -166,6 +167,11 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
         tls: None,
         authorization: None,
         metrics_listen: args.metrics_port.map(|p| SocketAddr::new(args.ip, p)),
+        http_listen: match args.http_port {
+            Some(0) => None,
+            Some(port) => Some(SocketAddr::new(args.ip, port)),
+            None => Some(SocketAddr::new(args.ip, 0)),
+        },
         retention_scan: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(10),
     })
@@ -182,6 +188,7 @@ fn start(args: Start) -> anyhow::Result<()> {
         tls: config.tls_settings()?,
         authorization: config.policy(),
         metrics_listen: config.server.metrics_listen,
+        http_listen: config.server.http_listen,
         retention_scan: crate::config::parse_duration(&config.server.retention_scan_interval)?,
         shutdown_grace: crate::config::parse_duration(&config.server.shutdown_grace)?,
     })
@@ -196,6 +203,7 @@ struct Settings {
     tls: Option<sundial_server::tls::TlsSettings>,
     authorization: Option<sundial_server::authz::Policy>,
     metrics_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
     retention_scan: Duration,
     shutdown_grace: Duration,
 }
@@ -217,6 +225,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         authorization: settings.authorization,
         metrics,
         metrics_listen: settings.metrics_listen,
+        http_listen: settings.http_listen,
         retention_scan: settings.retention_scan,
         shutdown_grace: settings.shutdown_grace,
     };

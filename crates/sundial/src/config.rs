@@ -38,6 +38,9 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Prometheus endpoint address (`/metrics`); off when absent.
     pub metrics_listen: Option<SocketAddr>,
+    /// Temporal's HTTP/JSON API (`/api/v1/...`, same TLS and authorization as gRPC); off when
+    /// absent.
+    pub http_listen: Option<SocketAddr>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(default = "default_grace")]
     pub shutdown_grace: String,
@@ -51,6 +54,7 @@ impl Default for Server {
         Server {
             listen: default_listen(),
             metrics_listen: None,
+            http_listen: None,
             shutdown_grace: default_grace(),
             retention_scan_interval: default_retention_scan(),
         }
@@ -367,6 +371,7 @@ mod tests {
             [server]
             listen = "0.0.0.0:7233"
             metrics_listen = "127.0.0.1:9090"
+            http_listen = "127.0.0.1:7243"
             shutdown_grace = "5s"
             [storage]
             path = "/var/lib/sundial/sundial.db"
@@ -399,6 +404,11 @@ mod tests {
         assert_eq!(specs[1].retention_ms, Some(72 * 3600 * 1000));
         assert_eq!(config.engine_limits().suggest_continue_as_new_events, 1000);
         assert!(config.policy().is_some());
+        assert_eq!(
+            config.server.http_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 7243)))
+        );
+        assert_eq!(parse("").unwrap().server.http_listen, None);
     }
 
     #[test]
