@@ -549,3 +549,66 @@ async def test_search_attributes_and_task_queue(base, worker_queue):
 
     found = await wait_for(pollers, what="the worker's pollers")
     assert all("identity" in p and "lastAccessTime" in p for p in found)
+
+
+def _https_get(url: str, context) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+async def test_https_with_client_certificates_and_authorization(tmp_path):
+    """With TLS, the HTTP API asks for the same client certificates as gRPC, and the
+    authorization table applies to its calls exactly as to gRPC's."""
+    import ssl
+
+    from tlskit import ConfiguredSundial, Pki, tls_config, write_config
+
+    if os.environ.get("SUNDIAL_HTTP_ADDRESS"):
+        pytest.skip("needs a Sundial process of its own")
+    pki = Pki(tmp_path / "pki", "http")
+    server = pki.issue("sundial-server", server=True, file_stem="server")
+    alice = pki.issue("alice", server=False)
+    ops = pki.issue("ops", server=False)
+    port, http_port = free_port(), free_port()
+    config = write_config(
+        tmp_path / "sundial.toml",
+        port=port,
+        db=tmp_path / "sundial.db",
+        http_port=http_port,
+        tls={"cert": server.cert, "key": server.key, "client_ca": pki.ca_path},
+        grants=[
+            {"identity": "alice", "namespaces": ["ns-a"]},
+            {"identity": "ops", "namespaces": ["*"], "admin": True},
+        ],
+        namespaces=[{"name": "ns-a"}, {"name": "ns-b"}],
+    )
+    process = ConfiguredSundial(
+        config, port=port, db=tmp_path / "sundial.db", ready_tls=tls_config(pki.ca_path, ops)
+    )
+    _MANAGED.append(process)
+    await process.start()
+    try:
+        def context(client):
+            ctx = ssl.create_default_context(cafile=str(pki.ca_path))
+            if client is not None:
+                ctx.load_cert_chain(str(client.cert), str(client.key))
+            return ctx
+
+        base = f"https://127.0.0.1:{http_port}/api/v1/namespaces"
+        status, body = await asyncio.to_thread(_https_get, f"{base}/ns-a", context(alice))
+        assert status == 200 and body["namespaceInfo"]["name"] == "ns-a"
+        assert await asyncio.to_thread(_https_get, f"{base}/ns-b", context(alice)) == (
+            403,
+            {"code": 7, "message": "Request unauthorized."},
+        )
+        status, body = await asyncio.to_thread(_https_get, f"{base}/ns-b", context(ops))
+        assert status == 200 and body["namespaceInfo"]["name"] == "ns-b"
+        # Without a client certificate the handshake itself is refused.
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            await asyncio.to_thread(_https_get, f"{base}/ns-a", context(None))
+    finally:
+        process.kill()
+        _MANAGED.remove(process)
