@@ -23,6 +23,7 @@ pub mod scheduler;
 pub mod timers;
 pub mod tls;
 pub mod tokens;
+pub mod ui;
 pub mod updates;
 pub mod visibility;
 
@@ -60,6 +61,9 @@ pub struct ServerConfig {
     /// Where Temporal's HTTP/JSON API is served (with the same TLS as gRPC); not served when
     /// `None`.
     pub http_listen: Option<SocketAddr>,
+    /// Where the web UI is served (a client of the HTTP API, which it serves under `/api/v1`
+    /// on the same origin); not served when `None`.
+    pub ui_listen: Option<SocketAddr>,
     /// How often closed runs past their namespace's retention are looked for.
     pub retention_scan: std::time::Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
@@ -157,15 +161,15 @@ pub async fn serve(
         .add_service(operator)
         .add_service(health);
     let authorization = authz::Authz::layer(config.authorization, frontend::MAX_MESSAGE_SIZE);
-    let http_api = match config.http_listen {
-        Some(addr) => {
+    let http_api = match config.http_listen.or(config.ui_listen) {
+        Some(_) => {
             use tower_layer::Layer;
             let stack = metrics_layer::RpcMetricsLayer::new(config.metrics.clone()).layer(
                 gzip_requests::GzipRequests::layer(frontend::MAX_MESSAGE_SIZE)
                     .layer(authorization.layer(routes.clone())),
             );
             let api = http_api::HttpApi::new(http_api::grpc::Grpc::new(stack))?;
-            Some((addr, Arc::new(api)))
+            Some(Arc::new(api))
         }
         None => None,
     };
@@ -191,7 +195,7 @@ pub async fn serve(
     if let Some(tls) = &tls {
         tls.watch(tls::RELOAD_POLL);
     }
-    if let Some((addr, api)) = http_api {
+    if let Some(api) = http_api {
         let http_tls = match &config.tls {
             Some(settings) => Some(
                 tls::ReloadingTls::with_alpn(settings.clone(), &[tls::HTTP1])
@@ -202,8 +206,20 @@ pub async fn serve(
         if let Some(http_tls) = &http_tls {
             http_tls.watch(tls::RELOAD_POLL);
         }
-        let bound = http_api::start(addr, http_tls, api, stopping.clone()).await?;
-        tracing::info!(%bound, "HTTP API at /api/v1");
+        if let Some(addr) = config.http_listen {
+            let bound =
+                http_api::start(addr, http_tls.clone(), api.clone(), stopping.clone()).await?;
+            tracing::info!(%bound, "HTTP API at /api/v1");
+        }
+        if let Some(addr) = config.ui_listen {
+            let bound = ui::start(addr, http_tls, api, stopping.clone()).await?;
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(url = %format!("{scheme}://{bound}"), "web UI");
+        }
     }
     let incoming = listener::incoming(tcp, tls, stopped(stopping.clone()));
     ready(bound);

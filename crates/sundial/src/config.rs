@@ -28,6 +28,15 @@ pub struct Config {
     pub namespaces: Vec<Namespace>,
     #[serde(default)]
     pub limits: Limits,
+    /// The web UI; not served when absent.
+    pub ui: Option<Ui>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ui {
+    /// Address of the web UI (with the server's TLS and authorization when configured).
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Deserialize)]
@@ -394,6 +403,8 @@ mod tests {
             retention = "72h"
             [limits]
             history_count_suggest_continue_as_new = 1000
+            [ui]
+            listen = "127.0.0.1:8233"
             "#,
         )
         .unwrap();
@@ -409,6 +420,11 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 7243)))
         );
         assert_eq!(parse("").unwrap().server.http_listen, None);
+        assert_eq!(
+            config.ui.map(|ui| ui.listen),
+            Some(SocketAddr::from(([127, 0, 0, 1], 8233)))
+        );
+        assert!(parse("").unwrap().ui.is_none());
     }
 
     #[test]
