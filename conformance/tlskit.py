@@ -138,6 +138,7 @@ def write_config(
     grants: list[dict] | None = None,
     namespaces: list[dict] | None = None,
     metrics_port: int | None = None,
+    http_port: int | None = None,
     retention_scan: str | None = None,
     shutdown_grace: str | None = None,
     log_level: str = "info",
@@ -146,6 +147,8 @@ def write_config(
     lines = ["[server]", f'listen = "127.0.0.1:{port}"']
     if metrics_port:
         lines.append(f'metrics_listen = "127.0.0.1:{metrics_port}"')
+    if http_port:
+        lines.append(f'http_listen = "127.0.0.1:{http_port}"')
     if retention_scan:
         lines.append(f"retention_scan_interval = {_toml_str(retention_scan)}")
     if shutdown_grace:

@@ -12,6 +12,15 @@ cargo test --workspace
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -r conformance/requirements.txt -r bench/requirements.txt
 
+# The web UI's browser tests (conformance/test_ui_browser.py): Debian's chromium, driven by
+# playwright-core from npm (which never downloads a browser of its own).
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+(cd conformance/ui && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+
 export PATH="$PWD/.venv/bin:$PATH"
 # A smoke run of every benchmark scenario with tiny sizes (no timing assertions).
 SUNDIAL_BIN="${SUNDIAL_BIN:-$PWD/target/debug/sundial}" bash bench/run.sh --smoke

@@ -16,6 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "health/v1/health.proto",
     ];
     write_method_table(&fds, &wanted)?;
+    write_http_routes(&fds, &wanted)?;
+    // The whole set, for the HTTP API's JSON codec (message descriptors at run time).
+    let out = std::env::var("OUT_DIR")?;
+    std::fs::write(std::path::Path::new(&out).join("descriptors.bin"), &bytes)?;
     // Only the service definitions need stubs; drop services of every other file so that
     // no client or server code is generated for them.
     for file in &mut fds.file {
@@ -91,5 +95,159 @@ fn write_method_table(
     out.push_str("];\n");
     let dir = std::env::var("OUT_DIR")?;
     std::fs::write(std::path::Path::new(&dir).join("methods.rs"), out)?;
+    Ok(())
+}
+
+/// Where the `.proto` sources of `temporalio-protos` are: `SUNDIAL_TEMPORAL_PROTOS` when set,
+/// else the `protos` folder beside that package's manifest, as `cargo metadata` (offline, from
+/// the lock file) names it.
+fn temporal_protos_dir() -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-env-changed=SUNDIAL_TEMPORAL_PROTOS");
+    if let Ok(dir) = std::env::var("SUNDIAL_TEMPORAL_PROTOS") {
+        return Ok(dir.into());
+    }
+    let cargo = std::env::var("CARGO")?;
+    let target = std::env::var("TARGET")?;
+    let output = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+        ])
+        .arg(&target)
+        .current_dir(std::env::var("CARGO_MANIFEST_DIR")?)
+        .output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed (set SUNDIAL_TEMPORAL_PROTOS to the protos folder of temporalio-protos): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let manifest = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "temporalio-protos")
+        .and_then(|p| p["manifest_path"].as_str())
+        .ok_or("cargo metadata lists no temporalio-protos")?;
+    let dir = std::path::Path::new(manifest)
+        .parent()
+        .ok_or("temporalio-protos has no manifest folder")?
+        .join("protos");
+    Ok(dir)
+}
+
+/// Writes `http_routes.rs`: one [`HttpRoute`] per `google.api.http` binding (the rule and its
+/// additional bindings) of every RPC of the served services, in declaration order.
+///
+/// The descriptor set that `temporalio-protos` exports has lost the methods' options (prost's
+/// `MethodOptions` keeps no extensions), so the service files are compiled again here from the
+/// same sources, with protox, whose descriptor pool keeps them. Every RPC of the exported set
+/// must be found again, so sources from another version fail the build.
+fn write_http_routes(
+    exported: &prost_types::FileDescriptorSet,
+    wanted: &[&str],
+) -> Result<(), Box<dyn std::error::Error>> {
+    use prost_reflect::{DynamicMessage, Value};
+    use std::fmt::Write;
+    let protos = temporal_protos_dir()?;
+    let include = protos.join("api_upstream");
+    println!("cargo:rerun-if-changed={}", include.display());
+    let files = [
+        "temporal/api/workflowservice/v1/service.proto",
+        "temporal/api/operatorservice/v1/service.proto",
+    ];
+    let pool = protox::Compiler::new([&include])?
+        .include_imports(true)
+        .open_files(files)
+        .map_err(|e| format!("compiling {}: {e}", include.display()))?
+        .descriptor_pool();
+    let http = pool
+        .get_extension_by_name("google.api.http")
+        .ok_or("the service files define no google.api.http extension")?;
+    for file in &exported.file {
+        let name = file.name.as_deref().unwrap_or_default();
+        if !files.iter().any(|f| name.ends_with(f)) {
+            continue;
+        }
+        let package = file.package.as_deref().unwrap_or_default();
+        for service in &file.service {
+            for method in &service.method {
+                let full = format!("{package}.{}", service.name.as_deref().unwrap_or_default());
+                let found = pool.get_service_by_name(&full).is_some_and(|s| {
+                    s.methods()
+                        .any(|m| Some(m.name()) == method.name.as_deref())
+                });
+                if !found {
+                    return Err(format!(
+                        "{}: {full}/{} is missing; the sources are not those of the exported descriptors",
+                        include.display(),
+                        method.name.as_deref().unwrap_or_default()
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+    let text = |rule: &DynamicMessage, name: &str| -> String {
+        match rule.get_field_by_name(name).as_deref() {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        }
+    };
+    let mut out = String::from("pub const HTTP_ROUTES: &[HttpRoute] = &[\n");
+    for file in pool.files() {
+        if !wanted.iter().any(|w| file.name().ends_with(w)) {
+            continue;
+        }
+        for service in file.services() {
+            for method in service.methods() {
+                let options = method.options();
+                if !options.has_extension(&http) {
+                    continue;
+                }
+                let Value::Message(rule) = options.get_extension(&http).into_owned() else {
+                    return Err(format!(
+                        "{}: google.api.http is not a message",
+                        method.full_name()
+                    )
+                    .into());
+                };
+                let mut rules = vec![rule.clone()];
+                if let Some(Value::List(extra)) =
+                    rule.get_field_by_name("additional_bindings").as_deref()
+                {
+                    rules.extend(extra.iter().filter_map(|v| v.as_message().cloned()));
+                }
+                for rule in rules {
+                    let Some((verb, template)) = ["get", "put", "post", "delete", "patch"]
+                        .iter()
+                        .map(|verb| (verb.to_uppercase(), text(&rule, verb)))
+                        .find(|(_, t)| !t.is_empty())
+                    else {
+                        return Err(
+                            format!("{}: an HTTP rule without a verb", method.full_name()).into(),
+                        );
+                    };
+                    writeln!(
+                        out,
+                        "    HttpRoute {{ method: {verb:?}, template: {template:?}, body: {:?}, grpc_path: \"/{}/{}\", input: {:?}, output: {:?} }},",
+                        text(&rule, "body"),
+                        service.full_name(),
+                        method.name(),
+                        method.input().full_name(),
+                        method.output().full_name(),
+                    )?;
+                }
+            }
+        }
+    }
+    out.push_str("];\n");
+    let dir = std::env::var("OUT_DIR")?;
+    std::fs::write(std::path::Path::new(&dir).join("http_routes.rs"), out)?;
     Ok(())
 }

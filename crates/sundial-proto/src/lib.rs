@@ -37,3 +37,28 @@ pub struct Method {
 }
 
 include!(concat!(env!("OUT_DIR"), "/methods.rs"));
+
+/// One HTTP binding of an RPC (a `google.api.http` rule or one of its additional bindings), as
+/// generated from the descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// `GET`, `POST`, `PUT`, `DELETE` or `PATCH`.
+    pub method: &'static str,
+    /// The path template, e.g. `/api/v1/namespaces/{namespace}/workflows/{workflow_id}`.
+    pub template: &'static str,
+    /// Which request field the body fills: `*` (all but the path's), a field name, or empty
+    /// (no body; the query string fills the rest).
+    pub body: &'static str,
+    /// The gRPC path of the RPC, `/package.Service/Method`.
+    pub grpc_path: &'static str,
+    /// Full name of the request message.
+    pub input: &'static str,
+    /// Full name of the response message.
+    pub output: &'static str,
+}
+
+include!(concat!(env!("OUT_DIR"), "/http_routes.rs"));
+
+/// The encoded `FileDescriptorSet` of the whole API (messages of every package), for codecs
+/// that work from descriptors (the HTTP API's JSON).
+pub static DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

@@ -9,6 +9,7 @@ pub mod frontend;
 pub mod fuzzing;
 pub mod gzip_requests;
 pub mod history;
+pub mod http_api;
 pub mod listener;
 pub mod matching;
 pub mod metrics;
@@ -24,6 +25,7 @@ pub mod scheduler;
 pub mod timers;
 pub mod tls;
 pub mod tokens;
+pub mod ui;
 pub mod updates;
 pub mod visibility;
 
@@ -68,6 +70,12 @@ pub struct ServerConfig {
     pub metrics: Arc<metrics::Metrics>,
     /// Where `/metrics` is served; not served when `None`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where Temporal's HTTP/JSON API is served (with the same TLS as gRPC); not served when
+    /// `None`.
+    pub http_listen: Option<SocketAddr>,
+    /// Where the web UI is served (a client of the HTTP API, which it serves under `/api/v1`
+    /// on the same origin); not served when `None`.
+    pub ui_listen: Option<SocketAddr>,
     /// How often closed runs past their namespace's retention are looked for.
     pub retention_scan: std::time::Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
@@ -162,6 +170,25 @@ pub async fn serve(
         })
         .accept_compressed(CompressionEncoding::Gzip);
 
+    // One set of routes behind both ports: the gRPC server, and the HTTP API's in-process
+    // calls through the same layers (metrics, gzip, authorization).
+    let routes = tonic::service::Routes::new(workflow)
+        .add_service(operator)
+        .add_service(health);
+    let authorization = authz::Authz::layer(config.authorization, frontend::MAX_MESSAGE_SIZE);
+    let http_api = match config.http_listen.or(config.ui_listen) {
+        Some(_) => {
+            use tower_layer::Layer;
+            let stack = metrics_layer::RpcMetricsLayer::new(config.metrics.clone()).layer(
+                gzip_requests::GzipRequests::layer(frontend::MAX_MESSAGE_SIZE)
+                    .layer(authorization.layer(routes.clone())),
+            );
+            let api = http_api::HttpApi::new(http_api::grpc::Grpc::new(stack))?;
+            Some(Arc::new(api))
+        }
+        None => None,
+    };
+
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -183,9 +210,34 @@ pub async fn serve(
     if let Some(tls) = &tls {
         tls.watch(tls::RELOAD_POLL);
     }
+    if let Some(api) = http_api {
+        let http_tls = match &config.tls {
+            Some(settings) => Some(
+                tls::ReloadingTls::with_alpn(settings.clone(), &[tls::HTTP1])
+                    .context("TLS of the HTTP API")?,
+            ),
+            None => None,
+        };
+        if let Some(http_tls) = &http_tls {
+            http_tls.watch(tls::RELOAD_POLL);
+        }
+        if let Some(addr) = config.http_listen {
+            let bound =
+                http_api::start(addr, http_tls.clone(), api.clone(), stopping.clone()).await?;
+            tracing::info!(%bound, "HTTP API at /api/v1");
+        }
+        if let Some(addr) = config.ui_listen {
+            let bound = ui::start(addr, http_tls, api, stopping.clone()).await?;
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(url = %format!("{scheme}://{bound}"), "web UI");
+        }
+    }
     let incoming = listener::incoming(tcp, tls, stopped(stopping.clone()));
     ready(bound);
-    let authorization = authz::Authz::layer(config.authorization, frontend::MAX_MESSAGE_SIZE);
     let server = tonic::transport::Server::builder()
         // Temporal's frontend defaults: ping a quiet connection after a minute, drop it if the
         // ping is not answered within 10 s; recycle every connection after 5 minutes (GOAWAY,
@@ -200,9 +252,7 @@ pub async fn serve(
             frontend::MAX_MESSAGE_SIZE,
         ))
         .layer(authorization)
-        .add_service(workflow)
-        .add_service(operator)
-        .add_service(health)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, {
             let matching = matching.clone();
             let stopping = stopping.clone();

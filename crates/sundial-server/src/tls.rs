@@ -105,8 +105,18 @@ fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'s
     Ok(certs)
 }
 
-/// Builds the rustls configuration from the files named in `settings`.
+/// The ALPN protocol of gRPC.
+const H2: &[u8] = b"h2";
+/// The ALPN protocol of the HTTP API and the web UI.
+pub const HTTP1: &[u8] = b"http/1.1";
+
+/// Builds the rustls configuration of the gRPC port from the files named in `settings`.
 pub fn load(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
+    load_for(settings, &[H2])
+}
+
+/// Builds a rustls configuration that offers the ALPN protocols `alpn`.
+fn load_for(settings: &TlsSettings, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certificates("server certificate", &settings.cert)?;
     let key_pem = read("server key", &settings.key)?;
@@ -161,8 +171,9 @@ pub fn load(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
             reason: other.to_string(),
         },
     })?;
-    // gRPC runs over HTTP/2 only; the Go clients insist on the ALPN answer.
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // gRPC runs over HTTP/2 only (the Go clients insist on the ALPN answer); the HTTP API
+    // over HTTP/1.1.
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 
@@ -171,6 +182,7 @@ pub fn load(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
 /// Invariant: `current` always holds a configuration that loaded completely.
 pub struct ReloadingTls {
     settings: TlsSettings,
+    alpn: &'static [&'static [u8]],
     current: RwLock<Arc<ServerConfig>>,
     stamps: parking_lot::Mutex<Vec<Option<SystemTime>>>,
 }
@@ -178,10 +190,19 @@ pub struct ReloadingTls {
 impl ReloadingTls {
     /// Loads the files once; fails with the first problem found.
     pub fn new(settings: TlsSettings) -> Result<Arc<Self>, TlsError> {
-        let config = load(&settings)?;
+        Self::with_alpn(settings, &[H2])
+    }
+
+    /// The same for a port that speaks the ALPN protocols `alpn` (the HTTP API: `http/1.1`).
+    pub fn with_alpn(
+        settings: TlsSettings,
+        alpn: &'static [&'static [u8]],
+    ) -> Result<Arc<Self>, TlsError> {
+        let config = load_for(&settings, alpn)?;
         let stamps = stamps(&settings);
         Ok(Arc::new(ReloadingTls {
             settings,
+            alpn,
             current: RwLock::new(config),
             stamps: parking_lot::Mutex::new(stamps),
         }))
@@ -200,7 +221,7 @@ impl ReloadingTls {
         if *seen == now {
             return false;
         }
-        match load(&self.settings) {
+        match load_for(&self.settings, self.alpn) {
             Ok(config) => {
                 *self.current.write() = config;
                 *seen = now;

@@ -83,18 +83,19 @@ struct StartDev {
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
-    /// Accepted for compatibility: Sundial has no web UI yet.
+    /// Do not serve the web UI.
     #[arg(long)]
     headless: bool,
-    /// Accepted for compatibility (HTTP API: later).
+    /// Port of Temporal's HTTP/JSON API (`/api/v1/...`, on --ip). Without it, a free port is
+    /// chosen (as the reference does) and logged; 0 turns the API off.
     #[arg(long)]
     http_port: Option<u16>,
-    /// Accepted for compatibility (web UI: none yet).
+    /// Port of the web UI (default: --port + 1000, so 8233).
     #[arg(long)]
     ui_port: Option<u16>,
-    /// Accepted for compatibility (web UI: none yet).
+    /// IP address of the web UI (default: --ip).
     #[arg(long)]
-    ui_ip: Option<String>,
+    ui_ip: Option<IpAddr>,
     /// Port of the Prometheus endpoint (`/metrics`, on --ip); off when absent.
     #[arg(long)]
     metrics_port: Option<u16>,
@@ -166,6 +167,25 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
         tls: None,
         authorization: None,
         metrics_listen: args.metrics_port.map(|p| SocketAddr::new(args.ip, p)),
+        http_listen: match args.http_port {
+            Some(0) => None,
+            Some(port) => Some(SocketAddr::new(args.ip, port)),
+            None => Some(SocketAddr::new(args.ip, 0)),
+        },
+        ui_listen: if args.headless {
+            None
+        } else {
+            let port = match args.ui_port {
+                Some(port) => port,
+                None => args.port.checked_add(1000).with_context(|| {
+                    format!(
+                        "--port {} leaves no default UI port; pass --ui-port",
+                        args.port
+                    )
+                })?,
+            };
+            Some(SocketAddr::new(args.ui_ip.unwrap_or(args.ip), port))
+        },
         retention_scan: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(10),
     })
@@ -182,6 +202,8 @@ fn start(args: Start) -> anyhow::Result<()> {
         tls: config.tls_settings()?,
         authorization: config.policy(),
         metrics_listen: config.server.metrics_listen,
+        http_listen: config.server.http_listen,
+        ui_listen: config.ui.as_ref().map(|ui| ui.listen),
         retention_scan: crate::config::parse_duration(&config.server.retention_scan_interval)?,
         shutdown_grace: crate::config::parse_duration(&config.server.shutdown_grace)?,
     })
@@ -196,6 +218,8 @@ struct Settings {
     tls: Option<sundial_server::tls::TlsSettings>,
     authorization: Option<sundial_server::authz::Policy>,
     metrics_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
+    ui_listen: Option<SocketAddr>,
     retention_scan: Duration,
     shutdown_grace: Duration,
 }
@@ -217,6 +241,8 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         authorization: settings.authorization,
         metrics,
         metrics_listen: settings.metrics_listen,
+        http_listen: settings.http_listen,
+        ui_listen: settings.ui_listen,
         retention_scan: settings.retention_scan,
         shutdown_grace: settings.shutdown_grace,
     };

@@ -28,6 +28,15 @@ pub struct Config {
     pub namespaces: Vec<Namespace>,
     #[serde(default)]
     pub limits: Limits,
+    /// The web UI; not served when absent.
+    pub ui: Option<Ui>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ui {
+    /// Address of the web UI (with the server's TLS and authorization when configured).
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +47,9 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Prometheus endpoint address (`/metrics`); off when absent.
     pub metrics_listen: Option<SocketAddr>,
+    /// Temporal's HTTP/JSON API (`/api/v1/...`, same TLS and authorization as gRPC); off when
+    /// absent.
+    pub http_listen: Option<SocketAddr>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(default = "default_grace")]
     pub shutdown_grace: String,
@@ -51,6 +63,7 @@ impl Default for Server {
         Server {
             listen: default_listen(),
             metrics_listen: None,
+            http_listen: None,
             shutdown_grace: default_grace(),
             retention_scan_interval: default_retention_scan(),
         }
@@ -403,6 +416,7 @@ mod tests {
             [server]
             listen = "0.0.0.0:7233"
             metrics_listen = "127.0.0.1:9090"
+            http_listen = "127.0.0.1:7243"
             shutdown_grace = "5s"
             [storage]
             path = "/var/lib/sundial/sundial.db"
@@ -425,6 +439,8 @@ mod tests {
             retention = "72h"
             [limits]
             history_count_suggest_continue_as_new = 1000
+            [ui]
+            listen = "127.0.0.1:8233"
             "#,
         )
         .unwrap();
@@ -435,6 +451,16 @@ mod tests {
         assert_eq!(specs[1].retention_ms, Some(72 * 3600 * 1000));
         assert_eq!(config.engine_limits().suggest_continue_as_new_events, 1000);
         assert!(config.policy().is_some());
+        assert_eq!(
+            config.server.http_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 7243)))
+        );
+        assert_eq!(parse("").unwrap().server.http_listen, None);
+        assert_eq!(
+            config.ui.map(|ui| ui.listen),
+            Some(SocketAddr::from(([127, 0, 0, 1], 8233)))
+        );
+        assert!(parse("").unwrap().ui.is_none());
     }
 
     #[test]
