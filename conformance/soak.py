@@ -64,7 +64,9 @@ class SoakWorkflow:
     @workflow.run
     async def run(self, value: int, continued: bool) -> str:
         if not continued:
-            await workflow.sleep(0.2)
+            # The first run takes the signal and the update, then continues as new.
+            await workflow.wait_condition(lambda: self.go and self.bumps > 0)
+            await workflow.sleep(0.1)
             workflow.continue_as_new(args=[value, True])
         a = await workflow.execute_activity(
             soak_activity,
@@ -72,8 +74,7 @@ class SoakWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=20),
         )
-        await workflow.sleep(0.1)
-        await workflow.wait_condition(lambda: self.go and self.bumps > 0)
+        await workflow.sleep(1.0)
         c = await workflow.execute_child_workflow(
             SoakChild.run, a, id=f"{workflow.info().workflow_id}-child", task_queue=workflow.info().task_queue
         )
@@ -142,6 +143,8 @@ async def soak(binary: str | None, workflows: int, seconds: float, kill_every: t
             await server.start()
 
     async def one(i: int) -> str:
+        # Starts spread over the kill window, so kills land at every stage of the workload.
+        await asyncio.sleep(seconds * i / workflows)
         wf_id = f"{prefix}-{i}"
         await retrying(
             "start",
@@ -155,18 +158,20 @@ async def soak(binary: str | None, workflows: int, seconds: float, kill_every: t
             deadline,
         )
         handle = client.get_workflow_handle(wf_id)
-        await retrying("signal", lambda: handle.signal(SoakWorkflow.release), deadline)
+        await retrying(
+            "signal", lambda: handle.signal(SoakWorkflow.release, rpc_timeout=timedelta(seconds=10)), deadline
+        )
         update_id = f"bump-{wf_id}"
         await retrying(
             "update",
-            lambda: handle.execute_update(SoakWorkflow.bump, id=update_id),
+            lambda: handle.execute_update(SoakWorkflow.bump, id=update_id, rpc_timeout=timedelta(seconds=10)),
             deadline,
         )
-        return await retrying("result", lambda: handle.result(), deadline)
+        return await retrying("result", lambda: asyncio.wait_for(handle.result(), 60), deadline)
 
     async with Worker(client, task_queue=tq, workflows=[SoakWorkflow, SoakChild], activities=[soak_activity]):
         kill_task = asyncio.create_task(killer())
-        sem = asyncio.Semaphore(20)
+        sem = asyncio.Semaphore(max(20, workflows))
 
         async def bounded(i: int):
             async with sem:

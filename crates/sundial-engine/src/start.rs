@@ -103,6 +103,38 @@ pub fn validate_start(req: &StartWorkflowExecutionRequest) -> Result<(), EngineE
     Ok(())
 }
 
+/// A client's start: [`new_execution`], and with `request_eager_execution` (eager workflow
+/// start) the first workflow task already started for the caller, in the same commit as the
+/// start, instead of dispatched to a queue.
+pub fn start_execution(
+    params: StartParams<'_>,
+    limits: crate::Limits,
+) -> Result<(ExecutionState, Vec<HistoryEvent>, Vec<Effect>), EngineError> {
+    let req = params.request;
+    let now = params.now;
+    let (mut state, mut events, mut effects) = new_execution(params)?;
+    if req.request_eager_execution
+        && let Some(wt) = state.workflow_task.clone()
+    {
+        let mut t = crate::Transition::new(&mut state, now);
+        t.limits = limits;
+        let task = crate::WorkflowTaskRef {
+            scheduled_event_id: wt.scheduled_event_id,
+            seq: wt.seq,
+        };
+        let poller = crate::Poller {
+            identity: req.identity.clone(),
+            request_id: req.request_id.clone(),
+            build_id: String::new(),
+        };
+        t.start_workflow_task(task, &poller)?;
+        events.append(&mut t.events);
+        effects.retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
+    }
+    state.state_transition_count = 1;
+    Ok((state, events, effects))
+}
+
 /// Creates the state of a new run with its first events (WorkflowExecutionStarted,
 /// WorkflowTaskScheduled) and the dispatch of its first workflow task.
 pub fn new_execution(

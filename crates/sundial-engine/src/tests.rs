@@ -1231,3 +1231,42 @@ mod limits {
         );
     }
 }
+
+/// Eager workflow start is an engine rule: the first task is started in the start itself.
+#[test]
+fn eager_start_starts_the_first_task_instead_of_dispatching_it() {
+    for (eager, events, dispatched) in [(false, 2, true), (true, 3, false)] {
+        let req = StartWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_id: "wf".into(),
+            workflow_type: Some(WorkflowType {
+                name: "Flow".into(),
+            }),
+            task_queue: Some(TaskQueue {
+                name: "q".into(),
+                ..Default::default()
+            }),
+            request_id: "req".into(),
+            request_eager_execution: eager,
+            ..Default::default()
+        };
+        let params = StartParams {
+            request: &req,
+            run_id: "run".into(),
+            now: 1_000,
+            signal: None,
+            continuation: None,
+            parent: None,
+        };
+        let (state, history, effects) =
+            crate::start::start_execution(params, Default::default()).unwrap();
+        assert_eq!(history.len(), events, "eager {eager}");
+        let dispatch = effects
+            .iter()
+            .any(|e| matches!(e, Effect::DispatchWorkflowTask { .. }));
+        assert_eq!(dispatch, dispatched, "eager {eager}");
+        let wt = state.workflow_task.as_ref().unwrap();
+        assert_eq!(wt.is_started(), eager);
+        assert_eq!(state.state_transition_count, 1);
+    }
+}

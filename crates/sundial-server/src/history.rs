@@ -926,28 +926,7 @@ impl History {
             continuation: None,
             parent,
         };
-        let (mut state, mut events, mut effects) = sundial_engine::new_execution(params)?;
-        if req.request_eager_execution
-            && let Some(wt) = state.workflow_task.clone()
-        {
-            // Eager start: the first workflow task goes back in the reply, started, in the
-            // same commit as the start itself.
-            let mut t = Transition::new(&mut state, now);
-            t.limits = self.limits;
-            let task = WorkflowTaskRef {
-                scheduled_event_id: wt.scheduled_event_id,
-                seq: wt.seq,
-            };
-            let poller = sundial_engine::Poller {
-                identity: req.identity.clone(),
-                request_id: req.request_id.clone(),
-                build_id: String::new(),
-            };
-            t.start_workflow_task(task, &poller)?;
-            events.append(&mut t.events);
-            effects.retain(|e| !matches!(e, Effect::DispatchWorkflowTask { .. }));
-        }
-        state.state_transition_count = 1;
+        let (state, events, effects) = sundial_engine::start::start_execution(params, self.limits)?;
         Ok(NewRun {
             events: encode_all(&events),
             state,
