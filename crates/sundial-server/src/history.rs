@@ -1142,6 +1142,20 @@ mod tests {
             .await
     }
 
+    /// A history over a fault-injecting in-memory store, with one run of workflow "wf" started.
+    async fn started_run() -> (Arc<FaultyStore>, Arc<History>, Arc<RunHandle>) {
+        let faulty = FaultyStore::new(Arc::new(SqliteStore::open(None).unwrap()));
+        let history = history_over(faulty.clone());
+        let started = history
+            .start_workflow(&start_request("wf"), None)
+            .await
+            .unwrap();
+        let handle = history
+            .handle("default", "wf", Some(&started.run_id))
+            .unwrap();
+        (faulty, history, handle)
+    }
+
     /// What the store holds of the run equals what its entry holds.
     async fn assert_memory_matches_store(history: &History, handle: &Arc<RunHandle>) {
         let entry = handle.entry.lock().await;
@@ -1158,15 +1172,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transition_whose_caller_gives_up_mid_commit_is_installed_anyway() {
-        let faulty = FaultyStore::new(Arc::new(SqliteStore::open(None).unwrap()));
-        let history = history_over(faulty.clone());
-        let started = history
-            .start_workflow(&start_request("wf"), None)
-            .await
-            .unwrap();
-        let handle = history
-            .handle("default", "wf", Some(&started.run_id))
-            .unwrap();
+        let (faulty, history, handle) = started_run().await;
         // The commit is durable but acknowledged late; the caller's deadline passes first.
         faulty.inject(1, Fault::DelayReply(Duration::from_millis(300)), |_| true);
         let abandoned =
@@ -1181,15 +1187,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_commit_installs_nothing_and_a_stale_write_reloads_the_run() {
-        let faulty = FaultyStore::new(Arc::new(SqliteStore::open(None).unwrap()));
-        let history = history_over(faulty.clone());
-        let started = history
-            .start_workflow(&start_request("wf"), None)
-            .await
-            .unwrap();
-        let handle = history
-            .handle("default", "wf", Some(&started.run_id))
-            .unwrap();
+        let (faulty, history, handle) = started_run().await;
         faulty.inject(
             1,
             Fault::Fail(StoreError::Backend("disk on fire".into())),

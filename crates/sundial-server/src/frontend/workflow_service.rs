@@ -114,6 +114,26 @@ fn foreign_namespaces<'a>(commands: &'a [Command], own: &str) -> Vec<&'a str> {
     out
 }
 
+/// What a poll does with a task it tried to start: a started task (`Some`) and a stale one
+/// (`None`, or NotFound) are taken from the lease; on any other error the lease is dropped, so
+/// the task goes back to its queue, and the error is the poll's.
+fn settle<T>(
+    lease: crate::matching::Lease,
+    started: Result<Option<T>, ServiceError>,
+) -> Result<Option<T>, ServiceError> {
+    match started {
+        Ok(found) => {
+            lease.take();
+            Ok(found)
+        }
+        Err(ServiceError::NotFound(_)) => {
+            lease.take();
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn queue_name(
     tq: Option<&sundial_engine::api::taskqueue::v1::TaskQueue>,
 ) -> Result<String, ServiceError> {
@@ -230,17 +250,8 @@ impl Frontend {
                 )
                 .await
                 .and_then(|task| task);
-            // The task stays leased (and goes back to its queue) only if its start failed.
-            match result {
-                Ok(Some(response)) => {
-                    lease.take();
-                    return Ok(response);
-                }
-                Ok(None) | Err(ServiceError::NotFound(_)) => {
-                    lease.take();
-                    continue;
-                }
-                Err(e) => return Err(e),
+            if let Some(response) = settle(lease, result)? {
+                return Ok(response);
             }
         }
     }
@@ -288,16 +299,8 @@ impl Frontend {
                     move |entry, _| responses::activity_task(entry, activity.scheduled_event_id),
                 )
                 .await;
-            match result {
-                Ok(Some(response)) => {
-                    lease.take();
-                    return Ok(response);
-                }
-                Ok(None) | Err(ServiceError::NotFound(_)) => {
-                    lease.take();
-                    continue;
-                }
-                Err(e) => return Err(e),
+            if let Some(response) = settle(lease, result)? {
+                return Ok(response);
             }
         }
     }
