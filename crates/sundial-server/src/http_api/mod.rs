@@ -31,7 +31,9 @@ const MAX_BODY: usize = 2 * crate::frontend::MAX_MESSAGE_SIZE;
 /// The HTTP API: routes, codec and the gRPC stack behind them.
 pub struct HttpApi {
     router: routes::Router,
-    codec: codec::Codec,
+    /// Built on the first request: the decoded descriptors of the whole API hold some 28 MB,
+    /// which a server nobody calls over HTTP should not pay for.
+    codec: std::sync::OnceLock<Result<codec::Codec, String>>,
     grpc: grpc::Grpc,
 }
 
@@ -72,13 +74,28 @@ impl HttpApi {
             .map_err(|e| anyhow::anyhow!("HTTP routes: {e}"))?;
         Ok(HttpApi {
             router,
-            codec: codec::Codec::new()?,
+            codec: std::sync::OnceLock::new(),
             grpc,
         })
     }
 
+    fn codec(&self) -> Result<&codec::Codec, tonic::Status> {
+        self.codec
+            .get_or_init(|| codec::Codec::new().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| tonic::Status::internal(e.clone()))
+    }
+
     fn error(&self, status: &tonic::Status) -> http::Response<Full<Bytes>> {
-        json_response(http_status(status.code()), self.codec.status_json(status))
+        let body = match self.codec() {
+            Ok(codec) => codec.status_json(status),
+            Err(_) => {
+                serde_json::json!({ "code": status.code() as i32, "message": status.message() })
+                    .to_string()
+                    .into_bytes()
+            }
+        };
+        json_response(http_status(status.code()), body)
     }
 
     /// Answers one request that came on a connection described by `conn`.
@@ -105,10 +122,11 @@ impl HttpApi {
                 )));
             }
         };
-        let message = match self
-            .codec
-            .request(route, &bindings, parts.uri.query(), &body)
-        {
+        let codec = match self.codec() {
+            Ok(codec) => codec,
+            Err(status) => return self.error(&status),
+        };
+        let message = match codec.request(route, &bindings, parts.uri.query(), &body) {
             Ok(message) => message,
             Err(codec::BadRequest(reason)) => {
                 return self.error(&tonic::Status::invalid_argument(reason));
@@ -123,7 +141,7 @@ impl HttpApi {
             Ok(reply) => reply,
             Err(status) => return self.error(&status),
         };
-        match self.codec.to_json(route.output, &reply) {
+        match codec.to_json(route.output, &reply) {
             Ok(json) => json_response(http::StatusCode::OK, json),
             Err(e) => self.error(&tonic::Status::internal(format!("{e:#}"))),
         }
