@@ -30,12 +30,14 @@ use temporalio_sdk::{
 
 const POLL_INTERVAL: Duration = Duration::from_millis(300);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
-/// When the simulated service starts returning data.
+/// When the simulated service starts returning data, counted from the first call (so a slow
+/// start of the worker does not make the first poll succeed at once).
 const READY_AFTER: Duration = Duration::from_millis(1500);
 
 /// A stand-in for a remote service.
 struct ExternalService {
-    started: Instant,
+    /// The first call's time.
+    started: std::sync::OnceLock<Instant>,
     calls: AtomicU32,
 }
 
@@ -46,7 +48,7 @@ impl ExternalService {
         if call % 3 == 2 {
             return Err(format!("{url}: 503 Service Unavailable"));
         }
-        if self.started.elapsed() < READY_AFTER {
+        if self.started.get_or_init(Instant::now).elapsed() < READY_AFTER {
             return Ok(None);
         }
         Ok(Some(format!("status of {url}: READY")))
@@ -117,7 +119,7 @@ fn main() -> ExitCode {
 
 async fn run(p: Pattern) -> anyhow::Result<()> {
     let service = Arc::new(ExternalService {
-        started: Instant::now(),
+        started: std::sync::OnceLock::new(),
         calls: AtomicU32::new(0),
     });
     let heartbeats = Arc::new(AtomicU32::new(0));
