@@ -219,35 +219,24 @@ async fn start_child(
                 )
                 .await
         }
-        Err(ServiceError::AlreadyStarted { .. }) => {
+        Err(e) => {
+            let cause = match e {
+                ServiceError::AlreadyStarted { .. } => {
+                    StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists
+                }
+                ServiceError::NamespaceNotFound(_) => {
+                    StartChildWorkflowExecutionFailedCause::NamespaceNotFound
+                }
+                other => return settled(Err(other)),
+            };
             history
                 .transition(
                     parent,
-                    |t| {
-                        t.child_start_failed(
-                            initiated_event_id,
-                            StartChildWorkflowExecutionFailedCause::WorkflowAlreadyExists,
-                        )
-                    },
+                    move |t| t.child_start_failed(initiated_event_id, cause),
                     |_, ()| (),
                 )
                 .await
         }
-        Err(ServiceError::NamespaceNotFound(_)) => {
-            history
-                .transition(
-                    parent,
-                    |t| {
-                        t.child_start_failed(
-                            initiated_event_id,
-                            StartChildWorkflowExecutionFailedCause::NamespaceNotFound,
-                        )
-                    },
-                    |_, ()| (),
-                )
-                .await
-        }
-        Err(e) => Err(e),
     };
     settled(outcome)
 }
