@@ -64,6 +64,7 @@ class SundialProcess:
         host: str = "127.0.0.1",
         log_level: str = "warn",
         extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.binary = str(binary or os.environ.get("SUNDIAL_BIN") or DEFAULT_BIN)
         self.db_path = Path(db_path)
@@ -72,6 +73,8 @@ class SundialProcess:
         self.log_path = Path(log_path) if log_path else self.db_path.with_suffix(".log")
         self.log_level = log_level
         self.extra_args = list(extra_args or [])
+        # Variables added to this process's environment for the server (None: inherit as is).
+        self.env = dict(env) if env else None
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -112,6 +115,7 @@ class SundialProcess:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                env={**os.environ, **self.env} if self.env else None,
             )
         await self.wait_ready(timeout)
 

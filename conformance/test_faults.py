@@ -14,10 +14,16 @@ from temporalio import activity, workflow
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
+from temporalio.api.update.v1 import Input as UpdateInput
+from temporalio.api.update.v1 import Meta as UpdateMeta
+from temporalio.api.update.v1 import Request as UpdateRequest
+from temporalio.api.update.v1 import WaitPolicy
 from temporalio.api.workflowservice.v1 import (
     GetWorkflowExecutionHistoryRequest,
     PollWorkflowTaskQueueRequest,
     RespondWorkflowTaskCompletedRequest,
+    UpdateWorkflowExecutionRequest,
 )
 from temporalio.client import Client, RPCError, RPCStatusCode
 from temporalio.common import RetryPolicy
@@ -174,52 +180,120 @@ async def test_an_activity_with_one_attempt_runs_at_most_once_across_kill_9(
     assert len(runs) == 1, runs
 
 
-async def test_a_workflow_task_token_from_before_a_crash_is_refused(
+def _poll(tq: str, identity: str) -> PollWorkflowTaskQueueRequest:
+    return PollWorkflowTaskQueueRequest(
+        namespace="default", task_queue=TaskQueue(name=tq), identity=identity
+    )
+
+
+async def _raw_history(client: Client, workflow_id: str):
+    reply = await client.workflow_service.get_workflow_execution_history(
+        GetWorkflowExecutionHistoryRequest(
+            namespace="default", execution=WorkflowExecution(workflow_id=workflow_id)
+        )
+    )
+    return list(reply.history.events)
+
+
+async def test_a_workflow_task_started_before_a_crash_keeps_its_event_ids_and_its_worker(
     external_address, sundial_factory, tmp_path, new_id
 ):
+    """The poll reply shows the worker a WorkflowTaskStarted event: after kill -9 that event is
+    the one on disk (no later event takes its id), and the worker's token still completes the
+    task, as on the reference server, which records the start before replying."""
     _needs_own_server(external_address)
     server = sundial_factory(tmp_path / "token.db")
     await server.start()
     client = await Client.connect(server.address)
     tq = new_id("token-tq")
     handle = await client.start_workflow("NobodyRunsThis", id=new_id("token"), task_queue=tq)
-    poll = await client.workflow_service.poll_workflow_task_queue(
-        PollWorkflowTaskQueueRequest(
-            namespace="default", task_queue=TaskQueue(name=tq), identity="before-crash"
+    poll = await client.workflow_service.poll_workflow_task_queue(_poll(tq, "before-crash"))
+    assert poll.task_token
+    shown = {e.event_id: (e.event_type, e.workflow_task_started_event_attributes.identity)
+             for e in poll.history.events}
+    assert shown[poll.started_event_id] == (EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, "before-crash")
+    server.kill()
+    await server.start()
+    client = await Client.connect(server.address)
+    # A signal after the restart (buffered while the task is out) takes a new id.
+    await handle.signal("poke")
+    # The worker that held the task before the crash completes it.
+    await client.workflow_service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(
+            namespace="default", task_token=poll.task_token, identity="before-crash"
         )
     )
-    assert poll.task_token
+    events = await _raw_history(client, handle.id)
+    for event in events:
+        if event.event_id in shown:
+            assert (event.event_type, event.workflow_task_started_event_attributes.identity) == (
+                shown[event.event_id]
+            ), f"event {event.event_id} changed after the crash"
+    assert [e.event_id for e in events] == list(range(1, len(events) + 1))
+    types = [e.event_type for e in events]
+    assert types[len(shown):len(shown) + 2] == [
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+    ]
+    # The signal that arrived meanwhile gets a new workflow task.
+    again = await client.workflow_service.poll_workflow_task_queue(_poll(tq, "after-crash"))
+    assert again.task_token and again.task_token != poll.task_token
+
+
+async def test_a_speculative_workflow_task_token_from_before_a_crash_is_refused(
+    external_address, sundial_factory, tmp_path, new_id
+):
+    """A workflow task that only carries an update is not recorded (nor on the reference
+    server): a crash forgets it, and the token handed out before is refused with NotFound."""
+    _needs_own_server(external_address)
+    server = sundial_factory(tmp_path / "speculative.db")
+    await server.start()
+    client = await Client.connect(server.address)
+    tq = new_id("spec-tq")
+    handle = await client.start_workflow("NobodyRunsThis", id=new_id("spec"), task_queue=tq)
+    first = await client.workflow_service.poll_workflow_task_queue(_poll(tq, "worker"))
+    await client.workflow_service.respond_workflow_task_completed(
+        RespondWorkflowTaskCompletedRequest(
+            namespace="default", task_token=first.task_token, identity="worker"
+        )
+    )
+    update = asyncio.create_task(
+        client.workflow_service.update_workflow_execution(
+            UpdateWorkflowExecutionRequest(
+                namespace="default",
+                workflow_execution=WorkflowExecution(workflow_id=handle.id),
+                wait_policy=WaitPolicy(
+                    lifecycle_stage=UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED
+                ),
+                request=UpdateRequest(
+                    meta=UpdateMeta(update_id="u1", identity="caller"),
+                    input=UpdateInput(name="change"),
+                ),
+            )
+        )
+    )
+    speculative = await client.workflow_service.poll_workflow_task_queue(_poll(tq, "worker"))
+    assert [m.protocol_instance_id for m in speculative.messages] == ["u1"]
     server.kill()
+    with pytest.raises(Exception):
+        await update
     await server.start()
     client = await Client.connect(server.address)
     with pytest.raises(RPCError) as refused:
         await client.workflow_service.respond_workflow_task_completed(
             RespondWorkflowTaskCompletedRequest(
-                namespace="default", task_token=poll.task_token, identity="before-crash"
+                namespace="default", task_token=speculative.task_token, identity="worker"
             )
         )
     assert refused.value.status == RPCStatusCode.NOT_FOUND
-    # The task is dispatched again under a new token, which works.
-    again = await client.workflow_service.poll_workflow_task_queue(
-        PollWorkflowTaskQueueRequest(
-            namespace="default", task_queue=TaskQueue(name=tq), identity="after-crash"
-        )
-    )
-    assert again.task_token and again.task_token != poll.task_token
-    await client.workflow_service.respond_workflow_task_completed(
-        RespondWorkflowTaskCompletedRequest(
-            namespace="default", task_token=again.task_token, identity="after-crash"
-        )
-    )
-    history = await client.workflow_service.get_workflow_execution_history(
-        GetWorkflowExecutionHistoryRequest(
-            namespace="default", execution=WorkflowExecution(workflow_id=handle.id)
-        )
-    )
-    started = [
-        e for e in history.history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    # What was on disk is intact: started, first task scheduled/started/completed.
+    types = [e.event_type for e in await _raw_history(client, handle.id)]
+    assert types == [
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
     ]
-    assert [e.workflow_task_started_event_attributes.identity for e in started] == ["after-crash"]
 
 
 async def test_a_second_server_on_the_same_database_refuses_to_start(

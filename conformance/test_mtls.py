@@ -13,6 +13,7 @@ import socket
 import ssl
 import subprocess
 import uuid
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -257,3 +258,54 @@ async def test_replaced_certificate_files_reach_new_connections(mtls):
     client = await Client.connect(mtls.server.address, tls=tls_config(new_ca.ca_path, mtls.client))
     assert client is not None
     assert mtls.server.is_running()
+
+
+def _open_sockets(pid: int) -> int:
+    """How many sockets the process `pid` holds open."""
+    fd_dir = Path(f"/proc/{pid}/fd")
+    count = 0
+    for fd in fd_dir.iterdir():
+        try:
+            if os.readlink(fd).startswith("socket:"):
+                count += 1
+        except OSError:
+            pass  # closed meanwhile
+    return count
+
+
+async def test_stalled_handshakes_are_bounded_in_number_and_time(mtls):
+    """Clients that open a connection and never say hello: at most 256 handshakes are under
+    way at once (the rest wait in the kernel's backlog, costing the server nothing), each is
+    dropped after 10 s, and a real client gets through behind them."""
+    stalled = []
+    for _ in range(300):
+        s = socket.create_connection(("127.0.0.1", mtls.port))
+        s.setblocking(False)
+        stalled.append(s)
+    await asyncio.sleep(1.0)
+    held = _open_sockets(mtls.server.proc.pid)
+    # 256 handshakes, the listener, and a few connections of the server's own.
+    assert held <= 256 + 16, f"the server holds {held} sockets for 300 silent clients"
+    begun = time.monotonic()
+    client = await asyncio.wait_for(mtls.server.connect(), timeout=30)
+    waited = time.monotonic() - begun
+    assert await client.service_client.check_health()
+    # The real client waited at most for the first stalled handshakes to time out.
+    assert waited < 20, f"a real client waited {waited:.1f}s behind stalled handshakes"
+    # The stalled connections are closed by the server (EOF), not kept for ever.
+    closed = 0
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline and closed < len(stalled):
+        closed = 0
+        for s in stalled:
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed += 1
+        await asyncio.sleep(0.5)
+    for s in stalled:
+        s.close()
+    assert closed == len(stalled), f"{len(stalled) - closed} silent connections still open"

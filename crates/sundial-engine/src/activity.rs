@@ -4,7 +4,6 @@
 //! With a retry policy (always present: defaults apply), ActivityTaskStarted is written only
 //! when the activity closes, right before its outcome, as the reference server does.
 
-use crate::Poller;
 use crate::api::{
     common::v1::Payloads,
     enums::v1::{RetryState, TimeoutType},
@@ -19,6 +18,7 @@ use crate::retry::{self, RetryDecision};
 use crate::state::ActivityInfo;
 use crate::transition::BUFFERED_STARTED;
 use crate::{Effect, EngineError, Transition};
+use crate::{Persist, Poller};
 
 /// Identifies an activity attempt (carried in its task token). `attempt == 0` matches any
 /// attempt (completion by activity id).
@@ -72,7 +72,7 @@ impl Transition<'_> {
         info.started_identity = poller.identity.clone();
         info.started_request_id = poller.request_id.clone();
         info.started_build_id = poller.build_id.clone();
-        self.persist = true;
+        self.persist = Persist::Synced;
         Ok(info.clone())
     }
 
@@ -286,7 +286,7 @@ impl Transition<'_> {
                     attempt: a.attempt,
                 });
             }
-            self.persist = false;
+            self.persist = Persist::Nothing;
             return;
         };
         let due = match timeout_type {
@@ -299,12 +299,12 @@ impl Transition<'_> {
             }
             TimeoutType::ScheduleToClose => a.scheduled_time_ms + a.schedule_to_close_ms,
             _ => {
-                self.persist = false;
+                self.persist = Persist::Nothing;
                 return;
             }
         };
         if now < due {
-            self.persist = false;
+            self.persist = Persist::Nothing;
             return;
         }
         let name = match timeout_type {

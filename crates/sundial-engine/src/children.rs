@@ -37,7 +37,7 @@ use crate::api::{
 use crate::commands::{Rejection, check_pending};
 use crate::state::{ChildInfo, ExternalCancelInfo, ExternalSignalInfo};
 use crate::transition::BUFFERED_STARTED;
-use crate::{Effect, EngineError, Transition};
+use crate::{Effect, EngineError, Persist, Transition};
 
 impl Transition<'_> {
     /// A command naming another namespace is refused unless cross-namespace commands are
@@ -251,7 +251,7 @@ impl Transition<'_> {
     ) -> Result<(), EngineError> {
         let child = self.child(initiated_event_id)?;
         if !child.run_id.is_empty() {
-            self.persist = false;
+            self.persist = Persist::Nothing;
             return Ok(());
         }
         let command = child.command.unwrap_or_default();
@@ -316,7 +316,7 @@ impl Transition<'_> {
         close_event: &HistoryEvent,
     ) -> Result<(), EngineError> {
         let Ok(mut child) = self.child(initiated_event_id) else {
-            self.persist = false;
+            self.persist = Persist::Nothing;
             return Ok(());
         };
         if child.run_id.is_empty() {
@@ -416,7 +416,7 @@ impl Transition<'_> {
         delivered: bool,
     ) -> Result<(), EngineError> {
         let Some(info) = self.state.external_signal(initiated_event_id).cloned() else {
-            self.persist = false;
+            self.persist = Persist::Nothing;
             return Ok(());
         };
         if !self.state.is_running() {
@@ -465,7 +465,7 @@ impl Transition<'_> {
         delivered: bool,
     ) -> Result<(), EngineError> {
         let Some(info) = self.state.external_cancel(initiated_event_id).cloned() else {
-            self.persist = false;
+            self.persist = Persist::Nothing;
             return Ok(());
         };
         if !self.state.is_running() {

@@ -492,8 +492,6 @@ impl Transition<'_> {
             activity_id: a.activity_id.clone(),
             activity_type,
             task_queue: queue.clone(),
-            header: a.header.clone(),
-            input: a.input.clone(),
             schedule_to_close_ms: schedule_to_close,
             schedule_to_start_ms: schedule_to_start,
             start_to_close_ms: start_to_close,

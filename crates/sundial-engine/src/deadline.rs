@@ -3,6 +3,7 @@
 //! calling [`ExecutionState::deadlines`]. A deadline that fires after the state moved on is
 //! recognised as stale and ignored.
 
+use crate::Persist;
 use crate::state::ExecutionState;
 use std::collections::HashSet;
 
@@ -216,7 +217,7 @@ impl crate::Transition<'_> {
         use crate::api::enums::v1::TimeoutType;
         use crate::workflow_task::WorkflowTaskRef;
         if !self.state.is_running() {
-            self.persist = false;
+            self.persist = Persist::Nothing;
             return;
         }
         let before = self.state.clone();
@@ -289,7 +290,7 @@ impl crate::Transition<'_> {
             }
         }
         if *self.state == before && self.events.is_empty() {
-            self.persist = false;
+            self.persist = Persist::Nothing;
         }
     }
 

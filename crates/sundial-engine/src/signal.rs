@@ -7,7 +7,7 @@ use crate::api::{
         history_event::Attributes,
     },
 };
-use crate::{EngineError, Transition};
+use crate::{EngineError, Persist, Transition};
 
 /// Most distinct signal request ids remembered for deduplication.
 const MAX_SIGNAL_REQUEST_IDS: usize = 10_000;
@@ -48,7 +48,7 @@ impl Transition<'_> {
         }
         if !signal.request_id.is_empty() {
             if self.state.signal_request_ids.contains(&signal.request_id) {
-                self.persist = false;
+                self.persist = Persist::Nothing;
                 return Ok(());
             }
             if self.state.signal_request_ids.len() >= MAX_SIGNAL_REQUEST_IDS {
@@ -86,7 +86,7 @@ impl Transition<'_> {
             return Err(closed());
         }
         if self.state.cancel_requested {
-            self.persist = false;
+            self.persist = Persist::Nothing;
             return Ok(());
         }
         self.state.cancel_requested = true;

@@ -257,10 +257,9 @@ pub struct ActivityInfo {
     pub activity_type: String,
     #[prost(string, tag = "4")]
     pub task_queue: String,
-    #[prost(message, optional, tag = "5")]
-    pub header: Option<Header>,
-    #[prost(message, optional, tag = "6")]
-    pub input: Option<Payloads>,
+    // Tags 5 and 6 held the header and input, which now stay in the ActivityTaskScheduled
+    // event only: the state is re-encoded on every transition, the event never. States
+    // written with them still decode (unknown fields are skipped).
     #[prost(int64, tag = "7")]
     pub schedule_to_close_ms: i64,
     #[prost(int64, tag = "8")]

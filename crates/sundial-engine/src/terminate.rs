@@ -8,7 +8,7 @@ use crate::api::{
         history_event::Attributes,
     },
 };
-use crate::{EngineError, Transition};
+use crate::{EngineError, Persist, Transition};
 
 /// Termination reasons when a history outgrows its limits (Temporal's words).
 pub const HISTORY_COUNT_EXCEEDED: &str = "Workflow history count exceeds limit.";
@@ -33,7 +33,7 @@ impl Transition<'_> {
             } else {
                 return false;
             };
-        self.persist = true;
+        self.persist = Persist::Synced;
         self.terminate(reason, None, "history-service").is_ok()
     }
 

@@ -13,8 +13,8 @@ use crate::api::{
     workflowservice::v1::{RespondWorkflowTaskCompletedRequest, StartWorkflowExecutionRequest},
 };
 use crate::{
-    ActivityRef, DeadlineKind, Effect, ExecutionState, StartParams, Transition, WorkflowTaskRef,
-    new_execution, time,
+    ActivityRef, DeadlineKind, Effect, ExecutionState, Persist, StartParams, Transition,
+    WorkflowTaskRef, new_execution, time,
 };
 
 /// A run plus its history, advanced one transition at a time.
@@ -58,8 +58,17 @@ impl Run {
         )
     }
 
-    /// Runs `op` as one transition; returns its effects and whether it must be persisted.
+    /// Runs `op` as one transition; returns its effects and how it must be persisted.
     fn step<R>(&mut self, op: impl FnOnce(&mut Transition<'_>) -> R) -> (R, Vec<Effect>, bool) {
+        let (r, effects, persist) = self.step_persisting(op);
+        (r, effects, persist != Persist::Nothing)
+    }
+
+    /// Like [`Run::step`], with how the outcome must be written.
+    fn step_persisting<R>(
+        &mut self,
+        op: impl FnOnce(&mut Transition<'_>) -> R,
+    ) -> (R, Vec<Effect>, Persist) {
         self.now += 10;
         let mut t = Transition::new(&mut self.state, self.now);
         let r = op(&mut t);
@@ -89,9 +98,13 @@ impl Run {
 
     fn start_wt(&mut self) -> WorkflowTaskRef {
         let wt = self.wt();
-        let (r, _, persist) = self.step(|t| t.start_workflow_task(wt, &poller()));
+        let (r, _, persist) = self.step_persisting(|t| t.start_workflow_task(wt, &poller()));
         r.unwrap();
-        assert!(!persist, "starting a task waits for the next commit");
+        assert_eq!(
+            persist,
+            Persist::Written,
+            "a task's start is written (without a sync) before the poller sees it"
+        );
         wt
     }
 

@@ -51,6 +51,23 @@ pub enum Effect {
     CheckParent,
 }
 
+/// How a transition's outcome is written before it is installed and answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// Nothing to write: the outcome stays in memory (a no-op, a task redirected, the start
+    /// of a speculative workflow task, which the reference server does not persist either).
+    Nothing,
+    /// Written before the reply without waiting for the disk to sync it: it survives a crash
+    /// of the process (kill -9), and after a power loss it may be missing until the next synced
+    /// commit would have covered it. A workflow task's start: the worker is shown its
+    /// WorkflowTaskStarted event id, which must not be given to another event after a crash;
+    /// a power loss returns the task to "scheduled" and its token is refused (see
+    /// `ExecutionState::renumber_unstarted_workflow_task`).
+    Written,
+    /// Written and synced to disk before the reply.
+    Synced,
+}
+
 /// One transition in progress over a state. Build it, call operations on it, then read
 /// `events`, `effects` and `persist`.
 pub struct Transition<'a> {
@@ -59,8 +76,8 @@ pub struct Transition<'a> {
     /// Events appended to the history by this transition, ids assigned.
     pub events: Vec<HistoryEvent>,
     pub effects: Vec<Effect>,
-    /// False when the change may stay in memory until the next commit (a task being started).
-    pub persist: bool,
+    /// How the outcome must be written before it is installed and answered.
+    pub persist: Persist,
     /// Thresholds the server is configured with.
     pub limits: Limits,
     /// The run id a next run of the chain gets if this transition creates one.
@@ -141,7 +158,7 @@ impl<'a> Transition<'a> {
             now,
             events: Vec::new(),
             effects: Vec::new(),
-            persist: true,
+            persist: Persist::Synced,
             limits: Limits::default(),
             new_run_id: String::new(),
             next_run: None,

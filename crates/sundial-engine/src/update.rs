@@ -15,7 +15,7 @@ use crate::api::{
 };
 use crate::commands::Rejection;
 use crate::state::AcceptedUpdate;
-use crate::{EngineError, Transition};
+use crate::{EngineError, Persist, Transition};
 use prost::Message as _;
 
 /// What a workflow task completion did to an update.
@@ -134,7 +134,7 @@ impl Transition<'_> {
     /// An update request for an id the run already knows: nothing changes (the caller waits
     /// for the known update's outcome).
     pub fn update_already_known(&mut self) {
-        self.persist = false;
+        self.persist = Persist::Nothing;
     }
 
     /// Whether one more update may be admitted, `admitted` being the updates admitted to the
@@ -167,7 +167,7 @@ impl Transition<'_> {
     /// An update was admitted: make sure a workflow task will carry it. Without other work a
     /// speculative task is used, which leaves no trace if the update is rejected.
     pub fn request_update_task(&mut self) {
-        self.persist = false;
+        self.persist = Persist::Nothing;
         if self.state.workflow_task.is_none()
             && self.state.is_running()
             && self.state.backoff_until_ms <= self.now

@@ -10,7 +10,7 @@ use crate::api::{
         WorkflowTaskTimedOutEventAttributes, history_event::Attributes,
     },
 };
-use crate::{Effect, EngineError, Transition};
+use crate::{Effect, EngineError, Persist, Transition};
 
 /// Who is taking a task: recorded in the task's started event.
 #[derive(Debug, Default, Clone)]
@@ -41,8 +41,11 @@ fn not_found() -> EngineError {
 }
 
 impl Transition<'_> {
-    /// Hands the scheduled workflow task to a poller. Kept in memory only (`persist = false`):
-    /// a crash before the next commit returns the task to "scheduled".
+    /// Hands the scheduled workflow task to a poller. The start is written before the poller
+    /// sees it (`Persist::Written`): the WorkflowTaskStarted event id it is shown is never given
+    /// to another event, and after a crash of the process the task is still the poller's (its
+    /// token stays valid; the start-to-close timeout decides). A speculative task's start stays
+    /// in memory, as in the reference server: a crash forgets it with the updates it carried.
     #[allow(deprecated)] // worker_version: still what the reference server records
     pub fn start_workflow_task(
         &mut self,
@@ -59,6 +62,7 @@ impl Transition<'_> {
         {
             return Err(not_found());
         }
+        let speculative = wt.speculative;
         let events = self.state.next_event_id - 1 + if wt.unwritten { 2 } else { 1 };
         let (count_limit, size_limit) = (
             self.limits.suggest_continue_as_new_events,
@@ -100,7 +104,11 @@ impl Transition<'_> {
             wt.identity = poller.identity.clone();
             wt.build_id = poller.build_id.clone();
         }
-        self.persist = false;
+        self.persist = if speculative {
+            Persist::Nothing
+        } else {
+            Persist::Written
+        };
         Ok(())
     }
 
@@ -122,7 +130,7 @@ impl Transition<'_> {
             seq: next.seq,
         };
         self.start_workflow_task(next, poller)?;
-        self.persist = true;
+        self.persist = Persist::Synced;
         Ok(true)
     }
 
@@ -248,7 +256,7 @@ impl Transition<'_> {
     /// ResetStickyTaskQueue: forget the worker's sticky queue; a task waiting there is offered
     /// on the normal queue.
     pub fn reset_stickiness(&mut self) {
-        self.persist = false;
+        self.persist = Persist::Nothing;
         if let Some(wt) = self.state.workflow_task.clone()
             && wt.sticky
             && !wt.is_started()
@@ -264,7 +272,7 @@ impl Transition<'_> {
     /// The worker behind the sticky queue is gone: offer the scheduled task on the workflow's
     /// normal queue instead (the next worker gets the full history). Memory only.
     pub fn redirect_to_normal_queue(&mut self, task: WorkflowTaskRef) {
-        self.persist = false;
+        self.persist = Persist::Nothing;
         let normal = self.state.task_queue.clone();
         let Some(wt) = self.state.workflow_task.as_mut() else {
             return;

@@ -25,10 +25,12 @@ use sundial_engine::api::enums::v1::{
 use sundial_engine::api::history::v1::HistoryEvent;
 use sundial_engine::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use sundial_engine::{
-    Deadline, DeadlineKind, Effect, EngineError, ExecutionState, Limits, Signal, StartParams,
-    Transition, WorkflowTaskRef,
+    Deadline, DeadlineKind, Effect, EngineError, ExecutionState, Limits, Persist, Signal,
+    StartParams, Transition, WorkflowTaskRef,
 };
-use sundial_store::{EventRow, ExecutionRow, RowVersion, Store, StoreError, WriteBatch};
+use sundial_store::{
+    Durability, EventRow, ExecutionRow, RowVersion, Store, StoreError, WriteBatch,
+};
 use tokio::sync::watch;
 
 /// How long a closed run stays cached after it closed.
@@ -492,14 +494,20 @@ impl History {
             encoded,
             effects,
         };
-        if !persist && next.is_none() {
+        if persist == Persist::Nothing && next.is_none() {
             // Nothing to commit: installed at once, with no await before the reply.
             self.install_outcome(handle, &mut entry, outcome);
             return Ok(finish(&entry, result));
         }
         let mut outcome = outcome;
         outcome.state.state_transition_count += 1;
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch {
+            durability: match (persist, &next) {
+                (Persist::Written, None) => Durability::Written,
+                _ => Durability::Synced,
+            },
+            ..WriteBatch::default()
+        };
         let persisted = entry.persisted.next_event_id;
         let unsaved = (persisted..).zip(
             entry

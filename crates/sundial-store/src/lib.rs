@@ -156,6 +156,21 @@ pub struct WriteBatch {
     pub deleted_runs: Vec<String>,
     /// Schedules written or deleted.
     pub schedules: Vec<ScheduleRow>,
+    /// What the commit waits for before the batch counts as committed.
+    pub durability: Durability,
+}
+
+/// What a commit waits for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The disk has the batch (fsync): it survives a crash of the machine.
+    #[default]
+    Synced,
+    /// The operating system has the batch (written, not synced): it survives a crash of the
+    /// process, and a crash of the machine may lose it (with nothing written after it). The
+    /// next synced commit makes it as durable as that commit. For writes whose loss the server
+    /// recovers from (a workflow task's start), to spare a sync per task.
+    Written,
 }
 
 /// A visibility query translated for a backend: a WHERE clause and its parameters.

@@ -5,8 +5,8 @@
 
 use crate::checkpoint::Checkpoints;
 use crate::{
-    CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow, ScheduleRow, SqlValue, Store,
-    StoreError, VisibilityFilter, WriteBatch,
+    CommitObserver, CommitReceipt, Durability, ExecutionRow, NamespaceRow, ScheduleRow, SqlValue,
+    Store, StoreError, VisibilityFilter, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -246,7 +246,10 @@ fn writer_loop(
             Some(reason) => Err(StoreError::Failed(reason)),
             None => {
                 let mut conn = conn.lock();
-                write_group(&mut conn, group.iter().map(|(batch, _)| batch))
+                let sync = group
+                    .iter()
+                    .any(|(batch, _)| batch.durability == Durability::Synced);
+                write_group(&mut conn, group.iter().map(|(batch, _)| batch), sync)
             }
         };
         let elapsed = started.elapsed();
@@ -331,7 +334,29 @@ fn batch_error(e: rusqlite::Error) -> Result<StoreError, StoreError> {
 /// Writes every batch of a group in one transaction, each inside a savepoint: a batch that
 /// fails is rolled back alone and reported to its own caller. `Err` when the transaction as a
 /// whole failed (every caller gets it).
+///
+/// `sync`: whether the commit waits for the disk (`synchronous=FULL` syncs the WAL at commit).
+/// A group of [`Durability::Written`] batches only is committed with `synchronous=NORMAL`,
+/// which writes the WAL without syncing it; the next synced commit's sync covers those frames
+/// too, since the WAL is one file written in order.
 fn write_group<'a>(
+    conn: &mut Connection,
+    batches: impl Iterator<Item = &'a WriteBatch>,
+    sync: bool,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    if !sync {
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(group_error)?;
+    }
+    let written = write_transaction(conn, batches);
+    if !sync {
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(group_error)?;
+    }
+    written
+}
+
+fn write_transaction<'a>(
     conn: &mut Connection,
     batches: impl Iterator<Item = &'a WriteBatch>,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
@@ -851,6 +876,49 @@ mod tests {
         }
         assert!(db_len() >= 16 << 20, "database file is {} bytes", db_len());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A batch committed without a sync is read back like any other, mixes with synced ones
+    /// in a group, and is in the file once the store is reopened (a crash of the process
+    /// does not lose what the operating system was given).
+    #[tokio::test]
+    async fn written_batches_commit_without_a_sync_and_are_read_back() {
+        let (_dir, path) = fresh_db("written");
+        {
+            let store = SqliteStore::open(Some(&path)).unwrap();
+            let written = |run: &str, workflow: &str| WriteBatch {
+                executions: vec![ExecutionRow {
+                    workflow_id: workflow.into(),
+                    ..row(run, 1)
+                }],
+                durability: Durability::Written,
+                ..Default::default()
+            };
+            let alone = store.commit(written("w1", "wf-w1"));
+            alone.await.unwrap().unwrap();
+            let mixed = [
+                store.commit(written("w2", "wf-w2")),
+                store.commit(WriteBatch {
+                    executions: vec![ExecutionRow {
+                        workflow_id: "wf-s1".into(),
+                        ..row("s1", 1)
+                    }],
+                    ..Default::default()
+                }),
+            ];
+            for receipt in mixed {
+                receipt.await.unwrap().unwrap();
+            }
+        }
+        let store = SqliteStore::open(Some(&path)).unwrap();
+        let mut runs: Vec<_> = store
+            .load_running_executions()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        runs.sort();
+        assert_eq!(runs, ["s1", "w1", "w2"]);
     }
 
     #[tokio::test]

@@ -244,8 +244,8 @@ impl Config {
         if scan.is_zero() {
             bail!("server.retention_scan_interval must be more than zero");
         }
-        crate::cli::log_filter(&self.log.level).context("log.level")?;
-        crate::cli::LogFormat::parse(&self.log.format).context("log.format")?;
+        crate::logging::log_filter(&self.log.level).context("log.level")?;
+        crate::logging::LogFormat::parse(&self.log.format).context("log.format")?;
         self.tls_settings()?;
         for ns in &self.namespaces {
             if ns.name.is_empty() {

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod logging;
 
 use clap::Parser;
 

@@ -7,7 +7,7 @@ use sundial_engine::api::protocol::v1::{Message, message};
 use sundial_engine::api::{
     common::v1::{ActivityType, WorkflowExecution, WorkflowType},
     enums::v1::{PendingActivityState, PendingWorkflowTaskState, TaskQueueKind},
-    history::v1::History,
+    history::v1::{History, HistoryEvent, history_event::Attributes},
     taskqueue::v1::TaskQueue,
     workflow::v1::{
         PendingActivityInfo, PendingWorkflowTaskInfo, WorkflowExecutionConfig,
@@ -103,13 +103,30 @@ pub fn workflow_task(
     }))
 }
 
-/// The started activity attempt `scheduled_event_id`, as a poller receives it.
+/// The started activity attempt `scheduled_event_id`, as a poller receives it. Its header and
+/// input come from the ActivityTaskScheduled event (the run's state does not repeat them);
+/// `entry`'s history must be loaded.
 pub fn activity_task(
     entry: &RunEntry,
     scheduled_event_id: i64,
 ) -> Option<PollActivityTaskQueueResponse> {
     let st = &entry.state;
     let a = st.activity(scheduled_event_id)?;
+    let (header, input) = match entry.events.get(scheduled_event_id) {
+        Ok(Some(HistoryEvent {
+            attributes: Some(Attributes::ActivityTaskScheduledEventAttributes(scheduled)),
+            ..
+        })) => (scheduled.header, scheduled.input),
+        other => {
+            tracing::error!(
+                run_id = %st.run_id,
+                scheduled_event_id,
+                found = ?other.map(|e| e.map(|e| e.event_type)),
+                "a pending activity's scheduled event is missing"
+            );
+            return None;
+        }
+    };
     let token = TaskToken {
         namespace: st.namespace.clone(),
         workflow_id: st.workflow_id.clone(),
@@ -131,8 +148,8 @@ pub fn activity_task(
             name: a.activity_type.clone(),
         }),
         activity_id: a.activity_id.clone(),
-        header: a.header.clone(),
-        input: a.input.clone(),
+        header,
+        input,
         heartbeat_details: a.heartbeat_details.clone(),
         scheduled_time: Some(timestamp(a.scheduled_time_ms)),
         current_attempt_scheduled_time: Some(timestamp(a.attempt_scheduled_time_ms)),
