@@ -20,6 +20,9 @@ if [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 (cd conformance/ui && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+# Temporal's TypeScript SDK (conformance/test_typescript_sdk.py runs conformance/ts against the
+# server; its native worker core ships inside the npm package).
+(cd conformance/ts && npm ci --no-audit --no-fund --silent)
 
 export PATH="$PWD/.venv/bin:$PATH"
 # A smoke run of every benchmark scenario with tiny sizes (no timing assertions).

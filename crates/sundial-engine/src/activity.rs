@@ -248,9 +248,9 @@ impl Transition<'_> {
                             ..Default::default()
                         },
                     ),
-                    Some(_) => Attributes::ActivityTaskTimedOutEventAttributes(
+                    Some(timeout_type) => Attributes::ActivityTaskTimedOutEventAttributes(
                         ActivityTaskTimedOutEventAttributes {
-                            failure: Some(failure),
+                            failure: Some(no_time_for_retry(failure, timeout_type, retry_state)),
                             scheduled_event_id,
                             started_event_id,
                             retry_state: retry_state as i32,
@@ -277,7 +277,7 @@ impl Transition<'_> {
             return;
         }
         let now = self.now;
-        let Some(timeout_type) = timeout else {
+        if timeout.is_none() {
             // Retry backoff over: offer the attempt to pollers.
             if !a.is_started() && a.attempt_scheduled_time_ms <= now {
                 self.effects.push(Effect::DispatchActivityTask {
@@ -288,25 +288,13 @@ impl Transition<'_> {
             }
             self.persist = Persist::Nothing;
             return;
-        };
-        let due = match timeout_type {
-            TimeoutType::StartToClose if a.is_started() => a.started_time_ms + a.start_to_close_ms,
-            TimeoutType::Heartbeat if a.is_started() => {
-                a.last_heartbeat_time_ms.max(a.started_time_ms) + a.heartbeat_timeout_ms
-            }
-            TimeoutType::ScheduleToStart if !a.is_started() => {
-                a.attempt_scheduled_time_ms + a.schedule_to_start_ms
-            }
-            TimeoutType::ScheduleToClose => a.scheduled_time_ms + a.schedule_to_close_ms,
-            _ => {
-                self.persist = Persist::Nothing;
-                return;
-            }
-        };
-        if now < due {
+        }
+        // Whichever timeout fired, the activity's first expired one decides (several can be due
+        // at once: they coincide, or the timer loop ran late).
+        let Some(timeout_type) = first_expired_timeout(&a, now) else {
             self.persist = Persist::Nothing;
             return;
-        }
+        };
         let name = match timeout_type {
             TimeoutType::StartToClose => "StartToClose",
             TimeoutType::Heartbeat => "Heartbeat",
@@ -326,6 +314,49 @@ impl Transition<'_> {
         let identity = a.started_identity.clone();
         self.activity_attempt_failed(scheduled_event_id, failure, Some(timeout_type), &identity);
     }
+}
+
+/// The message of the timeout that closes an activity because its schedule-to-close deadline
+/// leaves no room for another attempt (the reference server's wording).
+pub const NO_TIME_FOR_RETRY: &str = "Not enough time to schedule next retry before activity ScheduleToClose timeout, giving up retrying";
+
+/// The activity's timeout that is due first at `now`, if any. Ordered by due time; at the same
+/// millisecond schedule-to-start goes before schedule-to-close (both count from the scheduled
+/// time), schedule-to-close before start-to-close (the start came after the scheduling, even
+/// when an eager start shares its millisecond), and start-to-close before heartbeat. This is
+/// the order in which the reference server's timer queue processes them.
+fn first_expired_timeout(a: &ActivityInfo, now: i64) -> Option<TimeoutType> {
+    let mut due: Vec<(i64, u8, TimeoutType)> = Vec::with_capacity(3);
+    if a.is_started() {
+        if a.start_to_close_ms > 0 {
+            due.push((
+                a.started_time_ms + a.start_to_close_ms,
+                2,
+                TimeoutType::StartToClose,
+            ));
+        }
+        if a.heartbeat_timeout_ms > 0 {
+            let last = a.last_heartbeat_time_ms.max(a.started_time_ms);
+            due.push((last + a.heartbeat_timeout_ms, 3, TimeoutType::Heartbeat));
+        }
+    } else if a.schedule_to_start_ms > 0 {
+        due.push((
+            a.attempt_scheduled_time_ms + a.schedule_to_start_ms,
+            0,
+            TimeoutType::ScheduleToStart,
+        ));
+    }
+    if a.schedule_to_close_ms > 0 {
+        due.push((
+            a.scheduled_time_ms + a.schedule_to_close_ms,
+            1,
+            TimeoutType::ScheduleToClose,
+        ));
+    }
+    due.into_iter()
+        .filter(|(at, _, _)| *at <= now)
+        .min_by_key(|(at, rank, _)| (*at, *rank))
+        .map(|(_, _, t)| t)
 }
 
 /// Most activities handed back eagerly in one workflow task completion.
@@ -374,6 +405,19 @@ impl Transition<'_> {
         self.persist = persist;
         started
     }
+}
+
+/// A timeout that ends the activity because its schedule-to-close deadline passed, or leaves
+/// no room for another attempt, is reported as a schedule-to-close timeout whichever timeout
+/// fired (except schedule-to-start, which stays itself), as the reference server does.
+fn no_time_for_retry(mut failure: Failure, fired: TimeoutType, state: RetryState) -> Failure {
+    if state == RetryState::Timeout && fired != TimeoutType::ScheduleToStart {
+        failure.message = NO_TIME_FOR_RETRY.to_string();
+        if let Some(FailureInfo::TimeoutFailureInfo(info)) = failure.failure_info.as_mut() {
+            info.timeout_type = TimeoutType::ScheduleToClose as i32;
+        }
+    }
+    failure
 }
 
 /// The reference server keeps a timeout's heartbeat details in the heartbeat slot, not in the

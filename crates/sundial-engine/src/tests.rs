@@ -1283,3 +1283,193 @@ fn eager_start_starts_the_first_task_instead_of_dispatching_it() {
         assert_eq!(state.state_transition_count, 1);
     }
 }
+
+/// Activity timeouts: which one is reported when several are due, and with which retry state
+/// (the reference server's timer queue: timeouts in due order, schedule-to-start and
+/// schedule-to-close never retried, and a timeout that leaves no time for another attempt
+/// reported as schedule-to-close).
+mod activity_timeouts {
+    use super::*;
+    use crate::activity::NO_TIME_FOR_RETRY;
+    use crate::api::{enums::v1::TimeoutType, history::v1::ActivityTaskTimedOutEventAttributes};
+
+    fn schedule_with(s2c_ms: i64, stc_ms: i64, maximum_attempts: i32) -> Cmd {
+        Cmd::ScheduleActivityTaskCommandAttributes(ScheduleActivityTaskCommandAttributes {
+            activity_id: "1".into(),
+            activity_type: Some(ActivityType { name: "act".into() }),
+            schedule_to_close_timeout: (s2c_ms > 0).then(|| time::duration(s2c_ms)),
+            start_to_close_timeout: (stc_ms > 0).then(|| time::duration(stc_ms)),
+            retry_policy: Some(RetryPolicy {
+                maximum_attempts,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    const FIRST: ActivityRef = ActivityRef {
+        scheduled_event_id: 5,
+        attempt: 1,
+    };
+
+    fn timed_out(run: &Run) -> ActivityTaskTimedOutEventAttributes {
+        let event = run
+            .history
+            .iter()
+            .find(|e| e.event_type == E::ActivityTaskTimedOut as i32)
+            .expect("an ActivityTaskTimedOut event");
+        let Some(Attributes::ActivityTaskTimedOutEventAttributes(a)) = &event.attributes else {
+            panic!("attributes of another event: {event:?}")
+        };
+        a.clone()
+    }
+
+    fn reported(a: &ActivityTaskTimedOutEventAttributes) -> (i32, RetryState, String) {
+        let failure = a.failure.as_ref().expect("a failure");
+        let Some(FailureInfo::TimeoutFailureInfo(info)) = &failure.failure_info else {
+            panic!("not a timeout failure: {failure:?}")
+        };
+        (
+            info.timeout_type,
+            RetryState::try_from(a.retry_state).expect("a known retry state"),
+            failure.message.clone(),
+        )
+    }
+
+    /// Schedules the activity and returns its scheduled time.
+    fn scheduled(run: &mut Run, cmd: Cmd) -> i64 {
+        run.complete_wt(vec![cmd]);
+        run.state.activity(5).expect("scheduled").scheduled_time_ms
+    }
+
+    #[test]
+    fn coinciding_schedule_to_close_and_start_to_close_report_schedule_to_close() {
+        let (mut run, _) = Run::start();
+        let at = scheduled(&mut run, schedule_with(300, 300, 1));
+        // Started eagerly: in the same millisecond as it was scheduled.
+        run.now = at - 10;
+        run.step(|t| t.start_activity(FIRST, &poller())).0.unwrap();
+        assert_eq!(run.state.activity(5).unwrap().started_time_ms, at);
+        // Both deadlines are due at at + 300; the timer loop fires start-to-close first.
+        run.now = at + 300 - 10;
+        let (_, _, persist) = run.step(|t| {
+            t.fire_deadline(DeadlineKind::ActivityStartToClose {
+                scheduled_event_id: 5,
+                attempt: 1,
+            })
+        });
+        assert!(persist);
+        assert_eq!(
+            reported(&timed_out(&run)),
+            (
+                TimeoutType::ScheduleToClose as i32,
+                RetryState::Timeout,
+                NO_TIME_FOR_RETRY.to_string()
+            )
+        );
+        assert!(run.state.activity(5).is_none(), "the activity is closed");
+        let (_, effects, persist) = run.step(|t| {
+            t.fire_deadline(DeadlineKind::ActivityScheduleToClose {
+                scheduled_event_id: 5,
+            })
+        });
+        assert!(
+            effects.is_empty() && !persist,
+            "the other deadline is stale"
+        );
+    }
+
+    #[test]
+    fn start_to_close_that_leaves_no_time_for_a_retry_reports_schedule_to_close() {
+        let (mut run, _) = Run::start();
+        let at = scheduled(&mut run, schedule_with(1_000, 300, 0));
+        run.step(|t| t.start_activity(FIRST, &poller())).0.unwrap();
+        let started = run.state.activity(5).unwrap().started_time_ms;
+        assert!(started > at);
+        run.now = started + 300 - 10;
+        run.step(|t| {
+            t.fire_deadline(DeadlineKind::ActivityStartToClose {
+                scheduled_event_id: 5,
+                attempt: 1,
+            })
+        });
+        // The next attempt would start after the default 1 s backoff, past at + 1000.
+        let (kind, state, message) = reported(&timed_out(&run));
+        assert_eq!(kind, TimeoutType::ScheduleToClose as i32);
+        assert_eq!(state, RetryState::Timeout);
+        assert_eq!(message, NO_TIME_FOR_RETRY);
+    }
+
+    #[test]
+    fn start_to_close_on_the_last_attempt_stays_start_to_close() {
+        let (mut run, _) = Run::start();
+        scheduled(&mut run, schedule_with(5_000, 300, 1));
+        run.step(|t| t.start_activity(FIRST, &poller())).0.unwrap();
+        let started = run.state.activity(5).unwrap().started_time_ms;
+        run.now = started + 300 - 10;
+        run.step(|t| {
+            t.fire_deadline(DeadlineKind::ActivityStartToClose {
+                scheduled_event_id: 5,
+                attempt: 1,
+            })
+        });
+        assert_eq!(
+            reported(&timed_out(&run)),
+            (
+                TimeoutType::StartToClose as i32,
+                RetryState::MaximumAttemptsReached,
+                "activity StartToClose timeout".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn schedule_to_start_due_with_schedule_to_close_stays_schedule_to_start() {
+        let (mut run, _) = Run::start();
+        // Only schedule-to-close: schedule-to-start defaults to it, so both are due together.
+        let at = scheduled(&mut run, schedule_with(300, 0, 0));
+        run.now = at + 300 - 10;
+        run.step(|t| {
+            t.fire_deadline(DeadlineKind::ActivityScheduleToClose {
+                scheduled_event_id: 5,
+            })
+        });
+        assert_eq!(
+            reported(&timed_out(&run)),
+            (
+                TimeoutType::ScheduleToStart as i32,
+                RetryState::Timeout,
+                "activity ScheduleToStart timeout".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_deadline_before_any_timeout_is_due_changes_nothing() {
+        let (mut run, _) = Run::start();
+        let at = scheduled(&mut run, schedule_with(1_000, 300, 0));
+        run.now = at + 100;
+        let (_, effects, persist) = run.step(|t| {
+            t.fire_deadline(DeadlineKind::ActivityScheduleToClose {
+                scheduled_event_id: 5,
+            })
+        });
+        assert!(effects.is_empty() && !persist);
+        assert!(run.state.activity(5).is_some());
+    }
+
+    #[test]
+    fn scheduled_event_carries_every_timeout_zero_when_unset() {
+        let (mut run, _) = Run::start();
+        scheduled(&mut run, schedule_with(0, 60_000, 0));
+        let event = &run.history[4];
+        let Some(Attributes::ActivityTaskScheduledEventAttributes(a)) = &event.attributes else {
+            panic!("event 5 is {event:?}")
+        };
+        let zero = Some(time::duration(0));
+        assert_eq!(a.schedule_to_close_timeout, zero);
+        assert_eq!(a.schedule_to_start_timeout, zero);
+        assert_eq!(a.heartbeat_timeout, zero);
+        assert_eq!(a.start_to_close_timeout, Some(time::duration(60_000)));
+    }
+}

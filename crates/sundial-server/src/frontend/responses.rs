@@ -155,9 +155,11 @@ pub fn activity_task(
         current_attempt_scheduled_time: Some(timestamp(a.attempt_scheduled_time_ms)),
         started_time: Some(timestamp(a.started_time_ms)),
         attempt: a.attempt,
-        schedule_to_close_timeout: opt_duration(a.schedule_to_close_ms),
-        start_to_close_timeout: opt_duration(a.start_to_close_ms),
-        heartbeat_timeout: opt_duration(a.heartbeat_timeout_ms),
+        // Present even when zero, as the reference server sends them: the TypeScript SDK
+        // refuses an activity task without a schedule-to-close timeout.
+        schedule_to_close_timeout: Some(duration(a.schedule_to_close_ms)),
+        start_to_close_timeout: Some(duration(a.start_to_close_ms)),
+        heartbeat_timeout: Some(duration(a.heartbeat_timeout_ms)),
         retry_policy: a.retry_policy.clone(),
         ..Default::default()
     })
