@@ -30,7 +30,7 @@ pub enum ClosedRunUpdate {
     /// Accepted and never completed: the update is completed with a server failure
     /// ([`accepted_update_completed_workflow`]), whether or not the run has a successor (an
     /// accepted update cannot move to another run).
-    Failed(Outcome),
+    Failed,
     /// Admitted (or delivered) and not accepted, and the run closed with a successor
     /// (continue-as-new, retry, cron): a retryable error, and the client's retry reaches the
     /// new run.
@@ -46,7 +46,7 @@ pub fn closed_run_update(state: &ExecutionState, accepted: bool) -> Option<Close
         return None;
     }
     Some(if accepted {
-        ClosedRunUpdate::Failed(accepted_update_completed_workflow())
+        ClosedRunUpdate::Failed
     } else if !state.new_execution_run_id.is_empty() {
         ClosedRunUpdate::Continuing
     } else {

@@ -162,7 +162,8 @@ pub fn status(
         return Ok(Some(known));
     }
     if is_accepted(entry, update_id) {
-        if let Some(ClosedRunUpdate::Failed(outcome)) = closed_run_update(&entry.state, true) {
+        if closed_run_update(&entry.state, true) == Some(ClosedRunUpdate::Failed) {
+            let outcome = sundial_engine::update::accepted_update_completed_workflow();
             return Ok(Some((Stage::Completed as i32, Some(outcome))));
         }
         return Ok(Some((Stage::Accepted as i32, None)));
