@@ -17,6 +17,10 @@ pub enum EngineError {
     /// A per-workflow limit is reached for now (ResourceExhausted, cause CONCURRENT_LIMIT).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The workflow cannot take the request while its workflow task keeps failing
+    /// (FailedPrecondition with a WorkflowNotReadyFailure detail).
+    #[error("{0}")]
+    WorkflowNotReady(String),
     /// The request uses something this server does not support yet (Unimplemented).
     #[error("{0}")]
     Unimplemented(String),

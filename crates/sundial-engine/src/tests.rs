@@ -1198,6 +1198,118 @@ mod limits {
         );
     }
 
+    #[test]
+    fn updates_left_by_a_closed_run_are_aborted_by_how_it_closed() {
+        use crate::api::enums::v1::WorkflowExecutionStatus as Status;
+        use crate::update::{ClosedRunUpdate, closed_run_update};
+        let (mut run, _) = Run::start();
+        assert_eq!(closed_run_update(&run.state, true), None);
+        run.state.status = Status::Completed as i32;
+        assert_eq!(
+            closed_run_update(&run.state, false),
+            Some(ClosedRunUpdate::Aborted)
+        );
+        assert_eq!(
+            closed_run_update(&run.state, true),
+            Some(ClosedRunUpdate::Failed)
+        );
+        match crate::update::accepted_update_completed_workflow().value {
+            Some(crate::api::update::v1::outcome::Value::Failure(f)) => {
+                assert_eq!(f.source, "Server");
+                assert!(matches!(
+                    f.failure_info,
+                    Some(FailureInfo::ApplicationFailureInfo(a))
+                        if a.r#type == "AcceptedUpdateCompletedWorkflow" && a.non_retryable
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A successor (continue-as-new, retry, cron) makes admitted updates retryable; an
+        // accepted one still fails.
+        run.state.status = Status::ContinuedAsNew as i32;
+        run.state.new_execution_run_id = "run-2".into();
+        assert_eq!(
+            closed_run_update(&run.state, false),
+            Some(ClosedRunUpdate::Continuing)
+        );
+        assert_eq!(
+            closed_run_update(&run.state, true),
+            Some(ClosedRunUpdate::Failed)
+        );
+    }
+
+    #[test]
+    fn update_target_checks_chain_and_failing_task() {
+        let (mut run, _) = Run::start();
+        let check = |run: &mut Run, first: &str| run.step(|t| t.check_update_target(first)).0;
+        assert!(check(&mut run, "").is_ok());
+        assert!(check(&mut run, "run-1").is_ok());
+        assert_eq!(
+            check(&mut run, "another-run"),
+            Err(EngineError::NotFound("workflow execution not found".into()))
+        );
+        if let Some(wt) = run.state.workflow_task.as_mut() {
+            wt.attempt = crate::update::FAIL_UPDATE_WORKFLOW_TASK_ATTEMPT - 1;
+        }
+        assert!(check(&mut run, "").is_ok());
+        if let Some(wt) = run.state.workflow_task.as_mut() {
+            wt.attempt = crate::update::FAIL_UPDATE_WORKFLOW_TASK_ATTEMPT;
+        }
+        assert_eq!(
+            check(&mut run, ""),
+            Err(EngineError::WorkflowNotReady(
+                "Unable to perform workflow execution update due to Workflow Task in failed state."
+                    .into()
+            ))
+        );
+    }
+
+    #[test]
+    fn many_updates_suggest_continue_as_new() {
+        use crate::api::enums::v1::SuggestContinueAsNewReason;
+        use crate::api::history::v1::history_event::Attributes;
+        // A new run with `completed` and `accepted` updates and `pending` admitted ones: does
+        // its first workflow task suggest continue-as-new for too many updates?
+        let suggested = |completed: i64, accepted: usize, pending: usize| {
+            let (mut run, _) = Run::start();
+            run.state.completed_update_count = completed;
+            for i in 0..accepted {
+                run.state
+                    .accepted_updates
+                    .push(crate::state::AcceptedUpdate {
+                        update_id: format!("a{i}"),
+                        accepted_event_id: 3,
+                    });
+            }
+            let wt = run.wt();
+            run.step(|t| {
+                t.limits = Limits {
+                    max_total_updates: 10,
+                    ..Limits::default()
+                };
+                t.pending_update_ids = (0..pending).map(|i| format!("u{i}")).collect();
+                t.start_workflow_task(wt, &poller()).unwrap();
+            });
+            let started = run.history.last().cloned().and_then(|e| e.attributes);
+            match started {
+                Some(Attributes::WorkflowTaskStartedEventAttributes(a)) => {
+                    let reason = a
+                        .suggest_continue_as_new_reasons
+                        .contains(&(SuggestContinueAsNewReason::TooManyUpdates as i32));
+                    assert_eq!(a.suggest_continue_as_new, reason);
+                    reason
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        // 90% of 10 is 9.
+        assert!(!suggested(8, 0, 0));
+        assert!(suggested(8, 0, 1));
+        assert!(suggested(8, 1, 0));
+        assert!(suggested(0, 4, 5));
+        assert!(!suggested(0, 4, 4));
+    }
+
     /// Ids indexed once per transition stay right when a task cancels and reuses them.
     #[test]
     fn ids_freed_in_a_task_may_be_reused_in_it() {

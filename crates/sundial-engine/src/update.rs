@@ -14,9 +14,67 @@ use crate::api::{
     update::v1::{Acceptance, Outcome, Rejection as UpdateRejection, Response},
 };
 use crate::commands::Rejection;
-use crate::state::AcceptedUpdate;
+use crate::state::{AcceptedUpdate, ExecutionState};
 use crate::{EngineError, Persist, Transition};
 use prost::Message as _;
+
+/// A workflow task failing this many times in a row makes new updates fail fast, as in the
+/// reference server: an update cannot repair the workflow (its messages are applied after the
+/// task's events) and would only wait for the task to succeed.
+pub const FAIL_UPDATE_WORKFLOW_TASK_ATTEMPT: i32 = 3;
+
+/// What happened to an update the run did not complete when it closed. The reference server
+/// aborts such updates; its answer depends on how far the update got and how the run closed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClosedRunUpdate {
+    /// Accepted and never completed: the update is completed with a server failure
+    /// ([`accepted_update_completed_workflow`]), whether or not the run has a successor (an
+    /// accepted update cannot move to another run).
+    Failed,
+    /// Admitted (or delivered) and not accepted, and the run closed with a successor
+    /// (continue-as-new, retry, cron): a retryable error, and the client's retry reaches the
+    /// new run.
+    Continuing,
+    /// Admitted and not accepted, and the run closed for good: a NotFound error.
+    Aborted,
+}
+
+/// The answer for an update the run took no decision on (`accepted` tells whether it was
+/// accepted) once `state` is closed; `None` while the run is running.
+pub fn closed_run_update(state: &ExecutionState, accepted: bool) -> Option<ClosedRunUpdate> {
+    if state.is_running() {
+        return None;
+    }
+    Some(if accepted {
+        ClosedRunUpdate::Failed
+    } else if !state.new_execution_run_id.is_empty() {
+        ClosedRunUpdate::Continuing
+    } else {
+        ClosedRunUpdate::Aborted
+    })
+}
+
+/// The outcome the reference server gives an accepted update whose workflow closed before the
+/// update completed (type `AcceptedUpdateCompletedWorkflow`, non-retryable, source "Server").
+pub fn accepted_update_completed_workflow() -> Outcome {
+    use crate::api::failure::v1::{ApplicationFailureInfo, failure::FailureInfo};
+    Outcome {
+        value: Some(crate::api::update::v1::outcome::Value::Failure(Failure {
+            message:
+                "Workflow Update failed because the Workflow completed before the Update completed."
+                    .into(),
+            source: "Server".into(),
+            failure_info: Some(FailureInfo::ApplicationFailureInfo(
+                ApplicationFailureInfo {
+                    r#type: "AcceptedUpdateCompletedWorkflow".into(),
+                    non_retryable: true,
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        })),
+    }
+}
 
 /// What a workflow task completion did to an update.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +220,47 @@ impl Transition<'_> {
             )));
         }
         Ok(())
+    }
+
+    /// Checks made before an update request is looked at, in the reference server's order
+    /// for a running run: the request's `first_execution_run_id` (when set) must be this
+    /// run's chain (NotFound "workflow execution not found"), and a workflow task that failed
+    /// [`FAIL_UPDATE_WORKFLOW_TASK_ATTEMPT`] times in a row fails the update fast.
+    pub fn check_update_target(&self, first_execution_run_id: &str) -> Result<(), EngineError> {
+        if !first_execution_run_id.is_empty()
+            && self.state.first_execution_run_id != first_execution_run_id
+        {
+            return Err(EngineError::NotFound("workflow execution not found".into()));
+        }
+        if self.state.is_running()
+            && self
+                .state
+                .workflow_task
+                .as_ref()
+                .is_some_and(|wt| wt.attempt >= FAIL_UPDATE_WORKFLOW_TASK_ATTEMPT)
+        {
+            return Err(EngineError::WorkflowNotReady(
+                "Unable to perform workflow execution update due to Workflow Task in failed state."
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the run's updates (admitted, accepted, completed) reached 90% of
+    /// `history.maxTotalUpdates` (the reference server's default
+    /// `history.maxTotalUpdates.suggestContinueAsNewThreshold`, rounded up): workflow tasks
+    /// then suggest continue-as-new with reason TOO_MANY_UPDATES.
+    pub(crate) fn updates_near_total_limit(&self) -> bool {
+        let max_total = self.limits.max_total_updates;
+        if max_total <= 0 {
+            return false;
+        }
+        let threshold = max_total.saturating_mul(9).saturating_add(9) / 10;
+        let in_flight =
+            i64::try_from(self.pending_update_ids.len() + self.state.accepted_updates.len())
+                .unwrap_or(i64::MAX);
+        in_flight.saturating_add(self.state.completed_update_count) >= threshold
     }
 
     /// An update was admitted: make sure a workflow task will carry it. Without other work a

@@ -75,6 +75,9 @@ impl Transition<'_> {
         if count_limit > 0 && events >= count_limit {
             reasons.push(SuggestContinueAsNewReason::TooManyHistoryEvents as i32);
         }
+        if self.updates_near_total_limit() {
+            reasons.push(SuggestContinueAsNewReason::TooManyUpdates as i32);
+        }
         let attributes =
             Attributes::WorkflowTaskStartedEventAttributes(WorkflowTaskStartedEventAttributes {
                 scheduled_event_id: task.scheduled_event_id,

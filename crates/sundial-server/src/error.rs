@@ -40,6 +40,21 @@ pub enum ServiceError {
     /// reference server reports in-flight update limits).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The workflow cannot take the request right now (cause BUSY_WORKFLOW, scope NAMESPACE):
+    /// the reference server's answer to an update caught by a run that closed with a
+    /// successor (continue-as-new, retry, cron). Clients retry it, and the retry reaches the
+    /// new run.
+    #[error("{0}")]
+    BusyWorkflow(String),
+    /// The workflow cannot take the request until its failing workflow task succeeds (detail
+    /// WorkflowNotReadyFailure, code FailedPrecondition).
+    #[error("{0}")]
+    WorkflowNotReady(String),
+    /// ExecuteMultiOperation failed: one status per operation, `None` for an operation that
+    /// succeeded, [`OpError::Aborted`] for one not carried out because another failed. The
+    /// overall code is the first operation error's that is not an abort.
+    #[error("Update-with-Start could not be executed.")]
+    MultiOperation(Vec<OpError>),
     #[error("Request unauthorized.")]
     PermissionDenied,
     #[error("{0}")]
@@ -53,6 +68,19 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// One operation's result inside [`ServiceError::MultiOperation`].
+#[derive(Debug)]
+pub enum OpError {
+    /// The operation succeeded (the other one failed).
+    Ok,
+    /// Not carried out because another operation failed.
+    Aborted,
+    Failed(Box<ServiceError>),
+    /// Failed with a status of its own (the reference server's `Aborted` code, which asks the
+    /// client to retry the whole request).
+    AbortedRetryable(String),
+}
+
 impl From<EngineError> for ServiceError {
     fn from(e: EngineError) -> Self {
         match e {
@@ -61,6 +89,7 @@ impl From<EngineError> for ServiceError {
             EngineError::FailedPrecondition(m) => ServiceError::FailedPrecondition(m),
             EngineError::Unimplemented(m) => ServiceError::Unimplemented(m),
             EngineError::ResourceExhausted(m) => ServiceError::ResourceExhausted(m),
+            EngineError::WorkflowNotReady(m) => ServiceError::WorkflowNotReady(m),
         }
     }
 }
@@ -85,6 +114,57 @@ fn with_details(code: Code, message: String, detail: prost_wkt_types::Any) -> St
         details: vec![detail],
     };
     Status::with_details(code, message, status.encode_to_vec().into())
+}
+
+/// The status of a failed ExecuteMultiOperation: a MultiOperationExecutionFailure detail
+/// with each operation's code, message and details, as the SDKs unpack it.
+fn multi_operation_status(message: String, ops: Vec<OpError>) -> Status {
+    use api::errordetails::v1::{
+        MultiOperationExecutionFailure, multi_operation_execution_failure::OperationStatus,
+    };
+    let mut code = None;
+    let statuses = ops
+        .into_iter()
+        .map(|op| {
+            let (op_code, op_message, details) = match op {
+                OpError::Ok => (Code::Ok, String::new(), Vec::new()),
+                OpError::Aborted => (
+                    Code::Aborted,
+                    "Operation was aborted.".to_string(),
+                    vec![any(
+                        "temporal.api.failure.v1.MultiOperationExecutionAborted",
+                        Vec::new(),
+                    )],
+                ),
+                OpError::AbortedRetryable(m) => {
+                    code.get_or_insert(Code::Aborted);
+                    (Code::Aborted, m, Vec::new())
+                }
+                OpError::Failed(e) => {
+                    let status = Status::from(*e);
+                    code.get_or_insert(status.code());
+                    let details = sundial_proto::google::rpc::Status::decode(status.details())
+                        .map(|s| s.details)
+                        .unwrap_or_default();
+                    (status.code(), status.message().to_string(), details)
+                }
+            };
+            OperationStatus {
+                code: op_code as i32,
+                message: op_message,
+                details,
+            }
+        })
+        .collect();
+    let failure = MultiOperationExecutionFailure { statuses };
+    with_details(
+        code.unwrap_or(Code::Aborted),
+        message,
+        any(
+            "temporal.api.errordetails.v1.MultiOperationExecutionFailure",
+            failure.encode_to_vec(),
+        ),
+    )
 }
 
 impl From<ServiceError> for Status {
@@ -161,6 +241,27 @@ impl From<ServiceError> for Status {
                     .encode_to_vec(),
                 ),
             ),
+            ServiceError::BusyWorkflow(_) => with_details(
+                Code::ResourceExhausted,
+                message,
+                any(
+                    "temporal.api.errordetails.v1.ResourceExhaustedFailure",
+                    details::ResourceExhaustedFailure {
+                        cause: api::enums::v1::ResourceExhaustedCause::BusyWorkflow as i32,
+                        scope: api::enums::v1::ResourceExhaustedScope::Namespace as i32,
+                    }
+                    .encode_to_vec(),
+                ),
+            ),
+            ServiceError::WorkflowNotReady(_) => with_details(
+                Code::FailedPrecondition,
+                message,
+                any(
+                    "temporal.api.errordetails.v1.WorkflowNotReadyFailure",
+                    details::WorkflowNotReadyFailure::default().encode_to_vec(),
+                ),
+            ),
+            ServiceError::MultiOperation(ops) => multi_operation_status(message, ops),
             ServiceError::PermissionDenied => Status::permission_denied(message),
             ServiceError::DeadlineExceeded(_) => Status::deadline_exceeded(message),
             ServiceError::QueryFailed { failure, .. } => with_details(
