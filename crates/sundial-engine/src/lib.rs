@@ -32,7 +32,7 @@ pub use deadline::{Deadline, DeadlineKind};
 pub use error::EngineError;
 pub use start::{StartParams, new_execution};
 pub use state::{ActivityInfo, ExecutionState, TimerInfo, WorkflowTaskInfo};
-pub use transition::{Effect, Limits, Persist, Transition};
+pub use transition::{Effect, Inputs, Limits, Persist, Transition};
 
 pub use activity::ActivityRef;
 pub use chain::{Continuation, NextRun};

@@ -116,8 +116,14 @@ pub fn start_execution(
     if req.request_eager_execution
         && let Some(wt) = state.workflow_task.clone()
     {
-        let mut t = crate::Transition::new(&mut state, now);
-        t.limits = limits;
+        let mut t = crate::Transition::with_inputs(
+            &mut state,
+            crate::Inputs {
+                now,
+                limits,
+                ..crate::Inputs::default()
+            },
+        );
         let task = crate::WorkflowTaskRef {
             scheduled_event_id: wt.scheduled_event_id,
             seq: wt.seq,

@@ -98,11 +98,19 @@ impl Run {
 
     fn start_wt(&mut self) -> WorkflowTaskRef {
         let wt = self.wt();
-        let speculative = self.state.workflow_task.as_ref().is_some_and(|t| t.speculative);
+        let speculative = self
+            .state
+            .workflow_task
+            .as_ref()
+            .is_some_and(|t| t.speculative);
         let (r, _, persist) = self.step_persisting(|t| t.start_workflow_task(wt, &poller()));
         r.unwrap();
         if speculative {
-            assert_eq!(persist, Persist::Nothing, "a speculative start stays in memory");
+            assert_eq!(
+                persist,
+                Persist::Nothing,
+                "a speculative start stays in memory"
+            );
         } else {
             assert_eq!(
                 persist,

@@ -78,14 +78,14 @@ pub struct Transition<'a> {
     pub effects: Vec<Effect>,
     /// How the outcome must be written before it is installed and answered.
     pub persist: Persist,
-    /// Thresholds the server is configured with.
-    pub limits: Limits,
-    /// The run id a next run of the chain gets if this transition creates one.
-    pub new_run_id: String,
+    /// Thresholds the server is configured with (from [`Inputs`]).
+    pub(crate) limits: Limits,
+    /// The run id a next run of the chain gets if this transition creates one (from [`Inputs`]).
+    pub(crate) new_run_id: String,
     /// The run to create in the same commit (continue-as-new, retry).
     pub next_run: Option<crate::chain::NextRun>,
-    /// Updates admitted and waiting to be delivered to the workflow (kept by the caller).
-    pub pending_update_ids: Vec<String>,
+    /// Updates admitted and waiting to be delivered to the workflow (from [`Inputs`]).
+    pub(crate) pending_update_ids: Vec<String>,
     /// Last written event id when a speculative workflow task was dropped (0: none was).
     pub dropped_speculative_at: i64,
     /// Ids of pending activities, built on first use by a command that needs them.
@@ -151,18 +151,53 @@ impl Default for Limits {
     }
 }
 
+/// Everything a transition is given besides the run's state: the operation's own input is the
+/// argument of the operation called on the [`Transition`]. Fixed when the transition is built;
+/// nothing sets them afterwards.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The time of the transition (Unix milliseconds).
+    pub now: i64,
+    /// Thresholds the server is configured with.
+    pub limits: Limits,
+    /// The run id a next run of the chain gets if this transition creates one (continue-as-new,
+    /// retry, cron): chosen outside so that the engine stays deterministic.
+    pub new_run_id: String,
+    /// Updates admitted and waiting to be delivered to the workflow: the server's update
+    /// registry keeps them (in memory, as the reference server does), not the run's state.
+    pub pending_update_ids: Vec<String>,
+}
+
 impl<'a> Transition<'a> {
+    /// A transition at `now` with default limits and no outside inputs (tests, start-up).
     pub fn new(state: &'a mut ExecutionState, now: i64) -> Self {
+        Self::with_inputs(
+            state,
+            Inputs {
+                now,
+                ..Inputs::default()
+            },
+        )
+    }
+
+    /// A transition over `state` given `inputs`.
+    pub fn with_inputs(state: &'a mut ExecutionState, inputs: Inputs) -> Self {
+        let Inputs {
+            now,
+            limits,
+            new_run_id,
+            pending_update_ids,
+        } = inputs;
         Transition {
             state,
             now,
             events: Vec::new(),
             effects: Vec::new(),
             persist: Persist::Synced,
-            limits: Limits::default(),
-            new_run_id: String::new(),
+            limits,
+            new_run_id,
             next_run: None,
-            pending_update_ids: Vec::new(),
+            pending_update_ids,
             dropped_speculative_at: 0,
             activity_ids: None,
             timer_ids: None,

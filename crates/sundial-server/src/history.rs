@@ -13,11 +13,12 @@ use crate::clock::now_ms;
 use crate::detached::run_detached;
 use crate::error::ServiceError;
 use crate::matching::{Lease, Matching, QueueKey, QueuedTask, TaskKind};
+use crate::run::{EntryGuard, RunEntry, RunHandle, stored_version};
 use crate::run_events::RunEvents;
 use crate::timers::Timers;
 use parking_lot::Mutex;
 use prost::Message;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use sundial_engine::api::enums::v1::{
     WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
@@ -25,13 +26,13 @@ use sundial_engine::api::enums::v1::{
 use sundial_engine::api::history::v1::HistoryEvent;
 use sundial_engine::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use sundial_engine::{
-    Deadline, DeadlineKind, Effect, EngineError, ExecutionState, Limits, Persist, Signal,
+    Deadline, DeadlineKind, Effect, EngineError, ExecutionState, Inputs, Limits, Persist, Signal,
     StartParams, Transition, WorkflowTaskRef,
 };
 use sundial_store::{
     Durability, EventRow, ExecutionRow, RowVersion, Store, StoreError, WriteBatch,
 };
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 
 /// How long a closed run stays cached after it closed.
 const CLOSED_RUN_CACHE_TIME: std::time::Duration = std::time::Duration::from_secs(30);
@@ -41,91 +42,6 @@ const GONE_STICKY_MEMORY: std::time::Duration = std::time::Duration::from_secs(6
 
 /// Number of locks that serialise starts of the same workflow id.
 const START_LOCK_SHARDS: usize = 64;
-
-/// One run's cached state and history. Guarded by its handle's lock.
-pub struct RunEntry {
-    pub state: ExecutionState,
-    /// The run's history, encoded; loaded from the store on first use.
-    pub events: RunEvents,
-    /// What the store holds of this run: the version its next write expects. Events with ids
-    /// from `persisted.next_event_id` on exist only in memory (a started task not yet
-    /// committed).
-    persisted: RowVersion,
-    /// Deadlines already handed to the timer loop.
-    registered: HashSet<Deadline>,
-    /// Updates admitted and not yet accepted or rejected (memory only).
-    pub updates: parking_lot::Mutex<crate::updates::UpdateRegistry>,
-    /// The run is closed and its removal from the cache is scheduled.
-    eviction_scheduled: bool,
-}
-
-/// The handle of one run: its lock and a signal that fires on every change.
-pub struct RunHandle {
-    pub run_id: String,
-    pub namespace: String,
-    pub workflow_id: String,
-    entry: Arc<tokio::sync::Mutex<RunEntry>>,
-    progress: watch::Sender<i64>,
-}
-
-/// The run's lock, held by whoever carries out its current transition.
-type EntryGuard = tokio::sync::OwnedMutexGuard<RunEntry>;
-
-/// The version a state as stored has (it was just loaded or committed).
-fn stored_version(state: &ExecutionState) -> RowVersion {
-    RowVersion {
-        version: state.state_transition_count,
-        next_event_id: state.next_event_id,
-        status: state.status,
-    }
-}
-
-impl RunEntry {
-    /// One past the last event that is in the store: history readers see only these, so a
-    /// client is never shown an event a crash could take back.
-    pub fn committed_next_event_id(&self) -> i64 {
-        self.persisted.next_event_id
-    }
-}
-
-impl RunHandle {
-    /// The handle of a run whose `state` is what the store holds.
-    fn new(state: ExecutionState, events: RunEvents) -> Arc<RunHandle> {
-        let next = state.next_event_id;
-        let closed = !state.is_running();
-        Arc::new(RunHandle {
-            run_id: state.run_id.clone(),
-            namespace: state.namespace.clone(),
-            workflow_id: state.workflow_id.clone(),
-            progress: watch::channel(next).0,
-            entry: Arc::new(tokio::sync::Mutex::new(RunEntry {
-                events,
-                persisted: stored_version(&state),
-                registered: HashSet::new(),
-                updates: parking_lot::Mutex::new(Default::default()),
-                eviction_scheduled: closed,
-                state,
-            })),
-        })
-    }
-
-    /// The entry of a handle nobody else can see yet (just created).
-    fn fresh_entry(&self) -> EntryGuard {
-        self.entry
-            .clone()
-            .try_lock_owned()
-            .expect("a new handle is not shared yet")
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.progress.subscribe()
-    }
-
-    /// Wakes everyone waiting on this run (after in-memory changes such as update outcomes).
-    pub fn notify(&self) {
-        self.progress.send_modify(|_| {});
-    }
-}
 
 /// What to do about the workflow id's latest run before starting a new one.
 enum Existing {
@@ -180,6 +96,20 @@ pub struct History {
     pub visibility: Arc<crate::visibility::SearchAttributes>,
     /// Told about every run that closes, once, after the close is committed.
     close_listener: std::sync::OnceLock<CloseListener>,
+    /// Where committed transitions leave work for other runs ([`CrossRunWork`]).
+    cross_run: mpsc::UnboundedSender<CrossRunWork>,
+    /// The other end, until the cross-run worker takes it ([`History::take_cross_run_queue`]).
+    cross_run_queue: Mutex<Option<mpsc::UnboundedReceiver<CrossRunWork>>>,
+}
+
+/// Work a committed transition left for another run (start a child, signal or cancel an
+/// external workflow, tell a parent its child closed, apply a parent close policy): one of the
+/// run's effects, carried out by the cross-run worker (`outbound.rs`), which reports the
+/// outcome back to `run_id` as a transition of its own.
+#[derive(Debug)]
+pub struct CrossRunWork {
+    pub run_id: String,
+    pub effect: Effect,
 }
 
 /// Called with the state of a run that just closed (see [`History::on_close`]).
@@ -238,7 +168,10 @@ impl History {
         limits: Limits,
         visibility: Arc<crate::visibility::SearchAttributes>,
     ) -> Arc<History> {
+        let (cross_run, cross_run_queue) = mpsc::unbounded_channel();
         let history = Arc::new(History {
+            cross_run,
+            cross_run_queue: Mutex::new(Some(cross_run_queue)),
             store,
             runs: Mutex::new(HashMap::new()),
             latest: Mutex::new(HashMap::new()),
@@ -255,6 +188,12 @@ impl History {
         });
         let _ = history.me.set(Arc::downgrade(&history));
         history
+    }
+
+    /// The queue of work for other runs, for the one worker that carries it out (`None` once
+    /// taken).
+    pub fn take_cross_run_queue(&self) -> Option<mpsc::UnboundedReceiver<CrossRunWork>> {
+        self.cross_run_queue.lock().take()
     }
 
     /// Rebuilds running executions after a start: their deadlines go back to the timer loop
@@ -449,10 +388,13 @@ impl History {
         self.ensure_events(&mut entry)?;
         let mut state = entry.state.clone();
         let now = now_ms();
-        let mut t = Transition::new(&mut state, now);
-        t.limits = self.limits;
-        t.new_run_id = new_run_id();
-        t.pending_update_ids = entry.updates.lock().waiting_ids();
+        let inputs = Inputs {
+            now,
+            limits: self.limits,
+            new_run_id: new_run_id(),
+            pending_update_ids: entry.updates.lock().waiting_ids(),
+        };
+        let mut t = Transition::with_inputs(&mut state, inputs);
         let result = op(&entry, &mut t)?;
         if t.enforce_history_limits() {
             tracing::warn!(run_id = %handle.run_id, "history limit exceeded: workflow terminated");
@@ -711,13 +653,14 @@ impl History {
                 scheduled_event_id,
                 i64::from(attempt),
             ),
-            outbound => {
-                if let Some(history) = self.me.get().and_then(std::sync::Weak::upgrade) {
-                    let run_id = run_id.to_string();
-                    tokio::spawn(async move {
-                        crate::outbound::perform(history, run_id, outbound).await
-                    });
-                }
+            effect => {
+                // Work for another run: the cross-run worker (`outbound.rs`) carries it out
+                // and reports back with a transition of this run. Nobody takes the queue only
+                // in unit tests of this module.
+                let _ = self.cross_run.send(CrossRunWork {
+                    run_id: run_id.to_string(),
+                    effect,
+                });
                 return;
             }
         };

@@ -20,6 +20,7 @@ pub mod outbound;
 pub mod peer;
 pub mod request_filter;
 pub mod retention;
+pub mod run;
 pub mod run_events;
 pub mod scheduler;
 pub mod timers;
@@ -123,6 +124,7 @@ pub async fn serve(
         config.limits,
         search_attributes.clone(),
     );
+    outbound::start_worker(&history);
     let recovered = history.recover().await?;
     tracing::info!(recovered, "running executions recovered");
     let schedules = scheduler::Scheduler::start(history.clone(), config.store.clone())?;

@@ -10,7 +10,8 @@
 #![allow(deprecated)]
 
 use crate::error::ServiceError;
-use crate::history::{History, RunHandle};
+use crate::history::History;
+use crate::run::RunHandle;
 use std::sync::Arc;
 use std::time::Duration;
 use sundial_engine::api::{
@@ -85,7 +86,25 @@ where
 }
 
 /// Performs one outbound effect of run `run_id`, retrying failures until it settles.
-pub async fn perform(history: Arc<History>, run_id: String, effect: Effect) {
+/// Starts the worker that carries out the work `history`'s transitions leave for other runs,
+/// each item as a task of its own, until the server shuts down (the queue closes with
+/// `history`).
+pub fn start_worker(history: &Arc<History>) {
+    let Some(mut queue) = history.take_cross_run_queue() else {
+        return;
+    };
+    let history = Arc::downgrade(history);
+    tokio::spawn(async move {
+        while let Some(work) = queue.recv().await {
+            let Some(history) = history.upgrade() else {
+                return;
+            };
+            tokio::spawn(perform(history, work.run_id, work.effect));
+        }
+    });
+}
+
+async fn perform(history: Arc<History>, run_id: String, effect: Effect) {
     // The run is loaded when its effects are dispatched; remember which it is, so that a
     // retry after it left the cache (a closed child telling its parent) loads it again.
     let Some(first) = history.loaded_run(&run_id) else {

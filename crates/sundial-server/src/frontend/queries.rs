@@ -2,8 +2,9 @@
 //! waits for the worker's RespondQueryTaskCompleted, up to its own deadline.
 
 use crate::error::ServiceError;
-use crate::history::{History, RunHandle};
+use crate::history::History;
 use crate::matching::{QueueKey, QueuedTask, TaskKind};
+use crate::run::RunHandle;
 use crate::tokens::TaskToken;
 use parking_lot::Mutex;
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! Replies built from a run's entry: task hand-outs and descriptions.
 
 use crate::error::ServiceError;
-use crate::history::RunEntry;
+use crate::run::RunEntry;
 use crate::tokens::TaskToken;
 use sundial_engine::api::protocol::v1::{Message, message};
 use sundial_engine::api::{

@@ -2,10 +2,10 @@
 //! (ExecuteMultiOperation). An update is admitted to its run, delivered on a workflow task, and
 //! the caller waits up to its deadline for the stage it asked for.
 
+use super::update_status;
 use super::workflow_service::Frontend;
 use crate::error::{OpError, ServiceError};
-use crate::history::RunHandle;
-use crate::updates;
+use crate::run::RunHandle;
 use std::sync::Arc;
 use std::time::Duration;
 use sundial_engine::EngineError;
@@ -62,7 +62,7 @@ impl Frontend {
                     t.check_update_target(first_execution_run_id)?;
                     // An update the run knows, also one aborted by its close, is not admitted
                     // again: the caller waits for what became of it.
-                    if !matches!(updates::status(entry, &update_id), Ok(None)) {
+                    if !matches!(update_status::status(entry, &update_id), Ok(None)) {
                         t.update_already_known();
                         return Ok(());
                     }
@@ -87,7 +87,7 @@ impl Frontend {
 
     /// Waits until the update reached `stage` (or the deadline passed: then the stage it is
     /// at). A run that closed answers for the updates it did not complete (see
-    /// [`updates::status`]), so nothing waits on a closed run.
+    /// [`update_status::status`]), so nothing waits on a closed run.
     async fn wait_for_stage(
         &self,
         handle: &Arc<RunHandle>,
@@ -100,7 +100,7 @@ impl Frontend {
         loop {
             let status = self
                 .history
-                .read(handle, |entry| updates::status(entry, update_id))
+                .read(handle, |entry| update_status::status(entry, update_id))
                 .await??;
             let Some((current, outcome)) = status else {
                 return Err(ServiceError::NotFound(format!(
@@ -229,7 +229,7 @@ impl Frontend {
         match self.update_with_start_once(&start, &update, wait).await {
             Err(e) if aborted_by_closing(&e) => Err(ServiceError::MultiOperation(vec![
                 OpError::Aborted,
-                OpError::AbortedRetryable(updates::ABORTED_BY_CLOSING.into()),
+                OpError::AbortedRetryable(update_status::ABORTED_BY_CLOSING.into()),
             ])),
             other => other,
         }
@@ -348,11 +348,11 @@ impl Frontend {
                     let attach = st.is_running()
                         && ((!start.request_id.is_empty()
                             && start.request_id == st.start_request_id)
-                            || updates::in_flight(entry, &update_id)
+                            || update_status::in_flight(entry, &update_id)
                             || start.workflow_id_conflict_policy
                                 == WorkflowIdConflictPolicy::UseExisting as i32);
                     (
-                        updates::completed_outcome(entry, &update_id),
+                        update_status::completed_outcome(entry, &update_id),
                         attach,
                         st.status,
                     )
@@ -430,7 +430,7 @@ fn aborted_by_closing(e: &ServiceError) -> bool {
     matches!(
         ops.as_slice(),
         [OpError::Aborted, OpError::Failed(update)]
-            if matches!(update.as_ref(), ServiceError::NotFound(m) if m == updates::ABORTED_BY_CLOSING)
+            if matches!(update.as_ref(), ServiceError::NotFound(m) if m == update_status::ABORTED_BY_CLOSING)
     )
 }
 

@@ -3,9 +3,10 @@
 
 use super::{HISTORY_LONG_POLL, long_poll_wait, responses};
 use crate::error::ServiceError;
-use crate::history::{History, RunHandle};
+use crate::history::History;
 use crate::matching::{QueueKey, TaskKind};
 use crate::namespaces::Namespaces;
+use crate::run::RunHandle;
 use crate::tokens::{HistoryPageToken, TaskToken};
 use std::sync::Arc;
 use sundial_engine::api::{

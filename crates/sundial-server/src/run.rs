@@ -1,0 +1,96 @@
+//! One run in memory: its cached state and history ([`RunEntry`]) behind the lock of its
+//! handle ([`RunHandle`]). The history driver (`history.rs`) is the only writer of an entry:
+//! whoever holds the lock carries out the run's current transition.
+
+use crate::run_events::RunEvents;
+use crate::updates::UpdateRegistry;
+use std::collections::HashSet;
+use std::sync::Arc;
+use sundial_engine::{Deadline, ExecutionState};
+use sundial_store::RowVersion;
+use tokio::sync::watch;
+
+/// One run's cached state and history. Guarded by its handle's lock.
+pub struct RunEntry {
+    pub state: ExecutionState,
+    /// The run's history, encoded; loaded from the store on first use.
+    pub events: RunEvents,
+    /// What the store holds of this run: the version its next write expects. Events with ids
+    /// from `persisted.next_event_id` on exist only in memory (a started task not yet
+    /// committed).
+    pub(crate) persisted: RowVersion,
+    /// Deadlines already handed to the timer loop.
+    pub(crate) registered: HashSet<Deadline>,
+    /// Updates admitted and not yet accepted or rejected (memory only).
+    pub updates: parking_lot::Mutex<UpdateRegistry>,
+    /// The run is closed and its removal from the cache is scheduled.
+    pub(crate) eviction_scheduled: bool,
+}
+
+/// The handle of one run: its lock and a signal that fires on every change.
+pub struct RunHandle {
+    pub run_id: String,
+    pub namespace: String,
+    pub workflow_id: String,
+    pub(crate) entry: Arc<tokio::sync::Mutex<RunEntry>>,
+    pub(crate) progress: watch::Sender<i64>,
+}
+
+/// The run's lock, held by whoever carries out its current transition.
+pub(crate) type EntryGuard = tokio::sync::OwnedMutexGuard<RunEntry>;
+
+/// The version a state as stored has (it was just loaded or committed).
+pub(crate) fn stored_version(state: &ExecutionState) -> RowVersion {
+    RowVersion {
+        version: state.state_transition_count,
+        next_event_id: state.next_event_id,
+        status: state.status,
+    }
+}
+
+impl RunEntry {
+    /// One past the last event that is in the store: history readers see only these, so a
+    /// client is never shown an event a crash could take back.
+    pub fn committed_next_event_id(&self) -> i64 {
+        self.persisted.next_event_id
+    }
+}
+
+impl RunHandle {
+    /// The handle of a run whose `state` is what the store holds.
+    pub(crate) fn new(state: ExecutionState, events: RunEvents) -> Arc<RunHandle> {
+        let next = state.next_event_id;
+        let closed = !state.is_running();
+        Arc::new(RunHandle {
+            run_id: state.run_id.clone(),
+            namespace: state.namespace.clone(),
+            workflow_id: state.workflow_id.clone(),
+            progress: watch::channel(next).0,
+            entry: Arc::new(tokio::sync::Mutex::new(RunEntry {
+                events,
+                persisted: stored_version(&state),
+                registered: HashSet::new(),
+                updates: parking_lot::Mutex::new(Default::default()),
+                eviction_scheduled: closed,
+                state,
+            })),
+        })
+    }
+
+    /// The entry of a handle nobody else can see yet (just created).
+    pub(crate) fn fresh_entry(&self) -> EntryGuard {
+        self.entry
+            .clone()
+            .try_lock_owned()
+            .expect("a new handle is not shared yet")
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.progress.subscribe()
+    }
+
+    /// Wakes everyone waiting on this run (after in-memory changes such as update outcomes).
+    pub fn notify(&self) {
+        self.progress.send_modify(|_| {});
+    }
+}
