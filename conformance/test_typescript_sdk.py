@@ -34,13 +34,7 @@ CASES = {
 }
 
 # Cases skipped on Sundial for now, with the reason (node still lists them, as skipped).
-SKIPPED: dict[str, str] = {
-    "cron": (
-        "cron workflows (cron_schedule on a start) do not accept '@every' yet: StartWorkflowExecution "
-        "answers InvalidArgument 'Invalid CronSchedule'. Another engineer is making the workflow cron "
-        "path accept '@every'; remove this entry when that lands"
-    ),
-}
+SKIPPED: dict[str, str] = {}
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or not (TS_DIR / "node_modules" / "@temporalio" / "worker").exists(),

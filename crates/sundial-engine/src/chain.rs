@@ -1,5 +1,5 @@
-//! Runs that lead to a next run of the same workflow id: continue-as-new, workflow retries.
-//! The transition that closes a run describes the next one (`Transition::next_run`); the
+//! Runs that lead to a next run of the same workflow id: continue-as-new, workflow retries,
+//! cron. The transition that closes a run describes the next one (`Transition::next_run`); the
 //! caller creates it in the same commit, so the chain is never broken by a crash.
 
 // `failure` on ContinuedAsNew is deprecated in the API but still written by the reference.
@@ -20,6 +20,7 @@ use crate::api::{
 use crate::retry::{self, RetryDecision};
 use crate::state::ParentInfo;
 use crate::{Transition, time};
+use sundial_schedule::WorkflowCron;
 
 /// How a run continues an earlier one.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -166,7 +167,9 @@ impl Transition<'_> {
         self.close(WorkflowExecutionStatus::ContinuedAsNew, id);
     }
 
-    /// The next run of a cron workflow, if it has a schedule: after the schedule's next time.
+    /// The next run of a cron workflow, if it has a schedule: it waits for the schedule's
+    /// first time after this run's execution time that is not past (the reference's
+    /// `GetBackoffForNextSchedule`). A schedule that never fires again ends the chain.
     fn cron_next(
         &mut self,
         last_completion_result: Option<Payloads>,
@@ -175,12 +178,15 @@ impl Transition<'_> {
         if self.state.cron_schedule.is_empty() {
             return false;
         }
-        let Ok(next) = crate::cron::next_after(&self.state.cron_schedule, self.now) else {
+        let Some(backoff_ms) = WorkflowCron::parse(&self.state.cron_schedule)
+            .ok()
+            .and_then(|cron| cron.backoff_ms(self.state.execution_time_ms, self.now))
+        else {
             return false;
         };
         let request = self.next_request();
         let mut continuation =
-            self.continuation(ContinueAsNewInitiator::CronSchedule, 1, next - self.now);
+            self.continuation(ContinueAsNewInitiator::CronSchedule, 1, backoff_ms);
         continuation.last_completion_result = last_completion_result;
         continuation.continued_failure = failure;
         self.chain_to(request, continuation);

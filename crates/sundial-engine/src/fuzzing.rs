@@ -9,15 +9,10 @@ use crate::api::{
 use crate::{Poller, StartParams, Transition, WorkflowTaskRef, new_execution};
 use prost::Message;
 
-/// Command validation: a RespondWorkflowTaskCompleted decoded from any bytes, applied to a
-/// running workflow's started task. The engine accepts it, rejects the task with a cause, or
-/// refuses it with an error; it never panics, and whatever it commits is consistent: event ids
-/// stay dense and the run's next event id follows the last event written.
-pub fn any_completion(data: &[u8]) {
-    let Ok(completion) = RespondWorkflowTaskCompletedRequest::decode(data) else {
-        return;
-    };
-    let start = StartWorkflowExecutionRequest {
+/// The start of the workflow the properties (and the engine's tests) drive: `Flow` with id
+/// `wf` on queue `q` in `default`.
+pub(crate) fn start_request() -> StartWorkflowExecutionRequest {
+    StartWorkflowExecutionRequest {
         namespace: "default".into(),
         workflow_id: "wf".into(),
         workflow_type: Some(WorkflowType {
@@ -29,7 +24,18 @@ pub fn any_completion(data: &[u8]) {
         }),
         request_id: "req".into(),
         ..Default::default()
+    }
+}
+
+/// Command validation: a RespondWorkflowTaskCompleted decoded from any bytes, applied to a
+/// running workflow's started task. The engine accepts it, rejects the task with a cause, or
+/// refuses it with an error; it never panics, and whatever it commits is consistent: event ids
+/// stay dense and the run's next event id follows the last event written.
+pub fn any_completion(data: &[u8]) {
+    let Ok(completion) = RespondWorkflowTaskCompletedRequest::decode(data) else {
+        return;
     };
+    let start = start_request();
     let (mut state, history, _) = new_execution(StartParams {
         request: &start,
         run_id: "run".into(),

@@ -10,14 +10,13 @@ pub mod error;
 pub mod fuzzing;
 pub mod retry;
 pub mod state;
-pub mod time;
+pub use sundial_time as time;
 pub mod transition;
 
 pub mod activity;
 pub mod chain;
 mod children;
 pub mod commands;
-pub mod cron;
 pub mod signal;
 pub mod start;
 mod terminate;

@@ -9,6 +9,7 @@ use crate::api::{
     workflowservice::v1::StartWorkflowExecutionRequest,
 };
 use crate::{Effect, EngineError, ExecutionState, Transition, retry, time, validate};
+use sundial_schedule::workflow_cron::{self, WorkflowCron};
 
 /// Temporal's default workflow task timeout.
 pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: i64 = 10_000;
@@ -98,7 +99,7 @@ pub fn validate_start(req: &StartWorkflowExecutionRequest) -> Result<(), EngineE
         retry::normalize(Some(policy)).map_err(EngineError::InvalidArgument)?;
     }
     if !req.cron_schedule.is_empty() {
-        crate::cron::parse(&req.cron_schedule).map_err(EngineError::InvalidArgument)?;
+        WorkflowCron::parse(&req.cron_schedule).map_err(|e| invalid(&e.0))?;
     }
     Ok(())
 }
@@ -171,11 +172,12 @@ pub fn new_execution(
     let continuation = params.continuation.unwrap_or_default();
     let mut backoff_ms = continuation.backoff_ms.max(0);
     if first_of_chain && !req.cron_schedule.is_empty() {
-        // A cron workflow's first run waits for the schedule's first time.
-        let next = crate::cron::next_after(&req.cron_schedule, now)
-            .map_err(EngineError::InvalidArgument)?;
-        // The reference rounds the first backoff up to whole seconds.
-        backoff_ms = (next - now + 999) / 1000 * 1000;
+        // A cron workflow's first run waits for the schedule's first time (rounded up to
+        // whole seconds, as the reference does).
+        let cron = WorkflowCron::validate(&req.cron_schedule, now).map_err(|e| invalid(&e.0))?;
+        backoff_ms = cron
+            .backoff_ms(now, now)
+            .ok_or_else(|| invalid(workflow_cron::UNSATISFIABLE))?;
     }
     let start_delay = time::duration_ms(req.workflow_start_delay.as_ref());
     if first_of_chain && start_delay > 0 {

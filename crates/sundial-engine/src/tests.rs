@@ -17,6 +17,14 @@ use crate::{
     WorkflowTaskRef, new_execution, time,
 };
 
+/// The test workflow's start request.
+fn request() -> StartWorkflowExecutionRequest {
+    StartWorkflowExecutionRequest {
+        request_id: "req-1".into(),
+        ..crate::fuzzing::start_request()
+    }
+}
+
 /// A run plus its history, advanced one transition at a time.
 struct Run {
     state: ExecutionState,
@@ -26,36 +34,32 @@ struct Run {
 
 impl Run {
     fn start() -> (Run, Vec<Effect>) {
-        let req = StartWorkflowExecutionRequest {
-            namespace: "default".into(),
-            workflow_id: "wf".into(),
-            workflow_type: Some(WorkflowType {
-                name: "Flow".into(),
-            }),
-            task_queue: Some(TaskQueue {
-                name: "q".into(),
-                ..Default::default()
-            }),
-            request_id: "req-1".into(),
-            ..Default::default()
-        };
+        Run::start_with(|_| {}, 1_000).unwrap()
+    }
+
+    /// A run of the test workflow, its request changed by `edit`, started at `now`.
+    fn start_with(
+        edit: impl FnOnce(&mut StartWorkflowExecutionRequest),
+        now: i64,
+    ) -> Result<(Run, Vec<Effect>), crate::EngineError> {
+        let mut req = request();
+        edit(&mut req);
         let (state, history, effects) = new_execution(StartParams {
             request: &req,
             run_id: "run-1".into(),
-            now: 1_000,
+            now,
             signal: None,
             continuation: None,
             parent: None,
-        })
-        .unwrap();
-        (
+        })?;
+        Ok((
             Run {
                 state,
                 history,
-                now: 1_000,
+                now,
             },
             effects,
-        )
+        ))
     }
 
     /// Runs `op` as one transition; returns its effects and how it must be persisted.
@@ -119,6 +123,25 @@ impl Run {
             );
         }
         wt
+    }
+
+    /// Completes the started task `wt` with one closing command; the next run it chains to
+    /// (named `run-2`), if any.
+    fn close_and_chain(&mut self, wt: WorkflowTaskRef, command: Cmd) -> Option<crate::NextRun> {
+        let req = RespondWorkflowTaskCompletedRequest {
+            commands: vec![Command {
+                attributes: Some(command),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut next = None;
+        self.step(|t| {
+            t.new_run_id = "run-2".into();
+            t.complete_workflow_task(wt, &req).unwrap();
+            next = t.next_run.take();
+        });
+        next
     }
 
     fn complete_wt(&mut self, commands: Vec<Cmd>) -> (crate::CompletionOutcome, Vec<Effect>) {
@@ -707,22 +730,14 @@ mod messages_and_lifecycle {
     fn continue_as_new_describes_the_next_run() {
         let (mut run, _) = Run::start();
         let wt = run.start_wt();
-        let req = RespondWorkflowTaskCompletedRequest {
-            commands: vec![Command {
-                attributes: Some(Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(
+        let next = run
+            .close_and_chain(
+                wt,
+                Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(
                     ContinueAsNewWorkflowExecutionCommandAttributes::default(),
-                )),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let mut next = None;
-        run.step(|t| {
-            t.new_run_id = "run-2".into();
-            t.complete_workflow_task(wt, &req).unwrap();
-            next = t.next_run.take();
-        });
-        let next = next.expect("a next run");
+                ),
+            )
+            .expect("a next run");
         assert_eq!(next.run_id, "run-2");
         assert_eq!(next.continuation.previous_run_id, "run-1");
         assert_eq!(
@@ -759,24 +774,16 @@ mod messages_and_lifecycle {
             ..Default::default()
         });
         let wt = run.start_wt();
-        let req = RespondWorkflowTaskCompletedRequest {
-            commands: vec![Command {
-                attributes: Some(Cmd::FailWorkflowExecutionCommandAttributes(
+        let next = run
+            .close_and_chain(
+                wt,
+                Cmd::FailWorkflowExecutionCommandAttributes(
                     FailWorkflowExecutionCommandAttributes {
                         failure: Some(app_failure()),
                     },
-                )),
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let mut next = None;
-        run.step(|t| {
-            t.new_run_id = "run-2".into();
-            t.complete_workflow_task(wt, &req).unwrap();
-            next = t.next_run.take();
-        });
-        let next = next.expect("a retry");
+                ),
+            )
+            .expect("a retry");
         assert_eq!(
             (next.continuation.attempt, next.continuation.backoff_ms),
             (2, 1_000)
@@ -1596,5 +1603,108 @@ mod activity_timeouts {
         assert_eq!(a.schedule_to_start_timeout, zero);
         assert_eq!(a.heartbeat_timeout, zero);
         assert_eq!(a.start_to_close_timeout, Some(time::duration(60_000)));
+    }
+}
+
+/// Cron workflows: the first run waits for the spec's first time, each next run for the
+/// first time after its predecessor's execution time that is not past, rounded up to whole
+/// seconds (the reference's `GetBackoffForNextSchedule`).
+mod cron {
+    use super::*;
+    use crate::api::enums::v1::ContinueAsNewInitiator;
+
+    /// 2026-12-01T21:31:42.257Z.
+    const T: i64 = 1_796_160_702_257;
+
+    /// (spec, start, run closes this long after its execution time, first backoff, next
+    /// backoff), times in ms, backoffs in seconds.
+    const CHAINS: &[(&str, i64, i64, i64, i64)] = &[
+        // Every 2 s from the execution time cut to whole seconds: 21:31:44.257 -> :46.
+        ("@every 2s", T, 43, 2, 2),
+        ("@every 2s", T, 900, 2, 1),
+        // A run that took longer than the interval skips the missed times.
+        ("@every 2s", T, 5_000, 2, 1),
+        // 21:31:42.257 -> 21:32:00; closing at 21:32:30 waits for 21:33:00.
+        ("* * * * *", T, 30_000, 18, 30),
+        ("0 * * * *", T, 1_000, 1698, 3599),
+        // Kolkata is +05:30: its top of the hour is half past in UTC.
+        ("CRON_TZ=Asia/Kolkata 0 * * * *", T, 50, 3498, 3600),
+        ("CRON_TZ=America/New_York 0 * * * *", T, 50, 1698, 3600),
+    ];
+
+    #[test]
+    fn runs_wait_for_their_schedule() {
+        for &(spec, start, run_for, first, next) in CHAINS {
+            let (mut run, effects) = Run::start_with(|r| r.cron_schedule = spec.into(), start)
+                .unwrap_or_else(|e| panic!("{spec}: {e:?}"));
+            assert!(
+                effects.is_empty(),
+                "{spec}: nothing is dispatched before the backoff"
+            );
+            let Some(Attributes::WorkflowExecutionStartedEventAttributes(started)) =
+                &run.history[0].attributes
+            else {
+                panic!("{spec}: no started event")
+            };
+            assert_eq!(
+                time::duration_ms(started.first_workflow_task_backoff.as_ref()),
+                first * 1000,
+                "{spec}"
+            );
+            assert_eq!(
+                started.initiator,
+                ContinueAsNewInitiator::CronSchedule as i32
+            );
+            let execution_time = start + first * 1000;
+            assert_eq!(run.state.execution_time_ms, execution_time, "{spec}");
+
+            run.now = execution_time - 10;
+            run.step(|t| t.fire_deadline(DeadlineKind::WorkflowBackoff));
+            let wt = run.start_wt();
+            run.now = execution_time + run_for - 10;
+            let chained = run
+                .close_and_chain(wt, complete())
+                .unwrap_or_else(|| panic!("{spec}: no next run"));
+            assert_eq!(chained.request.cron_schedule, spec);
+            assert_eq!(
+                (
+                    chained.continuation.initiator,
+                    chained.continuation.backoff_ms
+                ),
+                (ContinueAsNewInitiator::CronSchedule as i32, next * 1000),
+                "{spec}"
+            );
+        }
+    }
+
+    #[test]
+    fn specs_the_reference_refuses_are_invalid_arguments() {
+        let refused = |spec: &str| {
+            let req = StartWorkflowExecutionRequest {
+                cron_schedule: spec.into(),
+                ..request()
+            };
+            let from_validation = crate::start::validate_start(&req).err();
+            let from_start = Run::start_with(|r| r.cron_schedule = spec.into(), T).err();
+            (from_validation, from_start)
+        };
+        let invalid = |m: &str| Some(crate::EngineError::InvalidArgument(m.into()));
+        for spec in [
+            "bogus",
+            "@every 1d",
+            "* * * * * *",
+            "CRON_TZ=Mars/Base 0 * * * *",
+        ] {
+            assert_eq!(
+                refused(spec),
+                (
+                    invalid("invalid CronSchedule."),
+                    invalid("invalid CronSchedule.")
+                ),
+                "{spec}"
+            );
+        }
+        let never = "invalid CronSchedule, no time can be found to satisfy the schedule";
+        assert_eq!(refused("0 0 30 2 *").1, invalid(never));
     }
 }

@@ -4,6 +4,10 @@
 //!
 //! Semantics follow Temporal's: every field must match; a field without ranges matches nothing,
 //! except the year, which then matches every year; day of week 7 is Sunday, like 0.
+//!
+//! Range strings come in two dialects ([`Dialect`]): a schedule's (Temporal's own parser) and
+//! a workflow's `cron_schedule` (robfig/cron's, which the reference server uses there). Both
+//! produce the same structured ranges, so one matcher serves both.
 
 use crate::SpecError;
 use crate::api::schedule::v1::{CalendarSpec, Range, StructuredCalendarSpec};
@@ -39,11 +43,12 @@ impl Field {
         }
     }
 
-    /// Values accepted when parsing strings (day of week allows 7 for Sunday).
-    fn parse_bounds(self) -> (i32, i32) {
-        match self {
-            Field::DayOfWeek => (0, 7),
-            other => other.bounds(),
+    /// Values accepted when parsing strings of a dialect (a schedule's day of week allows 7
+    /// for Sunday).
+    fn parse_bounds(self, dialect: Dialect) -> (i32, i32) {
+        match (self, dialect) {
+            (Field::DayOfWeek, Dialect::Schedule) => (0, 7),
+            (other, _) => other.bounds(),
         }
     }
 
@@ -92,47 +97,92 @@ const WEEKDAYS: [&str; 7] = [
     "saturday",
 ];
 
-fn not_in_range(field: Field) -> SpecError {
-    let (min, max) = field.parse_bounds();
+/// Which parser's rules a range string follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Temporal's schedule specs: names by prefix (months three letters at least, weekdays
+    /// two), day of week 0-7, blanks around parts ignored, an empty field takes its default.
+    Schedule,
+    /// A workflow's `cron_schedule` (robfig/cron): names exactly three letters, day of week
+    /// 0-6, `?` means `*`.
+    WorkflowCron,
+}
+
+fn not_in_range(field: Field, dialect: Dialect) -> SpecError {
+    let (min, max) = field.parse_bounds(dialect);
     SpecError(format!("{} is not in range [{min}-{max}]", field.name()))
 }
 
-/// One value: a decimal number, or a month (three letters at least) or weekday (two letters at
-/// least) name prefix in those fields.
-fn parse_value(field: Field, text: &str, min: i32) -> Result<i32, SpecError> {
-    let (_, max) = field.parse_bounds();
+/// True when `lower` names `full` in the dialect: a long enough prefix (schedules) or exactly
+/// its first three letters (workflow cron).
+fn names(dialect: Dialect, full: &str, lower: &str, min_prefix: usize) -> bool {
+    match dialect {
+        Dialect::Schedule => lower.len() >= min_prefix && full.starts_with(lower),
+        Dialect::WorkflowCron => lower.len() == 3 && full.starts_with(lower),
+    }
+}
+
+/// One value: a decimal number, or a month or weekday name in those fields.
+fn parse_value(dialect: Dialect, field: Field, text: &str, min: i32) -> Result<i32, SpecError> {
+    let (_, max) = field.parse_bounds(dialect);
     let lower = text.to_ascii_lowercase();
     let named = match field {
-        Field::Month if lower.len() >= 3 => MONTHS
+        Field::Month => MONTHS
             .iter()
-            .position(|m| m.starts_with(&lower))
+            .position(|m| names(dialect, m, &lower, 3))
             .map(|i| i as i32 + 1),
-        Field::DayOfWeek if lower.len() >= 2 => WEEKDAYS
+        Field::DayOfWeek => WEEKDAYS
             .iter()
-            .position(|d| d.starts_with(&lower))
+            .position(|d| names(dialect, d, &lower, 2))
             .map(|i| i as i32),
         _ => None,
     };
     let value = match named {
         Some(v) => v,
-        None => text.parse::<i32>().map_err(|_| not_in_range(field))?,
+        None => text
+            .parse::<i32>()
+            .map_err(|_| not_in_range(field, dialect))?,
     };
     if value < min || value > max {
-        return Err(not_in_range(field));
+        return Err(not_in_range(field, dialect));
     }
     Ok(value)
 }
 
-/// Parses one field's expression into canonical ranges (end >= start, step >= 1).
+/// Parses one field's expression of a schedule spec into canonical ranges (end >= start,
+/// step >= 1).
 pub fn parse_ranges(field: Field, expression: &str) -> Result<Vec<Range>, SpecError> {
+    parse_field(Dialect::Schedule, field, expression).map(|f| f.ranges)
+}
+
+/// One field's expression, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedField {
+    /// Canonical ranges (end >= start, step >= 1).
+    pub ranges: Vec<Range>,
+    /// Some part is `*` (or `?`) without a step above 1. robfig/cron reads day of month and
+    /// day of week together when either is such a star, and either one otherwise.
+    pub star: bool,
+}
+
+/// Parses one field's expression in `dialect`.
+pub fn parse_field(
+    dialect: Dialect,
+    field: Field,
+    expression: &str,
+) -> Result<ParsedField, SpecError> {
     let mut text = expression.trim();
-    if text.is_empty() {
+    if text.is_empty() && dialect == Dialect::Schedule {
         text = field.default_expression();
     }
-    let (min, max) = field.parse_bounds();
+    let (min, max) = field.parse_bounds(dialect);
     let mut ranges = Vec::new();
+    let mut star = false;
     for part in text.split(',') {
-        let part = part.trim();
+        let part = match dialect {
+            Dialect::Schedule => part.trim(),
+            Dialect::WorkflowCron => part,
+        };
         let (body, step) = match part.split_once('/') {
             None => (part, None),
             Some((body, step)) => {
@@ -145,31 +195,34 @@ pub fn parse_ranges(field: Field, expression: &str) -> Result<Vec<Range>, SpecEr
                 }
             }
         };
-        let (start, end) = if body == "*" {
+        let is_star = body == "*" || (body == "?" && dialect == Dialect::WorkflowCron);
+        let (start, end) = if is_star {
             // "*" is every value a matching time can have (Sunday once, as 0).
+            star |= step.is_none_or(|s| s == 1);
             (min, field.bounds().1)
         } else if let Some((low, high)) = body.split_once('-') {
             if high.contains('-') {
                 return Err(SpecError(format!("{} has too many dashes", field.name())));
             }
-            let start = parse_value(field, low.trim(), min)?;
-            let end = parse_value(field, high.trim(), min).map_err(|_| end_error(field))?;
+            let start = parse_value(dialect, field, low.trim(), min)?;
+            let end = parse_value(dialect, field, high.trim(), min)
+                .map_err(|_| end_error(field, dialect))?;
             if end < start {
-                return Err(end_error(field));
+                return Err(end_error(field, dialect));
             }
             (start, end)
         } else {
-            let start = parse_value(field, body, min)?;
+            let start = parse_value(dialect, field, body, min)?;
             // "x/y" runs from x to the end of the field.
             (start, if step.is_some() { max } else { start })
         };
         push_range(field, &mut ranges, start, end, step.unwrap_or(1));
     }
-    Ok(ranges)
+    Ok(ParsedField { ranges, star })
 }
 
-fn end_error(field: Field) -> SpecError {
-    let (min, max) = field.parse_bounds();
+fn end_error(field: Field, dialect: Dialect) -> SpecError {
+    let (min, max) = field.parse_bounds(dialect);
     SpecError(format!(
         "{} End is before Start or not in range [{min}-{max}]",
         field.name()

@@ -103,47 +103,62 @@ fn parse_every(text: &str) -> Result<IntervalSpec, SpecError> {
     })
 }
 
-/// A Go-style duration ("1h30m", "90s", "1.5h", "2d"), as Temporal's parser takes it.
+/// A Go-style duration ("1h30m", "90s", "1.5h", "2d"), as Temporal's schedule parser takes it.
 pub fn parse_duration(text: &str) -> Result<prost_wkt_types::Duration, SpecError> {
-    let invalid = || SpecError(format!("time: invalid duration {text:?}"));
-    let mut rest = text.trim();
+    let nanos = duration_nanos(text.trim(), true)
+        .ok_or_else(|| SpecError(format!("time: invalid duration {text:?}")))?;
+    Ok(prost_wkt_types::Duration {
+        seconds: nanos / 1_000_000_000,
+        nanos: (nanos % 1_000_000_000) as i32,
+    })
+}
+
+/// Nanoseconds of a duration in Go's syntax (`time.ParseDuration`: an optional sign, then
+/// number-and-unit pairs, or a lone "0"), with a `d` unit of 24 hours when `days` is set.
+/// `None` when malformed (blanks included) or beyond `i64` nanoseconds.
+pub(crate) fn duration_nanos(text: &str, days: bool) -> Option<i64> {
+    let (negative, mut rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
     if rest.is_empty() {
-        return Err(invalid());
+        return None;
     }
     let mut total_nanos: f64 = 0.0;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
-        if number_len == 0 {
-            return Err(invalid());
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number = &rest[..number_len];
+        // "1.", ".5" and "1.5" are numbers; "." is not.
+        if number.is_empty() || number == "." {
+            return None;
         }
-        let number: f64 = rest[..number_len].parse().map_err(|_| invalid())?;
+        let number: f64 = number.parse().ok()?;
         rest = &rest[number_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let unit_nanos: f64 = match &rest[..unit_len] {
             "ns" => 1.0,
-            "us" | "µs" => 1e3,
+            "us" | "µs" | "μs" => 1e3,
             "ms" => 1e6,
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            "d" => 86_400e9,
-            _ => return Err(invalid()),
+            "d" if days => 86_400e9,
+            _ => return None,
         };
         rest = &rest[unit_len..];
         total_nanos += number * unit_nanos;
     }
     if !total_nanos.is_finite() || total_nanos > 9.2e18 {
-        return Err(invalid());
+        return None;
     }
     let nanos = total_nanos as i64;
-    Ok(prost_wkt_types::Duration {
-        seconds: nanos / 1_000_000_000,
-        nanos: (nanos % 1_000_000_000) as i32,
-    })
+    Some(if negative { -nanos } else { nanos })
 }
 
 #[cfg(test)]
@@ -229,5 +244,11 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap().nanos, 500_000_000);
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("h").is_err());
+        assert!(parse_duration(".").is_err());
+        assert_eq!(parse_duration("0").unwrap().seconds, 0);
+        assert_eq!(parse_duration(".5m").unwrap().seconds, 30);
+        assert_eq!(parse_duration("-1m").unwrap().seconds, -60);
+        assert_eq!(duration_nanos("2d", false), None);
+        assert_eq!(duration_nanos("1h1s", false), Some(3_601_000_000_000));
     }
 }

@@ -11,6 +11,7 @@ pub mod cron;
 pub mod overlap;
 pub mod schedule;
 pub mod spec;
+pub mod workflow_cron;
 
 #[cfg(test)]
 mod tests;
@@ -18,7 +19,8 @@ mod tests;
 pub use schedule::{BufferedStart, NewSchedule, Plan, ScheduleMachine, ScheduleRecord};
 pub use spec::CompiledSpec;
 /// The Temporal message types schedules are made of.
-pub use sundial_engine::api;
+pub use sundial_proto::temporal::api;
+pub use workflow_cron::WorkflowCron;
 
 /// A spec that cannot be compiled; the message says why, in Temporal's words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

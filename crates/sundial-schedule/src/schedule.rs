@@ -24,7 +24,7 @@ use crate::civil::Civil;
 use crate::overlap;
 use crate::spec::CompiledSpec;
 use crate::{ScheduleError, SpecError};
-use sundial_engine::time;
+use sundial_time as time;
 
 /// Temporal's defaults and limits for schedules.
 pub const DEFAULT_CATCHUP_WINDOW_MS: i64 = 365 * 24 * 3600 * 1000;

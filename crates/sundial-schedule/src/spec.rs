@@ -12,7 +12,7 @@ use crate::calendar::{self, CompiledCalendar};
 use crate::civil::Civil;
 use crate::cron;
 use jiff::tz::{AmbiguousOffset, TimeZone};
-use sundial_engine::time;
+use sundial_time as time;
 
 /// Longest wall-clock fold (repeated span) looked back over when a fall-back is ahead.
 const MAX_FOLD_SECONDS: i64 = 3 * 3600;

@@ -14,7 +14,7 @@ use crate::api::workflow::v1::NewWorkflowExecutionInfo;
 use crate::schedule::{ScheduleMachine, rfc3339_seconds};
 use crate::{NewSchedule, ScheduleError, ScheduleRecord};
 use prost::Message;
-use sundial_engine::time;
+use sundial_time as time;
 
 /// 2026-12-01T00:00:00Z
 const T0: i64 = 1_796_083_200_000;

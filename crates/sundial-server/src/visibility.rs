@@ -12,7 +12,7 @@ use sundial_engine::api::{
     workflow::v1::WorkflowExecutionInfo,
 };
 use sundial_engine::{ExecutionState, time};
-use sundial_store::sql_filter::{self, AttrType, Column};
+use sundial_store::predicate::{self, AttrType, Column, RowValue};
 use sundial_store::{SearchAttributeRow, Store, VisibilityRow, WriteBatch};
 
 /// Most custom search attributes one namespace may register.
@@ -50,6 +50,29 @@ fn document_attribute(name: &str) -> Option<(Column, AttrType)> {
         _ => return None,
     };
     Some((Column::Custom(name.to_string()), ty))
+}
+
+/// The value an attribute of type `ty` is stored (and queried) as, from its payload: as in a
+/// run's attribute document (Datetime as Unix ms, Bool as 0/1), for evaluation in memory.
+pub fn stored_value(ty: AttrType, payload: &Payload) -> RowValue {
+    match serde_json::from_slice::<serde_json::Value>(&payload.data) {
+        Ok(serde_json::Value::String(s)) if ty == AttrType::Datetime => {
+            predicate::parse_time(&s).map_or(RowValue::Text(s), RowValue::Int)
+        }
+        Ok(serde_json::Value::String(s)) => RowValue::Text(s),
+        Ok(serde_json::Value::Bool(b)) => RowValue::Int(i64::from(b)),
+        Ok(serde_json::Value::Number(n)) => match n.as_i64() {
+            Some(i) => RowValue::Int(i),
+            None => n.as_f64().map_or(RowValue::Null, RowValue::Float),
+        },
+        Ok(serde_json::Value::Array(items)) => RowValue::List(
+            items
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        ),
+        _ => RowValue::Null,
+    }
 }
 
 /// Custom search attributes registered per namespace.
@@ -93,7 +116,7 @@ impl SearchAttributes {
     pub fn resolver(&self, namespace: &str) -> impl Fn(&str) -> Option<(Column, AttrType)> + use<> {
         let custom = self.custom(namespace);
         move |name: &str| {
-            sql_filter::system_attribute(name)
+            predicate::system_attribute(name)
                 .or_else(|| document_attribute(name))
                 .or_else(|| {
                     let ty = AttrType::from_indexed(*custom.get(name)?)?;
@@ -233,7 +256,7 @@ impl SearchAttributes {
                 AttrType::Bool => v.is_boolean(),
                 AttrType::Datetime => v
                     .as_str()
-                    .is_some_and(|t| sql_filter::parse_time(t).is_some()),
+                    .is_some_and(|t| predicate::parse_time(t).is_some()),
             };
             let ok = match (&value, ty) {
                 (serde_json::Value::Null, _) => true,
@@ -272,7 +295,7 @@ impl SearchAttributes {
                     .metadata
                     .get("type")
                     .is_some_and(|t| t.as_slice() == b"Datetime");
-            if is_datetime && let Some(ms) = value.as_str().and_then(sql_filter::parse_time) {
+            if is_datetime && let Some(ms) = value.as_str().and_then(predicate::parse_time) {
                 value = ms.into();
             }
             if let serde_json::Value::Bool(b) = value {

@@ -3,10 +3,11 @@
 //! tests). Each takes any bytes and panics only if the property is broken.
 
 use crate::list_query;
-use crate::sql_filter::{self, AttrType, Column};
+use crate::predicate::{self, AttrType, Column};
+use crate::sql_filter;
 
 fn resolve(name: &str) -> Option<(Column, AttrType)> {
-    sql_filter::system_attribute(name).or_else(|| {
+    predicate::system_attribute(name).or_else(|| {
         let ty = match name {
             "CustomKeywordField" => AttrType::Keyword,
             "CustomTextField" => AttrType::Text,
@@ -21,8 +22,8 @@ fn resolve(name: &str) -> Option<(Column, AttrType)> {
     })
 }
 
-/// The list query language: parsing, then translation into SQL, of any text. Neither may
-/// panic, overflow the stack, or produce SQL deeper than SQLite accepts.
+/// The list query language: parsing, then translation into SQL and evaluation in memory, of
+/// any text. None may panic, overflow the stack, or produce SQL deeper than SQLite accepts.
 pub fn any_query(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -30,6 +31,13 @@ pub fn any_query(data: &[u8]) {
     let Ok(query) = list_query::parse(text) else {
         return;
     };
+    // The in-memory evaluation of the same query walks it without panicking either.
+    if let Some(expr) = &query.filter
+        && let Ok(p) = predicate::resolve(expr, &resolve)
+    {
+        p.matches(&|_| predicate::RowValue::Null);
+        p.matches(&|_| predicate::RowValue::List(vec!["a".into()]));
+    }
     if let Ok(filter) = sql_filter::build(&query, &resolve) {
         // Parentheses in the SQL nest no deeper than the query's own nesting allows
         // (balanced chains), far below SQLite's expression depth limit of 1000.

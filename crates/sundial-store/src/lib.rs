@@ -8,6 +8,9 @@
 mod checkpoint;
 pub mod fuzzing;
 pub mod list_query;
+pub mod predicate;
+#[cfg(test)]
+mod predicate_tests;
 pub mod sql_filter;
 mod sqlite;
 pub mod testing;

@@ -38,37 +38,39 @@ pub enum Op {
     Le,
 }
 
-/// A filter expression.
+/// A filter expression: what the parser reads (`Expr`, attribute names and literals as
+/// written) and, with the same shape, what a query means once resolved
+/// (`predicate::Predicate`: `F` a resolved attribute, `V` a stored value).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Expr {
+pub enum Expr<F = String, V = Value> {
     /// All of the terms (an empty list matches everything).
-    And(Vec<Expr>),
+    And(Vec<Expr<F, V>>),
     /// Any of the terms (an empty list matches nothing).
-    Or(Vec<Expr>),
-    Not(Box<Expr>),
+    Or(Vec<Expr<F, V>>),
+    Not(Box<Expr<F, V>>),
     Cmp {
-        field: String,
+        field: F,
         op: Op,
-        value: Value,
+        value: V,
     },
     In {
-        field: String,
-        values: Vec<Value>,
+        field: F,
+        values: Vec<V>,
         negated: bool,
     },
     Between {
-        field: String,
-        low: Value,
-        high: Value,
+        field: F,
+        low: V,
+        high: V,
         negated: bool,
     },
     StartsWith {
-        field: String,
+        field: F,
         prefix: String,
         negated: bool,
     },
     IsNull {
-        field: String,
+        field: F,
         negated: bool,
     },
 }

@@ -23,7 +23,7 @@ const MAX_GROUP: usize = 1024;
 /// transitions of many executions, so one fsync and the shared WAL pages serve all of them.
 const GATHER_UNDER_LOAD: std::time::Duration = std::time::Duration::from_micros(500);
 
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS namespaces (
     name TEXT PRIMARY KEY,
     data BLOB NOT NULL
@@ -534,7 +534,7 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(),
     Ok(())
 }
 
-fn bind(namespace: &str, params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
+pub(crate) fn bind(namespace: &str, params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
     use rusqlite::types::Value as V;
     std::iter::once(V::Text(namespace.to_string()))
         .chain(params.iter().map(|p| match p {

@@ -7,7 +7,8 @@ use sundial_engine::api::schedule::v1::schedule_action::Action;
 use sundial_engine::api::workflowservice::v1::*;
 use sundial_engine::time;
 use sundial_schedule::{NewSchedule, ScheduleMachine};
-use sundial_store::list_query::{self, Expr, Op, Value};
+use sundial_store::list_query;
+use sundial_store::predicate::{self, Attr, AttrType, Column, RowValue};
 
 /// Longest schedule id accepted (Temporal's id length limit).
 const MAX_ID_LENGTH: usize = 1000;
@@ -222,16 +223,22 @@ impl Frontend {
         })
     }
 
-    /// The namespace's schedules matching `query`, newest first.
+    /// The namespace's schedules matching `query`, newest first. The query means what it
+    /// means for workflows (`sundial_store::predicate`), over the attributes a schedule has.
     async fn matching_schedules(
         &self,
         namespace: &str,
         query: &str,
     ) -> Result<Vec<sundial_engine::api::schedule::v1::ScheduleListEntry>, ServiceError> {
-        let filter = list_query::parse(query)
-            .map_err(|e| ServiceError::InvalidArgument(format!("invalid query: {e}")))?
-            .filter;
+        let invalid = |e: String| ServiceError::InvalidArgument(format!("invalid query: {e}"));
         let custom = self.history.visibility.custom(namespace);
+        let resolve = |name: &str| schedule_attribute(name, &custom);
+        let filter = list_query::parse(query)
+            .map_err(invalid)?
+            .filter
+            .map(|expr| predicate::resolve(&expr, &resolve))
+            .transpose()
+            .map_err(invalid)?;
         let mut rows = Vec::new();
         for handle in self.schedules.in_namespace(namespace) {
             let Ok((created, entry)) = self
@@ -244,11 +251,10 @@ impl Frontend {
             else {
                 continue;
             };
-            let keep = match &filter {
-                None => true,
-                Some(expr) => eval(expr, &|name| field(&entry, name, &custom))?,
-            };
-            if keep {
+            if filter
+                .as_ref()
+                .is_none_or(|f| f.matches(&|attr| schedule_value(&entry, attr)))
+            {
                 rows.push((created, entry));
             }
         }
@@ -305,191 +311,120 @@ impl Frontend {
     }
 }
 
-/// A schedule's value for a query attribute.
-#[derive(Debug, Clone, PartialEq)]
-enum Field {
-    Str(String),
-    Num(f64),
-    Bool(bool),
-    List(Vec<String>),
-    Missing,
-}
-
-fn field(
-    entry: &sundial_engine::api::schedule::v1::ScheduleListEntry,
+/// The attributes a schedule list query may name: the schedule's id, paused state and
+/// workflow type, and the namespace's custom search attributes.
+fn schedule_attribute(
     name: &str,
     custom: &std::collections::BTreeMap<String, i32>,
-) -> Result<Field, ServiceError> {
-    match name {
-        "ScheduleId" => return Ok(Field::Str(entry.schedule_id.clone())),
-        "TemporalSchedulePaused" => {
-            return Ok(Field::Bool(entry.info.as_ref().is_some_and(|i| i.paused)));
+) -> Option<(Column, AttrType)> {
+    Some(match name {
+        "ScheduleId" => (Column::System("schedule_id"), AttrType::Keyword),
+        "TemporalSchedulePaused" => (Column::System("paused"), AttrType::Bool),
+        "WorkflowType" => (Column::System("workflow_type"), AttrType::Keyword),
+        _ => (
+            Column::Custom(name.to_string()),
+            AttrType::from_indexed(*custom.get(name)?)?,
+        ),
+    })
+}
+
+/// A schedule's stored value of an attribute [`schedule_attribute`] resolved.
+fn schedule_value(
+    entry: &sundial_engine::api::schedule::v1::ScheduleListEntry,
+    attr: &Attr,
+) -> RowValue {
+    match &attr.column {
+        Column::System("schedule_id") => RowValue::Text(entry.schedule_id.clone()),
+        Column::System("paused") => {
+            RowValue::Int(i64::from(entry.info.as_ref().is_some_and(|i| i.paused)))
         }
-        "WorkflowType" => {
-            let t = entry
+        Column::System("workflow_type") => RowValue::Text(
+            entry
                 .info
                 .as_ref()
                 .and_then(|i| i.workflow_type.as_ref())
                 .map(|t| t.name.clone())
-                .unwrap_or_default();
-            return Ok(Field::Str(t));
-        }
-        _ => {}
+                .unwrap_or_default(),
+        ),
+        Column::System(_) => RowValue::Null,
+        Column::Custom(name) => entry
+            .search_attributes
+            .as_ref()
+            .and_then(|s| s.indexed_fields.get(name))
+            .map_or(RowValue::Null, |p| {
+                crate::visibility::stored_value(attr.ty, p)
+            }),
     }
-    if !custom.contains_key(name) {
-        return Err(ServiceError::InvalidArgument(format!(
-            "invalid query: unknown search attribute {name} for schedules"
-        )));
-    }
-    let Some(payload) = entry
-        .search_attributes
-        .as_ref()
-        .and_then(|s| s.indexed_fields.get(name))
-    else {
-        return Ok(Field::Missing);
-    };
-    Ok(
-        match serde_json::from_slice::<serde_json::Value>(&payload.data) {
-            Ok(serde_json::Value::String(s)) => Field::Str(s),
-            Ok(serde_json::Value::Bool(b)) => Field::Bool(b),
-            Ok(serde_json::Value::Number(n)) => Field::Num(n.as_f64().unwrap_or(0.0)),
-            Ok(serde_json::Value::Array(items)) => Field::List(
-                items
-                    .into_iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
-            ),
-            _ => Field::Missing,
-        },
-    )
-}
-
-fn compare(f: &Field, op: Op, v: &Value) -> bool {
-    use std::cmp::Ordering;
-    let ordering = match (f, v) {
-        (Field::Str(a), Value::Str(b)) => a.as_str().cmp(b.as_str()),
-        (Field::Bool(a), Value::Bool(b)) => a.cmp(b),
-        (Field::Bool(a), Value::Str(b)) => {
-            a.to_string().as_str().cmp(b.to_ascii_lowercase().as_str())
-        }
-        (Field::Num(a), Value::Int(b)) => a.partial_cmp(&(*b as f64)).unwrap_or(Ordering::Less),
-        (Field::Num(a), Value::Float(b)) => a.partial_cmp(b).unwrap_or(Ordering::Less),
-        (Field::List(items), Value::Str(b)) => {
-            let contains = items.iter().any(|i| i == b);
-            return match op {
-                Op::Eq => contains,
-                Op::Ne => !contains,
-                _ => false,
-            };
-        }
-        _ => return op == Op::Ne,
-    };
-    match op {
-        Op::Eq => ordering == Ordering::Equal,
-        Op::Ne => ordering != Ordering::Equal,
-        Op::Gt => ordering == Ordering::Greater,
-        Op::Ge => ordering != Ordering::Less,
-        Op::Lt => ordering == Ordering::Less,
-        Op::Le => ordering != Ordering::Greater,
-    }
-}
-
-/// Evaluates a list filter against one schedule.
-fn eval(
-    expr: &Expr,
-    lookup: &dyn Fn(&str) -> Result<Field, ServiceError>,
-) -> Result<bool, ServiceError> {
-    Ok(match expr {
-        Expr::And(terms) => {
-            for term in terms {
-                if !eval(term, lookup)? {
-                    return Ok(false);
-                }
-            }
-            true
-        }
-        Expr::Or(terms) => {
-            for term in terms {
-                if eval(term, lookup)? {
-                    return Ok(true);
-                }
-            }
-            false
-        }
-        Expr::Not(a) => !eval(a, lookup)?,
-        Expr::Cmp { field, op, value } => compare(&lookup(field)?, *op, value),
-        Expr::In {
-            field,
-            values,
-            negated,
-        } => {
-            let f = lookup(field)?;
-            values.iter().any(|v| compare(&f, Op::Eq, v)) != *negated
-        }
-        Expr::Between {
-            field,
-            low,
-            high,
-            negated,
-        } => {
-            let f = lookup(field)?;
-            (compare(&f, Op::Ge, low) && compare(&f, Op::Le, high)) != *negated
-        }
-        Expr::StartsWith {
-            field,
-            prefix,
-            negated,
-        } => {
-            let matched = match lookup(field)? {
-                Field::Str(s) => s.starts_with(prefix.as_str()),
-                _ => false,
-            };
-            matched != *negated
-        }
-        Expr::IsNull { field, negated } => (lookup(field)? == Field::Missing) != *negated,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sundial_engine::api::common::v1::{Payload, SearchAttributes, WorkflowType};
+    use sundial_engine::api::schedule::v1::{ScheduleListEntry, ScheduleListInfo};
 
-    fn lookup(name: &str) -> Result<Field, ServiceError> {
-        match name {
-            "ScheduleId" => Ok(Field::Str("nightly-report".into())),
-            "TemporalSchedulePaused" => Ok(Field::Bool(true)),
-            "Tags" => Ok(Field::List(vec!["a".into(), "b".into()])),
-            "Missing" => Ok(Field::Missing),
-            _ => Err(ServiceError::InvalidArgument(format!("unknown {name}"))),
+    fn entry() -> ScheduleListEntry {
+        let json = |v: &str| Payload {
+            data: v.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        ScheduleListEntry {
+            schedule_id: "nightly-report".into(),
+            info: Some(ScheduleListInfo {
+                paused: true,
+                workflow_type: Some(WorkflowType {
+                    name: "Report".into(),
+                }),
+                ..Default::default()
+            }),
+            search_attributes: Some(SearchAttributes {
+                indexed_fields: [
+                    ("Tags".to_string(), json(r#"["a","b"]"#)),
+                    ("Priority".to_string(), json("3")),
+                ]
+                .into_iter()
+                .collect(),
+            }),
+            ..Default::default()
         }
     }
 
-    fn matches(query: &str) -> bool {
-        let expr = list_query::parse(query).unwrap().filter.unwrap();
-        eval(&expr, &lookup).unwrap()
+    fn matches(query: &str) -> Result<bool, String> {
+        let custom = [
+            ("Tags".to_string(), 7),
+            ("Priority".to_string(), 3),
+            ("Missing".to_string(), 2),
+        ]
+        .into_iter()
+        .collect();
+        let resolve = |name: &str| schedule_attribute(name, &custom);
+        let expr = list_query::parse(query)?.filter.expect("a filter");
+        let entry = entry();
+        Ok(predicate::resolve(&expr, &resolve)?.matches(&|a| schedule_value(&entry, a)))
     }
 
     #[test]
     fn filters_schedules_like_visibility() {
-        assert!(matches("ScheduleId = 'nightly-report'"));
-        assert!(!matches("ScheduleId != 'nightly-report'"));
-        assert!(matches("ScheduleId STARTS_WITH 'nightly'"));
-        assert!(matches("TemporalSchedulePaused = true AND Tags = 'b'"));
-        assert!(matches("ScheduleId IN ('x', 'nightly-report')"));
-        assert!(matches("Missing IS NULL OR Tags = 'z'"));
-        assert!(!matches("NOT (TemporalSchedulePaused = true)"));
-        assert!(matches(
-            "ScheduleId = 'x' OR ScheduleId = 'y' OR (Tags = 'a' AND Tags = 'b')"
-        ));
-        assert!(!matches("Tags = 'a' AND Tags = 'b' AND Tags = 'c'"));
-        // The walk is as deep as the parser allows, no deeper.
-        let depth = list_query::MAX_DEPTH;
-        assert!(matches(&format!(
-            "{}Tags = 'a'{}",
-            "(".repeat(depth),
-            ")".repeat(depth)
-        )));
-        let expr = list_query::parse("Nope = 1").unwrap().filter.unwrap();
-        assert!(eval(&expr, &lookup).is_err());
+        for (query, want) in [
+            ("ScheduleId = 'nightly-report'", true),
+            ("ScheduleId != 'nightly-report'", false),
+            ("ScheduleId STARTS_WITH 'nightly'", true),
+            ("TemporalSchedulePaused = true AND Tags = 'b'", true),
+            ("WorkflowType = 'Report' AND Priority >= 3", true),
+            ("ScheduleId IN ('x', 'nightly-report')", true),
+            ("Missing IS NULL OR Tags = 'z'", true),
+            ("NOT (TemporalSchedulePaused = true)", false),
+            // As in SQL: a comparison with an unset attribute is neither true nor false.
+            ("Missing != 'x'", false),
+            ("NOT (Missing = 'x')", false),
+            ("Tags = 'a' AND Tags = 'b' AND Tags = 'c'", false),
+        ] {
+            assert_eq!(matches(query), Ok(want), "{query}");
+        }
+        assert_eq!(
+            matches("Nope = 1"),
+            Err("invalid search attribute: Nope".into())
+        );
+        assert!(matches("Priority = 'high'").is_err());
     }
 }
