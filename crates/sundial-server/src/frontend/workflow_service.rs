@@ -552,7 +552,10 @@ impl WorkflowService for Frontend {
                 activity_failure_include_heartbeat: true,
                 supports_schedules: true,
                 encoded_failure_attributes: true,
-                build_id_based_versioning: false,
+                // As the reference reports it: SDKs then send their build id with polls
+                // and completions, which the task events record (`worker_version`) and
+                // `workflow.info().get_current_build_id()` reads back on replay.
+                build_id_based_versioning: true,
                 upsert_memo: false,
                 eager_workflow_start: true,
                 sdk_metadata: true,
