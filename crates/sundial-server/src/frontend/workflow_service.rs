@@ -250,7 +250,8 @@ impl Frontend {
                 )
                 .await
                 .and_then(|task| task);
-            if let Some(response) = settle(lease, result)? {
+            if let Some(mut response) = settle(lease, result)? {
+                response.queries = self.queries.buffered_for(&handle.run_id);
                 return Ok(response);
             }
         }
@@ -341,6 +342,9 @@ impl Frontend {
             scheduled_event_id: token.scheduled_event_id,
             seq: token.seq_or_attempt,
         };
+        // Answers to the queries the task carried reflect the events it was handed: they
+        // are delivered first, before its completion wakes the queries still waiting.
+        self.queries.answer_buffered(&token, &req.query_results);
         let inline_wanted = req.return_new_workflow_task;
         let poller = Poller {
             identity: req.identity.clone(),
@@ -380,7 +384,10 @@ impl Frontend {
                 },
             )
             .await?;
-        let inline = inline?;
+        let mut inline = inline?;
+        if let Some(task) = inline.as_mut() {
+            task.queries = self.queries.buffered_for(&handle.run_id);
+        }
         if !outcome.updates.is_empty() {
             handle.notify();
         }
