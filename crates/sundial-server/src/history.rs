@@ -1032,6 +1032,7 @@ impl History {
         &self,
         key: QueueKey,
         identity: &str,
+        worker_key: &str,
         wait: std::time::Duration,
     ) -> Option<(Arc<RunHandle>, Lease)> {
         let until = tokio::time::Instant::now() + wait;
@@ -1042,7 +1043,7 @@ impl History {
             }
             let task = self
                 .matching
-                .poll(key.clone(), identity, now_ms(), remaining)
+                .poll(key.clone(), identity, worker_key, now_ms(), remaining)
                 .await?;
             if let Some(handle) = self.handle_by_run(&task.task().run_id) {
                 return Some((handle, task));

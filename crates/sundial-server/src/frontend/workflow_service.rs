@@ -35,6 +35,21 @@ pub struct Frontend {
     /// The authorization table (None: every client may do everything); commands towards
     /// other namespaces are checked against it.
     pub authorization: Option<Arc<crate::authz::Policy>>,
+    /// Dynamic configuration of the frontend.
+    pub settings: crate::FrontendSettings,
+}
+
+impl Frontend {
+    /// A namespace as served: its capabilities include what this server's configuration
+    /// switches on (`worker_poll_complete_on_shutdown`).
+    fn served(&self, mut ns: DescribeNamespaceResponse) -> DescribeNamespaceResponse {
+        if let Some(info) = ns.namespace_info.as_mut() {
+            info.capabilities
+                .get_or_insert_with(Default::default)
+                .worker_poll_complete_on_shutdown = self.settings.cancel_worker_polls_on_shutdown;
+        }
+        ns
+    }
 }
 
 fn payload_size(p: Option<&Payloads>) -> usize {
@@ -209,7 +224,12 @@ impl Frontend {
             let remaining = until.saturating_duration_since(tokio::time::Instant::now());
             let Some((handle, lease)) = self
                 .history
-                .next_task(key.clone(), &req.identity, remaining)
+                .next_task(
+                    key.clone(),
+                    &req.identity,
+                    &req.worker_instance_key,
+                    remaining,
+                )
                 .await
             else {
                 return Ok(PollWorkflowTaskQueueResponse::default());
@@ -274,7 +294,12 @@ impl Frontend {
             let remaining = until.saturating_duration_since(tokio::time::Instant::now());
             let Some((handle, lease)) = self
                 .history
-                .next_task(key.clone(), &req.identity, remaining)
+                .next_task(
+                    key.clone(),
+                    &req.identity,
+                    &req.worker_instance_key,
+                    remaining,
+                )
                 .await
             else {
                 return Ok(PollActivityTaskQueueResponse::default());
@@ -518,9 +543,9 @@ impl WorkflowService for Frontend {
         } else {
             req.namespace
         };
-        Ok(Response::new(
+        Ok(Response::new(self.served(
             found.ok_or(ServiceError::NamespaceNotFound(name))?,
-        ))
+        )))
     }
 
     async fn list_namespaces(
@@ -528,7 +553,9 @@ impl WorkflowService for Frontend {
         _request: Request<ListNamespacesRequest>,
     ) -> Reply<ListNamespacesResponse> {
         Ok(Response::new(ListNamespacesResponse {
-            namespaces: self.namespaces.list(),
+            namespaces: (self.namespaces.list().into_iter())
+                .map(|ns| self.served(ns))
+                .collect(),
             next_page_token: Vec::new(),
         }))
     }
@@ -537,7 +564,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<UpdateNamespaceRequest>,
     ) -> Reply<UpdateNamespaceResponse> {
-        let ns = self.namespaces.update(request.into_inner()).await?;
+        let ns = self.served(self.namespaces.update(request.into_inner()).await?);
         Ok(Response::new(UpdateNamespaceResponse {
             namespace_info: ns.namespace_info,
             config: ns.config,
@@ -1120,6 +1147,18 @@ impl WorkflowService for Frontend {
     ) -> Reply<ShutdownWorkerResponse> {
         let req = request.into_inner();
         self.namespaces.check(&req.namespace)?;
+        if self.settings.cancel_worker_polls_on_shutdown {
+            // As the reference: every poll of this worker instance completes, empty.
+            let cancelled = self
+                .history
+                .matching()
+                .cancel_worker_polls(&req.namespace, &req.worker_instance_key);
+            tracing::debug!(
+                worker_instance_key = %req.worker_instance_key,
+                cancelled,
+                "cancelled the outstanding polls of a worker that shut down"
+            );
+        }
         if !req.sticky_task_queue.is_empty() {
             self.history
                 .sticky_queue_gone(&req.namespace, &req.sticky_task_queue);
