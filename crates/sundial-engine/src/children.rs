@@ -121,6 +121,7 @@ impl Transition<'_> {
             run_id: String::new(),
             started_event_id: 0,
             command: Some(command),
+            user_metadata: None,
         });
         self.effects.push(Effect::StartChild { initiated_event_id });
         Ok(())

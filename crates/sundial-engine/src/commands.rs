@@ -305,6 +305,30 @@ impl Transition<'_> {
     /// Applies one command; returns true when it produced an event the workflow must see.
     fn apply_command(&mut self, command: &Command, completed_id: i64) -> Result<bool, Rejection> {
         crate::validate::command(command)?;
+        let first_event = self.events.len();
+        let needs_task = self.apply_command_attributes(command, completed_id)?;
+        // The command's user metadata (a timer's or activity's summary) goes on the event
+        // the command produced, its first one, as the reference server records it.
+        if let Some(metadata) = &command.user_metadata {
+            self.set_user_metadata(first_event, metadata);
+            let initiated = self.events.get(first_event).map(|e| e.event_id);
+            if let Some(Cmd::StartChildWorkflowExecutionCommandAttributes(_)) = &command.attributes
+                && let Some(child) = (self.state.children.iter_mut().rev())
+                    .find(|c| Some(c.initiated_event_id) == initiated)
+            {
+                // The child is started with it too (the reference reads it from the
+                // initiated event).
+                child.user_metadata = Some(metadata.clone());
+            }
+        }
+        Ok(needs_task)
+    }
+
+    fn apply_command_attributes(
+        &mut self,
+        command: &Command,
+        completed_id: i64,
+    ) -> Result<bool, Rejection> {
         match &command.attributes {
             Some(Cmd::ScheduleActivityTaskCommandAttributes(a)) => {
                 self.schedule_activity(a, completed_id)?;
@@ -572,13 +596,18 @@ impl Transition<'_> {
                 format!("Timer with ID {} already exists.", a.timer_id),
             ));
         }
-        let fire_in = time::duration_ms(a.start_to_fire_timeout.as_ref());
-        if fire_in <= 0 || time::is_negative(a.start_to_fire_timeout.as_ref()) {
+        // As the reference (`ValidateAndCapProtoDuration`): an unset or zero timeout is a
+        // timer that fires at once (`workflow.sleep(0)`); only a negative one is refused.
+        if let Some(cause) = time::invalid_duration(a.start_to_fire_timeout.as_ref()) {
             return Err(reject(
                 Cause::BadStartTimerAttributes,
-                "A valid StartToFireTimeout is not set on StartTimerCommand.",
+                format!(
+                    "An invalid StartToFireTimeout is set on StartTimerCommand: {cause}. TimerId={}",
+                    a.timer_id
+                ),
             ));
         }
+        let fire_in = time::duration_ms(a.start_to_fire_timeout.as_ref());
         let started_event_id = self.append(Attributes::TimerStartedEventAttributes(
             TimerStartedEventAttributes {
                 timer_id: a.timer_id.clone(),

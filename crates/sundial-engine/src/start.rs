@@ -229,6 +229,7 @@ pub fn new_execution(
         header: req.header.clone(),
         memo: req.memo.clone(),
         search_attributes: req.search_attributes.clone(),
+        user_metadata: req.user_metadata.clone(),
         ..Default::default()
     };
     let mut t = Transition::new(&mut state, now);
@@ -294,6 +295,9 @@ pub fn new_execution(
             ..Default::default()
         },
     ));
+    if let Some(metadata) = &req.user_metadata {
+        t.set_user_metadata(0, metadata);
+    }
     if let Some(signal) = params.signal {
         t.signal(signal)?;
     }

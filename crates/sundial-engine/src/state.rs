@@ -132,6 +132,10 @@ pub struct ExecutionState {
     /// Updates this run completed (for the total-updates limit).
     #[prost(int64, tag = "47")]
     pub completed_update_count: i64,
+    /// The start's user metadata (summary, details), as DescribeWorkflowExecution shows it in
+    /// `execution_config`; also on the WorkflowExecutionStarted event.
+    #[prost(message, optional, tag = "48")]
+    pub user_metadata: Option<crate::api::sdk::v1::UserMetadata>,
 }
 
 /// An accepted update waiting for its response.
@@ -177,6 +181,9 @@ pub struct ChildInfo {
     pub started_event_id: i64,
     #[prost(message, optional, tag = "4")]
     pub command: Option<crate::api::command::v1::StartChildWorkflowExecutionCommandAttributes>,
+    /// The command's user metadata: on the initiated event, and the child's start.
+    #[prost(message, optional, tag = "5")]
+    pub user_metadata: Option<crate::api::sdk::v1::UserMetadata>,
 }
 
 /// A signal the run sends to another workflow, until it is delivered (or found impossible).

@@ -1708,3 +1708,104 @@ mod cron {
         assert_eq!(refused("0 0 30 2 *").1, invalid(never));
     }
 }
+
+#[test]
+fn a_zero_timer_is_due_at_once_and_a_negative_one_is_refused() {
+    let (mut run, _) = Run::start();
+    run.complete_wt(vec![Cmd::StartTimerCommandAttributes(
+        StartTimerCommandAttributes {
+            timer_id: "zero".into(),
+            start_to_fire_timeout: Some(time::duration(0)),
+        },
+    )]);
+    let timer = run.state.timers[0].clone();
+    assert_eq!(timer.fire_time_ms, run.now, "due when it was started");
+    let kind = DeadlineKind::UserTimer {
+        started_event_id: timer.started_event_id,
+    };
+    let (_, effects, _) = run.step(|t| t.fire_deadline(kind));
+    assert!(matches!(effects[..], [Effect::DispatchWorkflowTask { .. }]));
+    assert_eq!(run.types()[5..], [E::TimerFired, E::WorkflowTaskScheduled]);
+
+    let wt = run.start_wt();
+    let req = RespondWorkflowTaskCompletedRequest {
+        commands: vec![Command {
+            attributes: Some(Cmd::StartTimerCommandAttributes(
+                StartTimerCommandAttributes {
+                    timer_id: "neg".into(),
+                    start_to_fire_timeout: Some(prost_wkt_types::Duration {
+                        seconds: -1,
+                        nanos: 0,
+                    }),
+                },
+            )),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let (r, _, _) = run.step(|t| t.complete_workflow_task(wt, &req));
+    let outcome = r.unwrap();
+    assert_eq!(
+        outcome.rejected.as_deref(),
+        Some(
+            "BadStartTimerAttributes: An invalid StartToFireTimeout is set on StartTimerCommand: negative duration. TimerId=neg"
+        )
+    );
+    assert!(run.state.timers.is_empty());
+}
+
+#[test]
+fn command_user_metadata_goes_on_its_event_and_counts_in_the_history_size() {
+    use crate::api::sdk::v1::UserMetadata;
+    let (mut run, _) = Run::start();
+    let metadata = UserMetadata {
+        summary: Some(crate::api::common::v1::Payload {
+            data: b"\"sleepy\"".to_vec(),
+            ..Default::default()
+        }),
+        details: None,
+    };
+    let wt = run.start_wt();
+    let req = RespondWorkflowTaskCompletedRequest {
+        commands: vec![
+            Command {
+                attributes: Some(Cmd::StartTimerCommandAttributes(
+                    StartTimerCommandAttributes {
+                        timer_id: "t".into(),
+                        start_to_fire_timeout: Some(time::duration(1_000)),
+                    },
+                )),
+                user_metadata: Some(metadata.clone()),
+                ..Default::default()
+            },
+            Command {
+                attributes: Some(schedule("a", None)),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let (r, _, _) = run.step(|t| t.complete_workflow_task(wt, &req));
+    assert!(r.unwrap().rejected.is_none());
+    let timer = run
+        .history
+        .iter()
+        .find(|e| e.event_type == E::TimerStarted as i32)
+        .unwrap();
+    assert_eq!(timer.user_metadata.as_ref(), Some(&metadata));
+    let activity = run
+        .history
+        .iter()
+        .find(|e| e.event_type == E::ActivityTaskScheduled as i32)
+        .unwrap();
+    assert!(
+        activity.user_metadata.is_none(),
+        "only the command's own event"
+    );
+    let total: i64 = run
+        .history
+        .iter()
+        .map(|e| prost::Message::encoded_len(e) as i64)
+        .sum();
+    assert_eq!(run.state.history_size_bytes, total);
+}

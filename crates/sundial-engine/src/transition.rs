@@ -242,6 +242,21 @@ impl<'a> Transition<'a> {
         }
     }
 
+    /// Puts `metadata` on the event at `index` of this transition's events (if the command
+    /// wrote one), keeping `history_size_bytes` the sum of the events' encoded sizes.
+    pub(crate) fn set_user_metadata(
+        &mut self,
+        index: usize,
+        metadata: &crate::api::sdk::v1::UserMetadata,
+    ) {
+        let Some(event) = self.events.get_mut(index) else {
+            return;
+        };
+        let before = event.encoded_len() as i64;
+        event.user_metadata = Some(metadata.clone());
+        self.state.history_size_bytes += event.encoded_len() as i64 - before;
+    }
+
     pub(crate) fn append(&mut self, attributes: Attributes) -> i64 {
         let event = self.build_event(attributes);
         self.push_event(event)

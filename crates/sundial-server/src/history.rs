@@ -975,6 +975,7 @@ impl History {
         &self,
         key: QueueKey,
         identity: &str,
+        worker_key: &str,
         wait: std::time::Duration,
     ) -> Option<(Arc<RunHandle>, Lease)> {
         let until = tokio::time::Instant::now() + wait;
@@ -985,7 +986,7 @@ impl History {
             }
             let task = self
                 .matching
-                .poll(key.clone(), identity, now_ms(), remaining)
+                .poll(key.clone(), identity, worker_key, now_ms(), remaining)
                 .await?;
             if let Some(handle) = self.handle_by_run(&task.task().run_id) {
                 return Some((handle, task));

@@ -55,14 +55,29 @@ pub struct NamespaceSpec {
     pub retention_ms: Option<i64>,
 }
 
+/// Frontend settings from dynamic configuration, with Temporal's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrontendSettings {
+    /// `frontend.enableCancelWorkerPollsOnShutdown` (default false): ShutdownWorker completes
+    /// the worker's outstanding polls with empty responses, and namespaces report the
+    /// `worker_poll_complete_on_shutdown` capability exactly while this is on.
+    pub cancel_worker_polls_on_shutdown: bool,
+}
+
 /// What the server needs to start.
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub store: Arc<dyn Store>,
     /// Namespaces registered at start if missing (`default` and `--namespace` values).
     pub namespaces: Vec<NamespaceSpec>,
+    /// Custom search attributes (name, `IndexedValueType`) registered at start in each of
+    /// `namespaces` (`start-dev --search-attribute`); one already registered with the same
+    /// type is left alone, with another type the start fails.
+    pub search_attributes: Vec<(String, i32)>,
     /// Thresholds applied by the engine (continue-as-new suggestions).
     pub limits: sundial_engine::Limits,
+    /// Frontend behaviour switched by dynamic configuration.
+    pub frontend: FrontendSettings,
     /// TLS on the gRPC frontend; plain TCP when `None`.
     pub tls: Option<tls::TlsSettings>,
     /// The authorization table; every identity may do everything when `None`.
@@ -107,6 +122,16 @@ pub async fn serve(
             .with_context(|| format!("registering namespace {}", ns.name))?;
     }
     let search_attributes = Arc::new(visibility::SearchAttributes::load(config.store.clone())?);
+    if !config.search_attributes.is_empty() {
+        let wanted: std::collections::HashMap<String, i32> =
+            config.search_attributes.iter().cloned().collect();
+        for ns in &config.namespaces {
+            search_attributes
+                .add(&ns.name, &wanted)
+                .await
+                .with_context(|| format!("registering search attributes in {}", ns.name))?;
+        }
+    }
     let matching = matching::Matching::new();
     let (timers, mut fired) = timers::Timers::start(clock::now_ms);
     {
@@ -148,6 +173,7 @@ pub async fn serve(
         schedules,
         metrics: config.metrics.clone(),
         authorization: config.authorization.clone().map(Arc::new),
+        settings: config.frontend,
     };
     // Requests may be gzip-compressed (the Go clients send them so); replies are not: a gzip
     // encoder per response cost about a quarter of the server's CPU under load.

@@ -74,10 +74,21 @@ pub const POLLER_MEMORY_MS: i64 = 5 * 60 * 1000;
 /// How often, at most, every queue is looked at for ones nobody needs any more.
 const SWEEP_INTERVAL_MS: i64 = 60 * 1000;
 
+/// How long a worker that said it shut down (ShutdownWorker with its instance key) has its
+/// later polls answered empty at once, as the reference's matching remembers it (30 s).
+pub const SHUT_DOWN_WORKER_MEMORY: Duration = Duration::from_secs(30);
+
+/// A waiting poll: where its task goes, and the worker instance it came from ("" if the
+/// worker sent no key).
+struct Waiting {
+    tx: oneshot::Sender<Lease>,
+    worker_key: String,
+}
+
 #[derive(Default)]
 struct Queue {
     tasks: VecDeque<QueuedTask>,
-    pollers: VecDeque<oneshot::Sender<Lease>>,
+    pollers: VecDeque<Waiting>,
     /// Identity and last poll time (ms) of recent pollers.
     poller_seen: HashMap<String, i64>,
 }
@@ -87,7 +98,7 @@ impl Queue {
     /// nothing is left (no task, no poll, no poller worth reporting): the queue can go.
     fn sweep(&mut self, since_ms: i64) -> bool {
         self.poller_seen.retain(|_, seen| *seen >= since_ms);
-        self.pollers.retain(|p| !p.is_closed());
+        self.pollers.retain(|p| !p.tx.is_closed());
         self.tasks.is_empty() && self.pollers.is_empty() && self.poller_seen.is_empty()
     }
 }
@@ -104,6 +115,9 @@ pub struct Matching {
     closed: std::sync::atomic::AtomicBool,
     /// When every queue was last swept (Unix ms).
     last_sweep_ms: std::sync::atomic::AtomicI64,
+    /// Worker instances (namespace, key) whose polls were cancelled by their ShutdownWorker,
+    /// with when; kept for [`SHUT_DOWN_WORKER_MEMORY`].
+    shut_down_workers: Mutex<HashMap<(String, String), std::time::Instant>>,
 }
 
 impl Matching {
@@ -135,7 +149,7 @@ impl Matching {
         let mut queues = self.queues.lock();
         let queue = queues.entry(key).or_default();
         while let Some(poller) = queue.pollers.pop_front() {
-            match poller.send(lease) {
+            match poller.tx.send(lease) {
                 Ok(()) => return,
                 Err(returned) => lease = returned,
             }
@@ -148,13 +162,15 @@ impl Matching {
         }
     }
 
-    /// Waits up to `wait` for a task. `None` when nothing came in time. The task returns to
-    /// the front of its queue if the lease is dropped without [`Lease::take`] (the poller went
-    /// away before the task was started).
+    /// Waits up to `wait` for a task. `None` when nothing came in time, or the poll was
+    /// cancelled ([`Matching::cancel_worker_polls`]). The task returns to the front of its
+    /// queue if the lease is dropped without [`Lease::take`] (the poller went away before the
+    /// task was started). `worker_key` is the polling worker's instance key ("" if none).
     pub async fn poll(
         &self,
         key: QueueKey,
         identity: &str,
+        worker_key: &str,
         now_ms: i64,
         wait: Duration,
     ) -> Option<Lease> {
@@ -164,20 +180,66 @@ impl Matching {
             if self.closed.load(std::sync::atomic::Ordering::Acquire) {
                 return None;
             }
+            if !worker_key.is_empty() && self.is_shut_down(&key.namespace, worker_key) {
+                return None;
+            }
             let queue = queues.entry(key.clone()).or_default();
             queue.poller_seen.insert(identity.to_string(), now_ms);
             if let Some(task) = queue.tasks.pop_front() {
                 return Some(self.lease(&key, task));
             }
-            queue.pollers.retain(|p| !p.is_closed());
+            queue.pollers.retain(|p| !p.tx.is_closed());
             let (tx, rx) = oneshot::channel();
-            queue.pollers.push_back(tx);
+            queue.pollers.push_back(Waiting {
+                tx,
+                worker_key: worker_key.to_string(),
+            });
             rx
         };
         match tokio::time::timeout(wait, receiver).await {
             Ok(Ok(lease)) => Some(lease),
             _ => None,
         }
+    }
+
+    /// Whether the worker instance `worker_key` of `namespace` shut down in the last
+    /// [`SHUT_DOWN_WORKER_MEMORY`].
+    fn is_shut_down(&self, namespace: &str, worker_key: &str) -> bool {
+        let gone = self.shut_down_workers.lock();
+        gone.get(&(namespace.to_string(), worker_key.to_string()))
+            .is_some_and(|at| at.elapsed() < SHUT_DOWN_WORKER_MEMORY)
+    }
+
+    /// ShutdownWorker with poll cancellation on: every poll the worker instance `worker_key`
+    /// has waiting in `namespace` (any queue, sticky or not) answers empty now, and its polls
+    /// for the next [`SHUT_DOWN_WORKER_MEMORY`] answer empty at once, so no task is handed to
+    /// a worker that is going away. Returns how many polls were cancelled.
+    pub fn cancel_worker_polls(&self, namespace: &str, worker_key: &str) -> usize {
+        if worker_key.is_empty() {
+            return 0;
+        }
+        let mut queues = self.queues.lock();
+        {
+            let mut gone = self.shut_down_workers.lock();
+            gone.retain(|_, at| at.elapsed() < SHUT_DOWN_WORKER_MEMORY);
+            gone.insert(
+                (namespace.to_string(), worker_key.to_string()),
+                std::time::Instant::now(),
+            );
+        }
+        let mut cancelled = 0;
+        for (key, queue) in queues.iter_mut() {
+            if key.namespace != namespace {
+                continue;
+            }
+            let before = queue.pollers.len();
+            // Dropping a poll's sender answers it empty.
+            queue
+                .pollers
+                .retain(|p| p.worker_key != worker_key && !p.tx.is_closed());
+            cancelled += before - queue.pollers.len();
+        }
+        cancelled
     }
 
     /// Sweeps every queue once per [`SWEEP_INTERVAL_MS`] (called on the polling path, so an
@@ -258,7 +320,7 @@ impl Matching {
             .lock()
             .iter()
             .map(|(key, q)| {
-                let waiting = q.pollers.iter().filter(|p| !p.is_closed()).count();
+                let waiting = q.pollers.iter().filter(|p| !p.tx.is_closed()).count();
                 (key.namespace.clone(), key.kind, q.tasks.len(), waiting)
             })
             .collect()
@@ -301,9 +363,9 @@ mod tests {
     async fn queued_task_goes_to_next_poller() {
         let m = Matching::new();
         m.add(key(), task(1));
-        let got = m.poll(key(), "w", 0, Duration::from_millis(10)).await;
+        let got = m.poll(key(), "w", "", 0, Duration::from_millis(10)).await;
         assert_eq!(got.map(Lease::take), Some(task(1)));
-        let none = m.poll(key(), "w", 0, Duration::from_millis(10)).await;
+        let none = m.poll(key(), "w", "", 0, Duration::from_millis(10)).await;
         assert!(none.is_none());
     }
 
@@ -312,7 +374,7 @@ mod tests {
         let m = Matching::new();
         let m2 = m.clone();
         let poll =
-            tokio::spawn(async move { m2.poll(key(), "w", 0, Duration::from_secs(5)).await });
+            tokio::spawn(async move { m2.poll(key(), "w", "", 0, Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         m.add(key(), task(2));
         assert_eq!(poll.await.unwrap().map(Lease::take), Some(task(2)));
@@ -323,7 +385,7 @@ mod tests {
         let m = Matching::new();
         let m2 = m.clone();
         let poll =
-            tokio::spawn(async move { m2.poll(key(), "w", 0, Duration::from_secs(30)).await });
+            tokio::spawn(async move { m2.poll(key(), "w", "", 0, Duration::from_secs(30)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
             m.summary(),
@@ -333,7 +395,7 @@ mod tests {
         assert!(poll.await.unwrap().is_none());
         let later = tokio::time::timeout(
             Duration::from_secs(1),
-            m.poll(key(), "w", 0, Duration::from_secs(30)),
+            m.poll(key(), "w", "", 0, Duration::from_secs(30)),
         );
         assert!(later.await.unwrap().is_none());
     }
@@ -348,7 +410,7 @@ mod tests {
         };
         for n in 0..50 {
             // A worker polls its sticky queue once, then goes away.
-            let polled = m.poll(sticky(n), "w", 1_000, Duration::from_millis(1));
+            let polled = m.poll(sticky(n), "w", "", 1_000, Duration::from_millis(1));
             assert!(polled.await.is_none());
         }
         m.add(key(), task(1));
@@ -372,7 +434,7 @@ mod tests {
         let m = Matching::new();
         let m2 = m.clone();
         let poll =
-            tokio::spawn(async move { m2.poll(key(), "w", 0, Duration::from_secs(5)).await });
+            tokio::spawn(async move { m2.poll(key(), "w", "", 0, Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         m.sweep(10 * POLLER_MEMORY_MS);
         assert_eq!(m.queue_count(), 1);
@@ -385,7 +447,7 @@ mod tests {
         let m = Matching::new();
         let m2 = m.clone();
         let poll =
-            tokio::spawn(async move { m2.poll(key(), "w", 0, Duration::from_secs(5)).await });
+            tokio::spawn(async move { m2.poll(key(), "w", "", 0, Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
         poll.abort();
         let _ = poll.await;
@@ -394,13 +456,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_shut_down_workers_polls_answer_empty_and_others_keep_waiting() {
+        let m = Matching::new();
+        let sticky = QueueKey {
+            name: "sticky".into(),
+            kind: TaskKind::Workflow,
+            ..key()
+        };
+        let spawn = |key: QueueKey, worker: &'static str| {
+            let m = m.clone();
+            tokio::spawn(async move { m.poll(key, "w", worker, 0, Duration::from_secs(30)).await })
+        };
+        let normal = spawn(key(), "worker-a");
+        let on_sticky = spawn(sticky.clone(), "worker-a");
+        let other = spawn(key(), "worker-b");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(m.cancel_worker_polls("other-ns", "worker-a"), 0);
+        assert_eq!(m.cancel_worker_polls("ns", "worker-a"), 2);
+        let answered = tokio::time::timeout(Duration::from_secs(1), normal).await;
+        assert!(answered.unwrap().unwrap().is_none());
+        let answered = tokio::time::timeout(Duration::from_secs(1), on_sticky).await;
+        assert!(answered.unwrap().unwrap().is_none());
+        // A later poll of the same worker answers at once; the task goes to the other worker.
+        let later = tokio::time::timeout(
+            Duration::from_secs(1),
+            m.poll(key(), "w", "worker-a", 0, Duration::from_secs(30)),
+        );
+        assert!(later.await.unwrap().is_none());
+        m.add(key(), task(7));
+        assert_eq!(other.await.unwrap().map(Lease::take), Some(task(7)));
+        assert_eq!(
+            m.cancel_worker_polls("ns", ""),
+            0,
+            "no key, nothing to cancel"
+        );
+    }
+
+    #[tokio::test]
     async fn a_task_leased_but_not_taken_goes_back_to_the_front() {
         let m = Matching::new();
         m.add(key(), task(1));
         m.add(key(), task(2));
-        let lease = m.poll(key(), "w", 0, Duration::from_millis(10)).await;
+        let lease = m.poll(key(), "w", "", 0, Duration::from_millis(10)).await;
         drop(lease);
-        let again = m.poll(key(), "w", 0, Duration::from_millis(10)).await;
+        let again = m.poll(key(), "w", "", 0, Duration::from_millis(10)).await;
         assert_eq!(again.map(Lease::take), Some(task(1)));
         assert_eq!(m.backlog(&key()), 1);
     }

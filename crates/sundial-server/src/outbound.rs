@@ -185,10 +185,14 @@ async fn start_child(
                 Some(p) => (p.root_workflow_id.clone(), p.root_run_id.clone()),
                 None => (entry.state.workflow_id.clone(), entry.state.run_id.clone()),
             };
-            Some((child.command.clone().unwrap_or_default(), root))
+            Some((
+                child.command.clone().unwrap_or_default(),
+                child.user_metadata.clone(),
+                root,
+            ))
         })
         .await?;
-    let Some((command, (root_workflow_id, root_run_id))) = found else {
+    let Some((command, user_metadata, (root_workflow_id, root_run_id))) = found else {
         return Ok(());
     };
     let policy = if command.parent_close_policy == ParentClosePolicy::Unspecified as i32 {
@@ -223,6 +227,7 @@ async fn start_child(
         search_attributes: command.search_attributes.clone(),
         header: command.header.clone(),
         priority: command.priority.clone(),
+        user_metadata,
         ..Default::default()
     };
     let started = history

@@ -69,11 +69,11 @@ struct StartDev {
     /// Do not serve the web UI.
     #[arg(long)]
     headless: bool,
-    /// Port of Temporal's HTTP/JSON API (`/api/v1/...`, on --ip). Without it, a free port is
-    /// chosen (as the reference does) and logged; 0 turns the API off.
+    /// Port for the HTTP API service (`/api/v1/...`, on --ip). Defaults to a random free
+    /// port (logged at start); 0 turns the HTTP API off.
     #[arg(long)]
     http_port: Option<u16>,
-    /// Port of the web UI (default: --port + 1000, so 8233).
+    /// Port for the Web UI. Defaults to '--port' value + 1000.
     #[arg(long)]
     ui_port: Option<u16>,
     /// IP address of the web UI (default: --ip).
@@ -86,8 +86,9 @@ struct StartDev {
     /// and ignored; see the README for the keys it honours.
     #[arg(long = "dynamic-config-value")]
     dynamic_config: Vec<String>,
-    /// Accepted for compatibility: search attribute NAME=TYPE to register (visibility: later).
-    #[arg(long = "search-attribute")]
+    /// Search attribute to register at start, KEY=TYPE (repeatable), in every namespace
+    /// served: TYPE is Text, Keyword, Int, Double, Bool, Datetime or KeywordList (any case).
+    #[arg(long = "search-attribute", value_name = "KEY=TYPE")]
     search_attributes: Vec<String>,
 }
 
@@ -107,6 +108,8 @@ impl Cli {
 fn start_dev(args: StartDev) -> anyhow::Result<()> {
     init_logging(&args.log_level, args.log_format)?;
     let limits = dynamic_config_limits(&args.dynamic_config)?;
+    let frontend = dynamic_config_frontend(&args.dynamic_config)?;
+    let search_attributes = search_attribute_types(&args.search_attributes)?;
     let mut namespaces = vec!["default".to_string()];
     for ns in args.namespaces {
         if !namespaces.contains(&ns) {
@@ -123,7 +126,9 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
                 retention_ms: None,
             })
             .collect(),
+        search_attributes,
         limits,
+        frontend,
         tls: None,
         authorization: None,
         metrics_listen: args.metrics_port.map(|p| SocketAddr::new(args.ip, p)),
@@ -158,7 +163,9 @@ fn start(args: Start) -> anyhow::Result<()> {
         listen: config.server.listen,
         db: config.storage.path.clone(),
         namespaces: config.namespace_specs()?,
+        search_attributes: Vec::new(),
         limits: config.engine_limits(),
+        frontend: sundial_server::FrontendSettings::default(),
         tls: config.tls_settings()?,
         authorization: config.policy(),
         metrics_listen: config.server.metrics_listen,
@@ -174,7 +181,9 @@ struct Settings {
     listen: SocketAddr,
     db: Option<PathBuf>,
     namespaces: Vec<sundial_server::NamespaceSpec>,
+    search_attributes: Vec<(String, i32)>,
     limits: sundial_engine::Limits,
+    frontend: sundial_server::FrontendSettings,
     tls: Option<sundial_server::tls::TlsSettings>,
     authorization: Option<sundial_server::authz::Policy>,
     metrics_listen: Option<SocketAddr>,
@@ -196,7 +205,9 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         listen: settings.listen,
         store: Arc::new(store),
         namespaces: settings.namespaces,
+        search_attributes: settings.search_attributes,
         limits: settings.limits,
+        frontend: settings.frontend,
         tls: settings.tls,
         authorization: settings.authorization,
         metrics,
@@ -224,6 +235,60 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         })
         .await
     })
+}
+
+/// `--search-attribute KEY=TYPE` values as (name, `IndexedValueType`), refused with the
+/// reference CLI's messages. The type name is matched without regard to case.
+fn search_attribute_types(values: &[String]) -> anyhow::Result<Vec<(String, i32)>> {
+    use sundial_engine::api::enums::v1::IndexedValueType;
+    const TYPES: [(&str, IndexedValueType); 7] = [
+        ("Text", IndexedValueType::Text),
+        ("Keyword", IndexedValueType::Keyword),
+        ("Int", IndexedValueType::Int),
+        ("Double", IndexedValueType::Double),
+        ("Bool", IndexedValueType::Bool),
+        ("Datetime", IndexedValueType::Datetime),
+        ("KeywordList", IndexedValueType::KeywordList),
+    ];
+    let mut out: Vec<(String, i32)> = Vec::new();
+    for item in values {
+        let Some((name, type_name)) = item.split_once('=') else {
+            bail!("invalid search attributes: missing expected '=' in {item:?}");
+        };
+        let Some((_, value_type)) = TYPES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(type_name))
+        else {
+            bail!("invalid search attribute value type {type_name:?}");
+        };
+        // A repeated name keeps its last type, as the reference's map does.
+        out.retain(|(n, _)| n != name);
+        out.push((name.to_string(), *value_type as i32));
+    }
+    Ok(out)
+}
+
+/// The frontend's dynamic configuration keys Sundial honours
+/// (`frontend.enableCancelWorkerPollsOnShutdown`).
+fn dynamic_config_frontend(values: &[String]) -> anyhow::Result<sundial_server::FrontendSettings> {
+    let mut settings = sundial_server::FrontendSettings::default();
+    for kv in values {
+        let Some((key, value)) = kv.split_once('=') else {
+            continue; // refused with its message by `dynamic_config_limits`
+        };
+        if key == "frontend.enableCancelWorkerPollsOnShutdown" {
+            settings.cancel_worker_polls_on_shutdown = parse_bool(key, value)?;
+        }
+    }
+    Ok(settings)
+}
+
+fn parse_bool(key: &str, value: &str) -> anyhow::Result<bool> {
+    match value.trim().trim_matches('"') {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => bail!("--dynamic-config-value {key}: {other:?} is not a boolean (true or false)"),
+    }
 }
 
 /// The dynamic configuration keys Sundial honours (continue-as-new suggestion thresholds);
@@ -260,14 +325,9 @@ fn dynamic_config_limits(values: &[String]) -> anyhow::Result<sundial_engine::Li
             "history.maxInFlightUpdates" => limits.max_in_flight_updates = number()?,
             "history.maxTotalUpdates" => limits.max_total_updates = number()?,
             "system.enableCrossNamespaceCommands" => {
-                limits.cross_namespace_commands = match value.trim().trim_matches('"') {
-                    "true" => true,
-                    "false" => false,
-                    other => bail!(
-                        "--dynamic-config-value {key}: {other:?} is not a boolean (true or false)"
-                    ),
-                }
+                limits.cross_namespace_commands = parse_bool(key, value)?
             }
+            "frontend.enableCancelWorkerPollsOnShutdown" => {} // dynamic_config_frontend
             _ => tracing::debug!(key, "dynamic config key not used by Sundial"),
         }
     }
@@ -277,6 +337,51 @@ fn dynamic_config_limits(values: &[String]) -> anyhow::Result<sundial_engine::Li
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_attribute_flags_name_their_types_in_any_case() {
+        let parsed = search_attribute_types(&[
+            "Color=keyword".into(),
+            "Size=Int".into(),
+            "Color=KEYWORDLIST".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            parsed,
+            vec![("Size".to_string(), 3), ("Color".to_string(), 7)]
+        );
+        let err = search_attribute_types(&["Color".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid search attributes: missing expected '=' in \"Color\""
+        );
+        let err = search_attribute_types(&["Color=Colour".into()]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid search attribute value type \"Colour\""
+        );
+    }
+
+    #[test]
+    fn poll_cancellation_on_shutdown_is_off_unless_configured() {
+        assert!(
+            !dynamic_config_frontend(&[])
+                .unwrap()
+                .cancel_worker_polls_on_shutdown
+        );
+        let on = ["frontend.enableCancelWorkerPollsOnShutdown=true".to_string()];
+        assert!(
+            dynamic_config_frontend(&on)
+                .unwrap()
+                .cancel_worker_polls_on_shutdown
+        );
+        assert!(
+            dynamic_config_limits(&on).is_ok(),
+            "a known key, not a limit"
+        );
+        let bad = ["frontend.enableCancelWorkerPollsOnShutdown=yes".to_string()];
+        assert!(dynamic_config_frontend(&bad).is_err());
+    }
 
     #[test]
     fn honoured_dynamic_config_keys_set_limits() {

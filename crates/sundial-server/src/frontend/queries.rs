@@ -1,5 +1,12 @@
-//! Queries: answered by a worker through a query task that lives in memory only. The caller
-//! waits for the worker's RespondQueryTaskCompleted, up to its own deadline.
+//! Queries: answered by a worker, in memory only. The caller waits up to its own deadline.
+//!
+//! As in the reference server, a query sees every event that came before it. While the run
+//! has a workflow task scheduled or started (or none completed yet), the query is *buffered*:
+//! it rides on every workflow task of the run handed out (`queries` of the poll response) and
+//! is answered in that task's completion (`query_results`). Once the run has no workflow task
+//! (and completed one), or is closed, a query still unanswered is sent directly, as a query
+//! task on the workflow's queue carrying the whole history (the worker may not cache the run)
+//! and answered with RespondQueryTaskCompleted.
 
 use crate::error::ServiceError;
 use crate::history::History;
@@ -9,9 +16,10 @@ use crate::tokens::TaskToken;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::Duration;
+use sundial_engine::ExecutionState;
 use sundial_engine::api::{
     enums::v1::{QueryRejectCondition, QueryResultType, WorkflowExecutionStatus},
-    query::v1::WorkflowQuery,
+    query::v1::{WorkflowQuery, WorkflowQueryResult},
     workflowservice::v1::{QueryWorkflowResponse, RespondQueryTaskCompletedRequest},
 };
 use tokio::sync::oneshot;
@@ -23,6 +31,48 @@ struct Pending {
     namespace: String,
     workflow_id: String,
     run_id: String,
+    /// Waiting to ride on the run's workflow tasks (see the module's documentation).
+    buffered: bool,
+}
+
+/// Whether a query can be sent to a worker directly now, given the run's state.
+#[derive(Debug, PartialEq)]
+enum Readiness {
+    /// Send it as a query task: no event can be ahead of it.
+    Direct,
+    /// Buffer it: a workflow task is scheduled or started, or none completed yet.
+    Buffer,
+    /// Refuse it, with the reference server's message (FailedPrecondition, the code of its
+    /// WorkflowNotReady).
+    Refuse(&'static str),
+}
+
+/// After this many attempts of a failing workflow task, queries fail at once: they would
+/// fail on the failing task too (the reference's `failQueryWorkflowTaskAttemptCount`).
+const FAILING_TASK_ATTEMPTS: i32 = 3;
+
+fn readiness(state: &ExecutionState, now_ms: i64, wait: Duration) -> Readiness {
+    let completed_one = state.last_completed_wt_started_event_id > 0;
+    if !state.is_running() {
+        return if completed_one {
+            Readiness::Direct
+        } else {
+            Readiness::Refuse("Workflow execution closed before WorkflowTaskStarted event")
+        };
+    }
+    match &state.workflow_task {
+        Some(wt) if wt.attempt >= FAILING_TASK_ATTEMPTS => {
+            Readiness::Refuse("Unable to query workflow due to Workflow Task in failed state.")
+        }
+        Some(_) => Readiness::Buffer,
+        None if completed_one => Readiness::Direct,
+        None if state.backoff_until_ms > now_ms + wait.as_millis() as i64 => {
+            // The first workflow task waits for a backoff (cron, retry) beyond the caller's
+            // deadline.
+            Readiness::Refuse("Workflow task is not scheduled yet.")
+        }
+        None => Readiness::Buffer,
+    }
 }
 
 /// Queries waiting for a worker's answer. A query task's id is random (64 bits from the
@@ -72,6 +122,61 @@ impl Queries {
         self.pending.lock().get(&id).map(|p| p.query.clone())
     }
 
+    /// Queries buffered for `run_id`, by id, to hand out with one of its workflow tasks.
+    pub fn buffered_for(&self, run_id: &str) -> HashMap<String, WorkflowQuery> {
+        self.pending
+            .lock()
+            .iter()
+            .filter(|(_, p)| p.buffered && p.run_id == run_id)
+            .map(|(id, p)| (id.to_string(), p.query.clone()))
+            .collect()
+    }
+
+    /// The answers a workflow task completion carries for the queries it was handed; the
+    /// token must name the run they were buffered for. Unknown ids are ignored (the query
+    /// was answered otherwise, or its caller gave up).
+    pub fn answer_buffered(
+        &self,
+        token: &TaskToken,
+        results: &HashMap<String, WorkflowQueryResult>,
+    ) {
+        if results.is_empty() {
+            return;
+        }
+        let mut queries = self.pending.lock();
+        for (id, result) in results {
+            let Ok(id) = id.parse::<u64>() else { continue };
+            let matches = queries.get(&id).is_some_and(|p| {
+                p.namespace == token.namespace
+                    && p.workflow_id == token.workflow_id
+                    && p.run_id == token.run_id
+            });
+            if !matches {
+                continue;
+            }
+            if let Some(p) = queries.remove(&id) {
+                let _ = p.reply.send(RespondQueryTaskCompletedRequest {
+                    completed_type: result.result_type,
+                    query_result: result.answer.clone(),
+                    error_message: result.error_message.clone(),
+                    failure: result.failure.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    /// Marks a pending query buffered or not; false if it is no longer pending (answered).
+    fn set_buffered(&self, id: u64, buffered: bool) -> bool {
+        match self.pending.lock().get_mut(&id) {
+            Some(p) => {
+                p.buffered = buffered;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Sends the query to a worker of the run's task queue and waits for the answer.
     pub async fn ask(
         &self,
@@ -81,13 +186,14 @@ impl Queries {
         query: WorkflowQuery,
         wait: Duration,
     ) -> Result<QueryWorkflowResponse, ServiceError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         let pending = Pending {
             query,
             reply,
             namespace: handle.namespace.clone(),
             workflow_id: handle.workflow_id.clone(),
             run_id: handle.run_id.clone(),
+            buffered: false,
         };
         let id = self.register(pending);
         let key = QueueKey {
@@ -108,14 +214,57 @@ impl Queries {
             key: key.clone(),
             task: task.clone(),
         };
-        history.matching().add(key, task);
-        let answered = match tokio::time::timeout(wait, answer).await {
-            Ok(Ok(answered)) => answered,
-            _ => {
-                return Err(ServiceError::DeadlineExceeded(
-                    "query timed out: no worker answered it in time (is a worker polling the workflow's task queue?)"
-                        .into(),
-                ));
+        let deadline = tokio::time::Instant::now() + wait;
+        let timed_out = || {
+            ServiceError::DeadlineExceeded(
+                "query timed out: no worker answered it in time (is a worker polling the workflow's task queue?)"
+                    .into(),
+            )
+        };
+        // Buffered until the run has no workflow task, or answered on one.
+        let mut progress = handle.subscribe();
+        let mut answered = None;
+        loop {
+            progress.borrow_and_update();
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let now = crate::clock::now_ms();
+            let ready = history
+                .read(handle, |e| readiness(&e.state, now, remaining))
+                .await?;
+            match ready {
+                Readiness::Direct => break,
+                Readiness::Refuse(message) => {
+                    return Err(ServiceError::FailedPrecondition(message.into()));
+                }
+                Readiness::Buffer => {}
+            }
+            self.set_buffered(id, true);
+            tokio::select! {
+                got = &mut answer => match got {
+                    Ok(got) => {
+                        answered = Some(got);
+                        break;
+                    }
+                    Err(_) => return Err(timed_out()),
+                },
+                changed = tokio::time::timeout_at(deadline, progress.changed()) => {
+                    if !matches!(changed, Ok(Ok(()))) {
+                        return Err(timed_out());
+                    }
+                }
+            }
+        }
+        let answered = match answered {
+            Some(answered) => answered,
+            None => {
+                if self.set_buffered(id, false) {
+                    history.matching().add(key, task);
+                }
+                // Answered on a workflow task meanwhile, or by the worker the task goes to.
+                match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(Ok(answered)) => answered,
+                    _ => return Err(timed_out()),
+                }
             }
         };
         if answered.completed_type == QueryResultType::Answered as i32 {
@@ -196,6 +345,7 @@ mod tests {
                 namespace: ns.into(),
                 workflow_id: "wf".into(),
                 run_id: run.into(),
+                buffered: false,
             },
             rx,
         )

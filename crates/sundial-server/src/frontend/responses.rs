@@ -180,7 +180,7 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
             workflow_execution_timeout: opt_duration(st.execution_timeout_ms),
             workflow_run_timeout: opt_duration(st.run_timeout_ms),
             default_workflow_task_timeout: Some(duration(st.workflow_task_timeout_ms)),
-            user_metadata: None,
+            user_metadata: st.user_metadata.clone(),
         }),
         workflow_execution_info: Some(WorkflowExecutionInfo {
             execution: Some(execution(entry)),

@@ -36,6 +36,21 @@ pub struct Frontend {
     /// The authorization table (None: every client may do everything); commands towards
     /// other namespaces are checked against it.
     pub authorization: Option<Arc<crate::authz::Policy>>,
+    /// Dynamic configuration of the frontend.
+    pub settings: crate::FrontendSettings,
+}
+
+impl Frontend {
+    /// A namespace as served: its capabilities include what this server's configuration
+    /// switches on (`worker_poll_complete_on_shutdown`).
+    fn served(&self, mut ns: DescribeNamespaceResponse) -> DescribeNamespaceResponse {
+        if let Some(info) = ns.namespace_info.as_mut() {
+            info.capabilities
+                .get_or_insert_with(Default::default)
+                .worker_poll_complete_on_shutdown = self.settings.cancel_worker_polls_on_shutdown;
+        }
+        ns
+    }
 }
 
 fn payload_size(p: Option<&Payloads>) -> usize {
@@ -210,7 +225,12 @@ impl Frontend {
             let remaining = until.saturating_duration_since(tokio::time::Instant::now());
             let Some((handle, lease)) = self
                 .history
-                .next_task(key.clone(), &req.identity, remaining)
+                .next_task(
+                    key.clone(),
+                    &req.identity,
+                    &req.worker_instance_key,
+                    remaining,
+                )
                 .await
             else {
                 return Ok(PollWorkflowTaskQueueResponse::default());
@@ -251,7 +271,8 @@ impl Frontend {
                 )
                 .await
                 .and_then(|task| task);
-            if let Some(response) = settle(lease, result)? {
+            if let Some(mut response) = settle(lease, result)? {
+                response.queries = self.queries.buffered_for(&handle.run_id);
                 return Ok(response);
             }
         }
@@ -274,7 +295,12 @@ impl Frontend {
             let remaining = until.saturating_duration_since(tokio::time::Instant::now());
             let Some((handle, lease)) = self
                 .history
-                .next_task(key.clone(), &req.identity, remaining)
+                .next_task(
+                    key.clone(),
+                    &req.identity,
+                    &req.worker_instance_key,
+                    remaining,
+                )
                 .await
             else {
                 return Ok(PollActivityTaskQueueResponse::default());
@@ -342,6 +368,9 @@ impl Frontend {
             scheduled_event_id: token.scheduled_event_id,
             seq: token.seq_or_attempt,
         };
+        // Answers to the queries the task carried reflect the events it was handed: they
+        // are delivered first, before its completion wakes the queries still waiting.
+        self.queries.answer_buffered(&token, &req.query_results);
         let inline_wanted = req.return_new_workflow_task;
         let poller = Poller {
             identity: req.identity.clone(),
@@ -381,7 +410,10 @@ impl Frontend {
                 },
             )
             .await?;
-        let inline = inline?;
+        let mut inline = inline?;
+        if let Some(task) = inline.as_mut() {
+            task.queries = self.queries.buffered_for(&handle.run_id);
+        }
         if !outcome.updates.is_empty() {
             handle.notify();
         }
@@ -512,9 +544,9 @@ impl WorkflowService for Frontend {
         } else {
             req.namespace
         };
-        Ok(Response::new(
+        Ok(Response::new(self.served(
             found.ok_or(ServiceError::NamespaceNotFound(name))?,
-        ))
+        )))
     }
 
     async fn list_namespaces(
@@ -522,7 +554,9 @@ impl WorkflowService for Frontend {
         _request: Request<ListNamespacesRequest>,
     ) -> Reply<ListNamespacesResponse> {
         Ok(Response::new(ListNamespacesResponse {
-            namespaces: self.namespaces.list(),
+            namespaces: (self.namespaces.list().into_iter())
+                .map(|ns| self.served(ns))
+                .collect(),
             next_page_token: Vec::new(),
         }))
     }
@@ -531,7 +565,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<UpdateNamespaceRequest>,
     ) -> Reply<UpdateNamespaceResponse> {
-        let ns = self.namespaces.update(request.into_inner()).await?;
+        let ns = self.served(self.namespaces.update(request.into_inner()).await?);
         Ok(Response::new(UpdateNamespaceResponse {
             namespace_info: ns.namespace_info,
             config: ns.config,
@@ -553,7 +587,10 @@ impl WorkflowService for Frontend {
                 activity_failure_include_heartbeat: true,
                 supports_schedules: true,
                 encoded_failure_attributes: true,
-                build_id_based_versioning: false,
+                // As the reference reports it: SDKs then send their build id with polls
+                // and completions, which the task events record (`worker_version`) and
+                // `workflow.info().get_current_build_id()` reads back on replay.
+                build_id_based_versioning: true,
                 upsert_memo: false,
                 eager_workflow_start: true,
                 sdk_metadata: true,
@@ -1111,6 +1148,18 @@ impl WorkflowService for Frontend {
     ) -> Reply<ShutdownWorkerResponse> {
         let req = request.into_inner();
         self.namespaces.check(&req.namespace)?;
+        if self.settings.cancel_worker_polls_on_shutdown {
+            // As the reference: every poll of this worker instance completes, empty.
+            let cancelled = self
+                .history
+                .matching()
+                .cancel_worker_polls(&req.namespace, &req.worker_instance_key);
+            tracing::debug!(
+                worker_instance_key = %req.worker_instance_key,
+                cancelled,
+                "cancelled the outstanding polls of a worker that shut down"
+            );
+        }
         if !req.sticky_task_queue.is_empty() {
             self.history
                 .sticky_queue_gone(&req.namespace, &req.sticky_task_queue);
