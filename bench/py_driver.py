@@ -5,8 +5,10 @@ It connects to ``--address``, runs its own worker in-process and measures the sc
 issue 10, printing one JSON line per scenario on stdout:
 
   throughput_1_activity   N workflows, one activity each, C in flight
+  throughput_1_activity_eager  the same, with eager workflow start requested
   throughput_5_activities N workflows, five sequential activities each, C in flight
   latency_1_activity      one workflow at a time, one activity (N in sequence)
+  latency_1_activity_eager  the same, with eager workflow start requested
   latency_10_activities   one workflow at a time, ten sequential activities
   fanout_100              one workflow running 100 activities in parallel (repeated)
   signals                 signals per second to one long-running workflow
@@ -376,19 +378,20 @@ class Ctx:
         return f"bench-{prefix}-{self.run_id}-{self.counter}"
 
 
-async def _start(ctx: Ctx, wf_run, arg, prefix: str):
+async def _start(ctx: Ctx, wf_run, arg, prefix: str, eager: bool | None = None):
+    """Starts a workflow; `eager` overrides --eager-start (off by default, as in the SDKs)."""
     return await ctx.client.start_workflow(
         wf_run,
         arg,
         id=ctx.wid(prefix),
         task_queue=ctx.task_queue,
-        request_eager_start=ctx.args.eager_start,
+        request_eager_start=ctx.args.eager_start if eager is None else eager,
     )
 
 
-async def _one(ctx: Ctx, wf_run, arg, prefix: str, expected=None) -> float:
+async def _one(ctx: Ctx, wf_run, arg, prefix: str, expected=None, eager: bool | None = None) -> float:
     t0 = time.perf_counter()
-    handle = await _start(ctx, wf_run, arg, prefix)
+    handle = await _start(ctx, wf_run, arg, prefix, eager)
     result = await handle.result()
     ms = (time.perf_counter() - t0) * 1000.0
     if expected is not None and result != expected:
@@ -396,7 +399,9 @@ async def _one(ctx: Ctx, wf_run, arg, prefix: str, expected=None) -> float:
     return ms
 
 
-async def _many(ctx: Ctx, n: int, concurrency: int, wf_run, arg, prefix: str, expected) -> tuple[list[float], list[str]]:
+async def _many(
+    ctx: Ctx, n: int, concurrency: int, wf_run, arg, prefix: str, expected, eager: bool | None = None
+) -> tuple[list[float], list[str]]:
     sem = asyncio.Semaphore(max(1, concurrency))
     lat: list[float] = []
     errors: list[str] = []
@@ -404,7 +409,7 @@ async def _many(ctx: Ctx, n: int, concurrency: int, wf_run, arg, prefix: str, ex
     async def task() -> None:
         async with sem:
             try:
-                lat.append(await _one(ctx, wf_run, arg, prefix, expected))
+                lat.append(await _one(ctx, wf_run, arg, prefix, expected, eager))
             except Exception as e:  # noqa: BLE001 - reported in the JSON line
                 errors.append(f"{type(e).__name__}: {e}")
 
@@ -416,13 +421,20 @@ def _seq_expected(k: int) -> int:
     return k * (k - 1) // 2
 
 
-async def sc_throughput(ctx: Ctx, activities: int, n: int) -> dict:
+def _eager(ctx: Ctx, eager: bool | None) -> bool:
+    return ctx.args.eager_start if eager is None else eager
+
+
+async def sc_throughput(ctx: Ctx, activities: int, n: int, eager: bool | None = None) -> dict:
     c = ctx.args.concurrency
     t0 = time.perf_counter()
-    lat, errors = await _many(ctx, n, c, ctx.wf["Sequential"].run, activities, f"tp{activities}", _seq_expected(activities))
+    lat, errors = await _many(
+        ctx, n, c, ctx.wf["Sequential"].run, activities, f"tp{activities}", _seq_expected(activities), eager
+    )
     wall = time.perf_counter() - t0
     return {
         "n": n,
+        "eager_start": _eager(ctx, eager),
         "concurrency": c,
         "activities_per_workflow": activities,
         "completed": len(lat),
@@ -436,18 +448,23 @@ async def sc_throughput(ctx: Ctx, activities: int, n: int) -> dict:
     }
 
 
-async def sc_latency(ctx: Ctx, activities: int, n: int) -> dict:
+async def sc_latency(ctx: Ctx, activities: int, n: int, eager: bool | None = None) -> dict:
     lat: list[float] = []
     errors: list[str] = []
     t0 = time.perf_counter()
     for _ in range(n):
         try:
-            lat.append(await _one(ctx, ctx.wf["Sequential"].run, activities, f"lat{activities}", _seq_expected(activities)))
+            lat.append(
+                await _one(
+                    ctx, ctx.wf["Sequential"].run, activities, f"lat{activities}", _seq_expected(activities), eager
+                )
+            )
         except Exception as e:  # noqa: BLE001
             errors.append(f"{type(e).__name__}: {e}")
     wall = time.perf_counter() - t0
     return {
         "n": n,
+        "eager_start": _eager(ctx, eager),
         "concurrency": 1,
         "activities_per_workflow": activities,
         "completed": len(lat),
@@ -828,8 +845,10 @@ async def sc_fsync(ctx: Ctx, n: int) -> dict:
 
 SCENARIOS = [
     "throughput_1_activity",
+    "throughput_1_activity_eager",
     "throughput_5_activities",
     "latency_1_activity",
+    "latency_1_activity_eager",
     "latency_10_activities",
     "fanout_100",
     "signals",
@@ -843,8 +862,10 @@ def scenario_coro(name: str, ctx: Ctx):
     a = ctx.args
     return {
         "throughput_1_activity": lambda: sc_throughput(ctx, 1, a.n),
+        "throughput_1_activity_eager": lambda: sc_throughput(ctx, 1, a.n, eager=True),
         "throughput_5_activities": lambda: sc_throughput(ctx, 5, a.n5),
         "latency_1_activity": lambda: sc_latency(ctx, 1, a.lat_n),
+        "latency_1_activity_eager": lambda: sc_latency(ctx, 1, a.lat_n, eager=True),
         "latency_10_activities": lambda: sc_latency(ctx, 10, a.lat10_n),
         "fanout_100": lambda: sc_fanout(ctx, a.fanout, a.fanout_repeats),
         "signals": lambda: sc_signals(ctx, a.signals, a.op_concurrency),
@@ -973,7 +994,9 @@ def main() -> int:
     p.add_argument("--scenario-timeout", type=float, default=900.0)
     p.add_argument("--max-cached-workflows", type=int, default=1000)
     p.add_argument("--max-concurrent-activities", type=int, default=0)
-    p.add_argument("--eager-start", dest="eager_start", action="store_true", default=True)
+    # Off by default, as in the SDKs (request_eager_start / enable_eager_workflow_start);
+    # the *_eager scenarios request it whatever this says.
+    p.add_argument("--eager-start", dest="eager_start", action="store_true", default=False)
     p.add_argument("--no-eager-start", dest="eager_start", action="store_false")
     p.add_argument("--sandbox", action="store_true", help="use the SDK's workflow sandbox (slower driver)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes for every scenario")

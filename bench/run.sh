@@ -186,7 +186,7 @@ fi
 
 # Scenario order: the Rust driver first (fresh server), then Python's; timers last since they
 # leave the most executions behind.
-PY_SCENARIOS="throughput_1_activity,throughput_5_activities,latency_1_activity,latency_10_activities,fanout_100,signals,updates,fsync,timers"
+PY_SCENARIOS="throughput_1_activity,throughput_1_activity_eager,throughput_5_activities,latency_1_activity,latency_1_activity_eager,latency_10_activities,fanout_100,signals,updates,fsync,timers"
 
 bench_server() { # NAME CMD...
     local name="$1"; shift

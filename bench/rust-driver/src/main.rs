@@ -49,8 +49,9 @@ struct Args {
     /// Unmeasured workflows run first (connections, caches, JIT-free but still warm).
     #[arg(long, default_value_t = 20)]
     warmup: usize,
-    /// Ask the server to hand the first workflow task back with the start response.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// Ask the server to hand the first workflow task back with the start response (off by
+    /// default, as in the SDK).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     eager_start: bool,
     /// PID of the server process, for CPU seconds and peak RSS of the measured phase.
     #[arg(long)]
