@@ -660,6 +660,36 @@ mod messages_and_lifecycle {
     }
 
     #[test]
+    fn failed_speculative_task_is_written_and_retried_as_a_second_attempt() {
+        let (mut run, _) = Run::start();
+        run.complete_wt(vec![]);
+        let before = run.history.len();
+        run.step(|t| t.request_update_task());
+        let wt = run.start_wt();
+        let (r, _, persist) = run.step(|t| {
+            t.fail_workflow_task(
+                wt,
+                WorkflowTaskFailedCause::WorkflowWorkerUnhandledFailure as i32,
+                None,
+                "w",
+            )
+        });
+        r.unwrap();
+        assert!(persist, "the failure is committed");
+        assert_eq!(
+            run.types()[before..],
+            [
+                E::WorkflowTaskScheduled,
+                E::WorkflowTaskStarted,
+                E::WorkflowTaskFailed
+            ]
+        );
+        let next = run.state.workflow_task.as_ref().unwrap();
+        assert_eq!(next.attempt, 2);
+        assert!(next.unwritten && !next.speculative);
+    }
+
+    #[test]
     fn accepted_and_completed_update_is_written_where_the_commands_place_it() {
         let (mut run, _) = Run::start();
         let request = Request {

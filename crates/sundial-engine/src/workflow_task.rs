@@ -179,6 +179,9 @@ impl Transition<'_> {
         failure: Option<Failure>,
         identity: &str,
     ) {
+        // A failed speculative task is written (Scheduled, Started, then Failed), as the
+        // reference server does: a workflow task failure must be visible in history.
+        self.write_speculative_task_events();
         let Some(wt) = self.state.workflow_task.take() else {
             return;
         };
@@ -230,6 +233,10 @@ impl Transition<'_> {
         if self.now < due || (!started && !wt.sticky) {
             return;
         }
+        if started {
+            // A started speculative task that timed out is written, then its timeout.
+            self.write_speculative_task_events();
+        }
         let wt = self.state.workflow_task.take().expect("checked above");
         if wt.unwritten {
             self.state.sticky_task_queue.clear();
@@ -254,6 +261,23 @@ impl Transition<'_> {
         self.flush_buffer();
         let attempt = if started { wt.attempt + 1 } else { wt.attempt };
         self.schedule_workflow_task(attempt);
+    }
+
+    /// Writes the Scheduled/Started events of a speculative workflow task (one that delivers
+    /// updates only) that is about to fail or time out, so the failure is recorded in history
+    /// and the retry is an ordinary second attempt.
+    fn write_speculative_task_events(&mut self) {
+        if self
+            .state
+            .workflow_task
+            .as_ref()
+            .is_some_and(|wt| wt.speculative && wt.unwritten)
+        {
+            self.write_pending_task_events();
+            if let Some(wt) = self.state.workflow_task.as_mut() {
+                wt.speculative = false;
+            }
+        }
     }
 
     /// ResetStickyTaskQueue: forget the worker's sticky queue; a task waiting there is offered
