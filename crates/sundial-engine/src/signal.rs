@@ -75,6 +75,21 @@ impl Transition<'_> {
 
     /// RequestCancelWorkflowExecution: the workflow is told and decides what to do. Repeated
     /// requests change nothing.
+    /// RequestCancelWorkflowExecution from a client. As on the reference server, asking to
+    /// cancel a run that already closed succeeds and changes nothing.
+    pub fn client_request_cancel(
+        &mut self,
+        reason: &str,
+        identity: &str,
+        request_id: &str,
+    ) -> Result<(), EngineError> {
+        if !self.state.is_running() {
+            self.persist = Persist::Nothing;
+            return Ok(());
+        }
+        self.request_cancel(reason, identity, request_id, None)
+    }
+
     pub fn request_cancel(
         &mut self,
         reason: &str,

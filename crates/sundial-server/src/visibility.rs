@@ -263,6 +263,9 @@ impl SearchAttributes {
                 (serde_json::Value::Array(items), AttrType::KeywordList) => {
                     items.iter().all(|i| i.is_string())
                 }
+                // The reference also takes a list of values of the attribute's type (untyped
+                // search attributes as older SDKs send them).
+                (serde_json::Value::Array(items), _) => items.iter().all(fits),
                 (v, _) => fits(v),
             };
             if !ok {

@@ -957,7 +957,7 @@ impl WorkflowService for Frontend {
         } = req.workflow_execution.clone().unwrap_or_default();
         let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
         self.run_op(handle, |t| {
-            t.request_cancel(&req.reason, &req.identity, &req.request_id, None)
+            t.client_request_cancel(&req.reason, &req.identity, &req.request_id)
         })
         .await?;
         Ok(Response::new(RequestCancelWorkflowExecutionResponse {}))
