@@ -107,6 +107,22 @@ fn any(type_name: &str, value: Vec<u8>) -> prost_wkt_types::Any {
     }
 }
 
+/// ResourceExhausted with the reference's `ResourceExhaustedFailure` detail (namespace scope).
+fn resource_exhausted(message: String, cause: api::enums::v1::ResourceExhaustedCause) -> Status {
+    with_details(
+        Code::ResourceExhausted,
+        message,
+        any(
+            "temporal.api.errordetails.v1.ResourceExhaustedFailure",
+            api::errordetails::v1::ResourceExhaustedFailure {
+                cause: cause as i32,
+                scope: api::enums::v1::ResourceExhaustedScope::Namespace as i32,
+            }
+            .encode_to_vec(),
+        ),
+    )
+}
+
 fn with_details(code: Code, message: String, detail: prost_wkt_types::Any) -> Status {
     let status = sundial_proto::google::rpc::Status {
         code: code as i32,
@@ -229,29 +245,13 @@ impl From<ServiceError> for Status {
             ServiceError::Unavailable(_) | ServiceError::Conflict(_) => {
                 Status::unavailable(message)
             }
-            ServiceError::ResourceExhausted(_) => with_details(
-                Code::ResourceExhausted,
+            ServiceError::ResourceExhausted(_) => resource_exhausted(
                 message,
-                any(
-                    "temporal.api.errordetails.v1.ResourceExhaustedFailure",
-                    details::ResourceExhaustedFailure {
-                        cause: api::enums::v1::ResourceExhaustedCause::ConcurrentLimit as i32,
-                        scope: api::enums::v1::ResourceExhaustedScope::Namespace as i32,
-                    }
-                    .encode_to_vec(),
-                ),
+                api::enums::v1::ResourceExhaustedCause::ConcurrentLimit,
             ),
-            ServiceError::BusyWorkflow(_) => with_details(
-                Code::ResourceExhausted,
+            ServiceError::BusyWorkflow(_) => resource_exhausted(
                 message,
-                any(
-                    "temporal.api.errordetails.v1.ResourceExhaustedFailure",
-                    details::ResourceExhaustedFailure {
-                        cause: api::enums::v1::ResourceExhaustedCause::BusyWorkflow as i32,
-                        scope: api::enums::v1::ResourceExhaustedScope::Namespace as i32,
-                    }
-                    .encode_to_vec(),
-                ),
+                api::enums::v1::ResourceExhaustedCause::BusyWorkflow,
             ),
             ServiceError::WorkflowNotReady(_) => with_details(
                 Code::FailedPrecondition,
