@@ -15,8 +15,13 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.namespace.v1 import UpdateNamespaceInfo
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import (
     DescribeNamespaceRequest,
+    PauseActivityRequest,
+    ResetActivityRequest,
+    UnpauseActivityRequest,
+    UpdateActivityOptionsRequest,
     GetSystemInfoRequest,
     ListWorkflowExecutionsRequest,
     PollActivityTaskQueueRequest,
@@ -163,6 +168,28 @@ async def test_signal_and_terminate_in_a_foreign_namespace_change_nothing(world)
     assert desc.status.name == "RUNNING"
     history = await handle.fetch_history()
     assert [e.event_type for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")] == []
+    await handle.terminate()
+
+
+async def test_activity_operations_in_a_foreign_namespace_are_denied(world):
+    owner = await world.client("client-b", "ns-b")
+    handle = await owner.start_workflow("Waiter", id=f"authz-{uuid.uuid4()}", task_queue="authz-none")
+    execution = WorkflowExecution(workflow_id=handle.id)
+    intruder = (await world.client("client-a", "ns-b")).workflow_service
+    assert await denied(intruder.pause_activity(PauseActivityRequest(namespace="ns-b", execution=execution, id="a")))
+    assert await denied(
+        intruder.unpause_activity(UnpauseActivityRequest(namespace="ns-b", execution=execution, id="a"))
+    )
+    assert await denied(intruder.reset_activity(ResetActivityRequest(namespace="ns-b", execution=execution, id="a")))
+    assert await denied(
+        intruder.update_activity_options(
+            UpdateActivityOptionsRequest(namespace="ns-b", execution=execution, id="a", activity_options={})
+        )
+    )
+    # The owner gets past authorization (and is told there is no such activity).
+    with pytest.raises(RPCError) as err:
+        await owner.workflow_service.pause_activity(PauseActivityRequest(namespace="ns-b", execution=execution, id="a"))
+    assert err.value.status == RPCStatusCode.NOT_FOUND
     await handle.terminate()
 
 

@@ -20,6 +20,14 @@ use crate::transition::BUFFERED_STARTED;
 use crate::{Effect, EngineError, Transition};
 use crate::{Persist, Poller};
 
+/// What a heartbeat's reply tells the worker (RecordActivityTaskHeartbeatResponse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeartbeatReply {
+    pub cancel_requested: bool,
+    pub activity_paused: bool,
+    pub activity_reset: bool,
+}
+
 /// Identifies an activity attempt (carried in its task token). `attempt == 0` matches any
 /// attempt (completion by activity id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +67,7 @@ impl Transition<'_> {
         poller: &Poller,
     ) -> Result<ActivityInfo, EngineError> {
         let a = self.pending_activity(task)?;
-        if a.is_started() || a.attempt_scheduled_time_ms > self.now {
+        if a.is_started() || a.paused || a.attempt_scheduled_time_ms > self.now {
             return Err(not_found());
         }
         let now = self.now;
@@ -76,12 +84,13 @@ impl Transition<'_> {
         Ok(info.clone())
     }
 
-    /// Records a heartbeat; returns whether cancellation was requested.
+    /// Records a heartbeat; returns what the worker is told: whether cancellation was
+    /// requested, the activity is paused, or it was reset.
     pub fn heartbeat_activity(
         &mut self,
         task: ActivityRef,
         details: Option<Payloads>,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<HeartbeatReply, EngineError> {
         let a = self.pending_activity(task)?;
         let now = self.now;
         let info = self
@@ -96,7 +105,11 @@ impl Transition<'_> {
         if details.is_some() {
             info.heartbeat_details = details;
         }
-        Ok(info.cancel_requested)
+        Ok(HeartbeatReply {
+            cancel_requested: info.cancel_requested,
+            activity_paused: info.paused,
+            activity_reset: info.reset_requested,
+        })
     }
 
     /// Writes the buffered-or-appended ActivityTaskStarted for a closing activity and returns
@@ -203,6 +216,9 @@ impl Transition<'_> {
         timeout: Option<TimeoutType>,
         identity: &str,
     ) {
+        if self.paused_attempt_failed(scheduled_event_id, &failure, identity) {
+            return;
+        }
         let Some(a) = self.state.activity(scheduled_event_id).cloned() else {
             return;
         };
@@ -229,6 +245,13 @@ impl Transition<'_> {
                 info.last_worker_identity = identity.to_string();
                 info.started_identity.clear();
                 info.started_request_id.clear();
+                // A ResetActivity that reached the attempt ends with it; the heartbeat reset
+                // it asked for applies to the next one.
+                if info.reset_heartbeats {
+                    info.heartbeat_details = None;
+                }
+                info.reset_requested = false;
+                info.reset_heartbeats = false;
                 // The next attempt is dispatched when its ActivityRetry deadline fires.
             }
             RetryDecision::Stop(retry_state) => {
@@ -273,7 +296,8 @@ impl Transition<'_> {
         let Some(a) = self.state.activity(scheduled_event_id).cloned() else {
             return;
         };
-        if attempt.is_some_and(|n| n != a.attempt) {
+        if attempt.is_some_and(|n| n != a.attempt) || a.paused {
+            self.persist = Persist::Nothing;
             return;
         }
         let now = self.now;

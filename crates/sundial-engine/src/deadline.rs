@@ -92,7 +92,8 @@ impl ExecutionState {
                 );
             }
         }
-        for a in &self.activities {
+        // A paused activity has no deadlines until it is unpaused (as on the reference server).
+        for a in self.activities.iter().filter(|a| !a.paused) {
             let (scheduled_event_id, attempt) = (a.scheduled_event_id, a.attempt);
             if a.is_started() {
                 if a.start_to_close_ms > 0 {
@@ -115,7 +116,9 @@ impl ExecutionState {
                     );
                 }
             } else {
-                if attempt > 1 {
+                // Retries wait for their backoff; a first attempt rescheduled by an operator
+                // (unpause or reset with jitter) for its delay.
+                if attempt > 1 || a.attempt_scheduled_time_ms > a.scheduled_time_ms {
                     push(
                         a.attempt_scheduled_time_ms,
                         DeadlineKind::ActivityRetry {
@@ -198,7 +201,7 @@ impl ExecutionState {
             out.push(crate::Effect::CheckParent);
         }
         for a in &self.activities {
-            if !a.is_started() && a.attempt_scheduled_time_ms <= now {
+            if !a.is_started() && !a.paused && a.attempt_scheduled_time_ms <= now {
                 out.push(crate::Effect::DispatchActivityTask {
                     task_queue: a.task_queue.clone(),
                     scheduled_event_id: a.scheduled_event_id,

@@ -14,6 +14,7 @@ pub use sundial_time as time;
 pub mod transition;
 
 pub mod activity;
+pub mod activity_ops;
 pub mod chain;
 mod children;
 pub mod commands;
@@ -30,10 +31,10 @@ mod tests;
 pub use deadline::{Deadline, DeadlineKind};
 pub use error::EngineError;
 pub use start::{StartParams, new_execution};
-pub use state::{ActivityInfo, ExecutionState, TimerInfo, WorkflowTaskInfo};
+pub use state::{ActivityInfo, ActivityPauseInfo, ExecutionState, TimerInfo, WorkflowTaskInfo};
 pub use transition::{Effect, Inputs, Limits, Persist, Transition};
 
-pub use activity::ActivityRef;
+pub use activity::{ActivityRef, HeartbeatReply};
 pub use chain::{Continuation, NextRun};
 pub use commands::CompletionOutcome;
 pub use signal::Signal;

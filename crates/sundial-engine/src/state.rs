@@ -307,6 +307,35 @@ pub struct ActivityInfo {
     /// Build id of the worker running the current attempt.
     #[prost(string, tag = "24")]
     pub started_build_id: String,
+    /// Paused by an operator (PauseActivity): no attempt is dispatched and no timeout runs
+    /// until it is unpaused; an attempt already running continues (its heartbeats report the
+    /// pause). Set exactly while `pause_info` is.
+    #[prost(bool, tag = "25")]
+    pub paused: bool,
+    #[prost(message, optional, tag = "26")]
+    pub pause_info: Option<ActivityPauseInfo>,
+    /// ResetActivity reached the running attempt: its heartbeats report `activity_reset`
+    /// until the next attempt is scheduled.
+    #[prost(bool, tag = "27")]
+    pub reset_requested: bool,
+    /// ResetActivity asked for the heartbeat details to be dropped when the next attempt is
+    /// scheduled (the running attempt keeps them).
+    #[prost(bool, tag = "28")]
+    pub reset_heartbeats: bool,
+}
+
+/// Who paused an activity, when and why (DescribeWorkflowExecution's `pause_info`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ActivityPauseInfo {
+    #[prost(int64, tag = "1")]
+    pub pause_time_ms: i64,
+    #[prost(string, tag = "2")]
+    pub identity: String,
+    #[prost(string, tag = "3")]
+    pub reason: String,
+    /// The pause request's id: repeating that request is not an error.
+    #[prost(string, tag = "4")]
+    pub request_id: String,
 }
 
 impl ActivityInfo {

@@ -190,6 +190,8 @@ fn app_failure() -> Failure {
 
 use EventType as E;
 
+mod activity_ops;
+
 fn poller() -> crate::Poller {
     crate::Poller {
         identity: "worker".into(),

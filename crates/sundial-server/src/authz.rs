@@ -394,6 +394,19 @@ mod tests {
             classify(method("StartWorkflowExecution")),
             Access::Namespace
         );
+        // Operator actions on activities need a grant on the workflow's namespace.
+        for name in [
+            "PauseActivity",
+            "PauseActivityExecution",
+            "UnpauseActivity",
+            "UnpauseActivityExecution",
+            "ResetActivity",
+            "ResetActivityExecution",
+            "UpdateActivityOptions",
+            "UpdateActivityExecutionOptions",
+        ] {
+            assert_eq!(classify(method(name)), Access::Namespace, "{name}");
+        }
         assert_eq!(
             classify(method("RegisterNamespace")),
             Access::NamespaceAdmin

@@ -225,13 +225,7 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
                 activity_type: Some(ActivityType {
                     name: a.activity_type.clone(),
                 }),
-                state: if a.cancel_requested {
-                    PendingActivityState::CancelRequested
-                } else if a.is_started() {
-                    PendingActivityState::Started
-                } else {
-                    PendingActivityState::Scheduled
-                } as i32,
+                state: activity_state(a) as i32,
                 heartbeat_details: a.heartbeat_details.clone(),
                 last_heartbeat_time: (a.last_heartbeat_time_ms > 0)
                     .then(|| timestamp(a.last_heartbeat_time_ms)),
@@ -247,6 +241,9 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
                 } else {
                     a.started_identity.clone()
                 },
+                paused: a.paused,
+                pause_info: a.pause_info.as_ref().map(pause_info),
+                activity_options: Some(sundial_engine::activity_ops::current_options(a)),
                 ..Default::default()
             })
             .collect(),
@@ -262,6 +259,32 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
             attempt: wt.attempt,
         }),
         ..Default::default()
+    }
+}
+
+/// A pending activity's state as the reference shows it: a paused activity that is not
+/// running is PAUSED, a running one PAUSE_REQUESTED (a cancellation request goes first).
+fn activity_state(a: &sundial_engine::ActivityInfo) -> PendingActivityState {
+    match (a.cancel_requested, a.is_started(), a.paused) {
+        (true, _, _) => PendingActivityState::CancelRequested,
+        (false, true, true) => PendingActivityState::PauseRequested,
+        (false, true, false) => PendingActivityState::Started,
+        (false, false, true) => PendingActivityState::Paused,
+        (false, false, false) => PendingActivityState::Scheduled,
+    }
+}
+
+/// Who paused an activity (always an operator: pause rules are not supported).
+fn pause_info(
+    p: &sundial_engine::ActivityPauseInfo,
+) -> sundial_engine::api::workflow::v1::pending_activity_info::PauseInfo {
+    use sundial_engine::api::workflow::v1::pending_activity_info::{PauseInfo, pause_info};
+    PauseInfo {
+        pause_time: Some(timestamp(p.pause_time_ms)),
+        paused_by: Some(pause_info::PausedBy::Manual(pause_info::Manual {
+            identity: p.identity.clone(),
+            reason: p.reason.clone(),
+        })),
     }
 }
 

@@ -322,7 +322,10 @@ impl Frontend {
                 .history
                 .transition(
                     &handle,
-                    |t| t.start_activity(activity, &poller),
+                    |t| {
+                        t.check_activity_queue(activity.scheduled_event_id, &key.name)?;
+                        t.start_activity(activity, &poller)
+                    },
                     move |entry, _| responses::activity_task(entry, activity.scheduled_event_id),
                 )
                 .await;
@@ -696,14 +699,15 @@ impl WorkflowService for Frontend {
         let token = decode_token(&req.task_token, true)?;
         self.check_blob(req.details.as_ref())?;
         let handle = self.run_by_token(&token)?;
-        let cancel_requested = self
+        let reply = self
             .run_op(handle, |t| {
                 t.heartbeat_activity(activity_ref(&token), req.details.clone())
             })
             .await?;
         Ok(Response::new(RecordActivityTaskHeartbeatResponse {
-            cancel_requested,
-            ..Default::default()
+            cancel_requested: reply.cancel_requested,
+            activity_paused: reply.activity_paused,
+            activity_reset: reply.activity_reset,
         }))
     }
 
@@ -714,15 +718,16 @@ impl WorkflowService for Frontend {
         let req = request.into_inner();
         self.check_blob(req.details.as_ref())?;
         let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
-        let cancel_requested = self
+        let reply = self
             .run_op(handle, |t| {
                 let a = by_id(t, &req.activity_id)?;
                 t.heartbeat_activity(a, req.details.clone())
             })
             .await?;
         Ok(Response::new(RecordActivityTaskHeartbeatByIdResponse {
-            cancel_requested,
-            ..Default::default()
+            cancel_requested: reply.cancel_requested,
+            activity_paused: reply.activity_paused,
+            activity_reset: reply.activity_reset,
         }))
     }
 
@@ -1237,6 +1242,83 @@ impl WorkflowService for Frontend {
     ) -> Reply<CountSchedulesResponse> {
         Ok(Response::new(
             self.count_schedules_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn pause_activity(
+        &self,
+        request: Request<PauseActivityRequest>,
+    ) -> Reply<PauseActivityResponse> {
+        Ok(Response::new(
+            self.pause_activity_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn pause_activity_execution(
+        &self,
+        request: Request<PauseActivityExecutionRequest>,
+    ) -> Reply<PauseActivityExecutionResponse> {
+        Ok(Response::new(
+            self.pause_activity_execution_rpc(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn unpause_activity(
+        &self,
+        request: Request<UnpauseActivityRequest>,
+    ) -> Reply<UnpauseActivityResponse> {
+        Ok(Response::new(
+            self.unpause_activity_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn unpause_activity_execution(
+        &self,
+        request: Request<UnpauseActivityExecutionRequest>,
+    ) -> Reply<UnpauseActivityExecutionResponse> {
+        Ok(Response::new(
+            self.unpause_activity_execution_rpc(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn reset_activity(
+        &self,
+        request: Request<ResetActivityRequest>,
+    ) -> Reply<ResetActivityResponse> {
+        Ok(Response::new(
+            self.reset_activity_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn reset_activity_execution(
+        &self,
+        request: Request<ResetActivityExecutionRequest>,
+    ) -> Reply<ResetActivityExecutionResponse> {
+        Ok(Response::new(
+            self.reset_activity_execution_rpc(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn update_activity_options(
+        &self,
+        request: Request<UpdateActivityOptionsRequest>,
+    ) -> Reply<UpdateActivityOptionsResponse> {
+        Ok(Response::new(
+            self.update_activity_options_rpc(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn update_activity_execution_options(
+        &self,
+        request: Request<UpdateActivityExecutionOptionsRequest>,
+    ) -> Reply<UpdateActivityExecutionOptionsResponse> {
+        Ok(Response::new(
+            self.update_activity_execution_options_rpc(request.into_inner())
+                .await?,
         ))
     }
 
