@@ -715,3 +715,73 @@ async def test_pause_survives_a_hard_restart(external_address, sundial_factory):
             UnpauseActivityRequest(namespace="default", execution=execution(handle), id="a1")
         )
         assert await handle.result() == "attempt 3"
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets other than one id: a type, all pending activities
+
+
+@workflow.defn
+class TwoAsyncActivities:
+    @workflow.run
+    async def run(self) -> list:
+        return list(
+            await asyncio.gather(
+                *(
+                    workflow.execute_activity(
+                        completes_elsewhere,
+                        activity_id=aid,
+                        start_to_close_timeout=timedelta(seconds=60),
+                        retry_policy=RetryPolicy(maximum_attempts=3),
+                    )
+                    for aid in ("x", "y")
+                )
+            )
+        )
+
+
+async def test_pause_by_type_unpause_all_reset_all_restore_options(
+    client: Client, server_address: str, task_queue: str
+):
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[TwoAsyncActivities],
+        activities=[completes_elsewhere],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        handle = await client.start_workflow(
+            TwoAsyncActivities.run, id=unique("wf-actops-all"), task_queue=task_queue
+        )
+        for aid in ("x", "y"):
+            await pending_eventually(handle, aid)
+        ex, ns, svc = execution(handle), client.namespace, client.workflow_service
+        await svc.pause_activity(PauseActivityRequest(namespace=ns, execution=ex, type="completes_elsewhere"))
+        for aid in ("x", "y"):
+            assert (await pending(handle, aid)).paused
+        await svc.update_activity_options(
+            UpdateActivityOptionsRequest(
+                namespace=ns,
+                execution=ex,
+                match_all=True,
+                activity_options={"start_to_close_timeout": {"seconds": 40}},
+                update_mask={"paths": ["start_to_close_timeout"]},
+            )
+        )
+        for aid in ("x", "y"):
+            assert (await pending(handle, aid)).activity_options.start_to_close_timeout.seconds == 40
+        await svc.unpause_activity(UnpauseActivityRequest(namespace=ns, execution=ex, unpause_all=True))
+        for aid in ("x", "y"):
+            assert not (await pending(handle, aid)).paused
+        await svc.reset_activity(
+            ResetActivityRequest(namespace=ns, execution=ex, match_all=True, restore_original_options=True)
+        )
+        for aid in ("x", "y"):
+            a = await pending(handle, aid)
+            assert a.activity_options.start_to_close_timeout.seconds == 60, a
+            assert a.attempt == 1
+        out = cli(server_address, "activity", "update-options", "-w", handle.id, "-a", "x", "--restore-original-options")
+        assert out.returncode == 0, out.stderr
+        for aid in ("x", "y"):
+            await client.get_async_activity_handle(workflow_id=handle.id, run_id=None, activity_id=aid).complete(aid)
+        assert await handle.result() == ["x", "y"]
