@@ -477,6 +477,12 @@ async def test_paused_retry_is_not_dispatched_until_unpaused(client: Client, tas
         assert a.state == PendingActivityState.PENDING_ACTIVITY_STATE_PAUSED, a
         assert a.attempt == 2 and a.paused
         assert a.pause_info.manual.reason == "hold"
+        query = f"WorkflowId = '{handle.id}' AND TemporalPauseInfo = 'property:activityType=fails_twice'"
+
+        async def listed():
+            assert (await client.count_workflows(query)).count == 1
+
+        await eventually(listed)
         await client.workflow_service.unpause_activity(
             UnpauseActivityRequest(
                 namespace=client.namespace, execution=execution(handle), id="a1", reset_attempts=True
@@ -484,6 +490,11 @@ async def test_paused_retry_is_not_dispatched_until_unpaused(client: Client, tas
         )
         # Attempts counted from 1 again: two more failures before the third attempt succeeds.
         assert await handle.result() == "attempt 3"
+
+    async def unlisted():
+        assert (await client.count_workflows(query)).count == 0
+
+    await eventually(unlisted)
 
 
 async def test_updated_start_to_close_applies_to_the_running_attempt(client: Client, task_queue: str):

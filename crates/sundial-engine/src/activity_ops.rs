@@ -26,6 +26,10 @@ pub const ACTIVITY_NOT_FOUND: &str =
 /// The reference server's answer for an action on a closed run.
 pub const WORKFLOW_COMPLETED: &str = "workflow execution already completed";
 
+/// The system search attribute that lists the types of a run's paused activities
+/// (`property:activityType=<type>`), as the reference server keeps it.
+pub const PAUSE_INFO_ATTRIBUTE: &str = "TemporalPauseInfo";
+
 /// Which pending activities an action applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActivityTarget {
@@ -193,6 +197,7 @@ impl Transition<'_> {
                 request_id: request.request_id.clone(),
             });
         }
+        self.refresh_pause_info();
         Ok(())
     }
 
@@ -221,6 +226,7 @@ impl Transition<'_> {
                 self.reschedule(id, at);
             }
         }
+        self.refresh_pause_info();
         Ok(())
     }
 
@@ -266,6 +272,7 @@ impl Transition<'_> {
             let at = self.now + request.jitter.offset_ms(id);
             self.reschedule(id, at);
         }
+        self.refresh_pause_info();
         Ok(())
     }
 
@@ -326,6 +333,41 @@ impl Transition<'_> {
             last = merged;
         }
         Ok(last)
+    }
+
+    /// Sets the TemporalPauseInfo search attribute from the paused activities (removed when
+    /// there are none). Called where an operator action changes whether an activity is paused,
+    /// as the reference updates it.
+    fn refresh_pause_info(&mut self) {
+        let mut entries: Vec<String> = self
+            .state
+            .activities
+            .iter()
+            .filter(|a| a.paused)
+            .map(|a| format!("property:activityType={}", a.activity_type))
+            .collect();
+        entries.sort();
+        entries.dedup();
+        let present = self
+            .state
+            .search_attributes
+            .as_ref()
+            .is_some_and(|s| s.indexed_fields.contains_key(PAUSE_INFO_ATTRIBUTE));
+        if entries.is_empty() {
+            if present && let Some(attrs) = self.state.search_attributes.as_mut() {
+                attrs.indexed_fields.remove(PAUSE_INFO_ATTRIBUTE);
+                if attrs.indexed_fields.is_empty() {
+                    self.state.search_attributes = None;
+                }
+            }
+            return;
+        }
+        let payload = keyword_list(&entries);
+        self.state
+            .search_attributes
+            .get_or_insert_with(Default::default)
+            .indexed_fields
+            .insert(PAUSE_INFO_ATTRIBUTE.to_string(), payload);
     }
 
     /// Schedules the activity's current attempt again for `at`: the previous attempt's
@@ -414,6 +456,37 @@ fn retryable(policy: &RetryPolicy, failure: &Failure) -> bool {
         retry::decide(policy, 0, failure, 0, 0),
         RetryDecision::Retry { .. }
     )
+}
+
+/// A KeywordList search attribute value: a JSON array of strings.
+fn keyword_list(items: &[String]) -> crate::api::common::v1::Payload {
+    let mut json = String::from("[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push('"');
+        for c in item.chars() {
+            match c {
+                '"' => json.push_str("\\\""),
+                '\\' => json.push_str("\\\\"),
+                c if (c as u32) < 0x20 => json.push_str(&format!("\\u{:04x}", c as u32)),
+                c => json.push(c),
+            }
+        }
+        json.push('"');
+    }
+    json.push(']');
+    crate::api::common::v1::Payload {
+        metadata: [
+            ("encoding".to_string(), b"json/plain".to_vec()),
+            ("type".to_string(), b"KeywordList".to_vec()),
+        ]
+        .into_iter()
+        .collect(),
+        data: json.into_bytes(),
+        ..Default::default()
+    }
 }
 
 fn unpause(a: &mut ActivityInfo) {

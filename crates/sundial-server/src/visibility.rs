@@ -20,7 +20,7 @@ pub const MAX_CUSTOM_ATTRIBUTES: usize = 100;
 
 /// System search attributes and their types, as GetSearchAttributes / ListSearchAttributes
 /// report them.
-pub const SYSTEM_ATTRIBUTES: [(&str, IndexedValueType); 17] = [
+pub const SYSTEM_ATTRIBUTES: [(&str, IndexedValueType); 18] = [
     ("WorkflowId", IndexedValueType::Keyword),
     ("RunId", IndexedValueType::Keyword),
     ("WorkflowType", IndexedValueType::Keyword),
@@ -38,15 +38,18 @@ pub const SYSTEM_ATTRIBUTES: [(&str, IndexedValueType); 17] = [
     ("TemporalScheduledStartTime", IndexedValueType::Datetime),
     ("TemporalScheduledById", IndexedValueType::Keyword),
     ("TemporalSchedulePaused", IndexedValueType::Bool),
+    ("TemporalPauseInfo", IndexedValueType::KeywordList),
 ];
 
 /// System attributes kept in the run's attribute document rather than in a column of their
-/// own: set by the server (the scheduler) on the runs it starts.
+/// own: set by the server (the scheduler on the runs it starts, the engine on runs with paused
+/// activities).
 fn document_attribute(name: &str) -> Option<(Column, AttrType)> {
     let ty = match name {
         "TemporalScheduledStartTime" => AttrType::Datetime,
         "TemporalScheduledById" => AttrType::Keyword,
         "TemporalSchedulePaused" => AttrType::Bool,
+        "TemporalPauseInfo" => AttrType::KeywordList,
         _ => return None,
     };
     Some((Column::Custom(name.to_string()), ty))

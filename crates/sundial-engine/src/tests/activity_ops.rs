@@ -79,6 +79,11 @@ fn a_paused_running_attempt_continues_reports_the_pause_and_waits_to_be_retried(
         run.state.deadlines().is_empty(),
         "a paused activity has no deadlines"
     );
+    let attrs = &run.state.search_attributes.as_ref().unwrap().indexed_fields;
+    assert_eq!(
+        attrs[crate::activity_ops::PAUSE_INFO_ATTRIBUTE].data,
+        br#"["property:activityType=act"]"#.to_vec()
+    );
     let (reply, _, _) = run.step(|t| t.heartbeat_activity(attempt(1), None));
     let reply = reply.unwrap();
     assert!(reply.activity_paused && !reply.activity_reset && !reply.cancel_requested);
@@ -95,6 +100,10 @@ fn a_paused_running_attempt_continues_reports_the_pause_and_waits_to_be_retried(
     let (r, effects, _) = run.step(|t| t.unpause_activities(&target(), &UnpauseRequest::default()));
     r.unwrap();
     assert_eq!(dispatches(&effects), vec![2]);
+    assert!(
+        run.state.search_attributes.is_none(),
+        "nothing paused, no pause info"
+    );
     run.step(|t| t.start_activity(attempt(2), &poller()))
         .0
         .unwrap();
