@@ -15,6 +15,7 @@ pub mod transition;
 
 pub mod activity;
 pub mod activity_ops;
+pub mod activity_options;
 pub mod chain;
 mod children;
 pub mod commands;

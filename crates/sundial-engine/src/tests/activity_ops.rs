@@ -4,9 +4,8 @@
 
 use super::*;
 use crate::EngineError;
-use crate::activity_ops::{
-    ActivityTarget, Jitter, PauseRequest, ResetRequest, UnpauseRequest, UpdateOptionsRequest,
-};
+use crate::activity_ops::{ActivityTarget, Jitter, PauseRequest, ResetRequest, UnpauseRequest};
+use crate::activity_options::UpdateOptionsRequest;
 use crate::api::activity::v1::ActivityOptions;
 use prost::Message;
 

@@ -2,15 +2,15 @@
 //! ResetActivity, UpdateActivityOptions and their `...Execution` forms (what the `temporal
 //! activity pause|unpause|reset|update-options` commands call). Each validates its request,
 //! resolves the run and runs one transition; the rules are the engine's
-//! (`sundial_engine::activity_ops`). Standalone activities (no workflow id) are not supported.
+//! (`sundial_engine::activity_ops`, `activity_options`). Standalone activities (no workflow id) are not supported.
 
 use super::workflow_service::Frontend;
 use crate::error::ServiceError;
 use crate::run::RunEntry;
 use sundial_engine::activity_ops::{
-    ActivityTarget, Jitter, PauseRequest, ResetRequest, SUPPORTED_PATHS, UnpauseRequest,
-    UpdateOptionsRequest, camel_path,
+    ActivityTarget, Jitter, PauseRequest, ResetRequest, UnpauseRequest,
 };
+use sundial_engine::activity_options::{SUPPORTED_PATHS, UpdateOptionsRequest, camel_path};
 use sundial_engine::api::{
     activity::v1::ActivityOptions,
     common::v1::WorkflowExecution,

@@ -243,7 +243,7 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
                 },
                 paused: a.paused,
                 pause_info: a.pause_info.as_ref().map(pause_info),
-                activity_options: Some(sundial_engine::activity_ops::current_options(a)),
+                activity_options: Some(sundial_engine::activity_options::current_options(a)),
                 ..Default::default()
             })
             .collect(),
