@@ -223,11 +223,7 @@ impl Transition<'_> {
             return;
         };
         let policy = a.retry_policy.clone().unwrap_or_default();
-        let expiration = if a.schedule_to_close_ms > 0 {
-            a.scheduled_time_ms + a.schedule_to_close_ms
-        } else {
-            0
-        };
+        let expiration = a.retry_expiration_ms();
         let decision = if a.cancel_requested {
             RetryDecision::Stop(RetryState::CancelRequested)
         } else {
@@ -239,6 +235,7 @@ impl Transition<'_> {
                 let info = self.state.activity_mut(scheduled_event_id).expect("exists");
                 info.attempt += 1;
                 info.attempt_scheduled_time_ms = ready_at;
+                info.last_attempt_complete_time_ms = self.now;
                 info.started_time_ms = 0;
                 info.last_heartbeat_time_ms = 0;
                 info.last_failure = Some(without_heartbeat_details(failure));

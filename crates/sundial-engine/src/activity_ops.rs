@@ -300,6 +300,7 @@ impl Transition<'_> {
         failure: &Failure,
         identity: &str,
     ) -> bool {
+        let now = self.now;
         let Some(a) = self.state.activity(scheduled_event_id) else {
             return false;
         };
@@ -314,6 +315,7 @@ impl Transition<'_> {
             return false;
         };
         a.attempt += 1;
+        a.last_attempt_complete_time_ms = now;
         a.started_time_ms = 0;
         a.last_failure = Some(failure.clone());
         a.last_worker_identity = identity.to_string();

@@ -314,6 +314,12 @@ pub(crate) fn normalize_options(
 /// Puts normalized options on the activity. The non-retryable error types are the
 /// activity's own (ActivityOptions does not carry them).
 pub(crate) fn apply_options(a: &mut ActivityInfo, o: &ActivityOptions) {
+    if a.fixed_retry_expiration_ms == 0 {
+        a.fixed_retry_expiration_ms = match a.retry_expiration_ms() {
+            0 => -1,
+            at => at,
+        };
+    }
     a.task_queue = o
         .task_queue
         .as_ref()

@@ -322,6 +322,16 @@ pub struct ActivityInfo {
     /// scheduled (the running attempt keeps them).
     #[prost(bool, tag = "28")]
     pub reset_heartbeats: bool,
+    /// The retry deadline fixed when the activity was scheduled, recorded once its options
+    /// change (UpdateActivityOptions, ResetActivity restoring them): 0 while it is still
+    /// `scheduled_time_ms + schedule_to_close_ms`, -1 for none. The reference keeps the
+    /// original deadline for retries and DescribeWorkflowExecution's `expiration_time`; the
+    /// schedule-to-close timeout itself follows the new options.
+    #[prost(int64, tag = "29")]
+    pub fixed_retry_expiration_ms: i64,
+    /// When the last attempt that was retried ended (0: none yet).
+    #[prost(int64, tag = "30")]
+    pub last_attempt_complete_time_ms: i64,
 }
 
 /// Who paused an activity, when and why (DescribeWorkflowExecution's `pause_info`).
@@ -341,6 +351,17 @@ pub struct ActivityPauseInfo {
 impl ActivityInfo {
     pub fn is_started(&self) -> bool {
         self.started_time_ms != 0
+    }
+
+    /// The absolute deadline past which the activity is not retried (0: none).
+    pub fn retry_expiration_ms(&self) -> i64 {
+        match self.fixed_retry_expiration_ms {
+            0 if self.schedule_to_close_ms > 0 => {
+                self.scheduled_time_ms + self.schedule_to_close_ms
+            }
+            0 | -1 => 0,
+            fixed => fixed,
+        }
     }
 }
 

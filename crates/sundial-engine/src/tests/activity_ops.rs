@@ -93,6 +93,7 @@ fn a_paused_running_attempt_continues_reports_the_pause_and_waits_to_be_retried(
     assert!(dispatches(&effects).is_empty());
     let a = run.state.activity(ID).unwrap();
     assert_eq!((a.attempt, a.is_started(), a.paused), (2, false, true));
+    assert_eq!(a.last_attempt_complete_time_ms, run.now);
     assert_eq!(run.history.len(), events);
     assert!(run.state.ready_tasks(run.now + 1_000_000).is_empty());
     // Unpausing dispatches it at once.
@@ -369,4 +370,28 @@ fn pause_state_survives_encoding() {
     let a = decoded.activity(ID).unwrap();
     assert!(a.paused);
     assert_eq!(a.pause_info.as_ref().unwrap().reason, "why");
+}
+
+#[test]
+fn a_new_schedule_to_close_times_the_activity_out_but_keeps_the_original_retry_deadline() {
+    let mut run = running(one_attempt());
+    assert_eq!(run.state.activity(ID).unwrap().retry_expiration_ms(), 0);
+    let request = UpdateOptionsRequest {
+        options: Some(ActivityOptions {
+            schedule_to_close_timeout: Some(time::duration(10_000)),
+            ..Default::default()
+        }),
+        paths: vec!["schedule_to_close_timeout".into()],
+        restore_original: false,
+    };
+    run.step(|t| t.update_activity_options(&target(), &request, &no_options))
+        .0
+        .unwrap();
+    let a = run.state.activity(ID).unwrap().clone();
+    assert_eq!(a.retry_expiration_ms(), 0, "none when scheduled, none now");
+    assert!(run.state.deadlines().iter().any(|d| d.kind
+        == DeadlineKind::ActivityScheduleToClose {
+            scheduled_event_id: ID
+        }
+        && d.at_ms == a.scheduled_time_ms + 10_000));
 }

@@ -233,14 +233,16 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
                 attempt: a.attempt,
                 maximum_attempts: a.retry_policy.as_ref().map_or(0, |p| p.maximum_attempts),
                 scheduled_time: Some(timestamp(a.attempt_scheduled_time_ms)),
-                expiration_time: (a.schedule_to_close_ms > 0)
-                    .then(|| timestamp(a.scheduled_time_ms + a.schedule_to_close_ms)),
+                expiration_time: (a.retry_expiration_ms() > 0)
+                    .then(|| timestamp(a.retry_expiration_ms())),
                 last_failure: a.last_failure.clone(),
                 last_worker_identity: if a.started_identity.is_empty() {
                     a.last_worker_identity.clone()
                 } else {
                     a.started_identity.clone()
                 },
+                last_attempt_complete_time: (a.last_attempt_complete_time_ms > 0)
+                    .then(|| timestamp(a.last_attempt_complete_time_ms)),
                 paused: a.paused,
                 pause_info: a.pause_info.as_ref().map(pause_info),
                 activity_options: Some(sundial_engine::activity_options::current_options(a)),
