@@ -294,7 +294,11 @@ impl History {
             }
             return Ok(handle);
         }
-        let Some(row) = self.store.load_execution(namespace, workflow_id, run_id).await? else {
+        let Some(row) = self
+            .store
+            .load_execution(namespace, workflow_id, run_id)
+            .await?
+        else {
             return Err(Self::not_found(workflow_id, run_id));
         };
         let state = decode_state(&row)?;
@@ -767,8 +771,9 @@ impl History {
                 .await?;
                 let eager_task = match req.request_eager_execution {
                     true => {
-                        let created =
-                            self.handle(&req.namespace, &req.workflow_id, Some(&run_id)).await?;
+                        let created = self
+                            .handle(&req.namespace, &req.workflow_id, Some(&run_id))
+                            .await?;
                         self.read(&created, crate::frontend::responses::workflow_task)
                             .await??
                     }
@@ -1050,8 +1055,11 @@ mod tests {
 
     async fn history_over(store: Arc<dyn Store>) -> Arc<History> {
         let (timers, _fired) = Timers::start(now_ms);
-        let visibility =
-            Arc::new(crate::visibility::SearchAttributes::load(store.clone()).await.unwrap());
+        let visibility = Arc::new(
+            crate::visibility::SearchAttributes::load(store.clone())
+                .await
+                .unwrap(),
+        );
         History::new(
             store,
             Matching::new(),
@@ -1105,7 +1113,8 @@ mod tests {
             .await
             .unwrap();
         let handle = history
-            .handle("default", "wf", Some(&started.run_id)).await
+            .handle("default", "wf", Some(&started.run_id))
+            .await
             .unwrap();
         (faulty, history, handle)
     }

@@ -121,7 +121,8 @@ pub async fn serve(
             .await
             .with_context(|| format!("registering namespace {}", ns.name))?;
     }
-    let search_attributes = Arc::new(visibility::SearchAttributes::load(config.store.clone()).await?);
+    let search_attributes =
+        Arc::new(visibility::SearchAttributes::load(config.store.clone()).await?);
     if !config.search_attributes.is_empty() {
         let wanted: std::collections::HashMap<String, i32> =
             config.search_attributes.iter().cloned().collect();

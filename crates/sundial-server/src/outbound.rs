@@ -294,7 +294,9 @@ async fn deliver_child_close(
     child_run_id: &str,
     close: &HistoryEvent,
 ) -> Result<(), ServiceError> {
-    let handle = match history.handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id)).await
+    let handle = match history
+        .handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id))
+        .await
     {
         Ok(handle) => handle,
         Err(ServiceError::NotFound(_)) => return Ok(()),
@@ -478,7 +480,10 @@ async fn check_child(
         .await?;
     let Some(child) = found else { return Ok(()) };
     let command = child.command.unwrap_or_default();
-    let handle = match history.handle(&command.namespace, &command.workflow_id, None).await {
+    let handle = match history
+        .handle(&command.namespace, &command.workflow_id, None)
+        .await
+    {
         Ok(handle) => handle,
         Err(ServiceError::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e),
@@ -491,7 +496,9 @@ async fn check_parent(history: &History, child: &Arc<RunHandle>) -> Result<(), S
     let Some(parent) = history.read(child, |e| e.state.parent.clone()).await? else {
         return Ok(());
     };
-    let handle = match history.handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id)).await
+    let handle = match history
+        .handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id))
+        .await
     {
         Ok(handle) => handle,
         Err(ServiceError::NotFound(_)) => return Ok(()),

@@ -31,7 +31,11 @@ pub async fn sweep(history: &Arc<History>, namespaces: &Namespaces, now_ms: i64)
             continue;
         };
         let cutoff = now_ms.saturating_sub(retention_ms(&ns));
-        let due = match history.store().closed_runs_before(&name, cutoff, BATCH).await {
+        let due = match history
+            .store()
+            .closed_runs_before(&name, cutoff, BATCH)
+            .await
+        {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(namespace = %name, error = %e, "retention scan failed");

@@ -426,7 +426,11 @@ impl Scheduler {
         execution: &WorkflowExecution,
         op: impl FnOnce(&mut sundial_engine::Transition<'_>) -> Result<(), sundial_engine::EngineError>,
     ) {
-        let Ok(run) = self.history.handle(namespace, &execution.workflow_id, None).await else {
+        let Ok(run) = self
+            .history
+            .handle(namespace, &execution.workflow_id, None)
+            .await
+        else {
             return;
         };
         if let Err(e) = self.history.transition(&run, op, |_, ()| ()).await {

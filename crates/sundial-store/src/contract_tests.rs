@@ -45,8 +45,9 @@ pub(crate) fn only(row: ExecutionRow) -> WriteBatch {
     }
 }
 
-
-pub(crate) async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_state(store: &dyn Store) {
+pub(crate) async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_state(
+    store: &dyn Store,
+) {
     let first = ExecutionRow {
         state: vec![10],
         ..row("r1", 1)
@@ -71,11 +72,12 @@ pub(crate) async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_st
     for batch in [exec(first), exec(second), exec(third)] {
         store.commit(batch).await.unwrap().unwrap();
     }
-    let latest = store.load_execution("default", "wf", Some("r1"))
-        .await.unwrap();
+    let latest = store
+        .load_execution("default", "wf", Some("r1"))
+        .await
+        .unwrap();
     assert_eq!(latest.map(|r| (r.status, r.state)), Some((2, vec![12])));
-    assert!(store.load_running_executions()
-        .await.unwrap().is_empty());
+    assert!(store.load_running_executions().await.unwrap().is_empty());
     let all = VisibilityQuery::default();
     assert_eq!(
         store
@@ -86,14 +88,13 @@ pub(crate) async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_st
         vec![vec![12]]
     );
     assert_eq!(
-        store.closed_runs_before("default", 10, 10)
-        .await.unwrap(),
+        store.closed_runs_before("default", 10, 10).await.unwrap(),
         vec![("wf".to_string(), "r1".to_string())]
     );
     assert!(
         store
             .closed_runs_before("default", 9, 10)
-        .await
+            .await
             .unwrap()
             .is_empty()
     );
@@ -124,14 +125,15 @@ pub(crate) async fn schedules_are_written_replaced_and_deleted(store: &dyn Store
         .unwrap()
         .unwrap();
     store.commit(put("b", None)).await.unwrap().unwrap();
-    let rows = store.load_schedules()
-        .await.unwrap();
+    let rows = store.load_schedules().await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].schedule_id, "a");
     assert_eq!(rows[0].data, Some(vec![3]));
 }
 
-pub(crate) async fn a_write_expecting_another_version_is_refused_and_fails_alone(store: &dyn Store) {
+pub(crate) async fn a_write_expecting_another_version_is_refused_and_fails_alone(
+    store: &dyn Store,
+) {
     let first = row("r1", 1);
     store.commit(only(first.clone())).await.unwrap().unwrap();
     let second = next(&first, 1, 7);
@@ -157,8 +159,10 @@ pub(crate) async fn a_write_expecting_another_version_is_refused_and_fails_alone
         "{results:?}"
     );
     assert!(results[1].is_ok() && results[2].is_ok(), "{results:?}");
-    let stored = store.load_execution("default", "wf", Some("r1"))
-        .await.unwrap();
+    let stored = store
+        .load_execution("default", "wf", Some("r1"))
+        .await
+        .unwrap();
     assert_eq!(stored.map(|r| (r.version, r.state)), Some((3, vec![9])));
     assert!(store.healthy());
 }
@@ -177,8 +181,7 @@ pub(crate) async fn a_workflow_id_has_at_most_one_running_run(store: &dyn Store)
         ..Default::default()
     };
     store.commit(closes).await.unwrap().unwrap();
-    let running = store.load_running_executions()
-        .await.unwrap();
+    let running = store.load_running_executions().await.unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].run_id, "r2");
 }
@@ -221,10 +224,20 @@ pub(crate) async fn commits_are_readable_and_a_bad_batch_is_rolled_back(store: &
         store.load_search_attributes().await.unwrap(),
         vec![("default".to_string(), "Color".to_string(), 2)]
     );
-    assert_eq!(store.load_running_executions().await.unwrap(), vec![row("r1", 1)]);
-    let latest = store.load_execution("default", "wf", None).await.unwrap().unwrap();
+    assert_eq!(
+        store.load_running_executions().await.unwrap(),
+        vec![row("r1", 1)]
+    );
+    let latest = store
+        .load_execution("default", "wf", None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(latest.run_id, "r2");
-    assert_eq!(store.load_events("r1", 1).await.unwrap(), vec![vec![7], vec![8]]);
+    assert_eq!(
+        store.load_events("r1", 1).await.unwrap(),
+        vec![vec![7], vec![8]]
+    );
     assert_eq!(store.load_events("r1", 2).await.unwrap(), vec![vec![8]]);
     let bad = WriteBatch {
         executions: vec![ExecutionRow {
@@ -460,7 +473,10 @@ impl FreshPostgres {
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             format!("CREATE DATABASE {name}"),
         ] {
-            admin.batch_execute(&sql).await.expect("creating a test database");
+            admin
+                .batch_execute(&sql)
+                .await
+                .expect("creating a test database");
         }
         let url = match base.rsplit_once('/') {
             Some((server, _)) => format!("{server}/{name}"),
@@ -478,7 +494,10 @@ impl FreshPostgres {
     async fn drop_database(self) {
         let _ = self
             .admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .await;
     }
 }
@@ -532,7 +551,9 @@ async fn postgres_refuses_a_second_writer_and_a_newer_schema() {
         .err()
         .map(|e| e.to_string());
     assert!(
-        second.as_deref().is_some_and(|m| m.contains("in use by another Sundial server")),
+        second
+            .as_deref()
+            .is_some_and(|m| m.contains("in use by another Sundial server")),
         "{second:?}"
     );
     drop(first);
@@ -552,7 +573,9 @@ async fn postgres_refuses_a_second_writer_and_a_newer_schema() {
         .err()
         .map(|e| e.to_string());
     assert!(
-        refused.as_deref().is_some_and(|m| m.contains("newer than this Sundial supports")),
+        refused
+            .as_deref()
+            .is_some_and(|m| m.contains("newer than this Sundial supports")),
         "{refused:?}"
     );
     drop(client);
@@ -569,7 +592,9 @@ async fn postgres_unreachable_fails_naming_the_server() {
         .err()
         .map(|e| e.to_string());
     assert!(
-        error.as_deref().is_some_and(|m| m.contains("127.0.0.1:1/nothing")),
+        error
+            .as_deref()
+            .is_some_and(|m| m.contains("127.0.0.1:1/nothing")),
         "{error:?}"
     );
 }

@@ -13,10 +13,10 @@ pub mod list_query;
 mod page_token;
 mod postgres;
 mod postgres_query;
-pub(crate) mod query_sql;
 pub mod predicate;
 #[cfg(test)]
 mod predicate_tests;
+pub(crate) mod query_sql;
 mod sqlite;
 pub mod sqlite_query;
 pub mod testing;
@@ -270,8 +270,11 @@ pub trait Store: Send + Sync + 'static {
         run_id: Option<&str>,
     ) -> Result<Option<ExecutionRow>, StoreError>;
     /// The run's events with ids `>= from_event_id`, in order.
-    async fn load_events(&self, run_id: &str, from_event_id: i64)
-    -> Result<Vec<Vec<u8>>, StoreError>;
+    async fn load_events(
+        &self,
+        run_id: &str,
+        from_event_id: i64,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Every schedule's record.
     async fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError>;
     /// Every registered custom search attribute: (namespace, name, type).

@@ -9,8 +9,8 @@
 //! ([`StoreError::Failed`]). While the database cannot be reached, commits and reads fail with
 //! [`StoreError::Unavailable`], health is false, and the writer reconnects every second.
 
-use crate::query_sql;
 use crate::postgres_query::Postgres;
+use crate::query_sql;
 use crate::sqlite::page_of;
 use crate::{
     CommitObserver, CommitReceipt, Durability, ExecutionRow, NamespaceRow, PageKey, Predicate,
@@ -653,12 +653,12 @@ async fn write_group<'a>(
                 }
                 Err(e) if is_connection_error(&e) => return Err(connection(e)),
                 Err(e) => {
-                    let error = if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-                    {
-                        StoreError::Conflict(error_text(&e))
-                    } else {
-                        StoreError::Backend(error_text(&e))
-                    };
+                    let error =
+                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                            StoreError::Conflict(error_text(&e))
+                        } else {
+                            StoreError::Backend(error_text(&e))
+                        };
                     // Statements after the first failure fail as "transaction aborted".
                     if failure.is_none() {
                         failure = Some(error);
@@ -702,7 +702,9 @@ async fn run_batch<'a>(
     }
     let mut ops: Vec<BoxFuture<'a, Outcome>> = Vec::new();
     let mut conditional = std::collections::HashMap::new();
-    ops.push(Box::pin(async move { c.batch_execute(prefix).await.map(|_| 1) }));
+    ops.push(Box::pin(
+        async move { c.batch_execute(prefix).await.map(|_| 1) },
+    ));
     for sc in &batch.schedules {
         ops.push(match &sc.data {
             Some(data) => op!(&w.put_schedule, [&sc.namespace, &sc.schedule_id, data]),
@@ -710,7 +712,9 @@ async fn run_batch<'a>(
         });
     }
     for v in &batch.visibility {
-        ops.push(op!(&w.put_visibility, [
+        ops.push(op!(
+            &w.put_visibility,
+            [
                 &v.run_id,
                 &v.namespace,
                 &v.workflow_id,
@@ -728,7 +732,8 @@ async fn run_batch<'a>(
                 &v.root_run_id,
                 &v.search_attributes_json,
                 &v.info,
-            ],));
+            ],
+        ));
     }
     for a in &batch.search_attributes {
         ops.push(match &a.value_type {
@@ -746,7 +751,9 @@ async fn run_batch<'a>(
     }
     for e in &batch.executions {
         match &e.previous {
-            None => ops.push(op!(&w.create_execution, [
+            None => ops.push(op!(
+                &w.create_execution,
+                [
                     &e.run_id,
                     &e.namespace,
                     &e.workflow_id,
@@ -754,20 +761,26 @@ async fn run_batch<'a>(
                     &e.next_event_id,
                     &e.version,
                     &e.state,
-                ],)),
+                ],
+            )),
             Some(previous) => {
                 conditional.insert(ops.len(), e);
                 ops.push(if previous.status == e.status {
-                    op!(&w.replace_state, [
+                    op!(
+                        &w.replace_state,
+                        [
                             &e.run_id,
                             &e.next_event_id,
                             &e.version,
                             &e.state,
                             &previous.version,
                             &previous.next_event_id,
-                        ],)
+                        ],
+                    )
                 } else {
-                    op!(&w.replace_with_status, [
+                    op!(
+                        &w.replace_with_status,
+                        [
                             &e.run_id,
                             &e.next_event_id,
                             &e.version,
@@ -775,7 +788,8 @@ async fn run_batch<'a>(
                             &previous.version,
                             &previous.next_event_id,
                             &e.status,
-                        ],)
+                        ],
+                    )
                 });
             }
         }
@@ -855,7 +869,8 @@ impl Store for PostgresStore {
     }
 
     async fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
-        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 1 ORDER BY seq");
+        let sql =
+            format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 1 ORDER BY seq");
         let rows = self.query(&sql, &[]).await?;
         Ok(rows.iter().map(execution_from_row).collect())
     }
@@ -872,7 +887,8 @@ impl Store for PostgresStore {
                     "SELECT {EXECUTION_COLUMNS} FROM executions
                      WHERE run_id = $1 AND namespace = $2 AND workflow_id = $3"
                 );
-                self.query(&sql, &[&run_id, &namespace, &workflow_id]).await?
+                self.query(&sql, &[&run_id, &namespace, &workflow_id])
+                    .await?
             }
             None => {
                 let sql = format!(
@@ -923,7 +939,10 @@ impl Store for PostgresStore {
                 &[],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     async fn list_visibility(

@@ -201,7 +201,11 @@ async fn commit_rows(store: &dyn Store, rows: &[Row]) {
             .collect(),
         ..Default::default()
     };
-    store.commit(batch).await.expect("writer").expect("committed");
+    store
+        .commit(batch)
+        .await
+        .expect("writer")
+        .expect("committed");
 }
 
 /// The run ids `store` lists for `query` (the info of each test row is its run id).

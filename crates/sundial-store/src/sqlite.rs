@@ -595,7 +595,10 @@ struct Readers {
 
 impl Readers {
     /// Runs `read` on a free connection (or waits for the next in turn).
-    fn with<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+    fn with<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let count = self.connections.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
         for i in 0..count {
@@ -637,7 +640,8 @@ impl Store for SqliteStore {
 
     async fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT name, data FROM namespaces ORDER BY name")?;
+            let mut stmt =
+                conn.prepare_cached("SELECT name, data FROM namespaces ORDER BY name")?;
             let rows = stmt.query_map([], |r| {
                 Ok(NamespaceRow {
                     name: r.get(0)?,
@@ -931,18 +935,18 @@ mod tests {
             store.commit(second).await.unwrap().unwrap();
         }
         let store = SqliteStore::open(Some(&path)).unwrap();
-        assert_eq!(store.load_namespaces()
-            .await.unwrap().len(), 1);
-        assert_eq!(store.load_running_executions()
-            .await.unwrap(), vec![row("r1", 1)]);
+        assert_eq!(store.load_namespaces().await.unwrap().len(), 1);
+        assert_eq!(
+            store.load_running_executions().await.unwrap(),
+            vec![row("r1", 1)]
+        );
         let latest = store
             .load_execution("default", "wf", None)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(latest.run_id, "r2");
-        assert_eq!(store.load_events("r1", 1)
-            .await.unwrap(), vec![vec![7]]);
+        assert_eq!(store.load_events("r1", 1).await.unwrap(), vec![vec![7]]);
         // A duplicate event id is refused and the whole batch is rolled back.
         let bad = WriteBatch {
             executions: vec![ExecutionRow {
@@ -963,7 +967,7 @@ mod tests {
         assert!(
             store
                 .load_execution("default", "other", Some("r3"))
-            .await
+                .await
                 .unwrap()
                 .is_none()
         );
@@ -988,7 +992,7 @@ mod tests {
             let store = SqliteStore::open(Some(&path)).unwrap();
             let old = store
                 .load_execution("default", "wf", None)
-            .await
+                .await
                 .unwrap()
                 .unwrap();
             assert_eq!((old.run_id.as_str(), old.version), ("old", 0));
@@ -1006,7 +1010,7 @@ mod tests {
             store.commit(only(update)).await.unwrap().unwrap();
             let now = store
                 .load_execution("default", "wf", None)
-            .await
+                .await
                 .unwrap()
                 .unwrap();
             assert_eq!((now.version, now.next_event_id), (4, 5));

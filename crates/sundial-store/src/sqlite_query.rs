@@ -116,7 +116,10 @@ mod tests {
                 SqlValue::Text("b".into())
             ]
         );
-        let (sql, _) = build("WorkflowId STARTS_WITH 'x-' AND CustomIntField > 3", &resolve);
+        let (sql, _) = build(
+            "WorkflowId STARTS_WITH 'x-' AND CustomIntField > 3",
+            &resolve,
+        );
         assert_eq!(
             sql,
             "(substr(workflow_id, 1, length(?2)) = ?2 AND json_extract(search_attributes, '$.\"CustomIntField\"') > ?3)"
@@ -153,8 +156,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_names_and_type_mismatches() {
-        let resolved =
-            |q: &str| predicate::resolve_query(&parse(q).unwrap(), &resolve).map(|_| ());
+        let resolved = |q: &str| predicate::resolve_query(&parse(q).unwrap(), &resolve).map(|_| ());
         assert!(resolved("Nope = 1").unwrap_err().contains("Nope"));
         assert!(resolved("CustomIntField = 'abc'").is_err());
         assert!(resolved("StartTime > 'yesterday'").is_err());

@@ -116,7 +116,9 @@ impl Store for FaultyStore {
         workflow_id: &str,
         run_id: Option<&str>,
     ) -> Result<Option<ExecutionRow>, StoreError> {
-        self.inner.load_execution(namespace, workflow_id, run_id).await
+        self.inner
+            .load_execution(namespace, workflow_id, run_id)
+            .await
     }
 
     async fn load_events(
@@ -153,7 +155,9 @@ impl Store for FaultyStore {
         filter: Option<&Predicate>,
         by_status: bool,
     ) -> Result<Vec<(i32, i64)>, StoreError> {
-        self.inner.count_visibility(namespace, filter, by_status).await
+        self.inner
+            .count_visibility(namespace, filter, by_status)
+            .await
     }
 
     async fn closed_runs_before(
@@ -203,9 +207,14 @@ impl TestDatabase {
         let server = base
             .rsplit_once('/')
             .map(|(s, _)| s.to_string())
-            .ok_or_else(|| format!("SUNDIAL_TEST_POSTGRES must be a postgres:// URL, not {base}"))?;
+            .ok_or_else(|| {
+                format!("SUNDIAL_TEST_POSTGRES must be a postgres:// URL, not {base}")
+            })?;
         // One statement per call: DROP/CREATE DATABASE refuse to run in a transaction.
-        run_admin(&base, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+        run_admin(
+            &base,
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )?;
         run_admin(&base, format!("CREATE DATABASE {name}"))?;
         Ok(TestDatabase {
             url: format!("{server}/{name}"),

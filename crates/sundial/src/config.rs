@@ -104,7 +104,9 @@ impl Storage {
     /// Which store the section names.
     pub fn choice(&self) -> anyhow::Result<crate::cli::StoreChoice> {
         match (&self.path, &self.url) {
-            (Some(_), Some(_)) => bail!("[storage] sets both path (SQLite) and url (PostgreSQL); choose one"),
+            (Some(_), Some(_)) => {
+                bail!("[storage] sets both path (SQLite) and url (PostgreSQL); choose one")
+            }
             (_, Some(url)) => {
                 let mut options = sundial_store::PostgresOptions::new(url.clone());
                 if let Some(size) = self.pool_size {
@@ -114,15 +116,20 @@ impl Storage {
                     options.pool_size = size;
                 }
                 if let Some(timeout) = &self.connect_timeout {
-                    options.connect_timeout = parse_duration(timeout)
-                        .context("[storage] connect_timeout")?;
+                    options.connect_timeout =
+                        parse_duration(timeout).context("[storage] connect_timeout")?;
                 }
                 options.ca_file = self.ca_file.clone();
                 Ok(crate::cli::StoreChoice::Postgres(options))
             }
             (path, None) => {
-                if self.pool_size.is_some() || self.connect_timeout.is_some() || self.ca_file.is_some() {
-                    bail!("[storage] pool_size, connect_timeout and ca_file apply to PostgreSQL (url) only");
+                if self.pool_size.is_some()
+                    || self.connect_timeout.is_some()
+                    || self.ca_file.is_some()
+                {
+                    bail!(
+                        "[storage] pool_size, connect_timeout and ca_file apply to PostgreSQL (url) only"
+                    );
                 }
                 Ok(crate::cli::StoreChoice::Sqlite(path.clone()))
             }

@@ -391,7 +391,9 @@ impl Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         self.history.delete_run(&handle).await
     }
 
@@ -403,7 +405,9 @@ impl Frontend {
             workflow_id,
             run_id,
         } = req.execution.unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         let page = page_limit(req.maximum_page_size);
         let offset = parse_offset(&req.next_page_token)?;
         let (events, more) = self

@@ -181,7 +181,8 @@ impl Frontend {
     async fn run_by_token(&self, token: &TaskToken) -> Result<Arc<RunHandle>, ServiceError> {
         self.namespaces.check(&token.namespace)?;
         self.history
-            .handle(&token.namespace, &token.workflow_id, Some(&token.run_id)).await
+            .handle(&token.namespace, &token.workflow_id, Some(&token.run_id))
+            .await
     }
 
     pub(super) async fn run_by_id(
@@ -196,7 +197,9 @@ impl Frontend {
                 "WorkflowId is not set on request.".into(),
             ));
         }
-        self.history.handle(namespace, workflow_id, Some(run_id)).await
+        self.history
+            .handle(namespace, workflow_id, Some(run_id))
+            .await
     }
 
     /// Runs one transition on a run and returns the operation's result as the reply.
@@ -453,7 +456,8 @@ impl Frontend {
             .unwrap_or(execution.run_id.clone());
         let handle = self
             .history
-            .handle(&req.namespace, &execution.workflow_id, Some(&run_id)).await?;
+            .handle(&req.namespace, &execution.workflow_id, Some(&run_id))
+            .await?;
         let from = page_token.as_ref().map_or(1, |t| t.next_event_id);
         let close_only = req.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32;
         let page_size = match req.maximum_page_size {
@@ -713,7 +717,9 @@ impl WorkflowService for Frontend {
     ) -> Reply<RecordActivityTaskHeartbeatByIdResponse> {
         let req = request.into_inner();
         self.check_blob(req.details.as_ref())?;
-        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
+            .await?;
         let cancel_requested = self
             .run_op(handle, |t| {
                 let a = by_id(t, &req.activity_id)?;
@@ -747,7 +753,9 @@ impl WorkflowService for Frontend {
     ) -> Reply<RespondActivityTaskCompletedByIdResponse> {
         let req = request.into_inner();
         self.check_blob(req.result.as_ref())?;
-        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
+            .await?;
         self.run_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
             t.complete_activity(a, req.result.clone(), &req.identity)
@@ -783,7 +791,9 @@ impl WorkflowService for Frontend {
         request: Request<RespondActivityTaskFailedByIdRequest>,
     ) -> Reply<RespondActivityTaskFailedByIdResponse> {
         let req = request.into_inner();
-        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
+            .await?;
         let failure = req.failure.clone().unwrap_or_default();
         self.run_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
@@ -819,7 +829,9 @@ impl WorkflowService for Frontend {
         request: Request<RespondActivityTaskCanceledByIdRequest>,
     ) -> Reply<RespondActivityTaskCanceledByIdResponse> {
         let req = request.into_inner();
-        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
+            .await?;
         self.run_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
             t.cancel_activity(a, req.details.clone(), &req.identity)
@@ -844,7 +856,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.execution.unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         Ok(Response::new(
             self.history.read(&handle, responses::describe).await?,
         ))
@@ -859,7 +873,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         self.run_op(handle, |t| {
             t.terminate(&req.reason, req.details.clone(), &req.identity)
         })
@@ -877,7 +893,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         let signal = Signal {
             name: req.signal_name,
             input: req.input,
@@ -955,7 +973,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         self.run_op(handle, |t| {
             t.client_request_cancel(&req.reason, &req.identity, &req.request_id)
         })
@@ -973,7 +993,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         let query = req.query.clone().unwrap_or_default();
         if query.query_type.is_empty() {
             return Err(
@@ -1249,7 +1271,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.execution.unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id).await?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         self.run_op(handle, |t| {
             t.reset_stickiness();
             Ok(())
