@@ -9,6 +9,7 @@ mod checkpoint;
 #[cfg(test)]
 mod contract_tests;
 pub mod fuzzing;
+mod group;
 pub mod list_query;
 mod page_token;
 mod postgres;

@@ -9,24 +9,22 @@
 //! ([`StoreError::Failed`]). While the database cannot be reached, commits and reads fail with
 //! [`StoreError::Unavailable`], health is false, and the writer reconnects every second.
 
+use crate::group::{self, Health, Job};
 use crate::postgres_query::Postgres;
 use crate::query_sql;
 use crate::sqlite::page_of;
 use crate::{
-    CommitObserver, CommitReceipt, Durability, ExecutionRow, NamespaceRow, PageKey, Predicate,
-    ScheduleRow, SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WriteBatch,
+    CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow, PageKey, Predicate, ScheduleRow,
+    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WriteBatch,
 };
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-/// Most batches one transaction takes before it commits.
-const MAX_GROUP: usize = 1024;
 /// The schema this build writes (the row of `sundial_schema`).
 const SCHEMA_VERSION: i64 = 1;
 /// Advisory lock keys: schema migrations, and the one writer of a database.
@@ -95,6 +93,14 @@ CREATE TABLE history (
     data BYTEA NOT NULL,
     PRIMARY KEY (run_id, event_id)
 );
+CREATE FUNCTION sundial_expect_row(matched BIGINT, message TEXT) RETURNS BIGINT
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF matched = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'SD409', MESSAGE = message;
+    END IF;
+    RETURN matched;
+END $$;
 "];
 
 /// How to reach the database.
@@ -123,8 +129,6 @@ impl PostgresOptions {
     }
 }
 
-type Job = (WriteBatch, oneshot::Sender<Result<(), StoreError>>);
-
 /// Opens a new connection (with TLS if configured) and drives it on a task of its own.
 type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Client, StoreError>> + Send + Sync>;
 
@@ -133,12 +137,6 @@ pub struct PostgresStore {
     jobs: mpsc::UnboundedSender<Job>,
     pool: deadpool_postgres::Pool,
     health: Arc<Health>,
-}
-
-#[derive(Default)]
-struct Health {
-    failing: AtomicBool,
-    failed: Mutex<Option<String>>,
 }
 
 /// Where the URL points, for messages (never the password).
@@ -394,8 +392,7 @@ impl PostgresStore {
 struct Writer {
     client: Client,
     create_execution: Statement,
-    replace_state: Statement,
-    replace_with_status: Statement,
+    replace_execution: Statement,
     put_event: Statement,
     put_namespace: Statement,
     put_visibility: Statement,
@@ -433,14 +430,15 @@ impl Writer {
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .await?,
-            replace_state: prepare(
-                "UPDATE executions SET next_event_id = $2, version = $3, state = $4
-                 WHERE run_id = $1 AND version = $5 AND next_event_id = $6",
-            )
-            .await?,
-            replace_with_status: prepare(
-                "UPDATE executions SET status = $7, next_event_id = $2, version = $3, state = $4
-                 WHERE run_id = $1 AND version = $5 AND next_event_id = $6",
+            // Setting an unchanged status costs nothing: PostgreSQL compares indexed values
+            // and keeps the update in place (HOT) when they are equal. No row at the expected
+            // version fails the statement (and so the batch) with SD409.
+            replace_execution: prepare(
+                "WITH written AS (
+                    UPDATE executions SET status = $7, next_event_id = $2, version = $3, state = $4
+                    WHERE run_id = $1 AND version = $5 AND next_event_id = $6 RETURNING 1)
+                 SELECT sundial_expect_row((SELECT count(*) FROM written), format(
+                    'run %s is not at version %s (next event id %s) in the store', $1, $5, $6))",
             )
             .await?,
             put_event: prepare("INSERT INTO history (run_id, event_id, data) VALUES ($1, $2, $3)")
@@ -526,26 +524,18 @@ async fn writer_loop(
             }
         };
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
+        group::take_waiting(&mut rx, &mut group);
         let started = std::time::Instant::now();
         if writer.as_ref().is_none_or(|w| w.client.is_closed()) {
             writer = reconnect(&connect, &health).await;
         }
-        let failed_before = health.failed.lock().clone();
-        let results = match (failed_before, &writer) {
+        let results = match (health.failed_reason(), &writer) {
             (Some(reason), _) => Err(StoreError::Failed(reason)),
             (None, None) => Err(StoreError::Unavailable(
                 "the PostgreSQL database cannot be reached".into(),
             )),
             (None, Some(w)) => {
-                let sync = group
-                    .iter()
-                    .any(|(batch, _)| batch.durability == Durability::Synced);
+                let sync = group::needs_sync(&group);
                 match write_group(w, group.iter().map(|(b, _)| b), sync).await {
                     Ok(results) => Ok(results),
                     Err(GroupError::Connection(e)) => {
@@ -555,31 +545,13 @@ async fn writer_loop(
                 }
             }
         };
-        let elapsed = started.elapsed();
-        let ok = results.is_ok();
-        if let Err(e) = &results {
-            tracing::error!(error = %e, "group commit failed");
-            if let StoreError::Failed(reason) = e {
-                health.failed.lock().get_or_insert_with(|| reason.clone());
-            }
-        }
-        health.failing.store(!ok, Ordering::Release);
-        let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        match results {
-            Ok(each) => {
-                for (reply, result) in replies.into_iter().zip(each) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
-        if let Some(observer) = &observer {
-            observer.group_committed(&mut batches.iter(), elapsed, ok);
-        }
+        group::finish(
+            group,
+            results,
+            started.elapsed(),
+            &health,
+            observer.as_ref(),
+        );
     }
 }
 
@@ -605,19 +577,19 @@ async fn reconnect(connect: &Connect, health: &Health) -> Option<Writer> {
 /// One pipelined statement's outcome: rows affected, or the error.
 type Outcome = Result<u64, tokio_postgres::Error>;
 
-/// Writes the batches of a group in one transaction, each inside a savepoint.
+/// Writes the batches of a group in one transaction sent at once: `BEGIN`, every statement of
+/// every batch, `COMMIT`, pipelined on the connection, so a group costs one round trip. Every
+/// statement that cannot apply fails (a conditional update that finds another version raises
+/// `SD409` through `sundial_expect_row`), and a failure aborts the transaction, so the
+/// `COMMIT` rolls it back: the batch of the first failure gets its error and the others are
+/// sent again in a new transaction. A batch thus fails alone, as the contract asks.
 async fn write_group<'a>(
     w: &Writer,
     batches: impl Iterator<Item = &'a WriteBatch>,
     sync: bool,
 ) -> Result<Vec<Result<(), StoreError>>, GroupError> {
-    let connection = |e: tokio_postgres::Error| {
-        if is_connection_error(&e) {
-            GroupError::Connection(format!("PostgreSQL connection lost: {e}"))
-        } else {
-            GroupError::Connection(format!("PostgreSQL transaction failed: {}", error_text(&e)))
-        }
-    };
+    let batches: Vec<&WriteBatch> = batches.collect();
+    let mut results: Vec<Option<Result<(), StoreError>>> = vec![None; batches.len()];
     let begin = if sync {
         "BEGIN"
     } else {
@@ -625,72 +597,75 @@ async fn write_group<'a>(
         // `Durability::Written`): the commit does not wait for the WAL flush.
         "BEGIN; SET LOCAL synchronous_commit TO OFF"
     };
-    w.client.batch_execute(begin).await.map_err(connection)?;
-    let mut results = Vec::new();
-    let mut first = true;
-    for batch in batches {
-        let prefix = if first {
-            "SAVEPOINT batch"
-        } else {
-            "RELEASE SAVEPOINT batch; SAVEPOINT batch"
-        };
-        first = false;
-        let (outcomes, conditional) = run_batch(w, prefix, batch).await;
-        let mut failure = None;
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            match outcome {
-                Ok(rows) => {
-                    if rows == 0
-                        && let Some(row) = conditional.get(&i)
-                    {
-                        failure.get_or_insert(StoreError::Conflict(format!(
-                            "run {} is not at version {} (next event id {}) in the store",
-                            row.run_id,
-                            row.previous.map_or(0, |p| p.version),
-                            row.previous.map_or(0, |p| p.next_event_id)
-                        )));
-                    }
-                }
-                Err(e) if is_connection_error(&e) => return Err(connection(e)),
-                Err(e) => {
-                    let error =
-                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                            StoreError::Conflict(error_text(&e))
-                        } else {
-                            StoreError::Backend(error_text(&e))
-                        };
-                    // Statements after the first failure fail as "transaction aborted".
-                    if failure.is_none() {
-                        failure = Some(error);
-                    }
+    let c = &w.client;
+    loop {
+        let pending: Vec<usize> = (0..batches.len())
+            .filter(|&i| results[i].is_none())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        // `owner[k]`: the batch of the k-th statement (`None` for BEGIN and COMMIT).
+        let mut ops: Vec<BoxFuture<'_, Outcome>> = Vec::new();
+        let mut owner = Vec::new();
+        ops.push(Box::pin(
+            async move { c.batch_execute(begin).await.map(|_| 0) },
+        ));
+        owner.push(None);
+        for &b in &pending {
+            let before = ops.len();
+            batch_statements(w, batches[b], &mut ops);
+            owner.extend(std::iter::repeat_n(Some(b), ops.len() - before));
+        }
+        ops.push(Box::pin(async move {
+            c.batch_execute("COMMIT").await.map(|_| 0)
+        }));
+        owner.push(None);
+        let outcomes = futures::future::join_all(ops).await;
+        let failure = outcomes
+            .into_iter()
+            .zip(owner)
+            .find_map(|(outcome, owner)| outcome.err().map(|e| (e, owner)));
+        match failure {
+            None => {
+                for b in pending {
+                    results[b] = Some(Ok(()));
                 }
             }
-        }
-        match failure {
-            None => results.push(Ok(())),
-            Some(e) => {
-                w.client
-                    .batch_execute("ROLLBACK TO SAVEPOINT batch")
-                    .await
-                    .map_err(connection)?;
-                results.push(Err(e));
+            Some((e, _)) if is_connection_error(&e) => {
+                return Err(GroupError::Connection(format!(
+                    "PostgreSQL connection lost: {e}"
+                )));
+            }
+            Some((e, Some(b))) => results[b] = Some(Err(batch_error(&e))),
+            Some((e, None)) => {
+                return Err(GroupError::Connection(format!(
+                    "PostgreSQL transaction failed: {}",
+                    error_text(&e)
+                )));
             }
         }
     }
-    w.client.batch_execute("COMMIT").await.map_err(connection)?;
-    Ok(results)
+    Ok(results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect())
 }
 
-/// Sends every statement of `batch` (after `prefix`) at once and collects their outcomes in
-/// order. `conditional` maps the index of each conditional update to the row it writes (no row
-/// changed means the store held another version).
-async fn run_batch<'a>(
+/// The error a batch gets for a statement of it that failed: a duplicate key or a run at
+/// another version is a conflict; anything else a backend error of that batch.
+fn batch_error(e: &tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(error_text(e)),
+        Some(code) if code.code() == "SD409" => StoreError::Conflict(error_text(e)),
+        _ => StoreError::Backend(error_text(e)),
+    }
+}
+
+/// Appends one future per statement of `batch` to `ops` (each sends its request when first
+/// polled, so polling them in order pipelines them in order).
+fn batch_statements<'a>(
     w: &'a Writer,
-    prefix: &'static str,
     batch: &'a WriteBatch,
-) -> (
-    Vec<Outcome>,
-    std::collections::HashMap<usize, &'a ExecutionRow>,
+    ops: &mut Vec<BoxFuture<'a, Outcome>>,
 ) {
     let c = &w.client;
     // Each statement in a future that owns its parameter list (sent when first polled).
@@ -700,11 +675,6 @@ async fn run_batch<'a>(
             Box::pin(async move { c.execute(statement, &[$($param),*]).await }) as BoxFuture<'a, Outcome>
         }};
     }
-    let mut ops: Vec<BoxFuture<'a, Outcome>> = Vec::new();
-    let mut conditional = std::collections::HashMap::new();
-    ops.push(Box::pin(
-        async move { c.batch_execute(prefix).await.map(|_| 1) },
-    ));
     for sc in &batch.schedules {
         ops.push(match &sc.data {
             Some(data) => op!(&w.put_schedule, [&sc.namespace, &sc.schedule_id, data]),
@@ -764,40 +734,24 @@ async fn run_batch<'a>(
                 ],
             )),
             Some(previous) => {
-                conditional.insert(ops.len(), e);
-                ops.push(if previous.status == e.status {
-                    op!(
-                        &w.replace_state,
-                        [
-                            &e.run_id,
-                            &e.next_event_id,
-                            &e.version,
-                            &e.state,
-                            &previous.version,
-                            &previous.next_event_id,
-                        ],
-                    )
-                } else {
-                    op!(
-                        &w.replace_with_status,
-                        [
-                            &e.run_id,
-                            &e.next_event_id,
-                            &e.version,
-                            &e.state,
-                            &previous.version,
-                            &previous.next_event_id,
-                            &e.status,
-                        ],
-                    )
-                });
+                ops.push(op!(
+                    &w.replace_execution,
+                    [
+                        &e.run_id,
+                        &e.next_event_id,
+                        &e.version,
+                        &e.state,
+                        &previous.version,
+                        &previous.next_event_id,
+                        &e.status,
+                    ],
+                ));
             }
         }
     }
     for ev in &batch.events {
         ops.push(op!(&w.put_event, [&ev.run_id, &ev.event_id, &ev.data]));
     }
-    (futures::future::join_all(ops).await, conditional)
 }
 
 /// Columns: namespace, workflow_id, run_id, status, next_event_id, version, state.
@@ -844,15 +798,11 @@ fn sort_value(row: &tokio_postgres::Row, index: usize) -> Result<SqlValue, Store
 #[async_trait::async_trait]
 impl Store for PostgresStore {
     fn commit(&self, batch: WriteBatch) -> CommitReceipt {
-        let (tx, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError((_, reply))) = self.jobs.send((batch, tx)) {
-            let _ = reply.send(Err(StoreError::Closed));
-        }
-        rx
+        group::enqueue(&self.jobs, batch)
     }
 
     fn healthy(&self) -> bool {
-        !self.health.failing.load(Ordering::Acquire) && self.health.failed.lock().is_none()
+        self.health.healthy()
     }
 
     async fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
