@@ -9,11 +9,19 @@ Server selection:
 ``SundialProcess`` (exposed through the ``sundial_factory`` fixture) manages one
 server process on a given db file and port; the durability test uses it to
 SIGKILL and restart a server.
+
+Storage backend: ``SUNDIAL_TEST_BACKEND=postgres`` runs every server on PostgreSQL
+(``SUNDIAL_TEST_POSTGRES``, default ``postgres://postgres@127.0.0.1:5432/test``): each db
+path gets a database of its own, created on first use and dropped when the session ends, so
+a restart on the same path finds its data. An unreachable PostgreSQL fails the session.
+Tests marked ``sqlite_only`` test the SQLite file itself and run in the SQLite pass only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -30,6 +38,75 @@ from temporalio.client import Client, WorkflowHandle
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "sundial"
 START_TIMEOUT_S = 15.0
+
+
+BACKEND = os.environ.get("SUNDIAL_TEST_BACKEND", "sqlite")
+if BACKEND not in ("sqlite", "postgres"):
+    raise RuntimeError(f"SUNDIAL_TEST_BACKEND must be sqlite or postgres, not {BACKEND!r}")
+POSTGRES_BASE = os.environ.get("SUNDIAL_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
+# Databases created by this session (dropped at its end).
+_CREATED_DATABASES: set[str] = set()
+
+
+def _psql(sql: str) -> None:
+    result = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", POSTGRES_BASE, "-c", sql],
+        capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"PostgreSQL at {POSTGRES_BASE} refused {sql!r}: {result.stderr.strip()}")
+
+
+def postgres_url(db_path: Path) -> str:
+    """The URL of the database that stands for ``db_path`` (created on first use)."""
+    digest = hashlib.sha1(str(Path(db_path).resolve()).encode()).hexdigest()[:24]
+    name = f"sundial_t_{digest}"
+    if name not in _CREATED_DATABASES:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        _psql(f"CREATE DATABASE {name}")
+        _CREATED_DATABASES.add(name)
+    return POSTGRES_BASE.rsplit("/", 1)[0] + "/" + name
+
+
+def storage_args(db_path: Path) -> list[str]:
+    """The start-dev flags that keep a server's state at ``db_path`` on the chosen backend."""
+    if BACKEND == "postgres":
+        return ["--db-url", postgres_url(db_path)]
+    return ["--db-filename", str(db_path)]
+
+
+def storage_toml(db_path: Path) -> str:
+    """The configuration file's ``[storage]`` entry for ``db_path`` on the chosen backend."""
+    if BACKEND == "postgres":
+        return f'url = "{postgres_url(db_path)}"'
+    return "path = " + json.dumps(str(db_path))
+
+
+def pytest_sessionstart(session) -> None:
+    if BACKEND == "postgres":
+        try:
+            _psql("SELECT 1")
+        except (RuntimeError, FileNotFoundError, subprocess.TimeoutExpired) as e:
+            raise pytest.UsageError(
+                f"SUNDIAL_TEST_BACKEND=postgres but PostgreSQL is not usable at {POSTGRES_BASE}: {e}"
+            ) from e
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    for name in sorted(_CREATED_DATABASES):
+        try:
+            _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except (RuntimeError, subprocess.TimeoutExpired):
+            pass
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if BACKEND != "postgres":
+        return
+    skip = pytest.mark.skip(reason="tests SQLite's own file; runs in the SQLite pass")
+    for item in items:
+        if item.get_closest_marker("sqlite_only"):
+            item.add_marker(skip)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -86,7 +163,7 @@ class SundialProcess:
             self.binary, "server", "start-dev", "--headless",
             "--ip", self.host,
             "--port", str(self.port),
-            "--db-filename", str(self.db_path),
+            *storage_args(self.db_path),
             "--log-level", self.log_level,
             *self.extra_args,
         ]

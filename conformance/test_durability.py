@@ -14,7 +14,9 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
-TIMER_S = 3.0
+# Long enough that the set-up (six starts, three timers armed) fits before the crash even on
+# a loaded machine with a database server of its own (PostgreSQL).
+TIMER_S = 6.0
 
 # workflow id -> set when its activity is running on the worker
 _activity_running: Dict[str, asyncio.Event] = {}

@@ -296,6 +296,7 @@ async def test_a_speculative_workflow_task_token_from_before_a_crash_is_refused(
     ]
 
 
+@pytest.mark.sqlite_only
 async def test_a_second_server_on_the_same_database_refuses_to_start(
     external_address, sundial_factory, tmp_path
 ):
@@ -354,6 +355,7 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]).returncode == 0
 
 
+@pytest.mark.sqlite_only
 async def test_a_full_disk_makes_health_not_serving_and_writes_unavailable_until_space_returns(
     external_address, sundial_factory, tmp_path, new_id
 ):

@@ -60,6 +60,7 @@ def _signal(wf_id: str, request_id: str) -> SignalWorkflowExecutionRequest:
     )
 
 
+@pytest.mark.sqlite_only
 async def test_a_failed_fsync_stops_writes_until_a_restart(
     external_address, sundial_factory, tmp_path, new_id
 ):

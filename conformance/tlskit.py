@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from temporalio.client import Client
 from temporalio.service import TLSConfig
 
-from conftest import START_TIMEOUT_S, SundialProcess
+from conftest import START_TIMEOUT_S, SundialProcess, storage_toml
 
 
 @dataclass
@@ -153,7 +153,7 @@ def write_config(
         lines.append(f"retention_scan_interval = {_toml_str(retention_scan)}")
     if shutdown_grace:
         lines.append(f"shutdown_grace = {_toml_str(shutdown_grace)}")
-    lines += ["", "[storage]", f"path = {_toml_str(str(db))}", "", "[log]", f"level = {_toml_str(log_level)}"]
+    lines += ["", "[storage]", storage_toml(db), "", "[log]", f"level = {_toml_str(log_level)}"]
     if tls:
         lines += ["", "[tls]"] + [f"{k} = {_toml_str(str(v))}" for k, v in tls.items()]
     for grant in grants or []:

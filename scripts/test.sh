@@ -29,6 +29,14 @@ export PATH="$PWD/.venv/bin:$PATH"
 SUNDIAL_BIN="${SUNDIAL_BIN:-$PWD/target/debug/sundial}" bash bench/run.sh --smoke
 SUNDIAL_BIN="${SUNDIAL_BIN:-$PWD/target/debug/sundial}" .venv/bin/python -m pytest conformance -q
 
+# The same suites with every server on PostgreSQL (the machine's, 127.0.0.1:5432, trust auth,
+# database `test`, or SUNDIAL_TEST_POSTGRES): the store contract tests ran on it inside
+# `cargo test` above; now the Rust SDK tests, the patterns and the conformance suite. Each
+# server gets a database of its own; an unreachable PostgreSQL fails these runs.
+SUNDIAL_TEST_BACKEND=postgres cargo test --workspace --test sdk_rust --test patterns
+SUNDIAL_TEST_BACKEND=postgres SUNDIAL_BIN="${SUNDIAL_BIN:-$PWD/target/debug/sundial}" \
+    .venv/bin/python -m pytest conformance -q
+
 # The fuzz targets' properties ran inside `cargo test` above, on seeds and mutations of them
 # (sundial-server/src/fuzzing.rs). Coverage-guided runs of the same targets: scripts/fuzz.sh,
 # or here with FUZZ_SECONDS=N (it instruments and rebuilds every crate: some 20 minutes cold

@@ -56,12 +56,22 @@ struct Server {
     child: Child,
     address: String,
     log: PathBuf,
+    /// With `SUNDIAL_TEST_BACKEND=postgres`, the server's database (dropped after it).
+    _postgres: Option<sundial_store::testing::TestDatabase>,
 }
 
 impl Server {
     fn start(dir: &Path) -> Server {
         let port = free_port();
         let db = dir.join("patterns.db");
+        let postgres = sundial_store::testing::TestDatabase::requested().then(|| {
+            sundial_store::testing::TestDatabase::create("patterns")
+                .unwrap_or_else(|e| panic!("SUNDIAL_TEST_BACKEND=postgres: {e}"))
+        });
+        let storage = match &postgres {
+            Some(db) => ["--db-url".to_string(), db.url.clone()],
+            None => ["--db-filename".to_string(), db.display().to_string()],
+        };
         let args = [
             "server",
             "start-dev",
@@ -74,8 +84,10 @@ impl Server {
         .map(String::from)
         .into_iter()
         .chain(["--port".into(), port.to_string()])
-        .chain(["--db-filename".into(), db.display().to_string()]);
-        Server::start_with(dir, port, args.collect())
+        .chain(storage);
+        let mut server = Server::start_with(dir, port, args.collect());
+        server._postgres = postgres;
+        server
     }
 
     /// Runs `sundial ARGS` and waits until it listens on `port`.
@@ -95,6 +107,7 @@ impl Server {
             child,
             address: format!("127.0.0.1:{port}"),
             log,
+            _postgres: None,
         };
         server.wait_until_listening(port);
         server

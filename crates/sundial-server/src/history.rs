@@ -201,7 +201,7 @@ impl History {
     pub async fn recover(&self) -> Result<usize, ServiceError> {
         const _: () =
             assert!(WorkflowExecutionStatus::Running as i32 == sundial_store::RUNNING_STATUS);
-        let rows = self.store.load_running_executions()?;
+        let rows = self.store.load_running_executions().await?;
         let count = rows.len();
         // Task tokens handed out before the restart must not match the tasks dispatched after
         // it: workflow tasks get dispatch numbers from this boot's epoch on.
@@ -234,10 +234,11 @@ impl History {
 
     /// Replaces a run's entry with what the store holds (after the store refused a write as
     /// stale): the state, its version, its ready tasks and deadlines.
-    fn reload(&self, handle: &RunHandle, entry: &mut RunEntry) -> Result<(), ServiceError> {
+    async fn reload(&self, handle: &RunHandle, entry: &mut RunEntry) -> Result<(), ServiceError> {
         let row = self
             .store
-            .load_execution(&handle.namespace, &handle.workflow_id, Some(&handle.run_id))?
+            .load_execution(&handle.namespace, &handle.workflow_id, Some(&handle.run_id))
+            .await?
             .ok_or_else(|| Self::not_found(&handle.workflow_id, Some(&handle.run_id)))?;
         let state = decode_state(&row)?;
         tracing::warn!(run_id = %handle.run_id, "run reloaded from the store after a refused write");
@@ -269,7 +270,7 @@ impl History {
     }
 
     /// The handle of a run (`run_id`), or of the workflow id's latest run.
-    pub fn handle(
+    pub async fn handle(
         &self,
         namespace: &str,
         workflow_id: &str,
@@ -293,7 +294,11 @@ impl History {
             }
             return Ok(handle);
         }
-        let Some(row) = self.store.load_execution(namespace, workflow_id, run_id)? else {
+        let Some(row) = self
+            .store
+            .load_execution(namespace, workflow_id, run_id)
+            .await?
+        else {
             return Err(Self::not_found(workflow_id, run_id));
         };
         let state = decode_state(&row)?;
@@ -318,11 +323,11 @@ impl History {
         self.runs.lock().get(run_id).cloned()
     }
 
-    fn ensure_events(&self, entry: &mut RunEntry) -> Result<(), ServiceError> {
+    async fn ensure_events(&self, entry: &mut RunEntry) -> Result<(), ServiceError> {
         if entry.events.is_loaded() {
             return Ok(());
         }
-        let rows = self.store.load_events(&entry.state.run_id, 1)?;
+        let rows = self.store.load_events(&entry.state.run_id, 1).await?;
         entry.events.load(rows);
         Ok(())
     }
@@ -334,7 +339,7 @@ impl History {
         f: impl FnOnce(&RunEntry) -> T,
     ) -> Result<T, ServiceError> {
         let mut entry = handle.entry.lock().await;
-        self.ensure_events(&mut entry)?;
+        self.ensure_events(&mut entry).await?;
         Ok(f(&entry))
     }
 
@@ -385,7 +390,7 @@ impl History {
         T: Send + 'static,
     {
         let mut entry = handle.entry.clone().lock_owned().await;
-        self.ensure_events(&mut entry)?;
+        self.ensure_events(&mut entry).await?;
         let mut state = entry.state.clone();
         let now = now_ms();
         let inputs = Inputs {
@@ -481,7 +486,7 @@ impl History {
             let _start_guard = start_guard;
             if let Err(e) = history.commit(batch).await {
                 if matches!(e, ServiceError::Conflict(_)) {
-                    history.reload(&handle, &mut entry)?;
+                    history.reload(&handle, &mut entry).await?;
                 }
                 return Err(e);
             }
@@ -766,8 +771,9 @@ impl History {
                 .await?;
                 let eager_task = match req.request_eager_execution {
                     true => {
-                        let created =
-                            self.handle(&req.namespace, &req.workflow_id, Some(&run_id))?;
+                        let created = self
+                            .handle(&req.namespace, &req.workflow_id, Some(&run_id))
+                            .await?;
                         self.read(&created, crate::frontend::responses::workflow_task)
                             .await??
                     }
@@ -792,7 +798,7 @@ impl History {
         req: &StartWorkflowExecutionRequest,
         with_signal: bool,
     ) -> Result<Existing, ServiceError> {
-        let existing = match self.handle(&req.namespace, &req.workflow_id, None) {
+        let existing = match self.handle(&req.namespace, &req.workflow_id, None).await {
             Ok(existing) => existing,
             Err(ServiceError::NotFound(_)) => return Ok(Existing::Start),
             Err(e) => return Err(e),
@@ -902,7 +908,7 @@ impl History {
             let _start_guard = start_guard;
             if let Err(e) = history.commit(batch).await {
                 if let ServiceError::Conflict(_) = e {
-                    return Err(history.running_elsewhere(&run.state).unwrap_or(e));
+                    return Err(history.running_elsewhere(&run.state).await.unwrap_or(e));
                 }
                 return Err(e);
             }
@@ -924,10 +930,11 @@ impl History {
 
     /// After the store refused a new run: the running run it holds for the workflow id, as
     /// the error a start reports.
-    fn running_elsewhere(&self, state: &ExecutionState) -> Option<ServiceError> {
+    async fn running_elsewhere(&self, state: &ExecutionState) -> Option<ServiceError> {
         let row = self
             .store
             .load_execution(&state.namespace, &state.workflow_id, None)
+            .await
             .ok()??;
         (row.status == sundial_store::RUNNING_STATUS).then(|| ServiceError::AlreadyStarted {
             workflow_id: row.workflow_id,
@@ -1046,10 +1053,13 @@ mod tests {
     use sundial_store::testing::Fault;
     use sundial_store::{FaultyStore, SqliteStore};
 
-    fn history_over(store: Arc<dyn Store>) -> Arc<History> {
+    async fn history_over(store: Arc<dyn Store>) -> Arc<History> {
         let (timers, _fired) = Timers::start(now_ms);
-        let visibility =
-            Arc::new(crate::visibility::SearchAttributes::load(store.clone()).unwrap());
+        let visibility = Arc::new(
+            crate::visibility::SearchAttributes::load(store.clone())
+                .await
+                .unwrap(),
+        );
         History::new(
             store,
             Matching::new(),
@@ -1097,13 +1107,14 @@ mod tests {
     /// A history over a fault-injecting in-memory store, with one run of workflow "wf" started.
     async fn started_run() -> (Arc<FaultyStore>, Arc<History>, Arc<RunHandle>) {
         let faulty = FaultyStore::new(Arc::new(SqliteStore::open(None).unwrap()));
-        let history = history_over(faulty.clone());
+        let history = history_over(faulty.clone()).await;
         let started = history
             .start_workflow(&start_request("wf"), None)
             .await
             .unwrap();
         let handle = history
             .handle("default", "wf", Some(&started.run_id))
+            .await
             .unwrap();
         (faulty, history, handle)
     }
@@ -1114,11 +1125,12 @@ mod tests {
         let row = history
             .store
             .load_execution("default", &handle.workflow_id, Some(&handle.run_id))
+            .await
             .unwrap()
             .unwrap();
         assert_eq!(decode_state(&row).unwrap(), entry.state);
         assert_eq!(entry.persisted, row.written_version());
-        let stored = history.store.load_events(&handle.run_id, 1).unwrap();
+        let stored = history.store.load_events(&handle.run_id, 1).await.unwrap();
         assert_eq!(stored.len() as i64, entry.state.next_event_id - 1);
     }
 
@@ -1169,7 +1181,7 @@ mod tests {
     #[tokio::test]
     async fn a_start_whose_caller_gives_up_is_installed_and_keeps_the_id_taken() {
         let faulty = FaultyStore::new(Arc::new(SqliteStore::open(None).unwrap()));
-        let history = history_over(faulty.clone());
+        let history = history_over(faulty.clone()).await;
         faulty.inject(1, Fault::DelayReply(Duration::from_millis(300)), |_| true);
         let abandoned = tokio::time::timeout(
             Duration::from_millis(30),
@@ -1183,7 +1195,7 @@ mod tests {
             "the abandoned start owns the id: {:?}",
             second.err()
         );
-        let handle = history.handle("default", "wf", None).unwrap();
+        let handle = history.handle("default", "wf", None).await.unwrap();
         assert_memory_matches_store(&history, &handle).await;
     }
 }

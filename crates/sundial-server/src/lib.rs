@@ -114,14 +114,15 @@ pub async fn serve(
         Some(settings) => Some(tls::ReloadingTls::new(settings.clone()).context("TLS")?),
         None => None,
     };
-    let namespaces = Arc::new(namespaces::Namespaces::load(config.store.clone())?);
+    let namespaces = Arc::new(namespaces::Namespaces::load(config.store.clone()).await?);
     for ns in &config.namespaces {
         namespaces
             .ensure(&ns.name, ns.retention_ms)
             .await
             .with_context(|| format!("registering namespace {}", ns.name))?;
     }
-    let search_attributes = Arc::new(visibility::SearchAttributes::load(config.store.clone())?);
+    let search_attributes =
+        Arc::new(visibility::SearchAttributes::load(config.store.clone()).await?);
     if !config.search_attributes.is_empty() {
         let wanted: std::collections::HashMap<String, i32> =
             config.search_attributes.iter().cloned().collect();
@@ -152,7 +153,7 @@ pub async fn serve(
     outbound::start_worker(&history);
     let recovered = history.recover().await?;
     tracing::info!(recovered, "running executions recovered");
-    let schedules = scheduler::Scheduler::start(history.clone(), config.store.clone())?;
+    let schedules = scheduler::Scheduler::start(history.clone(), config.store.clone()).await?;
     tracing::info!(schedules = schedules.len(), "schedules loaded");
     {
         let history = history.clone();

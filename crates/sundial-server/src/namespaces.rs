@@ -69,9 +69,9 @@ fn describe(
 }
 
 impl Namespaces {
-    pub fn load(store: Arc<dyn Store>) -> Result<Self, ServiceError> {
+    pub async fn load(store: Arc<dyn Store>) -> Result<Self, ServiceError> {
         let mut by_name = BTreeMap::new();
-        for row in store.load_namespaces()? {
+        for row in store.load_namespaces().await? {
             let ns = DescribeNamespaceResponse::decode(row.data.as_slice()).map_err(|e| {
                 ServiceError::Internal(format!("corrupt namespace {}: {e}", row.name))
             })?;

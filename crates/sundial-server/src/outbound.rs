@@ -119,7 +119,7 @@ async fn perform(history: Arc<History>, run_id: String, effect: Effect) {
         async move {
             let source = match history.loaded_run(run_id) {
                 Some(source) => source,
-                None => match history.handle(namespace, workflow_id, Some(run_id)) {
+                None => match history.handle(namespace, workflow_id, Some(run_id)).await {
                     Ok(source) => source,
                     // Deleted meanwhile: nothing is left to do for it.
                     Err(ServiceError::NotFound(_)) => return Ok(()),
@@ -294,7 +294,9 @@ async fn deliver_child_close(
     child_run_id: &str,
     close: &HistoryEvent,
 ) -> Result<(), ServiceError> {
-    let handle = match history.handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id))
+    let handle = match history
+        .handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id))
+        .await
     {
         Ok(handle) => handle,
         Err(ServiceError::NotFound(_)) => return Ok(()),
@@ -320,7 +322,7 @@ async fn apply_close_policy(
     run_id: &str,
     policy: i32,
 ) -> Result<(), ServiceError> {
-    let child = match history.handle(namespace, workflow_id, None) {
+    let child = match history.handle(namespace, workflow_id, None).await {
         Ok(child) => child,
         Err(ServiceError::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e),
@@ -453,7 +455,7 @@ async fn deliver(
     run_id: &str,
     op: impl FnOnce(&mut sundial_engine::Transition<'_>) -> Result<(), sundial_engine::EngineError>,
 ) -> Result<bool, ServiceError> {
-    let handle = match history.handle(namespace, workflow_id, Some(run_id)) {
+    let handle = match history.handle(namespace, workflow_id, Some(run_id)).await {
         Ok(handle) => handle,
         Err(ServiceError::NotFound(_)) => return Ok(false),
         Err(e) => return Err(e),
@@ -478,7 +480,10 @@ async fn check_child(
         .await?;
     let Some(child) = found else { return Ok(()) };
     let command = child.command.unwrap_or_default();
-    let handle = match history.handle(&command.namespace, &command.workflow_id, None) {
+    let handle = match history
+        .handle(&command.namespace, &command.workflow_id, None)
+        .await
+    {
         Ok(handle) => handle,
         Err(ServiceError::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e),
@@ -491,7 +496,9 @@ async fn check_parent(history: &History, child: &Arc<RunHandle>) -> Result<(), S
     let Some(parent) = history.read(child, |e| e.state.parent.clone()).await? else {
         return Ok(());
     };
-    let handle = match history.handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id))
+    let handle = match history
+        .handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id))
+        .await
     {
         Ok(handle) => handle,
         Err(ServiceError::NotFound(_)) => return Ok(()),

@@ -31,24 +31,19 @@ pub async fn sweep(history: &Arc<History>, namespaces: &Namespaces, now_ms: i64)
             continue;
         };
         let cutoff = now_ms.saturating_sub(retention_ms(&ns));
-        let store = history.store().clone();
-        let query = name.clone();
-        let due =
-            tokio::task::spawn_blocking(move || store.closed_runs_before(&query, cutoff, BATCH))
-                .await;
-        let due = match due {
-            Ok(Ok(due)) => due,
-            Ok(Err(e)) => {
-                tracing::warn!(namespace = %name, error = %e, "retention scan failed");
-                continue;
-            }
+        let due = match history
+            .store()
+            .closed_runs_before(&name, cutoff, BATCH)
+            .await
+        {
+            Ok(due) => due,
             Err(e) => {
-                tracing::warn!(namespace = %name, error = %e, "retention scan task failed");
+                tracing::warn!(namespace = %name, error = %e, "retention scan failed");
                 continue;
             }
         };
         for (workflow_id, run_id) in due {
-            let result = match history.handle(&name, &workflow_id, Some(&run_id)) {
+            let result = match history.handle(&name, &workflow_id, Some(&run_id)).await {
                 Ok(handle) => history.delete_run(&handle).await,
                 Err(e) => Err(e),
             };

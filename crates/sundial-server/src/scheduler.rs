@@ -93,7 +93,7 @@ struct Closed {
 
 impl Scheduler {
     /// Loads every schedule and starts driving them.
-    pub fn start(
+    pub async fn start(
         history: Arc<History>,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Scheduler>, ServiceError> {
@@ -114,7 +114,7 @@ impl Scheduler {
                 scheduler.workflow_closed(&state.namespace, &state.workflow_id);
             }
         }));
-        for row in store.load_schedules()? {
+        for row in store.load_schedules().await? {
             let Some(data) = row.data else { continue };
             let record = ScheduleRecord::decode(data.as_slice()).map_err(|e| {
                 ServiceError::Internal(format!("corrupt schedule {}: {e}", row.schedule_id))
@@ -426,7 +426,11 @@ impl Scheduler {
         execution: &WorkflowExecution,
         op: impl FnOnce(&mut sundial_engine::Transition<'_>) -> Result<(), sundial_engine::EngineError>,
     ) {
-        let Ok(run) = self.history.handle(namespace, &execution.workflow_id, None) else {
+        let Ok(run) = self
+            .history
+            .handle(namespace, &execution.workflow_id, None)
+            .await
+        else {
             return;
         };
         if let Err(e) = self.history.transition(&run, op, |_, ()| ()).await {
@@ -460,7 +464,7 @@ impl Scheduler {
 
     /// How the workflow's latest run ended, or `None` while it runs (or cannot be read).
     async fn closed(&self, namespace: &str, workflow_id: &str) -> Option<Closed> {
-        let run = match self.history.handle(namespace, workflow_id, None) {
+        let run = match self.history.handle(namespace, workflow_id, None).await {
             Ok(run) => run,
             // Deleted: nothing to wait for.
             Err(ServiceError::NotFound(_)) => {

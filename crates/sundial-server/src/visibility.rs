@@ -86,9 +86,9 @@ pub struct SearchAttributes {
 }
 
 impl SearchAttributes {
-    pub fn load(store: Arc<dyn Store>) -> Result<Self, ServiceError> {
+    pub async fn load(store: Arc<dyn Store>) -> Result<Self, ServiceError> {
         let mut by_namespace: HashMap<String, BTreeMap<String, i32>> = HashMap::new();
-        for (namespace, name, value_type) in store.load_search_attributes()? {
+        for (namespace, name, value_type) in store.load_search_attributes().await? {
             by_namespace
                 .entry(namespace)
                 .or_default()

@@ -4,7 +4,7 @@
 
 use crate::list_query;
 use crate::predicate::{self, AttrType, Column};
-use crate::sql_filter;
+use crate::sqlite_query;
 
 fn resolve(name: &str) -> Option<(Column, AttrType)> {
     predicate::system_attribute(name).or_else(|| {
@@ -38,12 +38,13 @@ pub fn any_query(data: &[u8]) {
         p.matches(&|_| predicate::RowValue::Null);
         p.matches(&|_| predicate::RowValue::List(vec!["a".into()]));
     }
-    if let Ok(filter) = sql_filter::build(&query, &resolve) {
+    if let Ok(resolved) = predicate::resolve_query(&query, &resolve) {
+        let (where_sql, params) = sqlite_query::condition(resolved.filter.as_ref());
         // Parentheses in the SQL nest no deeper than the query's own nesting allows
         // (balanced chains), far below SQLite's expression depth limit of 1000.
         let mut depth = 0usize;
         let mut deepest = 0usize;
-        for c in filter.where_sql.chars() {
+        for c in where_sql.chars() {
             match c {
                 '(' => depth += 1,
                 ')' => depth = depth.saturating_sub(1),
@@ -52,6 +53,6 @@ pub fn any_query(data: &[u8]) {
             deepest = deepest.max(depth);
         }
         assert!(deepest < 1000, "SQL nested {deepest} deep");
-        assert!(filter.params.len() <= list_query::MAX_VALUES + 1);
+        assert!(params.len() <= list_query::MAX_VALUES + 1);
     }
 }

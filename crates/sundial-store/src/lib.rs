@@ -6,15 +6,24 @@
 //! concurrent batches into one transaction (group commit).
 
 mod checkpoint;
+#[cfg(test)]
+mod contract_tests;
 pub mod fuzzing;
+mod group;
 pub mod list_query;
+mod page_token;
+mod postgres;
+mod postgres_query;
 pub mod predicate;
 #[cfg(test)]
 mod predicate_tests;
-pub mod sql_filter;
+pub(crate) mod query_sql;
 mod sqlite;
+pub mod sqlite_query;
 pub mod testing;
 
+pub use postgres::{PostgresOptions, PostgresStore};
+pub use predicate::{Attr, Predicate};
 pub use sqlite::SqliteStore;
 pub use testing::FaultyStore;
 
@@ -34,6 +43,10 @@ pub enum StoreError {
     /// fsync): what is on disk can only be trusted after a restart re-reads it.
     #[error("storage failed and refuses writes until restarted: {0}")]
     Failed(String),
+    /// The backend cannot be reached (a lost database connection): nothing of the write
+    /// happened, and the same request may succeed once the backend is back.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     #[error("storage is shut down")]
     Closed,
 }
@@ -176,20 +189,41 @@ pub enum Durability {
     Written,
 }
 
-/// A visibility query translated for a backend: a WHERE clause and its parameters.
-#[derive(Debug, Clone, Default)]
-pub struct VisibilityFilter {
-    pub where_sql: String,
-    pub params: Vec<SqlValue>,
-    pub order_sql: String,
-}
-
-/// A bound parameter of a visibility query.
+/// A bound value of a query: a literal of a filter, or one part of a page's sort key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
     Text(String),
     Int(i64),
     Float(f64),
+}
+
+/// A list query as a backend runs it: the resolved filter ([`Predicate`], the one meaning of
+/// the query language) and the order. Each backend writes its own SQL for it.
+#[derive(Debug, Clone, Default)]
+pub struct VisibilityQuery {
+    /// `None` matches every run of the namespace.
+    pub filter: Option<Predicate>,
+    /// Attributes to order by, `true` for descending; empty: the reference's default order
+    /// (running runs first, then by close time and start time, newest first). Every order
+    /// ends with the run id, descending, so the order is total.
+    pub order_by: Vec<(Attr, bool)>,
+}
+
+/// Where a page of a list starts: the sort key of the last run of the page before it. Pages
+/// read by key (not by offset) neither skip nor repeat runs while runs start and close.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageKey {
+    /// One value per order attribute of the query (the default order has three).
+    pub values: Vec<SqlValue>,
+    pub run_id: String,
+}
+
+/// One page of a list: encoded `WorkflowExecutionInfo`s, and where the next page starts
+/// (`None`: this was the last).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisibilityPage {
+    pub infos: Vec<Vec<u8>>,
+    pub next: Option<PageKey>,
 }
 
 /// Told about every group commit, by the writer, after the group's callers were answered (so
@@ -207,56 +241,108 @@ pub trait CommitObserver: Send + Sync + 'static {
 /// Resolves when the batch is durable (or failed).
 pub type CommitReceipt = oneshot::Receiver<Result<(), StoreError>>;
 
-/// The storage contract. Reads are blocking and meant for cold paths (start-up, cache misses).
+/// The storage contract, the same for every backend (`contract_tests.rs` runs one suite
+/// against each).
 ///
 /// Commits: each batch is applied atomically or not at all, and a batch that cannot be applied
 /// fails alone (other batches committed in the same group are unaffected). Once a write fails
 /// in a way that may have lost data (an fsync error), every later commit fails with
-/// [`StoreError::Failed`] and [`Store::healthy`] stays false.
+/// [`StoreError::Failed`] and [`Store::healthy`] stays false. While the backend cannot be
+/// reached, commits and reads fail with [`StoreError::Unavailable`] and `healthy` is false.
+///
+/// Reads are async and never block the caller's thread (a backend with blocking IO runs it
+/// on threads of its own).
+#[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Queues `batch` for the next group commit.
     fn commit(&self, batch: WriteBatch) -> CommitReceipt;
     /// False while commits fail (since the last failed group, until one succeeds) and for good
     /// after [`StoreError::Failed`].
     fn healthy(&self) -> bool;
-    fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
+    async fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
     /// Every run whose status is [`RUNNING_STATUS`], oldest first (used at start-up to rebuild
     /// running executions).
-    fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError>;
+    async fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError>;
     /// A run by id, or the latest run of the workflow id when `run_id` is `None`.
-    fn load_execution(
+    async fn load_execution(
         &self,
         namespace: &str,
         workflow_id: &str,
         run_id: Option<&str>,
     ) -> Result<Option<ExecutionRow>, StoreError>;
     /// The run's events with ids `>= from_event_id`, in order.
-    fn load_events(&self, run_id: &str, from_event_id: i64) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// Every schedule's record.
-    fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError>;
-    /// Every registered custom search attribute: (namespace, name, type).
-    fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError>;
-    /// Encoded `WorkflowExecutionInfo`s of the namespace's runs matching `filter`.
-    fn list_visibility(
+    async fn load_events(
         &self,
-        namespace: &str,
-        filter: &VisibilityFilter,
-        limit: usize,
-        offset: usize,
+        run_id: &str,
+        from_event_id: i64,
     ) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// Number of matching runs, in total or per execution status.
-    fn count_visibility(
+    /// Every schedule's record.
+    async fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError>;
+    /// Every registered custom search attribute: (namespace, name, type).
+    async fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError>;
+    /// Up to `limit` of the namespace's runs matching `query`, in its order, starting after
+    /// `after` (the first page when `None`).
+    async fn list_visibility(
         &self,
         namespace: &str,
-        filter: &VisibilityFilter,
+        query: &VisibilityQuery,
+        limit: usize,
+        after: Option<&PageKey>,
+    ) -> Result<VisibilityPage, StoreError>;
+    /// Number of matching runs, in total (one row, status 0) or per execution status.
+    async fn count_visibility(
+        &self,
+        namespace: &str,
+        filter: Option<&Predicate>,
         by_status: bool,
     ) -> Result<Vec<(i32, i64)>, StoreError>;
     /// Up to `limit` closed runs of `namespace` that closed before `closed_before_ms`, oldest
     /// first: (workflow id, run id). Retention deletes them.
-    fn closed_runs_before(
+    async fn closed_runs_before(
         &self,
         namespace: &str,
         closed_before_ms: i64,
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+/// The sort key of a list query: what each backend orders by and pages on. One entry per
+/// order attribute; the run id, descending, follows them all.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    /// 0 for a running run (no close time), 1 for a closed one.
+    Closed { desc: bool },
+    /// An attribute's value, with missing values read as 0 (numbers) or '' (text).
+    Attr { attr: Attr, desc: bool },
+}
+
+impl VisibilityQuery {
+    /// The query's sort key, the reference's default when it names no order.
+    pub fn sort_keys(&self) -> Vec<SortKey> {
+        if self.order_by.is_empty() {
+            let system = |name: &str, column: &'static str| Attr {
+                name: name.to_string(),
+                column: predicate::Column::System(column),
+                ty: predicate::AttrType::Datetime,
+            };
+            return vec![
+                SortKey::Closed { desc: false },
+                SortKey::Attr {
+                    attr: system("CloseTime", "close_time"),
+                    desc: true,
+                },
+                SortKey::Attr {
+                    attr: system("StartTime", "start_time"),
+                    desc: true,
+                },
+            ];
+        }
+        self.order_by
+            .iter()
+            .map(|(attr, desc)| SortKey::Attr {
+                attr: attr.clone(),
+                desc: *desc,
+            })
+            .collect()
+    }
 }

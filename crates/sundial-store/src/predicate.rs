@@ -482,3 +482,22 @@ impl From<&SqlValue> for RowValue {
         }
     }
 }
+
+/// Resolves a whole parsed query: its filter and its order attributes (GROUP BY is the
+/// caller's business).
+pub fn resolve_query(
+    query: &crate::list_query::Query,
+    resolver: Resolver<'_>,
+) -> Result<crate::VisibilityQuery, String> {
+    let filter = query
+        .filter
+        .as_ref()
+        .map(|e| resolve(e, resolver))
+        .transpose()?;
+    let order_by = query
+        .order_by
+        .iter()
+        .map(|(name, desc)| Ok((resolve_attr(name, resolver)?, *desc)))
+        .collect::<Result<_, String>>()?;
+    Ok(crate::VisibilityQuery { filter, order_by })
+}

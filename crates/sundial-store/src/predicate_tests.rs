@@ -1,10 +1,11 @@
-//! One table of (query, rows that match), run against both evaluators of the list query
-//! language: the SQL the SQLite backend runs (on the real `visibility` schema) and
-//! [`Predicate::matches`](crate::predicate::Predicate::matches) in memory. Both must find exactly the expected rows.
+//! One table of (query, rows that match), run against every evaluator of the list query
+//! language: the SQL each backend runs (through its `Store`, `contract_tests.rs`) and
+//! [`Predicate::matches`](crate::predicate::Predicate::matches) in memory. All must find
+//! exactly the expected rows.
 
 use crate::list_query::parse;
 use crate::predicate::{self, Attr, AttrType, Column, RowValue, system_attribute};
-use crate::sql_filter;
+use crate::{Store, VisibilityRow, WriteBatch};
 use std::collections::BTreeSet;
 
 /// One visibility row: system columns plus custom attributes (stored values).
@@ -169,51 +170,56 @@ fn json(value: &RowValue) -> String {
     }
 }
 
-fn sqlite_with(rows: &[Row]) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open_in_memory().expect("in-memory database");
-    conn.execute_batch(crate::sqlite::SCHEMA).expect("schema");
-    for r in rows {
-        let doc = format!(
-            "{{{}}}",
-            r.custom
-                .iter()
-                .map(|(k, v)| format!("\"{k}\":{}", json(v)))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        conn.execute(
-            "INSERT INTO visibility (run_id, namespace, workflow_id, workflow_type, task_queue, \
-             status, start_time, execution_time, close_time, history_length, execution_duration, \
-             search_attributes, info) VALUES (?1, 'ns', ?2, ?3, 'q', ?4, ?5, ?5, ?6, ?7, ?8, ?9, x'')",
-            rusqlite::params![
-                r.run_id,
-                r.workflow_id,
-                r.workflow_type,
-                r.status,
-                r.start_time,
-                r.close_time,
-                r.history_length,
-                r.execution_duration,
-                doc
-            ],
-        )
-        .expect("insert");
-    }
-    conn
+/// The rows as visibility records of namespace "ns", committed to `store`.
+async fn commit_rows(store: &dyn Store, rows: &[Row]) {
+    let batch = WriteBatch {
+        visibility: rows
+            .iter()
+            .map(|r| VisibilityRow {
+                namespace: "ns".into(),
+                run_id: r.run_id.into(),
+                workflow_id: r.workflow_id.into(),
+                workflow_type: r.workflow_type.into(),
+                task_queue: "q".into(),
+                status: r.status as i32,
+                start_time_ms: r.start_time,
+                execution_time_ms: r.start_time,
+                close_time_ms: r.close_time,
+                history_length: r.history_length,
+                execution_duration_ns: r.execution_duration,
+                search_attributes_json: format!(
+                    "{{{}}}",
+                    r.custom
+                        .iter()
+                        .map(|(k, v)| format!("\"{k}\":{}", json(v)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                info: r.run_id.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    store
+        .commit(batch)
+        .await
+        .expect("writer")
+        .expect("committed");
 }
 
-fn by_sql(conn: &rusqlite::Connection, query: &str) -> BTreeSet<String> {
-    let filter = sql_filter::build(&parse(query).expect("parses"), &resolve).expect("builds");
-    let sql = format!(
-        "SELECT run_id FROM visibility WHERE namespace = ? AND ({})",
-        filter.where_sql
-    );
-    let mut stmt = conn.prepare(&sql).expect("valid SQL");
-    let params = crate::sqlite::bind("ns", &filter.params);
-    stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
-        .expect("runs")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+/// The run ids `store` lists for `query` (the info of each test row is its run id).
+async fn by_store(store: &dyn Store, query: &str) -> BTreeSet<String> {
+    let resolved =
+        predicate::resolve_query(&parse(query).expect("parses"), &resolve).expect("resolves");
+    let page = store
+        .list_visibility("ns", &resolved, 100, None)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    page.infos
+        .into_iter()
+        .map(|info| String::from_utf8(info).expect("utf-8"))
+        .collect()
 }
 
 fn value(row: &Row, attr: &Attr) -> RowValue {
@@ -245,13 +251,13 @@ fn in_memory(rows: &[Row], query: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn sql_and_memory_find_the_same_rows() {
+/// Every case finds exactly its rows through `store` (the backend's own SQL) and in memory.
+pub(crate) async fn store_and_memory_find_the_same_rows(store: &dyn Store) {
     let rows = rows();
-    let conn = sqlite_with(&rows);
+    commit_rows(store, &rows).await;
     for &(query, want) in CASES {
         let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
-        assert_eq!(by_sql(&conn, query), want, "SQL: {query}");
+        assert_eq!(by_store(store, query).await, want, "store: {query}");
         assert_eq!(in_memory(&rows, query), want, "memory: {query}");
     }
 }
@@ -281,7 +287,7 @@ fn both_refuse_the_same_queries_before_reading_rows() {
             Some(message)
         );
         assert_eq!(
-            sql_filter::build(&parsed, &resolve).err().as_deref(),
+            predicate::resolve_query(&parsed, &resolve).err().as_deref(),
             Some(message)
         );
     }

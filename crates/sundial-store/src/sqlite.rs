@@ -4,18 +4,18 @@
 //! ([`crate::checkpoint`]).
 
 use crate::checkpoint::Checkpoints;
+use crate::group::{self, Health, Job};
+use crate::query_sql;
+use crate::sqlite_query::Sqlite;
 use crate::{
-    CommitObserver, CommitReceipt, Durability, ExecutionRow, NamespaceRow, ScheduleRow, SqlValue,
-    Store, StoreError, VisibilityFilter, WriteBatch,
+    CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow, PageKey, Predicate, ScheduleRow,
+    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::{mpsc, oneshot};
-
-/// Most batches one transaction takes before it commits.
-const MAX_GROUP: usize = 1024;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
 
 /// How long the writer gathers further batches before committing when the previous group
 /// held more than one (the sign of concurrent work, as PostgreSQL's `commit_delay` with
@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS history (
 ) WITHOUT ROWID;
 ";
 
-type Job = (WriteBatch, oneshot::Sender<Result<(), StoreError>>);
+/// Read connections of a database file.
+const READERS: usize = 4;
 
 /// The schema this build writes (`PRAGMA user_version`). 0: databases made before versions
 /// were recorded (no row versions on executions); 2: conditional writes (`next_event_id`,
@@ -97,20 +98,11 @@ const SCHEMA_VERSION: i64 = 2;
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     jobs: mpsc::UnboundedSender<Job>,
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<Readers>,
     health: Arc<Health>,
     /// Held open with an exclusive lock for the store's lifetime: a second server on the same
     /// file refuses to start.
     _exclusive: Option<std::fs::File>,
-}
-
-/// Whether commits succeed, as the writer last saw it.
-#[derive(Default)]
-struct Health {
-    /// The last group failed.
-    failing: AtomicBool,
-    /// A failure that may have lost pages: no write is accepted any more.
-    failed: Mutex<Option<String>>,
 }
 
 /// Takes the exclusive lock on the database file (an advisory `flock`, separate from SQLite's
@@ -184,28 +176,34 @@ impl SqliteStore {
         observer: Option<Arc<dyn CommitObserver>>,
     ) -> Result<Self, StoreError> {
         let exclusive = path.map(lock_exclusively).transpose()?;
-        let (writer, reader, checkpoints) = match path {
+        let (writer, readers, checkpoints) = match path {
             Some(path) => {
                 let writer = Connection::open(path)?;
                 writer.pragma_update(None, "journal_mode", "WAL")?;
                 writer.pragma_update(None, "synchronous", "FULL")?;
                 migrate(&writer)?;
                 let checkpoints = Checkpoints::start(&writer, path)?;
-                let reader = Connection::open(path)?;
-                let writer = Arc::new(Mutex::new(writer));
-                (writer, Arc::new(Mutex::new(reader)), Some(checkpoints))
+                let readers = (0..READERS)
+                    .map(|_| Connection::open(path).map(|c| Arc::new(Mutex::new(c))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Arc::new(Mutex::new(writer)), readers, Some(checkpoints))
             }
             None => {
+                // One in-memory database is one connection: reads share the writer's.
                 let conn = Connection::open_in_memory()?;
                 migrate(&conn)?;
                 let shared = Arc::new(Mutex::new(conn));
-                (shared.clone(), shared, None)
+                (shared.clone(), vec![shared], None)
             }
         };
-        for conn in [&writer, &reader] {
+        for conn in std::iter::once(&writer).chain(&readers) {
             conn.lock()
                 .busy_timeout(std::time::Duration::from_secs(10))?;
         }
+        let readers = Arc::new(Readers {
+            connections: readers,
+            next: Default::default(),
+        });
         let health = Arc::new(Health::default());
         let (jobs, rx) = mpsc::unbounded_channel();
         {
@@ -217,7 +215,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             jobs,
-            reader,
+            readers,
             health,
             _exclusive: exclusive,
         })
@@ -234,66 +232,30 @@ fn writer_loop(
     let mut last_group = 0;
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
-        take_waiting(&mut rx, &mut group);
-        if last_group > 1 && group.len() < MAX_GROUP {
+        group::take_waiting(&mut rx, &mut group);
+        if last_group > 1 && group.len() < group::MAX_GROUP {
             std::thread::sleep(GATHER_UNDER_LOAD);
-            take_waiting(&mut rx, &mut group);
+            group::take_waiting(&mut rx, &mut group);
         }
         last_group = group.len();
         let started = std::time::Instant::now();
-        let failed_before = health.failed.lock().clone();
-        let results = match failed_before {
+        let results = match health.failed_reason() {
             Some(reason) => Err(StoreError::Failed(reason)),
             None => {
                 let mut conn = conn.lock();
-                let sync = group
-                    .iter()
-                    .any(|(batch, _)| batch.durability == Durability::Synced);
+                let sync = group::needs_sync(&group);
                 write_group(&mut conn, group.iter().map(|(batch, _)| batch), sync)
             }
         };
-        let elapsed = started.elapsed();
-        tracing::trace!(
-            batches = group.len(),
-            elapsed_us = elapsed.as_micros() as u64,
-            "group commit"
+        group::finish(
+            group,
+            results,
+            started.elapsed(),
+            &health,
+            observer.as_ref(),
         );
-        let ok = results.is_ok();
-        if let Err(e) = &results {
-            tracing::error!(error = %e, "group commit failed");
-            if let StoreError::Failed(reason) = e {
-                health.failed.lock().get_or_insert_with(|| reason.clone());
-            }
-        }
-        health.failing.store(!ok, Ordering::Release);
-        let (batches, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-        match results {
-            Ok(each) => {
-                for (reply, result) in replies.into_iter().zip(each) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
-        if let Some(observer) = &observer {
-            observer.group_committed(&mut batches.iter(), elapsed, ok);
-        }
         if let Some(checkpoints) = &checkpoints {
             checkpoints.after_commit(&conn.lock(), rx.is_empty());
-        }
-    }
-}
-
-/// Moves the batches already queued into `group`, up to [`MAX_GROUP`].
-fn take_waiting(rx: &mut mpsc::UnboundedReceiver<Job>, group: &mut Vec<Job>) {
-    while group.len() < MAX_GROUP {
-        match rx.try_recv() {
-            Ok(job) => group.push(job),
-            Err(_) => break,
         }
     }
 }
@@ -336,7 +298,7 @@ fn batch_error(e: rusqlite::Error) -> Result<StoreError, StoreError> {
 /// whole failed (every caller gets it).
 ///
 /// `sync`: whether the commit waits for the disk (`synchronous=FULL` syncs the WAL at commit).
-/// A group of [`Durability::Written`] batches only is committed with `synchronous=NORMAL`,
+/// A group of [`crate::Durability::Written`] batches only is committed with `synchronous=NORMAL`,
 /// which writes the WAL without syncing it; the next synced commit's sync covers those frames
 /// too, since the WAL is one file written in order.
 fn write_group<'a>(
@@ -545,6 +507,17 @@ pub(crate) fn bind(namespace: &str, params: &[SqlValue]) -> Vec<rusqlite::types:
         .collect()
 }
 
+/// A sort value read back from a list row (the dialect's sort values are never NULL).
+fn sort_value(value: rusqlite::types::Value) -> SqlValue {
+    use rusqlite::types::Value as V;
+    match value {
+        V::Integer(i) => SqlValue::Int(i),
+        V::Real(f) => SqlValue::Float(f),
+        V::Text(s) => SqlValue::Text(s),
+        V::Null | V::Blob(_) => SqlValue::Int(0),
+    }
+}
+
 /// Columns: namespace, workflow_id, run_id, status, next_event_id, version, state. A row
 /// written before versions were recorded reads as version 0 / next event id 0; its first
 /// write matches it whatever it expects.
@@ -564,285 +537,246 @@ fn execution_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow>
     })
 }
 
+/// Read connections, used on tokio's blocking threads: a read never holds up an async worker,
+/// and reads run concurrently with each other and with the writer (WAL readers do not block).
+struct Readers {
+    connections: Vec<Arc<Mutex<Connection>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Readers {
+    /// Runs `read` on a free connection (or waits for the next in turn).
+    fn with<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let count = self.connections.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        for i in 0..count {
+            if let Some(conn) = self.connections[(start + i) % count].try_lock() {
+                return Ok(read(&conn)?);
+            }
+        }
+        let conn = self.connections[start].lock();
+        Ok(read(&conn)?)
+    }
+}
+
+impl SqliteStore {
+    /// Runs `read` on a reader connection on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(read))
+            .await
+            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+#[async_trait::async_trait]
 impl Store for SqliteStore {
     fn commit(&self, batch: WriteBatch) -> CommitReceipt {
-        let (tx, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError((_, reply))) = self.jobs.send((batch, tx)) {
-            let _ = reply.send(Err(StoreError::Closed));
-        }
-        rx
+        group::enqueue(&self.jobs, batch)
     }
 
     fn healthy(&self) -> bool {
-        !self.health.failing.load(Ordering::Acquire) && self.health.failed.lock().is_none()
+        self.health.healthy()
     }
 
-    fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
-        let conn = self.reader.lock();
-        let mut stmt = conn.prepare_cached("SELECT name, data FROM namespaces ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(NamespaceRow {
-                name: r.get(0)?,
-                data: r.get(1)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    async fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT name, data FROM namespaces ORDER BY name")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(NamespaceRow {
+                    name: r.get(0)?,
+                    data: r.get(1)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
-    fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
-        let conn = self.reader.lock();
-        // The literal (not a parameter) lets SQLite use the partial index `executions_running`.
-        let mut stmt = conn.prepare_cached(
-            "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
-             WHERE status = 1 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([], execution_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    async fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
+        self.read(|conn| {
+            // The literal (not a parameter) lets SQLite use the partial index `executions_running`.
+            let mut stmt = conn.prepare_cached(
+                "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
+                 WHERE status = 1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([], execution_from_row)?;
+            rows.collect()
+        })
+        .await
     }
 
-    fn load_execution(
+    async fn load_execution(
         &self,
         namespace: &str,
         workflow_id: &str,
         run_id: Option<&str>,
     ) -> Result<Option<ExecutionRow>, StoreError> {
-        let conn = self.reader.lock();
-        let row = match run_id {
+        let (namespace, workflow_id) = (namespace.to_string(), workflow_id.to_string());
+        let run_id = run_id.map(str::to_string);
+        self.read(move |conn| match run_id {
             Some(run_id) => conn
                 .prepare_cached(
                     "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
                      WHERE run_id = ?1 AND namespace = ?2 AND workflow_id = ?3",
                 )?
                 .query_row(params![run_id, namespace, workflow_id], execution_from_row)
-                .optional()?,
+                .optional(),
             None => conn
                 .prepare_cached(
                     "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
                      WHERE namespace = ?1 AND workflow_id = ?2 ORDER BY seq DESC LIMIT 1",
                 )?
                 .query_row(params![namespace, workflow_id], execution_from_row)
-                .optional()?,
-        };
-        Ok(row)
+                .optional(),
+        })
+        .await
     }
 
-    fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
-        let conn = self.reader.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT namespace, schedule_id, data FROM schedules ORDER BY namespace, schedule_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ScheduleRow {
-                namespace: r.get(0)?,
-                schedule_id: r.get(1)?,
-                data: Some(r.get(2)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    async fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT namespace, schedule_id, data FROM schedules ORDER BY namespace, schedule_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ScheduleRow {
+                    namespace: r.get(0)?,
+                    schedule_id: r.get(1)?,
+                    data: Some(r.get(2)?),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
-    fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {
-        let conn = self.reader.lock();
-        let mut stmt =
-            conn.prepare_cached("SELECT namespace, name, value_type FROM search_attributes")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    async fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT namespace, name, value_type FROM search_attributes")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+        .await
     }
 
-    fn list_visibility(
+    async fn list_visibility(
         &self,
         namespace: &str,
-        filter: &VisibilityFilter,
+        query: &VisibilityQuery,
         limit: usize,
-        offset: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let sql = format!(
-            "SELECT info FROM visibility WHERE namespace = ? AND ({}) ORDER BY {} LIMIT {} OFFSET {}",
-            filter.where_sql, filter.order_sql, limit, offset
-        );
-        let conn = self.reader.lock();
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let params = bind(namespace, &filter.params);
-        let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        after: Option<&PageKey>,
+    ) -> Result<VisibilityPage, StoreError> {
+        let keys = query.sort_keys().len();
+        let sql = query_sql::list(&Sqlite, query, limit.saturating_add(1), after);
+        let params = bind(namespace, &sql.params);
+        let mut rows: Vec<(Vec<u8>, PageKey)> = self
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql.text)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                    let mut values = Vec::with_capacity(keys);
+                    for i in 0..keys {
+                        values.push(sort_value(r.get(2 + i)?));
+                    }
+                    Ok((
+                        r.get(0)?,
+                        PageKey {
+                            values,
+                            run_id: r.get(1)?,
+                        },
+                    ))
+                })?;
+                rows.collect()
+            })
+            .await?;
+        Ok(page_of(&mut rows, limit))
     }
 
-    fn count_visibility(
+    async fn count_visibility(
         &self,
         namespace: &str,
-        filter: &VisibilityFilter,
+        filter: Option<&Predicate>,
         by_status: bool,
     ) -> Result<Vec<(i32, i64)>, StoreError> {
-        let sql = if by_status {
-            format!(
-                "SELECT status, COUNT(*) FROM visibility WHERE namespace = ? AND ({}) GROUP BY status ORDER BY status",
-                filter.where_sql
-            )
-        } else {
-            format!(
-                "SELECT 0, COUNT(*) FROM visibility WHERE namespace = ? AND ({})",
-                filter.where_sql
-            )
-        };
-        let conn = self.reader.lock();
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let params = bind(namespace, &filter.params);
-        let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let sql = query_sql::count(&Sqlite, filter, by_status);
+        let params = bind(namespace, &sql.params);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&sql.text)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
-    fn closed_runs_before(
+    async fn closed_runs_before(
         &self,
         namespace: &str,
         closed_before_ms: i64,
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.reader.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT workflow_id, run_id FROM visibility
-             WHERE namespace = ?1 AND close_time IS NOT NULL AND close_time < ?2
-             ORDER BY close_time LIMIT ?3",
-        )?;
+        let namespace = namespace.to_string();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(params![namespace, closed_before_ms, limit], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT workflow_id, run_id FROM visibility
+                 WHERE namespace = ?1 AND close_time IS NOT NULL AND close_time < ?2
+                 ORDER BY close_time LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![namespace, closed_before_ms, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
-    fn load_events(&self, run_id: &str, from_event_id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let conn = self.reader.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT data FROM history WHERE run_id = ?1 AND event_id >= ?2 ORDER BY event_id",
-        )?;
-        let rows = stmt.query_map(params![run_id, from_event_id], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    async fn load_events(
+        &self,
+        run_id: &str,
+        from_event_id: i64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let run_id = run_id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT data FROM history WHERE run_id = ?1 AND event_id >= ?2 ORDER BY event_id",
+            )?;
+            let rows = stmt.query_map(params![run_id, from_event_id], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+/// A page from up to `limit + 1` rows in order: the first `limit`, and the key of the last of
+/// them when there were more.
+pub(crate) fn page_of(rows: &mut Vec<(Vec<u8>, PageKey)>, limit: usize) -> VisibilityPage {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more {
+        rows.last().map(|(_, key)| key.clone())
+    } else {
+        None
+    };
+    VisibilityPage {
+        infos: rows.drain(..).map(|(info, _)| info).collect(),
+        next,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EventRow, RUNNING_STATUS, RowVersion, VisibilityRow};
-
-    /// A new run `run` of workflow "wf" (version 1, one event).
-    fn row(run: &str, status: i32) -> ExecutionRow {
-        ExecutionRow {
-            namespace: "default".into(),
-            workflow_id: "wf".into(),
-            run_id: run.into(),
-            status,
-            next_event_id: 2,
-            version: 1,
-            previous: None,
-            state: vec![status as u8],
-        }
-    }
-
-    /// The write of `row` that follows `before` (one more version and event).
-    fn next(before: &ExecutionRow, status: i32, state: u8) -> ExecutionRow {
-        ExecutionRow {
-            status,
-            next_event_id: before.next_event_id + 1,
-            version: before.version + 1,
-            previous: Some(before.written_version()),
-            state: vec![state],
-            ..before.clone()
-        }
-    }
-
-    fn only(row: ExecutionRow) -> WriteBatch {
-        WriteBatch {
-            executions: vec![row],
-            ..Default::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_state() {
-        let store = SqliteStore::open(None).unwrap();
-        let first = ExecutionRow {
-            state: vec![10],
-            ..row("r1", 1)
-        };
-        let second = next(&first, 1, 11);
-        let third = next(&second, 2, 12);
-        let exec = |row: ExecutionRow| WriteBatch {
-            visibility: vec![VisibilityRow {
-                run_id: "r1".into(),
-                namespace: "default".into(),
-                workflow_id: "wf".into(),
-                workflow_type: "T".into(),
-                status: row.status,
-                start_time_ms: 5,
-                close_time_ms: (row.status != RUNNING_STATUS).then_some(9),
-                info: row.state.clone(),
-                ..Default::default()
-            }],
-            executions: vec![row],
-            ..Default::default()
-        };
-        for batch in [exec(first), exec(second), exec(third)] {
-            store.commit(batch).await.unwrap().unwrap();
-        }
-        let latest = store.load_execution("default", "wf", Some("r1")).unwrap();
-        assert_eq!(latest.map(|r| (r.status, r.state)), Some((2, vec![12])));
-        assert!(store.load_running_executions().unwrap().is_empty());
-        let all = VisibilityFilter {
-            where_sql: "1".into(),
-            params: vec![],
-            order_sql: "start_time DESC".into(),
-        };
-        assert_eq!(
-            store.list_visibility("default", &all, 10, 0).unwrap(),
-            vec![vec![12]]
-        );
-        assert_eq!(
-            store.closed_runs_before("default", 10, 10).unwrap(),
-            vec![("wf".to_string(), "r1".to_string())]
-        );
-        assert!(
-            store
-                .closed_runs_before("default", 9, 10)
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[tokio::test]
-    async fn schedules_are_written_replaced_and_deleted() {
-        let store = SqliteStore::open(None).unwrap();
-        let put = |id: &str, data: Option<Vec<u8>>| WriteBatch {
-            schedules: vec![ScheduleRow {
-                namespace: "default".into(),
-                schedule_id: id.into(),
-                data,
-            }],
-            ..Default::default()
-        };
-        store
-            .commit(put("a", Some(vec![1])))
-            .await
-            .unwrap()
-            .unwrap();
-        store
-            .commit(put("b", Some(vec![2])))
-            .await
-            .unwrap()
-            .unwrap();
-        store
-            .commit(put("a", Some(vec![3])))
-            .await
-            .unwrap()
-            .unwrap();
-        store.commit(put("b", None)).await.unwrap().unwrap();
-        let rows = store.load_schedules().unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].schedule_id, "a");
-        assert_eq!(rows[0].data, Some(vec![3]));
-    }
+    use crate::contract_tests::{only, row};
+    use crate::{Durability, EventRow, RowVersion};
 
     /// An empty directory of this test process and a database path in it.
     fn fresh_db(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -913,6 +847,7 @@ mod tests {
         let store = SqliteStore::open(Some(&path)).unwrap();
         let mut runs: Vec<_> = store
             .load_running_executions()
+            .await
             .unwrap()
             .into_iter()
             .map(|r| r.run_id)
@@ -921,8 +856,10 @@ mod tests {
         assert_eq!(runs, ["s1", "w1", "w2"]);
     }
 
+    /// What is committed is in the file when it is opened again (the contract suite covers
+    /// the rest of commit and read semantics on every backend).
     #[tokio::test]
-    async fn commits_are_durable_and_readable() {
+    async fn commits_are_durable_across_reopening() {
         let (_dir, path) = fresh_db("store");
         {
             let store = SqliteStore::open(Some(&path)).unwrap();
@@ -933,105 +870,16 @@ mod tests {
                     event_id: 1,
                     data: vec![7],
                 }],
-                namespaces: vec![NamespaceRow {
-                    name: "default".into(),
-                    data: vec![1],
-                }],
                 ..Default::default()
             };
             store.commit(batch).await.unwrap().unwrap();
-            let second = WriteBatch {
-                executions: vec![row("r2", 2)],
-                ..Default::default()
-            };
-            store.commit(second).await.unwrap().unwrap();
         }
         let store = SqliteStore::open(Some(&path)).unwrap();
-        assert_eq!(store.load_namespaces().unwrap().len(), 1);
-        assert_eq!(store.load_running_executions().unwrap(), vec![row("r1", 1)]);
-        let latest = store
-            .load_execution("default", "wf", None)
-            .unwrap()
-            .unwrap();
-        assert_eq!(latest.run_id, "r2");
-        assert_eq!(store.load_events("r1", 1).unwrap(), vec![vec![7]]);
-        // A duplicate event id is refused and the whole batch is rolled back.
-        let bad = WriteBatch {
-            executions: vec![ExecutionRow {
-                workflow_id: "other".into(),
-                ..row("r3", 1)
-            }],
-            events: vec![EventRow {
-                run_id: "r1".into(),
-                event_id: 1,
-                data: vec![8],
-            }],
-            ..Default::default()
-        };
-        assert!(matches!(
-            store.commit(bad).await.unwrap(),
-            Err(StoreError::Conflict(_))
-        ));
-        assert!(
-            store
-                .load_execution("default", "other", Some("r3"))
-                .unwrap()
-                .is_none()
+        assert_eq!(
+            store.load_running_executions().await.unwrap(),
+            vec![row("r1", 1)]
         );
-    }
-
-    #[tokio::test]
-    async fn a_write_expecting_another_version_is_refused_and_fails_alone() {
-        let store = SqliteStore::open(None).unwrap();
-        let first = row("r1", 1);
-        store.commit(only(first.clone())).await.unwrap().unwrap();
-        let second = next(&first, 1, 7);
-        store.commit(only(second.clone())).await.unwrap().unwrap();
-        // Queued together, so usually one group: the stale write (it expects `first` again)
-        // fails; the others commit.
-        let stale = next(&first, 1, 8);
-        let other = ExecutionRow {
-            workflow_id: "wf-2".into(),
-            ..row("r2", 1)
-        };
-        let receipts = [
-            store.commit(only(stale)),
-            store.commit(only(other)),
-            store.commit(only(next(&second, 1, 9))),
-        ];
-        let mut results = Vec::new();
-        for r in receipts {
-            results.push(r.await.unwrap());
-        }
-        assert!(
-            matches!(results[0], Err(StoreError::Conflict(_))),
-            "{results:?}"
-        );
-        assert!(results[1].is_ok() && results[2].is_ok(), "{results:?}");
-        let stored = store.load_execution("default", "wf", Some("r1")).unwrap();
-        assert_eq!(stored.map(|r| (r.version, r.state)), Some((3, vec![9])));
-        assert!(store.healthy());
-    }
-
-    #[tokio::test]
-    async fn a_workflow_id_has_at_most_one_running_run() {
-        let store = SqliteStore::open(None).unwrap();
-        let first = row("r1", 1);
-        store.commit(only(first.clone())).await.unwrap().unwrap();
-        let second = row("r2", 1);
-        assert!(matches!(
-            store.commit(only(second.clone())).await.unwrap(),
-            Err(StoreError::Conflict(_))
-        ));
-        // Closing the first and creating the second in one batch (continue-as-new) works.
-        let closes = WriteBatch {
-            executions: vec![next(&first, 2, 2), second],
-            ..Default::default()
-        };
-        store.commit(closes).await.unwrap().unwrap();
-        let running = store.load_running_executions().unwrap();
-        assert_eq!(running.len(), 1);
-        assert_eq!(running[0].run_id, "r2");
+        assert_eq!(store.load_events("r1", 1).await.unwrap(), vec![vec![7]]);
     }
 
     #[tokio::test]
@@ -1053,6 +901,7 @@ mod tests {
             let store = SqliteStore::open(Some(&path)).unwrap();
             let old = store
                 .load_execution("default", "wf", None)
+                .await
                 .unwrap()
                 .unwrap();
             assert_eq!((old.run_id.as_str(), old.version), ("old", 0));
@@ -1070,6 +919,7 @@ mod tests {
             store.commit(only(update)).await.unwrap().unwrap();
             let now = store
                 .load_execution("default", "wf", None)
+                .await
                 .unwrap()
                 .unwrap();
             assert_eq!((now.version, now.next_event_id), (4, 5));

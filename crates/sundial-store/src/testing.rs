@@ -3,8 +3,8 @@
 //! caller can give up while it is durable), a store that stays down for a while.
 
 use crate::{
-    CommitReceipt, ExecutionRow, NamespaceRow, ScheduleRow, Store, StoreError, VisibilityFilter,
-    WriteBatch,
+    CommitReceipt, ExecutionRow, NamespaceRow, PageKey, Predicate, ScheduleRow, Store, StoreError,
+    VisibilityPage, VisibilityQuery, WriteBatch,
 };
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -75,6 +75,7 @@ impl FaultyStore {
     }
 }
 
+#[async_trait::async_trait]
 impl Store for FaultyStore {
     fn commit(&self, batch: WriteBatch) -> CommitReceipt {
         match self.fault_for(&batch) {
@@ -101,55 +102,65 @@ impl Store for FaultyStore {
         self.inner.healthy()
     }
 
-    fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
-        self.inner.load_namespaces()
+    async fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError> {
+        self.inner.load_namespaces().await
     }
 
-    fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
-        self.inner.load_running_executions()
+    async fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
+        self.inner.load_running_executions().await
     }
 
-    fn load_execution(
+    async fn load_execution(
         &self,
         namespace: &str,
         workflow_id: &str,
         run_id: Option<&str>,
     ) -> Result<Option<ExecutionRow>, StoreError> {
-        self.inner.load_execution(namespace, workflow_id, run_id)
+        self.inner
+            .load_execution(namespace, workflow_id, run_id)
+            .await
     }
 
-    fn load_events(&self, run_id: &str, from_event_id: i64) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.inner.load_events(run_id, from_event_id)
-    }
-
-    fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
-        self.inner.load_schedules()
-    }
-
-    fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {
-        self.inner.load_search_attributes()
-    }
-
-    fn list_visibility(
+    async fn load_events(
         &self,
-        namespace: &str,
-        filter: &VisibilityFilter,
-        limit: usize,
-        offset: usize,
+        run_id: &str,
+        from_event_id: i64,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.inner.list_visibility(namespace, filter, limit, offset)
+        self.inner.load_events(run_id, from_event_id).await
     }
 
-    fn count_visibility(
+    async fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
+        self.inner.load_schedules().await
+    }
+
+    async fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {
+        self.inner.load_search_attributes().await
+    }
+
+    async fn list_visibility(
         &self,
         namespace: &str,
-        filter: &VisibilityFilter,
+        query: &VisibilityQuery,
+        limit: usize,
+        after: Option<&PageKey>,
+    ) -> Result<VisibilityPage, StoreError> {
+        self.inner
+            .list_visibility(namespace, query, limit, after)
+            .await
+    }
+
+    async fn count_visibility(
+        &self,
+        namespace: &str,
+        filter: Option<&Predicate>,
         by_status: bool,
     ) -> Result<Vec<(i32, i64)>, StoreError> {
-        self.inner.count_visibility(namespace, filter, by_status)
+        self.inner
+            .count_visibility(namespace, filter, by_status)
+            .await
     }
 
-    fn closed_runs_before(
+    async fn closed_runs_before(
         &self,
         namespace: &str,
         closed_before_ms: i64,
@@ -157,5 +168,90 @@ impl Store for FaultyStore {
     ) -> Result<Vec<(String, String)>, StoreError> {
         self.inner
             .closed_runs_before(namespace, closed_before_ms, limit)
+            .await
     }
+}
+
+/// A PostgreSQL database of one test server's own, on `SUNDIAL_TEST_POSTGRES` (default
+/// `postgres://postgres@127.0.0.1:5432/test`), dropped (with any connection left to it) when
+/// this is dropped. Blocking: safe to use inside or outside an async runtime.
+pub struct TestDatabase {
+    pub name: String,
+    /// What `--db-url` takes.
+    pub url: String,
+    base: String,
+}
+
+impl TestDatabase {
+    /// The base URL the test databases are created from.
+    pub fn base_url() -> String {
+        std::env::var("SUNDIAL_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    /// True when the tests are asked to run their servers on PostgreSQL
+    /// (`SUNDIAL_TEST_BACKEND=postgres`).
+    pub fn requested() -> bool {
+        std::env::var("SUNDIAL_TEST_BACKEND").as_deref() == Ok("postgres")
+    }
+
+    /// Creates a database named after `prefix`, the process and a counter.
+    pub fn create(prefix: &str) -> Result<TestDatabase, String> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let name = format!(
+            "sundial_{prefix}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let base = Self::base_url();
+        let server = base
+            .rsplit_once('/')
+            .map(|(s, _)| s.to_string())
+            .ok_or_else(|| {
+                format!("SUNDIAL_TEST_POSTGRES must be a postgres:// URL, not {base}")
+            })?;
+        // One statement per call: DROP/CREATE DATABASE refuse to run in a transaction.
+        run_admin(
+            &base,
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )?;
+        run_admin(&base, format!("CREATE DATABASE {name}"))?;
+        Ok(TestDatabase {
+            url: format!("{server}/{name}"),
+            name,
+            base,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = run_admin(
+            &self.base,
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs `sql` on `base` from a thread and runtime of its own.
+fn run_admin(base: &str, sql: String) -> Result<(), String> {
+    let base = base.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("PostgreSQL is not reachable at {base}: {e}"))?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| format!("PostgreSQL at {base} refused {sql:?}: {e}"))
+        })
+    })
+    .join()
+    .map_err(|_| "the PostgreSQL admin thread panicked".to_string())?
 }

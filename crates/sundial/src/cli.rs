@@ -55,8 +55,12 @@ struct StartDev {
     #[arg(long, default_value = "127.0.0.1")]
     ip: IpAddr,
     /// SQLite file that keeps everything across restarts; without it, state is in memory.
-    #[arg(short = 'f', long)]
+    #[arg(short = 'f', long, conflicts_with = "db_url")]
     db_filename: Option<PathBuf>,
+    /// PostgreSQL database instead of SQLite, e.g. `postgres://postgres@127.0.0.1:5432/sundial`
+    /// (created schema and migrations on start).
+    #[arg(long)]
+    db_url: Option<String>,
     /// Extra namespace to register at start (repeatable).
     #[arg(short = 'n', long = "namespace")]
     namespaces: Vec<String>,
@@ -118,7 +122,10 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
     }
     run(Settings {
         listen: SocketAddr::new(args.ip, args.port),
-        db: args.db_filename,
+        store: match args.db_url {
+            Some(url) => StoreChoice::Postgres(sundial_store::PostgresOptions::new(url)),
+            None => StoreChoice::Sqlite(args.db_filename),
+        },
         namespaces: namespaces
             .into_iter()
             .map(|name| sundial_server::NamespaceSpec {
@@ -161,7 +168,7 @@ fn start(args: Start) -> anyhow::Result<()> {
     init_logging(&config.log.level, LogFormat::parse(&config.log.format)?)?;
     run(Settings {
         listen: config.server.listen,
-        db: config.storage.path.clone(),
+        store: config.storage.choice()?,
         namespaces: config.namespace_specs()?,
         search_attributes: Vec::new(),
         limits: config.engine_limits(),
@@ -177,9 +184,16 @@ fn start(args: Start) -> anyhow::Result<()> {
 }
 
 /// Everything both start commands decide.
+/// Where state is kept.
+pub enum StoreChoice {
+    /// An SQLite file, or memory (`None`).
+    Sqlite(Option<PathBuf>),
+    Postgres(sundial_store::PostgresOptions),
+}
+
 struct Settings {
     listen: SocketAddr,
-    db: Option<PathBuf>,
+    store: StoreChoice,
     namespaces: Vec<sundial_server::NamespaceSpec>,
     search_attributes: Vec<(String, i32)>,
     limits: sundial_engine::Limits,
@@ -199,28 +213,37 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         sundial_server::metrics::Metrics::new().context("registering the server's metrics")?,
     );
     let observer: Arc<dyn sundial_store::CommitObserver> = metrics.clone();
-    let store = sundial_store::SqliteStore::open_observed(settings.db.as_deref(), Some(observer))
-        .with_context(|| format!("opening the database {:?}", settings.db))?;
-    let config = sundial_server::ServerConfig {
-        listen: settings.listen,
-        store: Arc::new(store),
-        namespaces: settings.namespaces,
-        search_attributes: settings.search_attributes,
-        limits: settings.limits,
-        frontend: settings.frontend,
-        tls: settings.tls,
-        authorization: settings.authorization,
-        metrics,
-        metrics_listen: settings.metrics_listen,
-        http_listen: settings.http_listen,
-        ui_listen: settings.ui_listen,
-        retention_scan: settings.retention_scan,
-        shutdown_grace: settings.shutdown_grace,
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let store: Arc<dyn sundial_store::Store> = match &settings.store {
+            StoreChoice::Sqlite(path) => Arc::new(
+                sundial_store::SqliteStore::open_observed(path.as_deref(), Some(observer))
+                    .with_context(|| format!("opening the database {path:?}"))?,
+            ),
+            StoreChoice::Postgres(options) => Arc::new(
+                sundial_store::PostgresStore::open(options, Some(observer))
+                    .await
+                    .context("opening the PostgreSQL database")?,
+            ),
+        };
+        let config = sundial_server::ServerConfig {
+            listen: settings.listen,
+            store,
+            namespaces: settings.namespaces,
+            search_attributes: settings.search_attributes,
+            limits: settings.limits,
+            frontend: settings.frontend,
+            tls: settings.tls,
+            authorization: settings.authorization,
+            metrics,
+            metrics_listen: settings.metrics_listen,
+            http_listen: settings.http_listen,
+            ui_listen: settings.ui_listen,
+            retention_scan: settings.retention_scan,
+            shutdown_grace: settings.shutdown_grace,
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
         let shutdown = async move {

@@ -87,6 +87,54 @@ fn default_retention_scan() -> String {
 pub struct Storage {
     /// SQLite file; in memory when absent (nothing survives a restart).
     pub path: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite: `postgres://user@host:5432/database` (exclusive with
+    /// `path`).
+    pub url: Option<String>,
+    /// Read connections to PostgreSQL (the writer has one of its own).
+    pub pool_size: Option<usize>,
+    /// How long connecting to PostgreSQL may take, e.g. `"10s"`.
+    pub connect_timeout: Option<String>,
+    /// PEM file of the CA that signed PostgreSQL's certificate: TLS to the database, verified
+    /// against it (without it, TLS is used when the URL says `sslmode=require`, verified against
+    /// the system's roots).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Storage {
+    /// Which store the section names.
+    pub fn choice(&self) -> anyhow::Result<crate::cli::StoreChoice> {
+        match (&self.path, &self.url) {
+            (Some(_), Some(_)) => {
+                bail!("[storage] sets both path (SQLite) and url (PostgreSQL); choose one")
+            }
+            (_, Some(url)) => {
+                let mut options = sundial_store::PostgresOptions::new(url.clone());
+                if let Some(size) = self.pool_size {
+                    if size == 0 {
+                        bail!("[storage] pool_size must be at least 1");
+                    }
+                    options.pool_size = size;
+                }
+                if let Some(timeout) = &self.connect_timeout {
+                    options.connect_timeout =
+                        parse_duration(timeout).context("[storage] connect_timeout")?;
+                }
+                options.ca_file = self.ca_file.clone();
+                Ok(crate::cli::StoreChoice::Postgres(options))
+            }
+            (path, None) => {
+                if self.pool_size.is_some()
+                    || self.connect_timeout.is_some()
+                    || self.ca_file.is_some()
+                {
+                    bail!(
+                        "[storage] pool_size, connect_timeout and ca_file apply to PostgreSQL (url) only"
+                    );
+                }
+                Ok(crate::cli::StoreChoice::Sqlite(path.clone()))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +273,9 @@ impl Config {
             }
         };
         if let Some(path) = self.storage.path.as_mut() {
+            resolve(path);
+        }
+        if let Some(path) = self.storage.ca_file.as_mut() {
             resolve(path);
         }
         if let Some(tls) = self.tls.as_mut() {

@@ -126,7 +126,9 @@ impl Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         let request = req.request.clone().unwrap_or_default();
         let update_id = self.check_update_request(&request)?;
         let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
@@ -189,7 +191,9 @@ impl Frontend {
     ) -> Result<PollWorkflowExecutionUpdateResponse, ServiceError> {
         let update_ref = req.update_ref.clone().unwrap_or_default();
         let execution = update_ref.workflow_execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &execution.workflow_id, &execution.run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &execution.workflow_id, &execution.run_id)
+            .await?;
         // Unlike UpdateWorkflowExecution, a poll naming no stage is not given a default: it
         // answers at once with the stage the update is at, as the reference server does.
         let stage = req.wait_policy.map_or(0, |p| p.lifecycle_stage);
@@ -335,6 +339,7 @@ impl Frontend {
         let existing = match self
             .history
             .handle(&start.namespace, &start.workflow_id, None)
+            .await
         {
             Ok(handle) => Some(handle),
             Err(ServiceError::NotFound(_)) => None,
@@ -398,6 +403,7 @@ impl Frontend {
         let handle = self
             .history
             .handle(&start.namespace, &start.workflow_id, Some(&started.run_id))
+            .await
             .map_err(|e| multi_error(OpError::Failed(Box::new(e)), OpError::Aborted))?;
         let start_op = if started.started {
             OpError::Ok

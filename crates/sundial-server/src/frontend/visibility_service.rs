@@ -19,7 +19,7 @@ use sundial_engine::api::{
 };
 use sundial_engine::time;
 use sundial_store::list_query::{self, Expr, Op, Query, Value};
-use sundial_store::{VisibilityFilter, sql_filter};
+use sundial_store::{PageKey, VisibilityQuery, predicate};
 
 /// Default and largest page of a list call.
 const DEFAULT_PAGE: usize = 1000;
@@ -30,17 +30,28 @@ fn offset_token(offset: usize) -> Vec<u8> {
     (offset as u64).to_be_bytes().to_vec()
 }
 
+/// The offset a reverse history page token names (an empty token is the newest page).
 fn parse_offset(token: &[u8]) -> Result<usize, ServiceError> {
     if token.is_empty() {
         return Ok(0);
     }
     let invalid = || ServiceError::InvalidArgument("Invalid NextPageToken.".into());
     let bytes: [u8; 8] = token.try_into().map_err(|_| invalid())?;
-    // Offsets this server hands out fit SQLite's signed 64-bit integers; others are forged.
     i64::try_from(u64::from_be_bytes(bytes))
         .ok()
         .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(invalid)
+}
+
+/// The key a page token names, for a query whose sort key has `keys` values (an empty token
+/// is the first page).
+fn parse_page_token(token: &[u8], keys: usize) -> Result<Option<PageKey>, ServiceError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    PageKey::decode(token, keys)
+        .map(Some)
+        .ok_or_else(|| ServiceError::InvalidArgument("Invalid NextPageToken.".into()))
 }
 
 /// The page a request asks for: unset, negative and oversized requests get the largest page,
@@ -64,9 +75,9 @@ fn and(a: Option<Expr>, b: Expr) -> Option<Expr> {
 }
 
 impl Frontend {
-    fn filter_for(&self, namespace: &str, query: &Query) -> Result<VisibilityFilter, ServiceError> {
+    fn resolve(&self, namespace: &str, query: &Query) -> Result<VisibilityQuery, ServiceError> {
         let resolver = self.history.visibility.resolver(namespace);
-        sql_filter::build(query, &resolver)
+        predicate::resolve_query(query, &resolver)
             .map_err(|e| ServiceError::InvalidArgument(format!("invalid query: {e}")))
     }
 
@@ -83,28 +94,21 @@ impl Frontend {
         token: &[u8],
     ) -> Result<(Vec<WorkflowExecutionInfo>, Vec<u8>), ServiceError> {
         self.namespaces.check(namespace)?;
-        let filter = self.filter_for(namespace, &query)?;
+        let query = self.resolve(namespace, &query)?;
         let limit = page_limit(page_size);
-        let offset = parse_offset(token)?;
-        let store = self.history.store().clone();
-        let ns = namespace.to_string();
-        let rows = tokio::task::spawn_blocking(move || {
-            store.list_visibility(&ns, &filter, limit + 1, offset)
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        let more = rows.len() > limit;
-        let infos = rows
+        let after = parse_page_token(token, query.sort_keys().len())?;
+        let page = self
+            .history
+            .store()
+            .list_visibility(namespace, &query, limit, after.as_ref())
+            .await?;
+        let infos = page
+            .infos
             .iter()
-            .take(limit)
             .map(|b| WorkflowExecutionInfo::decode(b.as_slice()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServiceError::Internal(format!("corrupt visibility record: {e}")))?;
-        let next = if more {
-            offset_token(offset.saturating_add(limit))
-        } else {
-            Vec::new()
-        };
+        let next = page.next.map(|key| key.encode()).unwrap_or_default();
         Ok((infos, next))
     }
 
@@ -166,13 +170,12 @@ impl Frontend {
                 "invalid query: 'ORDER BY' clause is not supported in count".into(),
             ));
         }
-        let filter = self.filter_for(&req.namespace, &query)?;
-        let store = self.history.store().clone();
-        let ns = req.namespace.clone();
-        let rows =
-            tokio::task::spawn_blocking(move || store.count_visibility(&ns, &filter, by_status))
-                .await
-                .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let query = self.resolve(&req.namespace, &query)?;
+        let rows = self
+            .history
+            .store()
+            .count_visibility(&req.namespace, query.filter.as_ref(), by_status)
+            .await?;
         let count = rows.iter().map(|(_, n)| n).sum();
         let groups = if by_status {
             rows.into_iter()
@@ -388,7 +391,9 @@ impl Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         self.history.delete_run(&handle).await
     }
 
@@ -400,7 +405,9 @@ impl Frontend {
             workflow_id,
             run_id,
         } = req.execution.unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         let page = page_limit(req.maximum_page_size);
         let offset = parse_offset(&req.next_page_token)?;
         let (events, more) = self

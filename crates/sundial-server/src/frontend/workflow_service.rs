@@ -178,13 +178,14 @@ impl Frontend {
         Ok(())
     }
 
-    fn run_by_token(&self, token: &TaskToken) -> Result<Arc<RunHandle>, ServiceError> {
+    async fn run_by_token(&self, token: &TaskToken) -> Result<Arc<RunHandle>, ServiceError> {
         self.namespaces.check(&token.namespace)?;
         self.history
             .handle(&token.namespace, &token.workflow_id, Some(&token.run_id))
+            .await
     }
 
-    pub(super) fn run_by_id(
+    pub(super) async fn run_by_id(
         &self,
         namespace: &str,
         workflow_id: &str,
@@ -196,7 +197,9 @@ impl Frontend {
                 "WorkflowId is not set on request.".into(),
             ));
         }
-        self.history.handle(namespace, workflow_id, Some(run_id))
+        self.history
+            .handle(namespace, workflow_id, Some(run_id))
+            .await
     }
 
     /// Runs one transition on a run and returns the operation's result as the reply.
@@ -365,7 +368,7 @@ impl Frontend {
         identity: Option<&crate::peer::PeerIdentity>,
     ) -> Result<RespondWorkflowTaskCompletedResponse, ServiceError> {
         let token = decode_token(&req.task_token, false)?;
-        let handle = self.run_by_token(&token)?;
+        let handle = self.run_by_token(&token).await?;
         self.check_foreign_namespaces(&req, &token.namespace, identity)?;
         let wt = WorkflowTaskRef {
             scheduled_event_id: token.scheduled_event_id,
@@ -456,7 +459,8 @@ impl Frontend {
             .unwrap_or(execution.run_id.clone());
         let handle = self
             .history
-            .handle(&req.namespace, &execution.workflow_id, Some(&run_id))?;
+            .handle(&req.namespace, &execution.workflow_id, Some(&run_id))
+            .await?;
         let from = page_token.as_ref().map_or(1, |t| t.next_event_id);
         let close_only = req.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32;
         let page_size = match req.maximum_page_size {
@@ -665,7 +669,7 @@ impl WorkflowService for Frontend {
     ) -> Reply<RespondWorkflowTaskFailedResponse> {
         let req = request.into_inner();
         let token = decode_token(&req.task_token, false)?;
-        let handle = self.run_by_token(&token)?;
+        let handle = self.run_by_token(&token).await?;
         let wt = WorkflowTaskRef {
             scheduled_event_id: token.scheduled_event_id,
             seq: token.seq_or_attempt,
@@ -698,7 +702,7 @@ impl WorkflowService for Frontend {
         let req = request.into_inner();
         let token = decode_token(&req.task_token, true)?;
         self.check_blob(req.details.as_ref())?;
-        let handle = self.run_by_token(&token)?;
+        let handle = self.run_by_token(&token).await?;
         let reply = self
             .run_op(handle, |t| {
                 t.heartbeat_activity(activity_ref(&token), req.details.clone())
@@ -717,7 +721,9 @@ impl WorkflowService for Frontend {
     ) -> Reply<RecordActivityTaskHeartbeatByIdResponse> {
         let req = request.into_inner();
         self.check_blob(req.details.as_ref())?;
-        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
+            .await?;
         let reply = self
             .run_op(handle, |t| {
                 let a = by_id(t, &req.activity_id)?;
@@ -738,7 +744,7 @@ impl WorkflowService for Frontend {
         let req = request.into_inner();
         let token = decode_token(&req.task_token, true)?;
         self.check_blob(req.result.as_ref())?;
-        let handle = self.run_by_token(&token)?;
+        let handle = self.run_by_token(&token).await?;
         self.run_op(handle, |t| {
             t.complete_activity(activity_ref(&token), req.result.clone(), &req.identity)
         })
@@ -752,7 +758,9 @@ impl WorkflowService for Frontend {
     ) -> Reply<RespondActivityTaskCompletedByIdResponse> {
         let req = request.into_inner();
         self.check_blob(req.result.as_ref())?;
-        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
+            .await?;
         self.run_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
             t.complete_activity(a, req.result.clone(), &req.identity)
@@ -767,7 +775,7 @@ impl WorkflowService for Frontend {
     ) -> Reply<RespondActivityTaskFailedResponse> {
         let req = request.into_inner();
         let token = decode_token(&req.task_token, true)?;
-        let handle = self.run_by_token(&token)?;
+        let handle = self.run_by_token(&token).await?;
         let failure = req.failure.clone().unwrap_or_default();
         self.run_op(handle, |t| {
             t.fail_activity(
@@ -788,7 +796,9 @@ impl WorkflowService for Frontend {
         request: Request<RespondActivityTaskFailedByIdRequest>,
     ) -> Reply<RespondActivityTaskFailedByIdResponse> {
         let req = request.into_inner();
-        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
+            .await?;
         let failure = req.failure.clone().unwrap_or_default();
         self.run_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
@@ -811,7 +821,7 @@ impl WorkflowService for Frontend {
     ) -> Reply<RespondActivityTaskCanceledResponse> {
         let req = request.into_inner();
         let token = decode_token(&req.task_token, true)?;
-        let handle = self.run_by_token(&token)?;
+        let handle = self.run_by_token(&token).await?;
         self.run_op(handle, |t| {
             t.cancel_activity(activity_ref(&token), req.details.clone(), &req.identity)
         })
@@ -824,7 +834,9 @@ impl WorkflowService for Frontend {
         request: Request<RespondActivityTaskCanceledByIdRequest>,
     ) -> Reply<RespondActivityTaskCanceledByIdResponse> {
         let req = request.into_inner();
-        let handle = self.run_by_id(&req.namespace, &req.workflow_id, &req.run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
+            .await?;
         self.run_op(handle, |t| {
             let a = by_id(t, &req.activity_id)?;
             t.cancel_activity(a, req.details.clone(), &req.identity)
@@ -849,7 +861,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.execution.unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         Ok(Response::new(
             self.history.read(&handle, responses::describe).await?,
         ))
@@ -864,7 +878,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         self.run_op(handle, |t| {
             t.terminate(&req.reason, req.details.clone(), &req.identity)
         })
@@ -882,7 +898,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         let signal = Signal {
             name: req.signal_name,
             input: req.input,
@@ -960,7 +978,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         self.run_op(handle, |t| {
             t.client_request_cancel(&req.reason, &req.identity, &req.request_id)
         })
@@ -978,7 +998,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.execution.clone().unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         let query = req.query.clone().unwrap_or_default();
         if query.query_type.is_empty() {
             return Err(
@@ -1331,7 +1353,9 @@ impl WorkflowService for Frontend {
             workflow_id,
             run_id,
         } = req.execution.unwrap_or_default();
-        let handle = self.run_by_id(&req.namespace, &workflow_id, &run_id)?;
+        let handle = self
+            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .await?;
         self.run_op(handle, |t| {
             t.reset_stickiness();
             Ok(())

@@ -6,6 +6,10 @@
 //! [`TestServer`] is dropped. If the `SUNDIAL_ADDRESS` environment variable is set
 //! (e.g. `127.0.0.1:7233`), no process is spawned and the tests talk to that address
 //! instead, so the same tests can run against any Temporal-compatible server.
+//!
+//! `SUNDIAL_TEST_BACKEND=postgres` keeps each spawned server's state in a PostgreSQL database
+//! of its own (`sundial_store::testing::TestDatabase`, dropped with the server); an unreachable
+//! PostgreSQL fails the test.
 #![allow(dead_code)]
 
 use std::{
@@ -51,6 +55,8 @@ pub struct TestServer {
     log_path: Option<PathBuf>,
     // Held so the database directory lives as long as the server does.
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database of this server, dropped with it.
+    postgres: Option<sundial_store::testing::TestDatabase>,
 }
 
 impl TestServer {
@@ -62,6 +68,7 @@ impl TestServer {
                 child: Mutex::new(None),
                 log_path: None,
                 _dir: None,
+                postgres: None,
             },
             _ => Self::spawn(),
         };
@@ -77,6 +84,14 @@ impl TestServer {
         let log = File::create(&log_path).expect("create server log file");
         let log_err = log.try_clone().expect("clone server log handle");
         let port_arg = port.to_string();
+        let postgres = sundial_store::testing::TestDatabase::requested().then(|| {
+            sundial_store::testing::TestDatabase::create("rs")
+                .unwrap_or_else(|e| panic!("SUNDIAL_TEST_BACKEND=postgres: {e}"))
+        });
+        let storage: Vec<std::ffi::OsString> = match &postgres {
+            Some(db) => vec!["--db-url".into(), (&db.url).into()],
+            None => vec!["--db-filename".into(), db.into()],
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_sundial"))
             .args([
                 "server",
@@ -87,8 +102,7 @@ impl TestServer {
                 "--port",
             ])
             .arg(&port_arg)
-            .arg("--db-filename")
-            .arg(&db)
+            .args(&storage)
             .args(["--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -100,6 +114,7 @@ impl TestServer {
             child: Mutex::new(Some(child)),
             log_path: Some(log_path),
             _dir: Some(dir),
+            postgres,
         }
     }
 
@@ -190,6 +205,8 @@ impl Drop for TestServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The database goes once the server is gone.
+        self.postgres.take();
     }
 }
 

@@ -1,0 +1,188 @@
+"""PostgreSQL as the store, whatever SUNDIAL_TEST_BACKEND says: a database that cannot be
+reached at start fails the start naming it; one lost while the server runs turns health to
+NOT_SERVING and requests to Unavailable, and once it is back everything acknowledged is there
+and the server serves again. The database is the machine's PostgreSQL, reached through a TCP
+relay of this test that can cut every connection and refuse new ones."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from datetime import timedelta
+
+import pytest
+from temporalio import activity, workflow
+from temporalio.api.common.v1 import WorkflowExecution, WorkflowType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkflowExecutionRequest,
+    StartWorkflowExecutionRequest,
+)
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+with workflow.unsafe.imports_passed_through():
+    from conftest import POSTGRES_BASE, SundialProcess, free_port, postgres_url
+
+
+class Relay:
+    """Forwards TCP connections from a local port to PostgreSQL; ``cut`` drops them all and
+    refuses new ones until ``restore``."""
+
+    def __init__(self, target_port: int = 5432) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self.server: asyncio.AbstractServer | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.writers += [writer, up_writer]
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def restore(self) -> None:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        for w in self.writers:
+            w.transport.abort()
+        self.writers.clear()
+
+
+@activity.defn
+async def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow.defn(sandboxed=False)
+class Doubling:
+    @workflow.run
+    async def run(self, x: int) -> int:
+        return await workflow.execute_activity(
+            double, x, start_to_close_timeout=timedelta(seconds=30)
+        )
+
+
+def relayed_url(relay: Relay, db_path) -> str:
+    direct = postgres_url(db_path)
+    return direct.replace("127.0.0.1:5432", f"127.0.0.1:{relay.port}", 1)
+
+
+async def test_an_unreachable_database_fails_the_start_naming_it(tmp_path):
+    port = free_port()
+    result = subprocess.run(
+        [
+            SundialProcess(tmp_path / "x.db").binary, "server", "start-dev", "--headless",
+            "--port", str(free_port()),
+            "--db-url", f"postgres://postgres@127.0.0.1:{port}/nothing",
+        ],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"127.0.0.1:{port}/nothing" in output, output
+    assert "cannot connect to PostgreSQL" in output, output
+
+
+async def test_a_database_lost_while_running_makes_the_server_unavailable_until_it_is_back(
+    tmp_path,
+):
+    if "127.0.0.1:5432" not in POSTGRES_BASE:
+        pytest.fail(f"this test relays to 127.0.0.1:5432; SUNDIAL_TEST_POSTGRES is {POSTGRES_BASE}")
+    relay = Relay()
+    await relay.restore()
+
+    class Relayed(SundialProcess):
+        def command(self) -> list[str]:
+            return [
+                self.binary, "server", "start-dev", "--headless", "--ip", self.host,
+                "--port", str(self.port), "--db-url", relayed_url(relay, self.db_path),
+                "--log-level", "info",
+            ]
+
+    server = Relayed(tmp_path / "lost.db")
+    await server.start()
+    try:
+        client = await Client.connect(server.address)
+        queue = f"pg-lost-{uuid.uuid4()}"
+        async with Worker(
+            client, task_queue=queue, workflows=[Doubling], activities=[double],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            before = [
+                await client.start_workflow(Doubling.run, i, id=f"before-{queue}-{i}", task_queue=queue)
+                for i in range(5)
+            ]
+            assert [await h.result() for h in before] == [0, 2, 4, 6, 8]
+
+            await relay.cut()
+            # Health turns NOT_SERVING once the writer notices (it probes every second).
+            deadline = asyncio.get_running_loop().time() + 15
+            healthy = True
+            while asyncio.get_running_loop().time() < deadline:
+                try:
+                    healthy = await client.service_client.check_health(timeout=timedelta(seconds=2))
+                except RPCError:
+                    healthy = False
+                if not healthy:
+                    break
+                await asyncio.sleep(0.2)
+            assert not healthy, "health still SERVING with the database gone"
+            # A request that must write is refused as Unavailable (the SDKs retry those).
+            start = StartWorkflowExecutionRequest(
+                namespace="default", workflow_id=f"during-{queue}", request_id=str(uuid.uuid4()),
+                workflow_type=WorkflowType(name="Doubling"), task_queue=TaskQueue(name=queue),
+            )
+            with pytest.raises(RPCError) as refused:
+                await client.workflow_service.start_workflow_execution(
+                    start, retry=False, timeout=timedelta(seconds=20)
+                )
+            assert refused.value.status == RPCStatusCode.UNAVAILABLE, refused.value
+
+            await relay.restore()
+            deadline = asyncio.get_running_loop().time() + 20
+            while asyncio.get_running_loop().time() < deadline:
+                try:
+                    if await client.service_client.check_health(timeout=timedelta(seconds=2)):
+                        break
+                except RPCError:
+                    pass
+                await asyncio.sleep(0.2)
+            else:
+                pytest.fail("health did not return to SERVING")
+            after = await client.start_workflow(Doubling.run, 21, id=f"after-{queue}", task_queue=queue)
+            assert await after.result() == 42
+            # Everything acknowledged before the loss is there.
+            for i, handle in enumerate(before):
+                assert await handle.result() == 2 * i
+            # The refused start did not happen.
+            with pytest.raises(RPCError) as missing:
+                await client.workflow_service.describe_workflow_execution(
+                    DescribeWorkflowExecutionRequest(
+                        namespace="default", execution=WorkflowExecution(workflow_id=f"during-{queue}")
+                    )
+                )
+            assert missing.value.status == RPCStatusCode.NOT_FOUND
+    finally:
+        server.stop()
+        await relay.cut()

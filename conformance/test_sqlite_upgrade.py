@@ -1,0 +1,78 @@
+"""An SQLite file written by an earlier release keeps working: `data/sqlite-schema-2.db` was
+made by the binary of 2026-12-01 (schema version 2; `data/make_sqlite_fixture.py` rebuilds it)
+with one completed workflow and one waiting for a signal. Today's server opens a copy, shows
+the completed run and its history, and the waiting one finishes when signalled."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+with workflow.unsafe.imports_passed_through():
+    from conftest import SundialProcess
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "sqlite-schema-2.db"
+QUEUE = "upgrade-fixture"
+
+
+@workflow.defn(sandboxed=False)
+class Greeter:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return f"hello {name}"
+
+
+@workflow.defn(sandboxed=False)
+class Waiter:
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: bool(self.names))
+        return "got " + self.names[0]
+
+    @workflow.signal
+    def name(self, value: str) -> None:
+        self.names.append(value)
+
+    @workflow.query
+    def seen(self) -> list[str]:
+        return self.names
+
+
+@pytest.mark.sqlite_only
+async def test_a_file_of_the_previous_release_keeps_working(tmp_path):
+    db = tmp_path / "old.db"
+    shutil.copy(FIXTURE, db)
+    server = SundialProcess(db, log_path=tmp_path / "old.log")
+    await server.start()
+    try:
+        client = await Client.connect(server.address)
+        done = client.get_workflow_handle("completed")
+        assert (await done.describe()).status == WorkflowExecutionStatus.COMPLETED
+        assert await done.result() == "hello old"
+        events = [e async for e in done.fetch_history_events()]
+        assert len(events) >= 5
+        async with Worker(client, task_queue=QUEUE, workflows=[Greeter, Waiter],
+                          workflow_runner=UnsandboxedWorkflowRunner()):
+            waiting = client.get_workflow_handle("waiting")
+            await waiting.signal(Waiter.name, "new")
+            assert await waiting.result() == "got new"
+            # New work on the upgraded file.
+            assert await client.execute_workflow(
+                Greeter.run, "again", id="after-upgrade", task_queue=QUEUE
+            ) == "hello again"
+        listed = [w.id async for w in client.list_workflows("WorkflowType = 'Greeter'")]
+        assert sorted(listed) == ["after-upgrade", "completed"]
+        # The file survives a restart after the upgrade.
+        await server.restart()
+        client = await Client.connect(server.address)
+        assert await client.get_workflow_handle("waiting").result() == "got new"
+    finally:
+        server.stop()

@@ -1,0 +1,600 @@
+//! The storage contract as one suite that every backend passes: each test is written once
+//! against `&dyn Store` and runs on SQLite (in memory) and on PostgreSQL (a database of its
+//! own on the machine's server, `SUNDIAL_TEST_POSTGRES` or
+//! `postgres://postgres@127.0.0.1:5432/test`; an unreachable server fails the tests, it never
+//! skips them).
+
+use crate::predicate::{self, AttrType, Column};
+use crate::{
+    Durability, EventRow, ExecutionRow, NamespaceRow, PostgresOptions, PostgresStore,
+    RUNNING_STATUS, ScheduleRow, SearchAttributeRow, SqliteStore, Store, StoreError,
+    VisibilityQuery, VisibilityRow, WriteBatch,
+};
+use std::collections::BTreeMap;
+
+/// A new run `run` of workflow "wf" (version 1, one event).
+pub(crate) fn row(run: &str, status: i32) -> ExecutionRow {
+    ExecutionRow {
+        namespace: "default".into(),
+        workflow_id: "wf".into(),
+        run_id: run.into(),
+        status,
+        next_event_id: 2,
+        version: 1,
+        previous: None,
+        state: vec![status as u8],
+    }
+}
+
+/// The write of `row` that follows `before` (one more version and event).
+pub(crate) fn next(before: &ExecutionRow, status: i32, state: u8) -> ExecutionRow {
+    ExecutionRow {
+        status,
+        next_event_id: before.next_event_id + 1,
+        version: before.version + 1,
+        previous: Some(before.written_version()),
+        state: vec![state],
+        ..before.clone()
+    }
+}
+
+pub(crate) fn only(row: ExecutionRow) -> WriteBatch {
+    WriteBatch {
+        executions: vec![row],
+        ..Default::default()
+    }
+}
+
+pub(crate) async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_state(
+    store: &dyn Store,
+) {
+    let first = ExecutionRow {
+        state: vec![10],
+        ..row("r1", 1)
+    };
+    let second = next(&first, 1, 11);
+    let third = next(&second, 2, 12);
+    let exec = |row: ExecutionRow| WriteBatch {
+        visibility: vec![VisibilityRow {
+            run_id: "r1".into(),
+            namespace: "default".into(),
+            workflow_id: "wf".into(),
+            workflow_type: "T".into(),
+            status: row.status,
+            start_time_ms: 5,
+            close_time_ms: (row.status != RUNNING_STATUS).then_some(9),
+            info: row.state.clone(),
+            ..Default::default()
+        }],
+        executions: vec![row],
+        ..Default::default()
+    };
+    for batch in [exec(first), exec(second), exec(third)] {
+        store.commit(batch).await.unwrap().unwrap();
+    }
+    let latest = store
+        .load_execution("default", "wf", Some("r1"))
+        .await
+        .unwrap();
+    assert_eq!(latest.map(|r| (r.status, r.state)), Some((2, vec![12])));
+    assert!(store.load_running_executions().await.unwrap().is_empty());
+    let all = VisibilityQuery::default();
+    assert_eq!(
+        store
+            .list_visibility("default", &all, 10, None)
+            .await
+            .unwrap()
+            .infos,
+        vec![vec![12]]
+    );
+    assert_eq!(
+        store.closed_runs_before("default", 10, 10).await.unwrap(),
+        vec![("wf".to_string(), "r1".to_string())]
+    );
+    assert!(
+        store
+            .closed_runs_before("default", 9, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub(crate) async fn schedules_are_written_replaced_and_deleted(store: &dyn Store) {
+    let put = |id: &str, data: Option<Vec<u8>>| WriteBatch {
+        schedules: vec![ScheduleRow {
+            namespace: "default".into(),
+            schedule_id: id.into(),
+            data,
+        }],
+        ..Default::default()
+    };
+    store
+        .commit(put("a", Some(vec![1])))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .commit(put("b", Some(vec![2])))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .commit(put("a", Some(vec![3])))
+        .await
+        .unwrap()
+        .unwrap();
+    store.commit(put("b", None)).await.unwrap().unwrap();
+    let rows = store.load_schedules().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].schedule_id, "a");
+    assert_eq!(rows[0].data, Some(vec![3]));
+}
+
+pub(crate) async fn a_write_expecting_another_version_is_refused_and_fails_alone(
+    store: &dyn Store,
+) {
+    let first = row("r1", 1);
+    store.commit(only(first.clone())).await.unwrap().unwrap();
+    let second = next(&first, 1, 7);
+    store.commit(only(second.clone())).await.unwrap().unwrap();
+    // Queued together, so usually one group: the stale write (it expects `first` again)
+    // fails; the others commit.
+    let stale = next(&first, 1, 8);
+    let other = ExecutionRow {
+        workflow_id: "wf-2".into(),
+        ..row("r2", 1)
+    };
+    let receipts = [
+        store.commit(only(stale)),
+        store.commit(only(other)),
+        store.commit(only(next(&second, 1, 9))),
+    ];
+    let mut results = Vec::new();
+    for r in receipts {
+        results.push(r.await.unwrap());
+    }
+    assert!(
+        matches!(results[0], Err(StoreError::Conflict(_))),
+        "{results:?}"
+    );
+    assert!(results[1].is_ok() && results[2].is_ok(), "{results:?}");
+    let stored = store
+        .load_execution("default", "wf", Some("r1"))
+        .await
+        .unwrap();
+    assert_eq!(stored.map(|r| (r.version, r.state)), Some((3, vec![9])));
+    assert!(store.healthy());
+}
+
+pub(crate) async fn a_workflow_id_has_at_most_one_running_run(store: &dyn Store) {
+    let first = row("r1", 1);
+    store.commit(only(first.clone())).await.unwrap().unwrap();
+    let second = row("r2", 1);
+    assert!(matches!(
+        store.commit(only(second.clone())).await.unwrap(),
+        Err(StoreError::Conflict(_))
+    ));
+    // Closing the first and creating the second in one batch (continue-as-new) works.
+    let closes = WriteBatch {
+        executions: vec![next(&first, 2, 2), second],
+        ..Default::default()
+    };
+    store.commit(closes).await.unwrap().unwrap();
+    let running = store.load_running_executions().await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].run_id, "r2");
+}
+
+/// Commits, reads back, and refuses a batch with a duplicate event as a whole.
+pub(crate) async fn commits_are_readable_and_a_bad_batch_is_rolled_back(store: &dyn Store) {
+    let batch = WriteBatch {
+        executions: vec![row("r1", 1)],
+        events: vec![
+            EventRow {
+                run_id: "r1".into(),
+                event_id: 1,
+                data: vec![7],
+            },
+            EventRow {
+                run_id: "r1".into(),
+                event_id: 2,
+                data: vec![8],
+            },
+        ],
+        namespaces: vec![NamespaceRow {
+            name: "default".into(),
+            data: vec![1],
+        }],
+        search_attributes: vec![SearchAttributeRow {
+            namespace: "default".into(),
+            name: "Color".into(),
+            value_type: Some(2),
+        }],
+        ..Default::default()
+    };
+    store.commit(batch).await.unwrap().unwrap();
+    let second = WriteBatch {
+        executions: vec![row("r2", 2)],
+        ..Default::default()
+    };
+    store.commit(second).await.unwrap().unwrap();
+    assert_eq!(store.load_namespaces().await.unwrap().len(), 1);
+    assert_eq!(
+        store.load_search_attributes().await.unwrap(),
+        vec![("default".to_string(), "Color".to_string(), 2)]
+    );
+    assert_eq!(
+        store.load_running_executions().await.unwrap(),
+        vec![row("r1", 1)]
+    );
+    let latest = store
+        .load_execution("default", "wf", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.run_id, "r2");
+    assert_eq!(
+        store.load_events("r1", 1).await.unwrap(),
+        vec![vec![7], vec![8]]
+    );
+    assert_eq!(store.load_events("r1", 2).await.unwrap(), vec![vec![8]]);
+    let bad = WriteBatch {
+        executions: vec![ExecutionRow {
+            workflow_id: "other".into(),
+            ..row("r3", 1)
+        }],
+        events: vec![EventRow {
+            run_id: "r1".into(),
+            event_id: 1,
+            data: vec![9],
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.commit(bad).await.unwrap(),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store
+            .load_execution("default", "other", Some("r3"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleting a run takes its row, history and visibility record.
+    let delete = WriteBatch {
+        deleted_runs: vec!["r1".into()],
+        search_attributes: vec![SearchAttributeRow {
+            namespace: "default".into(),
+            name: "Color".into(),
+            value_type: None,
+        }],
+        ..Default::default()
+    };
+    store.commit(delete).await.unwrap().unwrap();
+    assert!(store.load_events("r1", 1).await.unwrap().is_empty());
+    assert!(store.load_running_executions().await.unwrap().is_empty());
+    assert!(store.load_search_attributes().await.unwrap().is_empty());
+    assert!(store.healthy());
+}
+
+/// A batch committed without waiting for the disk is read back like any other and mixes with
+/// synced ones in a group.
+pub(crate) async fn written_batches_are_read_back(store: &dyn Store) {
+    let written = |run: &str, workflow: &str, durability| WriteBatch {
+        executions: vec![ExecutionRow {
+            workflow_id: workflow.into(),
+            ..row(run, 1)
+        }],
+        durability,
+        ..Default::default()
+    };
+    let receipts = [
+        store.commit(written("w1", "wf-w1", Durability::Written)),
+        store.commit(written("w2", "wf-w2", Durability::Written)),
+        store.commit(written("s1", "wf-s1", Durability::Synced)),
+    ];
+    for receipt in receipts {
+        receipt.await.unwrap().unwrap();
+    }
+    let mut runs: Vec<_> = store
+        .load_running_executions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    runs.sort();
+    assert_eq!(runs, ["s1", "w1", "w2"]);
+}
+
+/// A visibility record of run `run` of namespace "ns".
+fn listed(run: &str, status: i32, start: i64, close: Option<i64>) -> VisibilityRow {
+    VisibilityRow {
+        namespace: "ns".into(),
+        run_id: run.into(),
+        workflow_id: format!("wf-{run}"),
+        workflow_type: "T".into(),
+        task_queue: "q".into(),
+        status,
+        start_time_ms: start,
+        execution_time_ms: start,
+        close_time_ms: close,
+        history_length: 3,
+        search_attributes_json: format!("{{\"Rank\":{}}}", start % 7),
+        info: run.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+async fn put(store: &dyn Store, rows: Vec<VisibilityRow>) {
+    let batch = WriteBatch {
+        visibility: rows,
+        ..Default::default()
+    };
+    store.commit(batch).await.unwrap().unwrap();
+}
+
+/// Reads every page of `query` (`between` runs after each page), returning the runs listed.
+async fn all_pages(
+    store: &dyn Store,
+    query: &VisibilityQuery,
+    page: usize,
+    mut between: impl AsyncFnMut(usize),
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    for n in 0.. {
+        let got = store
+            .list_visibility("ns", query, page, after.as_ref())
+            .await
+            .unwrap();
+        assert!(got.infos.len() <= page);
+        seen.extend(got.infos.into_iter().map(|i| String::from_utf8(i).unwrap()));
+        match got.next {
+            // The key survives the trip through a page token.
+            Some(key) => after = crate::PageKey::decode(&key.encode(), key.values.len()),
+            None => break,
+        }
+        between(n).await;
+    }
+    seen
+}
+
+/// Pages are read by key: runs that start, or that were already listed and close, between two
+/// pages make no other run skipped or repeated, in the default order and in a named one.
+pub(crate) async fn pages_neither_skip_nor_repeat_while_runs_change(store: &dyn Store) {
+    let mut rows = Vec::new();
+    for i in 0..25i64 {
+        let closed = i % 3 == 0;
+        rows.push(listed(
+            &format!("r{i:02}"),
+            if closed { 2 } else { RUNNING_STATUS },
+            1000 + i,
+            closed.then_some(5000 + i % 4),
+        ));
+    }
+    put(store, rows.clone()).await;
+    let resolver = |name: &str| {
+        predicate::system_attribute(name)
+            .or_else(|| (name == "Rank").then(|| (Column::Custom("Rank".into()), AttrType::Int)))
+    };
+    let queries = [
+        VisibilityQuery::default(),
+        predicate::resolve_query(
+            &crate::list_query::parse("ORDER BY Rank ASC, StartTime DESC").unwrap(),
+            &resolver,
+        )
+        .unwrap(),
+    ];
+    for (q, query) in queries.iter().enumerate() {
+        let before = all_pages(store, query, 100, async |_| {}).await;
+        assert_eq!(before.len(), 25);
+        let mut started = 0;
+        let paged = all_pages(store, query, 4, async |n| {
+            if n == 0 {
+                // The first page's runs close; new runs start.
+                let mut changed = Vec::new();
+                for run in &before[..4] {
+                    let mut row = rows.iter().find(|r| &r.run_id == run).unwrap().clone();
+                    row.status = 3;
+                    row.close_time_ms = Some(row.close_time_ms.unwrap_or(9000));
+                    changed.push(row);
+                }
+                for i in 0..3 {
+                    started += 1;
+                    changed.push(listed(&format!("n{q}{i}"), RUNNING_STATUS, 2000 + i, None));
+                }
+                put(store, changed).await;
+            }
+        })
+        .await;
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for run in &paged {
+            *counts.entry(run.as_str()).or_default() += 1;
+        }
+        for run in &before[4..] {
+            assert_eq!(counts.get(run.as_str()), Some(&1), "{run} in {paged:?}");
+        }
+        assert!(started > 0);
+        // Undo for the next query.
+        put(store, rows.clone()).await;
+        let stale: Vec<String> = (0..3).map(|i| format!("n{q}{i}")).collect();
+        let batch = WriteBatch {
+            deleted_runs: stale,
+            ..Default::default()
+        };
+        store.commit(batch).await.unwrap().unwrap();
+    }
+    // A total order: the default puts running runs first, then closed ones by close time.
+    let order = all_pages(store, &VisibilityQuery::default(), 7, async |_| {}).await;
+    let first_closed = order.iter().position(|r| {
+        rows.iter()
+            .find(|row| &row.run_id == r)
+            .is_some_and(|row| row.close_time_ms.is_some())
+    });
+    assert_eq!(first_closed, Some(16), "{order:?}");
+    let counts = store.count_visibility("ns", None, true).await.unwrap();
+    assert_eq!(counts, vec![(1, 16), (2, 9)]);
+    let total = store.count_visibility("ns", None, false).await.unwrap();
+    assert_eq!(total, vec![(0, 25)]);
+}
+
+pub(crate) async fn the_query_language_means_the_same_on_every_backend(store: &dyn Store) {
+    crate::predicate_tests::store_and_memory_find_the_same_rows(store).await;
+}
+
+/// A PostgreSQL database of one test's own, dropped when the test is done.
+struct FreshPostgres {
+    admin: tokio_postgres::Client,
+    name: String,
+    url: String,
+}
+
+impl FreshPostgres {
+    async fn new() -> FreshPostgres {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let base = std::env::var("SUNDIAL_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let (admin, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL for the store contract tests is not reachable at {base}: {e}")
+            });
+        tokio::spawn(connection);
+        let name = format!(
+            "sundial_contract_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        // One statement per call: DROP/CREATE DATABASE refuse to run in a transaction.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .await
+                .expect("creating a test database");
+        }
+        let url = match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("SUNDIAL_TEST_POSTGRES must be a postgres:// URL"),
+        };
+        FreshPostgres { admin, name, url }
+    }
+
+    async fn open(&self) -> PostgresStore {
+        PostgresStore::open(&PostgresOptions::new(self.url.clone()), None)
+            .await
+            .expect("opening the test database")
+    }
+
+    async fn drop_database(self) {
+        let _ = self
+            .admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}
+
+/// One test per backend for each contract test named.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let store = super::SqliteStore::open(None).unwrap();
+                    super::$name(&store).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::FreshPostgres::new().await;
+                    let store = db.open().await;
+                    super::$name(&store).await;
+                    drop(store);
+                    db.drop_database().await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    commits_are_readable_and_a_bad_batch_is_rolled_back,
+    written_batches_are_read_back,
+    a_run_closing_leaves_the_running_set_and_keeps_its_latest_state,
+    schedules_are_written_replaced_and_deleted,
+    a_write_expecting_another_version_is_refused_and_fails_alone,
+    a_workflow_id_has_at_most_one_running_run,
+    pages_neither_skip_nor_repeat_while_runs_change,
+    the_query_language_means_the_same_on_every_backend,
+);
+
+/// PostgreSQL only: a second server on the same database is refused, and a database of a
+/// newer schema too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_a_second_writer_and_a_newer_schema() {
+    let db = FreshPostgres::new().await;
+    let first = db.open().await;
+    let second = PostgresStore::open(&PostgresOptions::new(db.url.clone()), None)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        second
+            .as_deref()
+            .is_some_and(|m| m.contains("in use by another Sundial server")),
+        "{second:?}"
+    );
+    drop(first);
+    // The lock goes with the writer's connection.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(db.open().await);
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("UPDATE sundial_schema SET version = version + 1")
+        .await
+        .unwrap();
+    let refused = PostgresStore::open(&PostgresOptions::new(db.url.clone()), None)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|m| m.contains("newer than this Sundial supports")),
+        "{refused:?}"
+    );
+    drop(client);
+    db.drop_database().await;
+}
+
+/// PostgreSQL only: an unreachable server fails the start naming where it was looked for.
+#[tokio::test]
+async fn postgres_unreachable_fails_naming_the_server() {
+    let mut options = PostgresOptions::new("postgres://postgres@127.0.0.1:1/nothing");
+    options.connect_timeout = std::time::Duration::from_secs(2);
+    let error = PostgresStore::open(&options, None)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|m| m.contains("127.0.0.1:1/nothing")),
+        "{error:?}"
+    );
+}
