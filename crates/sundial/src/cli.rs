@@ -216,6 +216,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
         ui_listen: settings.ui_listen,
         retention_scan: settings.retention_scan,
         shutdown_grace: settings.shutdown_grace,
+        clock: sundial_server::clock::Clock::Wall,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
