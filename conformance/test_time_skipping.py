@@ -234,6 +234,28 @@ class HeartbeatTimeout:
         )
 
 
+@workflow.defn
+class SleepyChild:
+    @workflow.run
+    async def run(self, days: int) -> str:
+        await workflow.sleep(days * DAY)
+        return f"slept {days} days"
+
+
+@workflow.defn
+class Parent:
+    """Starts two children that sleep for days, and waits for both."""
+
+    @workflow.run
+    async def run(self) -> list:
+        start = workflow.now()
+        results = await asyncio.gather(
+            workflow.execute_child_workflow(SleepyChild.run, 2, id=f"{workflow.info().workflow_id}-a"),
+            workflow.execute_child_workflow(SleepyChild.run, 5, id=f"{workflow.info().workflow_id}-b"),
+        )
+        return [list(results), (workflow.now() - start).total_seconds()]
+
+
 def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -429,6 +451,39 @@ async def test_a_delayed_start_is_skipped(env: WorkflowEnvironment):
         )
         ran_at = _ts(await handle.result())
     assert ran_at - env_before >= 3 * DAY
+
+
+async def test_child_workflows_sleep_in_virtual_time(env: WorkflowEnvironment):
+    queue = _queue()
+    async with _worker(env, queue, [Parent, SleepyChild]):
+        started = time.monotonic()
+        results, elapsed = await env.client.execute_workflow(
+            Parent.run, id=f"parent-{queue}", task_queue=queue
+        )
+        wall = time.monotonic() - started
+    assert results == ["slept 2 days", "slept 5 days"]
+    assert 5 * DAY.total_seconds() <= elapsed < 6 * DAY.total_seconds(), elapsed
+    assert wall < 5.0, wall
+
+
+async def test_a_cron_workflow_runs_every_hour_in_virtual_time(env: WorkflowEnvironment):
+    queue = _queue()
+    workflow_id = f"cron-{queue}"
+    async with _worker(env, queue, [Tick]):
+        handle = await env.client.start_workflow(
+            Tick.run, id=workflow_id, task_queue=queue, cron_schedule="0 * * * *"
+        )
+        await env.sleep(timedelta(hours=5))
+        runs = [
+            wf
+            async for wf in env.client.list_workflows(f"WorkflowId = '{workflow_id}'")
+        ]
+        await handle.terminate("test over")
+    completed = sorted(
+        r.start_time for r in runs if r.status == WorkflowExecutionStatus.COMPLETED
+    )
+    # Five hourly firings, each a run (the last one's successor waits for the next hour).
+    assert 4 <= len(completed) <= 5, [(r.status, r.start_time) for r in runs]
 
 
 async def test_updates_and_search_attributes_in_virtual_time(env: WorkflowEnvironment):

@@ -396,6 +396,9 @@ impl History {
         T: Send + 'static,
     {
         let mut entry = handle.entry.clone().lock_owned().await;
+        // Virtual time stands still until everything below is installed (a closing run and
+        // the next run of its chain are installed one after the other).
+        let in_flight = self.clock.hold();
         self.ensure_events(&mut entry)?;
         let mut state = entry.state.clone();
         let now = self.clock.now_ms();
@@ -490,6 +493,7 @@ impl History {
         let handle = handle.clone();
         run_detached(async move {
             let _start_guard = start_guard;
+            let _in_flight = in_flight;
             if let Err(e) = history.commit(batch).await {
                 if matches!(e, ServiceError::Conflict(_)) {
                     history.reload(&handle, &mut entry)?;
