@@ -974,7 +974,10 @@ impl History {
             let timers = self.timers.clone();
             let run = run_id.to_string();
             let clock = self.clock.clone();
+            // Virtual time waits for the retry too.
+            let hold = self.clock.hold();
             tokio::spawn(async move {
+                let _hold = hold;
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 timers.add(
                     &run,
