@@ -4,6 +4,9 @@
 //! mapped onto the type `temporalio-protos` already defines.
 use prost::Message;
 
+/// The service file of the time-skipping test server's `TestService`.
+const TEST_SERVICE: &str = "temporal/api/testservice/v1/service.proto";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::var("DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH")
         .map_err(|_| "temporalio-protos did not export its descriptor path")?;
@@ -21,10 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::var("OUT_DIR")?;
     std::fs::write(std::path::Path::new(&out).join("descriptors.bin"), &bytes)?;
     // Only the service definitions need stubs; drop services of every other file so that
-    // no client or server code is generated for them.
+    // no client or server code is generated for them. The test server's TestService gets a
+    // stub too, but stays out of the method table and HTTP routes (the production frontend
+    // does not serve it).
+    let stubs = [TEST_SERVICE];
     for file in &mut fds.file {
         let name = file.name.as_deref().unwrap_or_default();
-        if !wanted.iter().any(|w| name.ends_with(w)) {
+        if !wanted.iter().chain(&stubs).any(|w| name.ends_with(w)) {
             file.service.clear();
         }
     }

@@ -15,6 +15,12 @@ pub mod operatorservice {
     tonic::include_proto!("temporal.api.operatorservice.v1");
 }
 
+/// `temporal.api.testservice.v1.TestService` server trait (served by the time-skipping test
+/// server only).
+pub mod testservice {
+    tonic::include_proto!("temporal.api.testservice.v1");
+}
+
 /// `grpc.health.v1.Health` server trait.
 pub mod health {
     tonic::include_proto!("grpc.health.v1");

@@ -9,7 +9,7 @@
 //! nothing, and a write the store refuses as stale (a version conflict) reloads the run from
 //! the store.
 
-use crate::clock::now_ms;
+use crate::clock::{Clock, Hold};
 use crate::detached::run_detached;
 use crate::error::ServiceError;
 use crate::matching::{Lease, Matching, QueueKey, QueuedTask, TaskKind};
@@ -100,6 +100,8 @@ pub struct History {
     cross_run: mpsc::UnboundedSender<CrossRunWork>,
     /// The other end, until the cross-run worker takes it ([`History::take_cross_run_queue`]).
     cross_run_queue: Mutex<Option<mpsc::UnboundedReceiver<CrossRunWork>>>,
+    /// Where transitions read the time.
+    clock: Clock,
 }
 
 /// Work a committed transition left for another run (start a child, signal or cancel an
@@ -110,6 +112,8 @@ pub struct History {
 pub struct CrossRunWork {
     pub run_id: String,
     pub effect: Effect,
+    /// Keeps virtual time still until the work is carried out (drop it then).
+    pub hold: Hold,
 }
 
 /// Called with the state of a run that just closed (see [`History::on_close`]).
@@ -167,6 +171,7 @@ impl History {
         timers: Timers,
         limits: Limits,
         visibility: Arc<crate::visibility::SearchAttributes>,
+        clock: Clock,
     ) -> Arc<History> {
         let (cross_run, cross_run_queue) = mpsc::unbounded_channel();
         let history = Arc::new(History {
@@ -185,9 +190,15 @@ impl History {
             gone_sticky_queues: Mutex::new(HashMap::new()),
             visibility,
             close_listener: std::sync::OnceLock::new(),
+            clock,
         });
         let _ = history.me.set(Arc::downgrade(&history));
         history
+    }
+
+    /// Where the server reads the time.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The queue of work for other runs, for the one worker that carries it out (`None` once
@@ -218,7 +229,7 @@ impl History {
             let mut entry = handle.fresh_entry();
             self.install(&handle);
             entry.state.renumber_unstarted_workflow_task(epoch);
-            let ready = entry.state.ready_tasks(now_ms());
+            let ready = entry.state.ready_tasks(self.clock.now_ms());
             self.after_change(&handle, &mut entry, ready);
         }
         Ok(count)
@@ -245,7 +256,7 @@ impl History {
         entry.persisted = stored_version(&state);
         entry.state = state;
         entry.events = RunEvents::unloaded();
-        let ready = entry.state.ready_tasks(now_ms());
+        let ready = entry.state.ready_tasks(self.clock.now_ms());
         self.after_change(handle, entry, ready);
         Ok(())
     }
@@ -390,9 +401,12 @@ impl History {
         T: Send + 'static,
     {
         let mut entry = handle.entry.clone().lock_owned().await;
+        // Virtual time stands still until everything below is installed (a closing run and
+        // the next run of its chain are installed one after the other).
+        let in_flight = self.clock.hold();
         self.ensure_events(&mut entry).await?;
         let mut state = entry.state.clone();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let inputs = Inputs {
             now,
             limits: self.limits,
@@ -484,6 +498,7 @@ impl History {
         let handle = handle.clone();
         run_detached(async move {
             let _start_guard = start_guard;
+            let _in_flight = in_flight;
             if let Err(e) = history.commit(batch).await {
                 if matches!(e, ServiceError::Conflict(_)) {
                     history.reload(&handle, &mut entry).await?;
@@ -552,6 +567,8 @@ impl History {
         for effect in effects {
             self.dispatch(&handle.namespace, &handle.run_id, effect);
         }
+        // Last, after the deadlines and tasks above are registered.
+        crate::in_progress::note(&self.clock, &entry.state);
         handle.progress.send_replace(entry.state.next_event_id);
         if !entry.state.is_running() && !entry.eviction_scheduled {
             entry.eviction_scheduled = true;
@@ -665,6 +682,7 @@ impl History {
                 let _ = self.cross_run.send(CrossRunWork {
                     run_id: run_id.to_string(),
                     effect,
+                    hold: self.clock.hold(),
                 });
                 return;
             }
@@ -874,7 +892,7 @@ impl History {
         parent: Option<sundial_engine::ParentInfo>,
         initial_update: Option<sundial_engine::api::update::v1::Request>,
     ) -> Result<NewRun, ServiceError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let params = StartParams {
             request: req,
             run_id: new_run_id(),
@@ -962,12 +980,16 @@ impl History {
             tracing::warn!(run_id, ?kind, error = %e, "deadline transition failed; retrying in 1s");
             let timers = self.timers.clone();
             let run = run_id.to_string();
+            let clock = self.clock.clone();
+            // Virtual time waits for the retry too.
+            let hold = self.clock.hold();
             tokio::spawn(async move {
+                let _hold = hold;
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 timers.add(
                     &run,
                     Deadline {
-                        at_ms: now_ms(),
+                        at_ms: clock.now_ms(),
                         kind,
                     },
                 );
@@ -993,7 +1015,13 @@ impl History {
             }
             let task = self
                 .matching
-                .poll(key.clone(), identity, worker_key, now_ms(), remaining)
+                .poll(
+                    key.clone(),
+                    identity,
+                    worker_key,
+                    self.clock.now_ms(),
+                    remaining,
+                )
                 .await?;
             if let Some(handle) = self.handle_by_run(&task.task().run_id) {
                 return Some((handle, task));
@@ -1054,7 +1082,7 @@ mod tests {
     use sundial_store::{FaultyStore, SqliteStore};
 
     async fn history_over(store: Arc<dyn Store>) -> Arc<History> {
-        let (timers, _fired) = Timers::start(now_ms);
+        let (timers, _fired) = Timers::start(Clock::Wall);
         let visibility = Arc::new(
             crate::visibility::SearchAttributes::load(store.clone())
                 .await
@@ -1066,6 +1094,7 @@ mod tests {
             timers,
             Limits::default(),
             visibility,
+            Clock::Wall,
         )
     }
 

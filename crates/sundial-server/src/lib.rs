@@ -10,6 +10,7 @@ pub mod fuzzing;
 pub mod gzip_requests;
 pub mod history;
 pub mod http_api;
+pub mod in_progress;
 pub mod listener;
 pub mod matching;
 pub mod metrics;
@@ -28,6 +29,7 @@ pub mod tls;
 pub mod tokens;
 pub mod ui;
 pub mod updates;
+pub mod virtual_clock;
 pub mod visibility;
 
 use anyhow::Context;
@@ -96,6 +98,10 @@ pub struct ServerConfig {
     pub retention_scan: std::time::Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: std::time::Duration,
+    /// Where the server reads the time: the wall clock, or a virtual clock that skips ahead
+    /// (the time-skipping test server, which also serves the TestService and deletes no
+    /// closed runs: retention would age them out as time jumps).
+    pub clock: clock::Clock,
 }
 
 /// Starts every role and serves gRPC until `shutdown` resolves. `ready` is called once the
@@ -134,7 +140,7 @@ pub async fn serve(
         }
     }
     let matching = matching::Matching::new();
-    let (timers, mut fired) = timers::Timers::start(clock::now_ms);
+    let (timers, mut fired) = timers::Timers::start(config.clock.clone());
     {
         let matching = matching.clone();
         let timers = timers.clone();
@@ -149,6 +155,7 @@ pub async fn serve(
         timers,
         config.limits,
         search_attributes.clone(),
+        config.clock.clone(),
     );
     outbound::start_worker(&history);
     let recovered = history.recover().await?;
@@ -160,12 +167,17 @@ pub async fn serve(
         tokio::spawn(async move {
             while let Some(f) = fired.recv().await {
                 let history = history.clone();
-                tokio::spawn(async move { history.fire_deadline(&f.run_id, f.kind).await });
+                tokio::spawn(async move {
+                    history.fire_deadline(&f.run_id, f.kind).await;
+                    drop(f.hold);
+                });
             }
         });
     }
 
-    retention::start(history.clone(), namespaces.clone(), config.retention_scan);
+    if config.clock.as_virtual().is_none() {
+        retention::start(history.clone(), namespaces.clone(), config.retention_scan);
+    }
 
     let frontend = frontend::workflow_service::Frontend {
         history,
@@ -201,9 +213,17 @@ pub async fn serve(
 
     // One set of routes behind both ports: the gRPC server, and the HTTP API's in-process
     // calls through the same layers (metrics, gzip, authorization).
-    let routes = tonic::service::Routes::new(workflow)
+    let mut routes = tonic::service::Routes::new(workflow)
         .add_service(operator)
         .add_service(health);
+    if let Some(clock) = config.clock.as_virtual() {
+        routes = routes.add_service(
+            sundial_proto::testservice::test_service_server::TestServiceServer::new(
+                frontend::test_service::TestService::new(clock.clone()),
+            )
+            .accept_compressed(CompressionEncoding::Gzip),
+        );
+    }
     let authorization = authz::Authz::layer(config.authorization, frontend::MAX_MESSAGE_SIZE);
     let http_api = match config.http_listen.or(config.ui_listen) {
         Some(_) => {

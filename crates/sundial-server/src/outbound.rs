@@ -99,7 +99,10 @@ pub fn start_worker(history: &Arc<History>) {
             let Some(history) = history.upgrade() else {
                 return;
             };
-            tokio::spawn(perform(history, work.run_id, work.effect));
+            tokio::spawn(async move {
+                perform(history, work.run_id, work.effect).await;
+                drop(work.hold);
+            });
         }
     });
 }

@@ -65,7 +65,7 @@ pub fn start(history: Arc<History>, namespaces: Arc<Namespaces>, every: Duration
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let deleted = sweep(&history, &namespaces, crate::clock::now_ms()).await;
+            let deleted = sweep(&history, &namespaces, history.clock().now_ms()).await;
             if deleted > 0 {
                 tracing::info!(deleted, "closed runs past retention deleted");
             }

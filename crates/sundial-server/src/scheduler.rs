@@ -9,8 +9,11 @@
 //!   record yields the same starts (same request ids, so none happens twice), the times
 //!   missed while the server was down (within the catch-up window), and a fresh look at
 //!   the workflows it had running.
+//! - A schedule's [`Target`] is its next wake-up time, set under the schedule's lock after
+//!   each step and marked due whenever something wakes the task early, so virtual time (the
+//!   test server) never skips past an action the schedule has not taken.
 
-use crate::clock::now_ms;
+use crate::clock::Target;
 use crate::error::ServiceError;
 use crate::history::History;
 use parking_lot::Mutex;
@@ -39,6 +42,33 @@ pub struct ScheduleHandle {
     pub schedule_id: String,
     machine: Arc<tokio::sync::Mutex<Option<ScheduleMachine>>>,
     wake: Notify,
+    /// When the schedule's task wants to wake up next (for virtual time).
+    target: Mutex<WakeTarget>,
+}
+
+/// A schedule task's next wake-up, and whether it was nudged since its step began.
+struct WakeTarget {
+    at: Target,
+    nudged: bool,
+}
+
+impl WakeTarget {
+    fn new(mut at: Target) -> Mutex<WakeTarget> {
+        // Due until the task's first step has looked at the schedule.
+        at.set_due();
+        Mutex::new(WakeTarget { at, nudged: true })
+    }
+}
+
+impl ScheduleHandle {
+    /// Wakes the schedule's task to look at a change now.
+    fn nudge(&self) {
+        let mut target = self.target.lock();
+        target.at.set_due();
+        target.nudged = true;
+        drop(target);
+        self.wake.notify_one();
+    }
 }
 
 pub struct Scheduler {
@@ -124,12 +154,18 @@ impl Scheduler {
         Ok(scheduler)
     }
 
+    /// The current time by the server's clock.
+    fn now(&self) -> i64 {
+        self.history.clock().now_ms()
+    }
+
     fn install(&self, machine: ScheduleMachine) -> Arc<ScheduleHandle> {
         let handle = Arc::new(ScheduleHandle {
             namespace: machine.record.namespace.clone(),
             schedule_id: machine.record.schedule_id.clone(),
             machine: Arc::new(tokio::sync::Mutex::new(Some(machine))),
             wake: Notify::new(),
+            target: WakeTarget::new(self.history.clock().target()),
         });
         self.schedules.lock().insert(
             (handle.namespace.clone(), handle.schedule_id.clone()),
@@ -157,7 +193,7 @@ impl Scheduler {
             return;
         };
         if let Some(handle) = self.get(namespace, &schedule_id) {
-            handle.wake.notify_one();
+            handle.nudge();
         }
     }
 
@@ -204,7 +240,7 @@ impl Scheduler {
         );
         let mut machine = machine;
         if let Some(patch) = &initial_patch {
-            machine.patch(patch, now_ms());
+            machine.patch(patch, self.now());
         }
         {
             let mut schedules = self.schedules.lock();
@@ -219,6 +255,7 @@ impl Scheduler {
                     schedule_id: key.1.clone(),
                     machine: Arc::new(tokio::sync::Mutex::new(None)),
                     wake: Notify::new(),
+                    target: WakeTarget::new(self.history.clock().target()),
                 }),
             );
         }
@@ -248,13 +285,13 @@ impl Scheduler {
         let handle = self.get(namespace, schedule_id).ok_or_else(not_found)?;
         let mut guard = handle.machine.clone().lock_owned().await;
         let machine = guard.as_mut().ok_or_else(not_found)?;
-        let now = now_ms();
+        let now = self.now();
         // Time up to now is processed under the schedule as it was.
         let plan = machine.advance(now);
         let before = machine.record.clone();
         let result = op(machine, now)?;
         if machine.record == before && plan.starts.is_empty() {
-            handle.wake.notify_one();
+            handle.nudge();
             return Ok(result);
         }
         let key = (namespace.to_string(), schedule_id.to_string());
@@ -268,7 +305,7 @@ impl Scheduler {
                 *guard = Some(ScheduleMachine::from_record(before));
             }
             drop(guard);
-            handle.wake.notify_one();
+            handle.nudge();
             committed.map(|()| result)
         })
         .await
@@ -302,7 +339,7 @@ impl Scheduler {
             drop(guard);
             me.schedules.lock().remove(&key);
             me.watched.lock().retain(|_, s| *s != key.1);
-            handle.wake.notify_one();
+            handle.nudge();
             Ok(())
         })
         .await
@@ -317,9 +354,8 @@ impl Scheduler {
             };
             match wake_at {
                 Some(at) => {
-                    let delay = Duration::from_millis((at - now_ms()).max(0) as u64);
                     tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.history.clock().wait_until(at) => {}
                         _ = handle.wake.notified() => {}
                     }
                 }
@@ -333,23 +369,43 @@ impl Scheduler {
     async fn step(&self, handle: &ScheduleHandle) -> Step {
         let mut guard = handle.machine.lock().await;
         let Some(machine) = guard.as_mut() else {
+            handle.target.lock().at.set(None);
             return Step::Deleted;
         };
+        handle.target.lock().nudged = false;
+        let step = self.advance_and_act(handle, machine).await;
+        // Under the schedule's lock; a nudge during the step keeps the target due, as the
+        // task steps again at once.
+        if let Step::Wake(at) = step {
+            let mut target = handle.target.lock();
+            if !target.nudged {
+                target.at.set(at);
+            }
+        }
+        step
+    }
+
+    /// The body of [`Scheduler::step`], under the schedule's lock.
+    async fn advance_and_act(
+        &self,
+        handle: &ScheduleHandle,
+        machine: &mut ScheduleMachine,
+    ) -> Step {
         let key = (handle.namespace.clone(), handle.schedule_id.clone());
         let mut wake_at = None;
         for _ in 0..MAX_ROUNDS {
             self.refresh_running(machine).await;
-            let plan = machine.advance(now_ms());
+            let plan = machine.advance(self.now());
             wake_at = plan.wake_at_ms;
             if self.commit(Some(&machine.record), &key).await.is_err() {
-                return Step::Wake(Some(now_ms() + RETRY_DELAY.as_millis() as i64));
+                return Step::Wake(Some(self.now() + RETRY_DELAY.as_millis() as i64));
             }
             if plan.starts.is_empty() && plan.cancel.is_empty() && plan.terminate.is_empty() {
                 break;
             }
             let retry = self.perform(machine, &plan).await;
             if self.commit(Some(&machine.record), &key).await.is_err() || retry {
-                return Step::Wake(Some(now_ms() + RETRY_DELAY.as_millis() as i64));
+                return Step::Wake(Some(self.now() + RETRY_DELAY.as_millis() as i64));
             }
             if plan.terminate.is_empty() && plan.starts.is_empty() {
                 // Cancels take effect when the workflows close; their close wakes us.
@@ -380,7 +436,7 @@ impl Scheduler {
                         (namespace.clone(), request.workflow_id.clone()),
                         schedule_id.clone(),
                     );
-                    machine.start_succeeded(&start.request_id, execution, now_ms());
+                    machine.start_succeeded(&start.request_id, execution, self.now());
                 }
                 Err(
                     e @ (ServiceError::AlreadyStarted { .. }

@@ -243,6 +243,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             ui_listen: settings.ui_listen,
             retention_scan: settings.retention_scan,
             shutdown_grace: settings.shutdown_grace,
+            clock: sundial_server::clock::Clock::Wall,
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;

@@ -7,6 +7,7 @@ pub mod operator_service;
 pub mod queries;
 pub mod responses;
 pub mod schedule_service;
+pub mod test_service;
 pub mod update_service;
 pub mod update_status;
 pub mod visibility_service;

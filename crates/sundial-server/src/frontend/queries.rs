@@ -227,7 +227,7 @@ impl Queries {
         loop {
             progress.borrow_and_update();
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let now = crate::clock::now_ms();
+            let now = history.clock().now_ms();
             let ready = history
                 .read(handle, |e| readiness(&e.state, now, remaining))
                 .await?;

@@ -101,7 +101,7 @@ impl Frontend {
                 search_attributes: req.search_attributes,
                 incarnation: uuid::Uuid::new_v4().to_string(),
             },
-            crate::clock::now_ms(),
+            self.history.clock().now_ms(),
         )?;
         let token = machine.conflict_token_bytes();
         self.schedules.create(machine, req.initial_patch).await?;

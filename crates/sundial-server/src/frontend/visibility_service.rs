@@ -310,7 +310,7 @@ impl Frontend {
                 "TaskQueue length exceeds limit.".into(),
             ));
         }
-        let since = crate::clock::now_ms() - POLLER_TTL_MS;
+        let since = self.history.clock().now_ms() - POLLER_TTL_MS;
         let describe = |kind: TaskKind| {
             let key = QueueKey {
                 namespace: req.namespace.clone(),

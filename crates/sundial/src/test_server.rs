@@ -1,0 +1,113 @@
+//! `sundial-test-server PORT [flags]`: Sundial as the SDKs' time-skipping test server.
+//!
+//! The SDKs start it as they start Temporal's Java test server (the port first, then any
+//! extra arguments), wait until a client connects, and kill it when the test environment
+//! shuts down. It serves everything `sundial server start-dev` serves over gRPC, in memory
+//! (nothing is left behind when it is killed), on a virtual clock that skips ahead whenever
+//! time skipping is unlocked and no workflow task or activity is in progress, plus
+//! `temporal.api.testservice.v1.TestService` to lock, unlock and sleep.
+
+mod logging;
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "sundial-test-server",
+    version,
+    about = "Sundial's time-skipping test server (in memory, namespace `default`)"
+)]
+struct Args {
+    /// Port of the gRPC frontend.
+    port: u16,
+    /// Accepted for compatibility with Temporal's test server: time skipping is always on.
+    #[arg(long)]
+    enable_time_skipping: bool,
+    /// IP address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// Extra namespace to register at start (repeatable).
+    #[arg(short = 'n', long = "namespace")]
+    namespaces: Vec<String>,
+    /// Log level: debug, info, warn, error.
+    #[arg(long, default_value = "warn")]
+    log_level: String,
+    /// Log format: text, pretty or json.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sundial-test-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    logging::init_logging(
+        &args.log_level,
+        logging::LogFormat::parse(&args.log_format)?,
+    )?;
+    let mut namespaces = vec!["default".to_string()];
+    for ns in args.namespaces {
+        if !namespaces.contains(&ns) {
+            namespaces.push(ns);
+        }
+    }
+    let metrics = Arc::new(
+        sundial_server::metrics::Metrics::new().context("registering the server's metrics")?,
+    );
+    let observer: Arc<dyn sundial_store::CommitObserver> = metrics.clone();
+    let store = sundial_store::SqliteStore::open_observed(None, Some(observer))
+        .context("opening the in-memory database")?;
+    let config = sundial_server::ServerConfig {
+        listen: SocketAddr::new(args.ip, args.port),
+        store: Arc::new(store),
+        namespaces: namespaces
+            .into_iter()
+            .map(|name| sundial_server::NamespaceSpec {
+                name,
+                retention_ms: None,
+            })
+            .collect(),
+        search_attributes: Vec::new(),
+        limits: sundial_engine::Limits::default(),
+        frontend: sundial_server::FrontendSettings::default(),
+        tls: None,
+        authorization: None,
+        metrics,
+        metrics_listen: None,
+        http_listen: None,
+        ui_listen: None,
+        // Not used: a virtual clock deletes no closed runs.
+        retention_scan: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
+        clock: sundial_server::clock::Clock::new_virtual(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        sundial_server::serve(config, shutdown, |addr| {
+            tracing::info!(%addr, "Sundial test server started (time skipping)");
+        })
+        .await
+    })
+}
