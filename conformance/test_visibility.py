@@ -217,21 +217,21 @@ async def vis_noop_activity() -> None:
     return None
 
 
-@workflow.defn
+@workflow.defn(sandboxed=False)
 class VisCompleteWorkflow:
     @workflow.run
     async def run(self) -> str:
         return "done"
 
 
-@workflow.defn
+@workflow.defn(sandboxed=False)
 class VisFailWorkflow:
     @workflow.run
     async def run(self) -> None:
         raise ApplicationError("failing on purpose", non_retryable=True)
 
 
-@workflow.defn
+@workflow.defn(sandboxed=False)
 class VisWaitWorkflow:
     """Runs until signalled ``finish`` (or cancelled / terminated)."""
 
@@ -248,7 +248,7 @@ class VisWaitWorkflow:
         self._done = True
 
 
-@workflow.defn
+@workflow.defn(sandboxed=False)
 class VisActivitiesWorkflow:
     """A few activities one after the other: a history of some length for the reverse-history test."""
 
@@ -259,7 +259,7 @@ class VisActivitiesWorkflow:
         return activities
 
 
-@workflow.defn
+@workflow.defn(sandboxed=False)
 class VisUpsertWorkflow:
     """Upserts search attributes and memo, waits for ``finish``, then upserts once more."""
 
