@@ -25,6 +25,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 with workflow.unsafe.imports_passed_through():
     from conftest import POSTGRES_BASE, SundialProcess, free_port, postgres_url
+    from tlskit import Pki
 
 
 class Relay:
@@ -186,3 +187,69 @@ async def test_a_database_lost_while_running_makes_the_server_unavailable_until_
     finally:
         server.stop()
         await relay.cut()
+
+
+def _server_certificate() -> str | None:
+    """The certificate file the machine's PostgreSQL serves TLS with, if TLS is on."""
+    result = subprocess.run(
+        ["psql", "-X", "-At", "-d", POSTGRES_BASE, "-c", "SHOW ssl", "-c", "SHOW ssl_cert_file"],
+        capture_output=True, text=True, timeout=30,
+    )
+    lines = result.stdout.split()
+    if result.returncode != 0 or not lines or lines[0] != "on":
+        return None
+    return lines[1] if len(lines) > 1 else None
+
+
+async def test_tls_to_the_database_is_verified_against_the_given_ca(tmp_path):
+    cert = _server_certificate()
+    if cert is None:
+        pytest.skip(f"the PostgreSQL at {POSTGRES_BASE} does not serve TLS (ssl = off)")
+    direct = postgres_url(tmp_path / "tls.db")
+    # By name, so that the certificate (issued to localhost) matches.
+    url = direct.replace("127.0.0.1", "localhost", 1)
+    port = free_port()
+
+    def config(extra: str) -> object:
+        path = tmp_path / "sundial.toml"
+        path.write_text(
+            f'[server]\nlisten = "127.0.0.1:{port}"\n[storage]\nurl = "{url}"\n{extra}\n'
+            '[log]\nlevel = "info"\n'
+        )
+        return path
+
+    class Configured(SundialProcess):
+        def command(self) -> list[str]:
+            return [self.binary, "server", "start", "--config", str(tmp_path / "sundial.toml")]
+
+    # A CA that did not sign the server's certificate: refused, naming the certificate.
+    other = Pki(tmp_path / "other-ca")
+    config(f'ca_file = "{other.ca_path}"')
+    refused = subprocess.run(
+        Configured(tmp_path / "tls.db").command(), capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode != 0
+    assert "certificate" in (refused.stdout + refused.stderr).lower(), refused.stdout + refused.stderr
+
+    # With the CA that signed it, the connection is TLS and the server works.
+    config(f'ca_file = "{cert}"')
+    server = Configured(tmp_path / "tls.db", port=port)
+    await server.start()
+    try:
+        client = await Client.connect(server.address)
+        queue = f"pg-tls-{uuid.uuid4()}"
+        async with Worker(
+            client, task_queue=queue, workflows=[Doubling], activities=[double],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            assert await client.execute_workflow(Doubling.run, 4, id=queue, task_queue=queue) == 8
+        database = url.rsplit("/", 1)[1]
+        check = subprocess.run(
+            ["psql", "-X", "-At", "-d", POSTGRES_BASE, "-c",
+             "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+             f"WHERE a.datname = '{database}' AND a.application_name = 'sundial'"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert check.stdout.strip() == "t", check
+    finally:
+        server.stop()

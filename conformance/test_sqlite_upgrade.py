@@ -1,7 +1,9 @@
 """An SQLite file written by an earlier release keeps working: `data/sqlite-schema-2.db` was
-made by the binary of 2026-12-01 (schema version 2; `data/make_sqlite_fixture.py` rebuilds it)
-with one completed workflow and one waiting for a signal. Today's server opens a copy, shows
-the completed run and its history, and the waiting one finishes when signalled."""
+made on 2026-12-02 by `data/make_sqlite_fixture.py` with the server of that day (SQLite schema
+version 2, the layout the releases since 2026-11 write), with one completed workflow and one
+waiting for a signal. It is never regenerated: it stands for the files users have. The current
+server opens a copy, shows the completed run and its history, finishes the waiting one when
+signalled, and starts new work on it."""
 
 from __future__ import annotations
 

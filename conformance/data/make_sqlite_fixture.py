@@ -7,6 +7,7 @@ file format the upgrade test keeps readable): one workflow completed, one waitin
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -33,9 +34,13 @@ async def main(binary: str) -> None:
         waiter = await client.start_workflow(Waiter.run, id="waiting", task_queue=QUEUE)
         await waiter.query(Waiter.seen)
     server.stop()
-    # One self-contained file: the WAL was checkpointed into it on the clean shutdown.
+    # One self-contained file: copy the write-ahead log into it (the last connection to
+    # close removes the log).
+    connection = sqlite3.connect(TARGET)
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
     for suffix in ("-wal", "-shm"):
-        Path(str(TARGET) + suffix).unlink(missing_ok=True)
+        assert not Path(str(TARGET) + suffix).exists(), suffix
 
 
 if __name__ == "__main__":
