@@ -4,6 +4,7 @@
 pub mod health;
 pub mod operator_service;
 pub mod queries;
+pub mod reset_service;
 pub mod responses;
 pub mod schedule_service;
 pub mod update_service;

@@ -1240,6 +1240,16 @@ impl WorkflowService for Frontend {
         ))
     }
 
+    async fn reset_workflow_execution(
+        &self,
+        request: Request<ResetWorkflowExecutionRequest>,
+    ) -> Reply<ResetWorkflowExecutionResponse> {
+        Ok(Response::new(
+            self.reset_workflow_execution_rpc(request.into_inner())
+                .await?,
+        ))
+    }
+
     async fn reset_sticky_task_queue(
         &self,
         request: Request<ResetStickyTaskQueueRequest>,
