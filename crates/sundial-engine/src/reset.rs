@@ -181,7 +181,10 @@ pub fn reset(params: ResetParams<'_>) -> Result<ResetRun, EngineError> {
             attempt: a.attempt,
         });
     }
-    let (new_events, effects) = (std::mem::take(&mut t.events), std::mem::take(&mut t.effects));
+    let (new_events, effects) = (
+        std::mem::take(&mut t.events),
+        std::mem::take(&mut t.effects),
+    );
     events.extend(new_events);
     state.state_transition_count = 1;
     Ok(ResetRun {

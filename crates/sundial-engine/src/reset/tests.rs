@@ -100,7 +100,11 @@ impl Run {
         .expect("signal");
     }
 
-    fn reset_at(&self, finish_event_id: i64, reapply_signals: bool) -> Result<ResetRun, EngineError> {
+    fn reset_at(
+        &self,
+        finish_event_id: i64,
+        reapply_signals: bool,
+    ) -> Result<ResetRun, EngineError> {
         reset(ResetParams {
             base: &self.state,
             events: &self.history,
@@ -148,8 +152,10 @@ fn reset_to_the_first_task_copies_up_to_its_start_fails_it_and_reapplies_later_s
         scheduled_event_id: 5,
         attempt: 1,
     };
-    run.step(|t| t.start_activity(activity, &poller("b1"))).expect("start activity");
-    run.step(|t| t.complete_activity(activity, None, "worker")).expect("complete");
+    run.step(|t| t.start_activity(activity, &poller("b1")))
+        .expect("start activity");
+    run.step(|t| t.complete_activity(activity, None, "worker"))
+        .expect("complete");
     run.complete_wt("b1", vec![]);
     run.signal("s1", "sig-1");
     let new = run.reset_at(first, true).expect("reset");
@@ -164,7 +170,11 @@ fn reset_to_the_first_task_copies_up_to_its_start_fails_it_and_reapplies_later_s
             E::WorkflowTaskScheduled,
         ]
     );
-    assert_eq!(new.events[..3], run.history[..3], "the prefix is copied verbatim");
+    assert_eq!(
+        new.events[..3],
+        run.history[..3],
+        "the prefix is copied verbatim"
+    );
     let Some(Attributes::WorkflowTaskFailedEventAttributes(failed)) = &new.events[3].attributes
     else {
         panic!("a workflow task failure");
@@ -173,7 +183,10 @@ fn reset_to_the_first_task_copies_up_to_its_start_fails_it_and_reapplies_later_s
     assert_eq!((failed.scheduled_event_id, failed.started_event_id), (2, 3));
     assert_eq!(failed.base_run_id, "run-1");
     assert_eq!(failed.new_run_id, "run-2");
-    assert_eq!(failed.failure.as_ref().map(|f| f.message.as_str()), Some("because"));
+    assert_eq!(
+        failed.failure.as_ref().map(|f| f.message.as_str()),
+        Some("because")
+    );
     for (i, e) in new.events.iter().enumerate() {
         assert_eq!(e.event_id, i as i64 + 1, "event ids are dense");
     }
@@ -184,13 +197,19 @@ fn reset_to_the_first_task_copies_up_to_its_start_fails_it_and_reapplies_later_s
     assert_eq!(st.first_execution_run_id, "run-1");
     assert_eq!(st.start_request_id, "reset-1");
     assert_eq!(st.signal_request_ids, vec!["sig-1".to_string()]);
-    assert!(st.activities.is_empty(), "the activity was scheduled after the cut");
+    assert!(
+        st.activities.is_empty(),
+        "the activity was scheduled after the cut"
+    );
     let wt = st.workflow_task.as_ref().expect("a new workflow task");
     assert_eq!(wt.scheduled_event_id, 6);
     assert!(!wt.is_started() && !wt.sticky);
     assert!(matches!(
         new.effects[..],
-        [Effect::DispatchWorkflowTask { scheduled_event_id: 6, .. }]
+        [Effect::DispatchWorkflowTask {
+            scheduled_event_id: 6,
+            ..
+        }]
     ));
     let size: i64 = new.events.iter().map(|e| e.encoded_len() as i64).sum();
     assert_eq!(st.history_size_bytes, size);
@@ -210,7 +229,10 @@ fn pending_activities_and_timers_of_the_prefix_are_carried_over() {
     let st = &new.state;
     assert_eq!(st.activities.len(), 1);
     let a = &st.activities[0];
-    assert_eq!((a.activity_id.as_str(), a.attempt, a.is_started()), ("1", 1, false));
+    assert_eq!(
+        (a.activity_id.as_str(), a.attempt, a.is_started()),
+        ("1", 1, false)
+    );
     assert_eq!(a.start_to_close_ms, 5_000);
     assert_eq!(st.timers.len(), 1);
     let timer_started = run
@@ -236,7 +258,9 @@ fn pending_activities_and_timers_of_the_prefix_are_carried_over() {
 fn a_cut_at_a_scheduled_task_starts_it_before_failing_it() {
     let mut run = Run::start();
     run.complete_wt("b1", vec![]);
-    let new = run.reset_at(3, true).expect("reset at the first task's start");
+    let new = run
+        .reset_at(3, true)
+        .expect("reset at the first task's start");
     assert_eq!(
         types(&new.events),
         vec![
@@ -299,7 +323,13 @@ fn reset_points_are_the_first_completion_of_each_build_and_move_to_the_new_run()
         .state
         .reset_points
         .iter()
-        .map(|p| (p.build_id.as_str(), p.first_workflow_task_completed_id, p.run_id.as_str()))
+        .map(|p| {
+            (
+                p.build_id.as_str(),
+                p.first_workflow_task_completed_id,
+                p.run_id.as_str(),
+            )
+        })
         .collect();
     assert_eq!(points, vec![("b1", first, "run-1"), ("b2", third, "run-1")]);
     assert!(run.state.reset_points.iter().all(|p| p.resettable));
@@ -310,5 +340,9 @@ fn reset_points_are_the_first_completion_of_each_build_and_move_to_the_new_run()
         .iter()
         .map(|p| (p.build_id.as_str(), p.run_id.as_str()))
         .collect();
-    assert_eq!(carried, vec![("b1", "run-2")], "points after the cut are dropped");
+    assert_eq!(
+        carried,
+        vec![("b1", "run-2")],
+        "points after the cut are dropped"
+    );
 }

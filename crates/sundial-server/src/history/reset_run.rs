@@ -109,5 +109,4 @@ impl History {
         .await?;
         Ok(run_id)
     }
-
 }
