@@ -5,8 +5,8 @@
 
 use crate::checkpoint::Checkpoints;
 use crate::{
-    CommitObserver, CommitReceipt, Durability, ExecutionRow, NamespaceRow, ScheduleRow, SqlValue,
-    Store, StoreError, VisibilityFilter, WriteBatch,
+    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, Durability, ExecutionRow,
+    NamespaceRow, ScheduleRow, SqlValue, Store, StoreError, VisibilityFilter, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -79,6 +79,13 @@ CREATE TABLE IF NOT EXISTS schedules (
     data BLOB NOT NULL,
     PRIMARY KEY (namespace, schedule_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    namespace TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (namespace, job_id, part)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     run_id TEXT NOT NULL,
     event_id INTEGER NOT NULL,
@@ -91,8 +98,8 @@ type Job = (WriteBatch, oneshot::Sender<Result<(), StoreError>>);
 
 /// The schema this build writes (`PRAGMA user_version`). 0: databases made before versions
 /// were recorded (no row versions on executions); 2: conditional writes (`next_event_id`,
-/// `version`) and one running run per workflow id.
-const SCHEMA_VERSION: i64 = 2;
+/// `version`) and one running run per workflow id; 3: batch operation jobs (`batch_jobs`).
+const SCHEMA_VERSION: i64 = 3;
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -384,6 +391,15 @@ fn write_transaction<'a>(
     Ok(results)
 }
 
+fn batch_job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchJobRow> {
+    Ok(BatchJobRow {
+        namespace: r.get(0)?,
+        job_id: r.get(1)?,
+        part: r.get(2)?,
+        data: Some(r.get(3)?),
+    })
+}
+
 /// Why one batch was not written.
 enum BatchError {
     Sql(rusqlite::Error),
@@ -444,6 +460,21 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(),
     )?;
     let mut drop_schedule =
         tx.prepare_cached("DELETE FROM schedules WHERE namespace = ?1 AND schedule_id = ?2")?;
+    let mut put_batch_job = tx.prepare_cached(
+        "INSERT INTO batch_jobs (namespace, job_id, part, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(namespace, job_id, part) DO UPDATE SET data = excluded.data",
+    )?;
+    let mut drop_batch_job = tx.prepare_cached(
+        "DELETE FROM batch_jobs WHERE namespace = ?1 AND job_id = ?2 AND part = ?3",
+    )?;
+    for job in &batch.batch_jobs {
+        match &job.data {
+            Some(data) => {
+                put_batch_job.execute(params![job.namespace, job.job_id, job.part, data])?
+            }
+            None => drop_batch_job.execute(params![job.namespace, job.job_id, job.part])?,
+        };
+    }
     for sc in &batch.schedules {
         match &sc.data {
             Some(data) => put_schedule.execute(params![sc.namespace, sc.schedule_id, data])?,
@@ -641,6 +672,33 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn load_batch_jobs(&self) -> Result<Vec<BatchJobRow>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT namespace, job_id, part, data FROM batch_jobs WHERE part = ?1
+             ORDER BY namespace, job_id",
+        )?;
+        let rows = stmt.query_map(params![BATCH_JOB_RECORD], batch_job_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn load_batch_job_pages(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<BatchJobRow>, StoreError> {
+        let conn = self.reader.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT namespace, job_id, part, data FROM batch_jobs
+             WHERE namespace = ?1 AND job_id = ?2 AND part > ?3 ORDER BY part",
+        )?;
+        let rows = stmt.query_map(
+            params![namespace, job_id, BATCH_JOB_RECORD],
+            batch_job_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {
         let conn = self.reader.lock();
         let mut stmt =
@@ -806,6 +864,52 @@ mod tests {
         assert!(
             store
                 .closed_runs_before("default", 9, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn batch_jobs_keep_a_record_and_pages_apart() {
+        let store = SqliteStore::open(None).unwrap();
+        let row = |job: &str, part: i64, data: Option<Vec<u8>>| BatchJobRow {
+            namespace: "default".into(),
+            job_id: job.into(),
+            part,
+            data,
+        };
+        let batch = |rows: Vec<BatchJobRow>| WriteBatch {
+            batch_jobs: rows,
+            ..Default::default()
+        };
+        let first = batch(vec![
+            row("j1", BATCH_JOB_RECORD, Some(vec![1])),
+            row("j1", 2, Some(vec![12])),
+            row("j1", 1, Some(vec![11])),
+            row("j2", BATCH_JOB_RECORD, Some(vec![2])),
+        ]);
+        store.commit(first).await.unwrap().unwrap();
+        let progress = batch(vec![row("j1", BATCH_JOB_RECORD, Some(vec![3]))]);
+        store.commit(progress).await.unwrap().unwrap();
+        let records = store.load_batch_jobs().unwrap();
+        assert_eq!(
+            records,
+            vec![
+                row("j1", BATCH_JOB_RECORD, Some(vec![3])),
+                row("j2", BATCH_JOB_RECORD, Some(vec![2]))
+            ]
+        );
+        let pages = store.load_batch_job_pages("default", "j1").unwrap();
+        assert_eq!(
+            pages,
+            vec![row("j1", 1, Some(vec![11])), row("j1", 2, Some(vec![12]))]
+        );
+        let dropped = batch(vec![row("j2", BATCH_JOB_RECORD, None)]);
+        store.commit(dropped).await.unwrap().unwrap();
+        assert_eq!(store.load_batch_jobs().unwrap().len(), 1);
+        assert!(
+            store
+                .load_batch_job_pages("default", "j2")
                 .unwrap()
                 .is_empty()
         );

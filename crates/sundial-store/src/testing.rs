@@ -3,8 +3,8 @@
 //! caller can give up while it is durable), a store that stays down for a while.
 
 use crate::{
-    CommitReceipt, ExecutionRow, NamespaceRow, ScheduleRow, Store, StoreError, VisibilityFilter,
-    WriteBatch,
+    BatchJobRow, CommitReceipt, ExecutionRow, NamespaceRow, ScheduleRow, Store, StoreError,
+    VisibilityFilter, WriteBatch,
 };
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -128,6 +128,18 @@ impl Store for FaultyStore {
 
     fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {
         self.inner.load_search_attributes()
+    }
+
+    fn load_batch_jobs(&self) -> Result<Vec<BatchJobRow>, StoreError> {
+        self.inner.load_batch_jobs()
+    }
+
+    fn load_batch_job_pages(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<BatchJobRow>, StoreError> {
+        self.inner.load_batch_job_pages(namespace, job_id)
     }
 
     fn list_visibility(

@@ -1,6 +1,7 @@
 //! The frontend role: gRPC services. Validates requests, resolves namespaces, calls the
 //! history role and turns its errors into gRPC statuses. Thin by design.
 
+pub mod batch_service;
 pub mod health;
 pub mod operator_service;
 pub mod queries;
