@@ -123,6 +123,14 @@ async def test_terminate_by_query_through_the_cli_shows_progress_and_the_job(
     assert jobs[job_id]["state"] == "BATCH_OPERATION_STATE_COMPLETED"
     assert jobs[job_id]["operationType"] == "BATCH_OPERATION_TYPE_TERMINATE_WORKFLOW"
 
+    again = job_id_of(await asyncio.to_thread(
+        cli, server_address, "workflow", "terminate", "--query", f"TaskQueue='{task_queue}'",
+        "--reason", "again", "--yes",
+    ))
+    job = await wait_closed(client, again)
+    assert job.state == BatchOperationState.BATCH_OPERATION_STATE_COMPLETED
+    assert job.total_operation_count == 0, "a terminate job selects running runs only"
+
 
 async def test_cancel_and_signal_by_query_through_the_cli(client: Client, server_address, task_queue):
     ids = await start_idle(client, "batch-sig", 5, task_queue)

@@ -322,10 +322,8 @@ fn rebuild(
                 state.last_completed_wt_started_event_id = a.started_event_id;
                 state.last_wt_completed_event_id = event.event_id;
             }
-            A::WorkflowExecutionSignaledEventAttributes(a) => {
-                if !a.request_id.is_empty() {
-                    state.signal_request_ids.push(a.request_id.clone());
-                }
+            A::WorkflowExecutionSignaledEventAttributes(a) if !a.request_id.is_empty() => {
+                state.signal_request_ids.push(a.request_id.clone());
             }
             A::WorkflowExecutionCancelRequestedEventAttributes(_) => {
                 state.cancel_requested = true;

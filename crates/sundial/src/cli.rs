@@ -387,6 +387,26 @@ mod tests {
     }
 
     #[test]
+    fn batch_limits_default_to_the_references_and_can_be_raised() {
+        let defaults = dynamic_config_frontend(&[]).unwrap().batch;
+        assert_eq!(defaults, sundial_server::batch::BatchSettings::default());
+        assert_eq!((defaults.max_rps, defaults.max_concurrent_jobs), (50, 1));
+        let raised = [
+            "worker.batcherRPS=2000".to_string(),
+            "frontend.MaxConcurrentBatchOperationPerNamespace=3".to_string(),
+        ];
+        let batch = dynamic_config_frontend(&raised).unwrap().batch;
+        assert_eq!((batch.max_rps, batch.max_concurrent_jobs), (2000, 3));
+        assert!(dynamic_config_limits(&raised).is_ok());
+        for bad in ["worker.batcherRPS=0", "worker.batcherRPS=fast"] {
+            assert!(
+                dynamic_config_frontend(&[bad.to_string()]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn poll_cancellation_on_shutdown_is_off_unless_configured() {
         assert!(
             !dynamic_config_frontend(&[])

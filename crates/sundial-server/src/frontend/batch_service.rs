@@ -9,7 +9,7 @@ use prost::Message;
 use sundial_engine::api::{
     batch::v1::BatchOperationInfo,
     common::v1::WorkflowExecution,
-    enums::v1::BatchOperationState,
+    enums::v1::{BatchOperationState, BatchOperationType, WorkflowExecutionStatus},
     workflow::v1::WorkflowExecutionInfo,
     workflowservice::v1::{
         DescribeBatchOperationRequest, DescribeBatchOperationResponse, ListBatchOperationsRequest,
@@ -96,7 +96,13 @@ impl Frontend {
             )));
         }
         let targets = if by_id.is_empty() {
-            self.batch_targets(&req.namespace, &req.visibility_query)
+            let running_only = matches!(
+                kind,
+                BatchOperationType::TerminateWorkflow
+                    | BatchOperationType::CancelWorkflow
+                    | BatchOperationType::SignalWorkflow
+            );
+            self.batch_targets(&req.namespace, &req.visibility_query, running_only)
                 .await?
         } else {
             by_id
@@ -123,12 +129,14 @@ impl Frontend {
         Ok(StartBatchOperationResponse {})
     }
 
-    /// The runs a visibility query matches now (every run, open or closed, as the
-    /// reference's batcher selects them).
+    /// The runs a visibility query matches now; with `running_only` (terminate, cancel,
+    /// signal) only running ones, as the reference selects them (a job over closed runs has
+    /// no targets).
     async fn batch_targets(
         &self,
         namespace: &str,
         query: &str,
+        running_only: bool,
     ) -> Result<Vec<WorkflowExecution>, ServiceError> {
         let parsed = list_query::parse(query)
             .map_err(|e| invalid(format!("invalid visibility query: {e}")))?;
@@ -142,13 +150,16 @@ impl Frontend {
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        rows.iter()
-            .map(|b| {
-                WorkflowExecutionInfo::decode(b.as_slice())
-                    .map(|info| info.execution.unwrap_or_default())
-                    .map_err(|e| ServiceError::Internal(format!("corrupt visibility record: {e}")))
-            })
-            .collect()
+        let mut targets = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let info = WorkflowExecutionInfo::decode(row.as_slice())
+                .map_err(|e| ServiceError::Internal(format!("corrupt visibility record: {e}")))?;
+            if running_only && info.status != WorkflowExecutionStatus::Running as i32 {
+                continue;
+            }
+            targets.push(info.execution.unwrap_or_default());
+        }
+        Ok(targets)
     }
 
     pub(super) async fn describe_batch_operation_rpc(
