@@ -15,13 +15,19 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.namespace.v1 import UpdateNamespaceInfo
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.batch.v1 import BatchOperationTermination
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import (
+    DescribeBatchOperationRequest,
     DescribeNamespaceRequest,
     PauseActivityRequest,
     ResetActivityRequest,
     UnpauseActivityRequest,
     UpdateActivityOptionsRequest,
+    ListBatchOperationsRequest,
+    ResetWorkflowExecutionRequest,
+    StartBatchOperationRequest,
+    StopBatchOperationRequest,
     GetSystemInfoRequest,
     ListWorkflowExecutionsRequest,
     PollActivityTaskQueueRequest,
@@ -253,3 +259,28 @@ async def test_update_namespace_and_search_attributes_need_admin(world, who, nam
     assert await denied(add) == (not allowed)
     listed = await ops.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
     assert (attribute in listed.custom_attributes) == allowed
+
+
+async def test_reset_and_batch_operations_in_a_foreign_namespace_change_nothing(world):
+    owner = await world.client("client-b", "ns-b")
+    handle = await owner.start_workflow("Waiter", id=f"authz-{uuid.uuid4()}", task_queue="authz-none")
+    intruder = (await world.client("client-a", "ns-b")).workflow_service
+    job_id = str(uuid.uuid4())
+    calls = [
+        intruder.reset_workflow_execution(ResetWorkflowExecutionRequest(
+            namespace="ns-b", workflow_execution=WorkflowExecution(workflow_id=handle.id),
+            reason="intrude", workflow_task_finish_event_id=3, request_id=str(uuid.uuid4()))),
+        intruder.start_batch_operation(StartBatchOperationRequest(
+            namespace="ns-b", job_id=job_id, reason="intrude", visibility_query="TaskQueue='authz-none'",
+            termination_operation=BatchOperationTermination())),
+        intruder.describe_batch_operation(DescribeBatchOperationRequest(namespace="ns-b", job_id=job_id)),
+        intruder.list_batch_operations(ListBatchOperationsRequest(namespace="ns-b")),
+        intruder.stop_batch_operation(StopBatchOperationRequest(namespace="ns-b", job_id=job_id, reason="x")),
+    ]
+    for call in calls:
+        assert await denied(call)
+    desc = await handle.describe()
+    assert desc.status.name == "RUNNING"
+    listed = await owner.workflow_service.list_batch_operations(ListBatchOperationsRequest(namespace="ns-b"))
+    assert job_id not in [j.job_id for j in listed.operation_info]
+    await handle.terminate()

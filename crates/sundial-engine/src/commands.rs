@@ -211,6 +211,14 @@ impl Transition<'_> {
         ));
         self.state.last_completed_wt_started_event_id = wt.started_event_id;
         self.state.last_wt_completed_event_id = completed_id;
+        #[allow(deprecated)] // binary_checksum: what workers without build ids send
+        crate::reset::record_reset_point(
+            self.state,
+            &wt.build_id,
+            &req.binary_checksum,
+            completed_id,
+            self.now,
+        );
         match req
             .sticky_attributes
             .as_ref()

@@ -8,6 +8,7 @@
 pub mod deadline;
 pub mod error;
 pub mod fuzzing;
+pub mod reset;
 pub mod retry;
 pub mod state;
 pub use sundial_time as time;

@@ -136,6 +136,10 @@ pub struct ExecutionState {
     /// `execution_config`; also on the WorkflowExecutionStarted event.
     #[prost(message, optional, tag = "48")]
     pub user_metadata: Option<crate::api::sdk::v1::UserMetadata>,
+    /// Reset points: the first completed workflow task of each worker build, in order (see
+    /// `reset::record_reset_point`). Tag 100 keeps clear of the fields added in sequence.
+    #[prost(message, repeated, tag = "100")]
+    pub reset_points: Vec<crate::api::workflow::v1::ResetPointInfo>,
 }
 
 /// An accepted update waiting for its response.

@@ -421,6 +421,15 @@ mod tests {
             Access::NamespaceAdmin
         );
         assert_eq!(classify(method("ListSearchAttributes")), Access::Namespace);
+        for name in [
+            "ResetWorkflowExecution",
+            "StartBatchOperation",
+            "StopBatchOperation",
+            "DescribeBatchOperation",
+            "ListBatchOperations",
+        ] {
+            assert_eq!(classify(method(name)), Access::Namespace, "{name}");
+        }
         assert_eq!(classify(method("GetSystemInfo")), Access::Cluster);
         assert_eq!(classify(method("Check")), Access::Open);
         assert!(

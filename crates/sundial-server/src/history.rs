@@ -34,6 +34,9 @@ use sundial_store::{
 };
 use tokio::sync::mpsc;
 
+mod reset_run;
+pub use reset_run::ResetRequest;
+
 /// How long a closed run stays cached after it closed.
 const CLOSED_RUN_CACHE_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -2,6 +2,7 @@
 //! timer roles of one process, wired together over one store.
 
 pub mod authz;
+pub mod batch;
 pub mod clock;
 pub mod detached;
 pub mod error;
@@ -64,6 +65,9 @@ pub struct FrontendSettings {
     /// the worker's outstanding polls with empty responses, and namespaces report the
     /// `worker_poll_complete_on_shutdown` capability exactly while this is on.
     pub cancel_worker_polls_on_shutdown: bool,
+    /// Batch operations: `worker.batcherRPS` and
+    /// `frontend.MaxConcurrentBatchOperationPerNamespace`.
+    pub batch: batch::BatchSettings,
 }
 
 /// What the server needs to start.
@@ -179,7 +183,10 @@ pub async fn serve(
         retention::start(history.clone(), namespaces.clone(), config.retention_scan);
     }
 
+    let batches =
+        batch::Batcher::start(history.clone(), config.store.clone(), config.frontend.batch).await?;
     let frontend = frontend::workflow_service::Frontend {
+        batches,
         history,
         namespaces: namespaces.clone(),
         queries: frontend::queries::Queries::default(),

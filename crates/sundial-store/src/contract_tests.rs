@@ -6,9 +6,9 @@
 
 use crate::predicate::{self, AttrType, Column};
 use crate::{
-    Durability, EventRow, ExecutionRow, NamespaceRow, PostgresOptions, PostgresStore,
-    RUNNING_STATUS, ScheduleRow, SearchAttributeRow, SqliteStore, Store, StoreError,
-    VisibilityQuery, VisibilityRow, WriteBatch,
+    BATCH_JOB_RECORD, BatchJobRow, Durability, EventRow, ExecutionRow, NamespaceRow,
+    PostgresOptions, PostgresStore, RUNNING_STATUS, ScheduleRow, SearchAttributeRow, SqliteStore,
+    Store, StoreError, VisibilityQuery, VisibilityRow, WriteBatch,
 };
 use std::collections::BTreeMap;
 
@@ -184,6 +184,52 @@ pub(crate) async fn a_workflow_id_has_at_most_one_running_run(store: &dyn Store)
     let running = store.load_running_executions().await.unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].run_id, "r2");
+}
+
+/// Batch operation jobs: a record part and target pages, read apart.
+pub(crate) async fn batch_jobs_keep_a_record_and_pages_apart(store: &dyn Store) {
+    let row = |job: &str, part: i64, data: Option<Vec<u8>>| BatchJobRow {
+        namespace: "default".into(),
+        job_id: job.into(),
+        part,
+        data,
+    };
+    let batch = |rows: Vec<BatchJobRow>| WriteBatch {
+        batch_jobs: rows,
+        ..Default::default()
+    };
+    let first = batch(vec![
+        row("j1", BATCH_JOB_RECORD, Some(vec![1])),
+        row("j1", 2, Some(vec![12])),
+        row("j1", 1, Some(vec![11])),
+        row("j2", BATCH_JOB_RECORD, Some(vec![2])),
+    ]);
+    store.commit(first).await.unwrap().unwrap();
+    let progress = batch(vec![row("j1", BATCH_JOB_RECORD, Some(vec![3]))]);
+    store.commit(progress).await.unwrap().unwrap();
+    let records = store.load_batch_jobs().await.unwrap();
+    assert_eq!(
+        records,
+        vec![
+            row("j1", BATCH_JOB_RECORD, Some(vec![3])),
+            row("j2", BATCH_JOB_RECORD, Some(vec![2]))
+        ]
+    );
+    let pages = store.load_batch_job_pages("default", "j1").await.unwrap();
+    assert_eq!(
+        pages,
+        vec![row("j1", 1, Some(vec![11])), row("j1", 2, Some(vec![12]))]
+    );
+    let dropped = batch(vec![row("j2", BATCH_JOB_RECORD, None)]);
+    store.commit(dropped).await.unwrap().unwrap();
+    assert_eq!(store.load_batch_jobs().await.unwrap().len(), 1);
+    assert!(
+        store
+            .load_batch_job_pages("default", "j2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Commits, reads back, and refuses a batch with a duplicate event as a whole.
@@ -530,6 +576,7 @@ macro_rules! contract {
 }
 
 contract!(
+    batch_jobs_keep_a_record_and_pages_apart,
     commits_are_readable_and_a_bad_batch_is_rolled_back,
     written_batches_are_read_back,
     a_run_closing_leaves_the_running_set_and_keeps_its_latest_state,

@@ -160,6 +160,20 @@ pub struct ScheduleRow {
     pub data: Option<Vec<u8>>,
 }
 
+/// One part of a batch operation job, written (`Some`) or deleted (`None`). Part
+/// [`BATCH_JOB_RECORD`] is the job's record (small, rewritten as it progresses); parts from 1 on
+/// are its target pages, written once when the job starts. The store keeps the bytes opaque.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchJobRow {
+    pub namespace: String,
+    pub job_id: String,
+    pub part: i64,
+    pub data: Option<Vec<u8>>,
+}
+
+/// The part of a batch job that holds its record.
+pub const BATCH_JOB_RECORD: i64 = 0;
+
 /// Everything one transition writes; applied atomically.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
@@ -172,6 +186,8 @@ pub struct WriteBatch {
     pub deleted_runs: Vec<String>,
     /// Schedules written or deleted.
     pub schedules: Vec<ScheduleRow>,
+    /// Batch operation jobs' parts written or deleted.
+    pub batch_jobs: Vec<BatchJobRow>,
     /// What the commit waits for before the batch counts as committed.
     pub durability: Durability,
 }
@@ -278,6 +294,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Vec<u8>>, StoreError>;
     /// Every schedule's record.
     async fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError>;
+    /// Every batch job's record (part [`BATCH_JOB_RECORD`]), by namespace and job id.
+    async fn load_batch_jobs(&self) -> Result<Vec<BatchJobRow>, StoreError>;
+    /// One batch job's parts after its record (its target pages), in part order.
+    async fn load_batch_job_pages(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<BatchJobRow>, StoreError>;
     /// Every registered custom search attribute: (namespace, name, type).
     async fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError>;
     /// Up to `limit` of the namespace's runs matching `query`, in its order, starting after

@@ -14,8 +14,9 @@ use crate::postgres_query::Postgres;
 use crate::query_sql;
 use crate::sqlite::page_of;
 use crate::{
-    CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow, PageKey, Predicate, ScheduleRow,
-    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WriteBatch,
+    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
+    PageKey, Predicate, ScheduleRow, SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery,
+    WriteBatch,
 };
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -92,6 +93,13 @@ CREATE TABLE history (
     event_id BIGINT NOT NULL,
     data BYTEA NOT NULL,
     PRIMARY KEY (run_id, event_id)
+);
+CREATE TABLE batch_jobs (
+    namespace TEXT COLLATE \"C\" NOT NULL,
+    job_id TEXT COLLATE \"C\" NOT NULL,
+    part BIGINT NOT NULL,
+    data BYTEA NOT NULL,
+    PRIMARY KEY (namespace, job_id, part)
 );
 CREATE FUNCTION sundial_expect_row(matched BIGINT, message TEXT) RETURNS BIGINT
 LANGUAGE plpgsql AS $$
@@ -414,6 +422,8 @@ struct Writer {
     drop_visibility: Statement,
     put_schedule: Statement,
     drop_schedule: Statement,
+    put_batch_job: Statement,
+    drop_batch_job: Statement,
 }
 
 impl Writer {
@@ -489,6 +499,15 @@ impl Writer {
             .await?,
             drop_schedule: prepare(
                 "DELETE FROM schedules WHERE namespace = $1 AND schedule_id = $2",
+            )
+            .await?,
+            put_batch_job: prepare(
+                "INSERT INTO batch_jobs (namespace, job_id, part, data) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (namespace, job_id, part) DO UPDATE SET data = excluded.data",
+            )
+            .await?,
+            drop_batch_job: prepare(
+                "DELETE FROM batch_jobs WHERE namespace = $1 AND job_id = $2 AND part = $3",
             )
             .await?,
             client,
@@ -692,6 +711,15 @@ fn batch_statements<'a>(
             None => op!(&w.drop_schedule, [&sc.namespace, &sc.schedule_id]),
         });
     }
+    for job in &batch.batch_jobs {
+        ops.push(match &job.data {
+            Some(data) => op!(
+                &w.put_batch_job,
+                [&job.namespace, &job.job_id, &job.part, data]
+            ),
+            None => op!(&w.drop_batch_job, [&job.namespace, &job.job_id, &job.part]),
+        });
+    }
     for v in &batch.visibility {
         ops.push(op!(
             &w.put_visibility,
@@ -779,6 +807,15 @@ fn execution_from_row(row: &tokio_postgres::Row) -> ExecutionRow {
         version: row.get(5),
         previous: None,
         state: row.get(6),
+    }
+}
+
+fn batch_job_from_row(row: &tokio_postgres::Row) -> BatchJobRow {
+    BatchJobRow {
+        namespace: row.get(0),
+        job_id: row.get(1),
+        part: row.get(2),
+        data: Some(row.get(3)),
     }
 }
 
@@ -891,6 +928,32 @@ impl Store for PostgresStore {
                 data: Some(r.get(2)),
             })
             .collect())
+    }
+
+    async fn load_batch_jobs(&self) -> Result<Vec<BatchJobRow>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT namespace, job_id, part, data FROM batch_jobs WHERE part = $1
+                 ORDER BY namespace, job_id",
+                &[&BATCH_JOB_RECORD],
+            )
+            .await?;
+        Ok(rows.iter().map(batch_job_from_row).collect())
+    }
+
+    async fn load_batch_job_pages(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<BatchJobRow>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT namespace, job_id, part, data FROM batch_jobs
+                 WHERE namespace = $1 AND job_id = $2 AND part > $3 ORDER BY part",
+                &[&namespace, &job_id, &BATCH_JOB_RECORD],
+            )
+            .await?;
+        Ok(rows.iter().map(batch_job_from_row).collect())
     }
 
     async fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {

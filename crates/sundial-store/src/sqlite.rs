@@ -8,8 +8,9 @@ use crate::group::{self, Health, Job};
 use crate::query_sql;
 use crate::sqlite_query::Sqlite;
 use crate::{
-    CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow, PageKey, Predicate, ScheduleRow,
-    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WriteBatch,
+    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
+    PageKey, Predicate, ScheduleRow, SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery,
+    WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -79,6 +80,13 @@ CREATE TABLE IF NOT EXISTS schedules (
     data BLOB NOT NULL,
     PRIMARY KEY (namespace, schedule_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    namespace TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (namespace, job_id, part)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     run_id TEXT NOT NULL,
     event_id INTEGER NOT NULL,
@@ -92,8 +100,8 @@ const READERS: usize = 4;
 
 /// The schema this build writes (`PRAGMA user_version`). 0: databases made before versions
 /// were recorded (no row versions on executions); 2: conditional writes (`next_event_id`,
-/// `version`) and one running run per workflow id.
-const SCHEMA_VERSION: i64 = 2;
+/// `version`) and one running run per workflow id; 3: batch operation jobs (`batch_jobs`).
+const SCHEMA_VERSION: i64 = 3;
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -346,6 +354,15 @@ fn write_transaction<'a>(
     Ok(results)
 }
 
+fn batch_job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BatchJobRow> {
+    Ok(BatchJobRow {
+        namespace: r.get(0)?,
+        job_id: r.get(1)?,
+        part: r.get(2)?,
+        data: Some(r.get(3)?),
+    })
+}
+
 /// Why one batch was not written.
 enum BatchError {
     Sql(rusqlite::Error),
@@ -406,6 +423,21 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(),
     )?;
     let mut drop_schedule =
         tx.prepare_cached("DELETE FROM schedules WHERE namespace = ?1 AND schedule_id = ?2")?;
+    let mut put_batch_job = tx.prepare_cached(
+        "INSERT INTO batch_jobs (namespace, job_id, part, data) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(namespace, job_id, part) DO UPDATE SET data = excluded.data",
+    )?;
+    let mut drop_batch_job = tx.prepare_cached(
+        "DELETE FROM batch_jobs WHERE namespace = ?1 AND job_id = ?2 AND part = ?3",
+    )?;
+    for job in &batch.batch_jobs {
+        match &job.data {
+            Some(data) => {
+                put_batch_job.execute(params![job.namespace, job.job_id, job.part, data])?
+            }
+            None => drop_batch_job.execute(params![job.namespace, job.job_id, job.part])?,
+        };
+    }
     for sc in &batch.schedules {
         match &sc.data {
             Some(data) => put_schedule.execute(params![sc.namespace, sc.schedule_id, data])?,
@@ -662,6 +694,38 @@ impl Store for SqliteStore {
             let mut stmt =
                 conn.prepare_cached("SELECT namespace, name, value_type FROM search_attributes")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn load_batch_jobs(&self) -> Result<Vec<BatchJobRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT namespace, job_id, part, data FROM batch_jobs WHERE part = ?1
+                 ORDER BY namespace, job_id",
+            )?;
+            let rows = stmt.query_map(params![BATCH_JOB_RECORD], batch_job_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn load_batch_job_pages(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<BatchJobRow>, StoreError> {
+        let (namespace, job_id) = (namespace.to_string(), job_id.to_string());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT namespace, job_id, part, data FROM batch_jobs
+                 WHERE namespace = ?1 AND job_id = ?2 AND part > ?3 ORDER BY part",
+            )?;
+            let rows = stmt.query_map(
+                params![namespace, job_id, BATCH_JOB_RECORD],
+                batch_job_from_row,
+            )?;
             rows.collect()
         })
         .await

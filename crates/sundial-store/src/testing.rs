@@ -3,8 +3,8 @@
 //! caller can give up while it is durable), a store that stays down for a while.
 
 use crate::{
-    CommitReceipt, ExecutionRow, NamespaceRow, PageKey, Predicate, ScheduleRow, Store, StoreError,
-    VisibilityPage, VisibilityQuery, WriteBatch,
+    BatchJobRow, CommitReceipt, ExecutionRow, NamespaceRow, PageKey, Predicate, ScheduleRow, Store,
+    StoreError, VisibilityPage, VisibilityQuery, WriteBatch,
 };
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -131,6 +131,18 @@ impl Store for FaultyStore {
 
     async fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
         self.inner.load_schedules().await
+    }
+
+    async fn load_batch_jobs(&self) -> Result<Vec<BatchJobRow>, StoreError> {
+        self.inner.load_batch_jobs().await
+    }
+
+    async fn load_batch_job_pages(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<Vec<BatchJobRow>, StoreError> {
+        self.inner.load_batch_job_pages(namespace, job_id).await
     }
 
     async fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {

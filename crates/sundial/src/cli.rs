@@ -293,15 +293,37 @@ fn search_attribute_types(values: &[String]) -> anyhow::Result<Vec<(String, i32)
 }
 
 /// The frontend's dynamic configuration keys Sundial honours
-/// (`frontend.enableCancelWorkerPollsOnShutdown`).
+/// (`frontend.enableCancelWorkerPollsOnShutdown`, and for batch operations `worker.batcherRPS`
+/// and `frontend.MaxConcurrentBatchOperationPerNamespace`).
 fn dynamic_config_frontend(values: &[String]) -> anyhow::Result<sundial_server::FrontendSettings> {
     let mut settings = sundial_server::FrontendSettings::default();
     for kv in values {
         let Some((key, value)) = kv.split_once('=') else {
             continue; // refused with its message by `dynamic_config_limits`
         };
-        if key == "frontend.enableCancelWorkerPollsOnShutdown" {
-            settings.cancel_worker_polls_on_shutdown = parse_bool(key, value)?;
+        let number = || -> anyhow::Result<i64> {
+            value
+                .trim()
+                .trim_matches('"')
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| {
+                    format!("--dynamic-config-value {key}: {value:?} is not a positive integer")
+                })
+        };
+        match key {
+            "frontend.enableCancelWorkerPollsOnShutdown" => {
+                settings.cancel_worker_polls_on_shutdown = parse_bool(key, value)?
+            }
+            "worker.batcherRPS" => {
+                settings.batch.max_rps = u32::try_from(number()?).unwrap_or(u32::MAX)
+            }
+            "frontend.MaxConcurrentBatchOperationPerNamespace" => {
+                settings.batch.max_concurrent_jobs =
+                    usize::try_from(number()?).unwrap_or(usize::MAX)
+            }
+            _ => {}
         }
     }
     Ok(settings)
@@ -351,7 +373,9 @@ fn dynamic_config_limits(values: &[String]) -> anyhow::Result<sundial_engine::Li
             "system.enableCrossNamespaceCommands" => {
                 limits.cross_namespace_commands = parse_bool(key, value)?
             }
-            "frontend.enableCancelWorkerPollsOnShutdown" => {} // dynamic_config_frontend
+            "frontend.enableCancelWorkerPollsOnShutdown"
+            | "worker.batcherRPS"
+            | "frontend.MaxConcurrentBatchOperationPerNamespace" => {} // dynamic_config_frontend
             _ => tracing::debug!(key, "dynamic config key not used by Sundial"),
         }
     }
@@ -384,6 +408,26 @@ mod tests {
             err.to_string(),
             "invalid search attribute value type \"Colour\""
         );
+    }
+
+    #[test]
+    fn batch_limits_default_to_the_references_and_can_be_raised() {
+        let defaults = dynamic_config_frontend(&[]).unwrap().batch;
+        assert_eq!(defaults, sundial_server::batch::BatchSettings::default());
+        assert_eq!((defaults.max_rps, defaults.max_concurrent_jobs), (50, 1));
+        let raised = [
+            "worker.batcherRPS=2000".to_string(),
+            "frontend.MaxConcurrentBatchOperationPerNamespace=3".to_string(),
+        ];
+        let batch = dynamic_config_frontend(&raised).unwrap().batch;
+        assert_eq!((batch.max_rps, batch.max_concurrent_jobs), (2000, 3));
+        assert!(dynamic_config_limits(&raised).is_ok());
+        for bad in ["worker.batcherRPS=0", "worker.batcherRPS=fast"] {
+            assert!(
+                dynamic_config_frontend(&[bad.to_string()]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -98,7 +98,9 @@ impl Frontend {
             &mut sundial_engine::Transition<'_>,
         ) -> Result<R, sundial_engine::EngineError>,
     ) -> Result<R, ServiceError> {
-        let handle = self.run_by_id(namespace, &execution.workflow_id, &execution.run_id).await?;
+        let handle = self
+            .run_by_id(namespace, &execution.workflow_id, &execution.run_id)
+            .await?;
         self.history.transition_with(&handle, op, |_, r| r).await
     }
 

@@ -2,9 +2,11 @@
 //! history role and turns its errors into gRPC statuses. Thin by design.
 
 pub mod activity_ops_service;
+pub mod batch_service;
 pub mod health;
 pub mod operator_service;
 pub mod queries;
+pub mod reset_service;
 pub mod responses;
 pub mod schedule_service;
 pub mod test_service;

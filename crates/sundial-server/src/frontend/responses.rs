@@ -211,6 +211,11 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
                 },
                 None => execution(entry),
             }),
+            auto_reset_points: (!st.reset_points.is_empty()).then(|| {
+                sundial_engine::api::workflow::v1::ResetPoints {
+                    points: st.reset_points.clone(),
+                }
+            }),
             parent_execution: st.parent.as_ref().map(|p| WorkflowExecution {
                 workflow_id: p.workflow_id.clone(),
                 run_id: p.run_id.clone(),

@@ -28,6 +28,8 @@ pub const SERVER_VERSION: &str = "1.32.0";
 const MAX_HISTORY_PAGE: usize = 1000;
 
 pub struct Frontend {
+    /// Batch operation jobs (`crate::batch`).
+    pub batches: Arc<crate::batch::Batcher>,
     pub history: Arc<History>,
     pub namespaces: Arc<Namespaces>,
     pub queries: super::queries::Queries,
@@ -1286,6 +1288,25 @@ impl WorkflowService for Frontend {
         ))
     }
 
+    async fn start_batch_operation(
+        &self,
+        request: Request<StartBatchOperationRequest>,
+    ) -> Reply<StartBatchOperationResponse> {
+        Ok(Response::new(
+            self.start_batch_operation_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn describe_batch_operation(
+        &self,
+        request: Request<DescribeBatchOperationRequest>,
+    ) -> Reply<DescribeBatchOperationResponse> {
+        Ok(Response::new(
+            self.describe_batch_operation_rpc(request.into_inner())
+                .await?,
+        ))
+    }
+
     async fn unpause_activity(
         &self,
         request: Request<UnpauseActivityRequest>,
@@ -1340,6 +1361,34 @@ impl WorkflowService for Frontend {
     ) -> Reply<UpdateActivityExecutionOptionsResponse> {
         Ok(Response::new(
             self.update_activity_execution_options_rpc(request.into_inner())
+                .await?,
+        ))
+    }
+
+    async fn list_batch_operations(
+        &self,
+        request: Request<ListBatchOperationsRequest>,
+    ) -> Reply<ListBatchOperationsResponse> {
+        Ok(Response::new(
+            self.list_batch_operations_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn stop_batch_operation(
+        &self,
+        request: Request<StopBatchOperationRequest>,
+    ) -> Reply<StopBatchOperationResponse> {
+        Ok(Response::new(
+            self.stop_batch_operation_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn reset_workflow_execution(
+        &self,
+        request: Request<ResetWorkflowExecutionRequest>,
+    ) -> Reply<ResetWorkflowExecutionResponse> {
+        Ok(Response::new(
+            self.reset_workflow_execution_rpc(request.into_inner())
                 .await?,
         ))
     }

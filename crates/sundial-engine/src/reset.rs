@@ -1,0 +1,475 @@
+//! ResetWorkflowExecution: a new run whose history is a prefix of a base run's history, cut
+//! at one workflow task, as the reference server builds it.
+//!
+//! The new run's history is the base run's events `1..finish_event_id` copied verbatim (the
+//! chosen workflow task's Scheduled and, if it was started, Started event are the last of
+//! them), then a WorkflowTaskStarted if the task was not started (identity `history-service`),
+//! WorkflowTaskFailed with cause RESET_WORKFLOW (failure message: the reason, base and new run
+//! ids), the base run's signals that came after the cut (unless excluded), and a new
+//! workflow task on the workflow's normal queue. The worker replays the prefix and, from the
+//! failed task on, decides anew.
+//!
+//! How the new run's state is built: the state is not kept per event, so it is rebuilt by
+//! folding the copied events over the base run's configuration ([`rebuild`]). The
+//! configuration (timeouts, retry policy, parent, cron) never changes during a run, so it is
+//! taken from the base state; everything that changes with events (pending activities,
+//! timers, accepted updates, signal request ids, cancellation, search attributes, memo, the
+//! last completed workflow task) is derived from the events alone. Pending work of kinds whose
+//! completion would go back to the base run (children, external signals and cancellations)
+//! cannot be carried into a new run this way; a cut with such work pending is refused
+//! (Unimplemented), as is one inside a Nexus operation.
+//!
+//! Invariants of the result: the history is dense (`next_event_id` is one past the last
+//! event), exactly one workflow task is scheduled and not started, and every pending activity
+//! is scheduled (not started) at attempt 1, dispatched again: an ActivityTaskStarted event is
+//! only written when its attempt closes, so a pending activity in the prefix never shows one.
+
+use crate::api::{
+    common::v1::Payload,
+    enums::v1::{EventType, ResetReapplyExcludeType, ResetReapplyType, WorkflowExecutionStatus},
+    failure::v1::{Failure, ResetWorkflowFailureInfo, failure::FailureInfo},
+    history::v1::{
+        HistoryEvent, WorkflowTaskFailedEventAttributes, WorkflowTaskStartedEventAttributes,
+        history_event::Attributes,
+    },
+    workflow::v1::ResetPointInfo,
+};
+use crate::state::{AcceptedUpdate, ActivityInfo, TimerInfo};
+use crate::{Effect, EngineError, ExecutionState, Transition, time};
+use prost::Message;
+use std::collections::{BTreeSet, HashMap};
+
+/// Most reset points a run keeps (the reference server's default).
+pub const MAX_RESET_POINTS: usize = 20;
+
+/// Identity of the workflow task failure a reset writes.
+pub const RESET_IDENTITY: &str = "history-service";
+/// Identity of the termination of the run a reset replaces (the reference server's).
+pub const RESETTER_IDENTITY: &str = "history-resetter";
+
+/// What a reset is asked to do.
+pub struct ResetParams<'a> {
+    /// The state of the run whose history is cut (its configuration is kept).
+    pub base: &'a ExecutionState,
+    /// The base run's whole history, in event-id order from event 1.
+    pub events: &'a [HistoryEvent],
+    /// Events `1..finish_event_id` are copied.
+    pub finish_event_id: i64,
+    pub new_run_id: String,
+    /// Becomes the new run's start request id (a repeated reset with it finds the run).
+    pub request_id: String,
+    pub reason: String,
+    /// Reapply the base run's signals that came after the cut.
+    pub reapply_signals: bool,
+    pub now: i64,
+}
+
+/// The new run: its state, all its events (copied and new), and what to dispatch.
+#[derive(Debug)]
+pub struct ResetRun {
+    pub state: ExecutionState,
+    pub events: Vec<HistoryEvent>,
+    pub effects: Vec<Effect>,
+}
+
+fn invalid(msg: impl Into<String>) -> EngineError {
+    EngineError::InvalidArgument(msg.into())
+}
+
+/// Whether a reset with these options reapplies signals: not with reapply type NONE, nor when
+/// SIGNAL is among the excluded types. Unknown enum values are refused.
+#[allow(deprecated)] // reset_reapply_type: deprecated in the API, still sent by clients
+pub fn reapplies_signals(reapply_type: i32, exclude_types: &[i32]) -> Result<bool, EngineError> {
+    let kind = ResetReapplyType::try_from(reapply_type)
+        .map_err(|_| invalid(format!("Unknown reset reapply type: {reapply_type}")))?;
+    for &t in exclude_types {
+        ResetReapplyExcludeType::try_from(t)
+            .map_err(|_| invalid(format!("Unknown reset reapply exclude type: {t}")))?;
+    }
+    let excluded = exclude_types.contains(&(ResetReapplyExcludeType::Signal as i32));
+    Ok(kind != ResetReapplyType::None && !excluded)
+}
+
+/// Checks the cut the way the reference server does, with its messages: events
+/// `1..finish_event_id` must end inside a workflow task (its Scheduled or Started event).
+pub fn validate_cut(events: &[HistoryEvent], finish_event_id: i64) -> Result<(), EngineError> {
+    let last_event_id = events.last().map_or(0, |e| e.event_id);
+    if finish_event_id <= 1 || finish_event_id > last_event_id {
+        return Err(invalid(
+            "Workflow task finish ID must be > 1 && <= workflow last event ID.",
+        ));
+    }
+    let boundary = events
+        .get((finish_event_id - 2) as usize)
+        .filter(|e| e.event_id == finish_event_id - 1)
+        .is_some_and(|e| {
+            e.event_type == EventType::WorkflowTaskScheduled as i32
+                || e.event_type == EventType::WorkflowTaskStarted as i32
+        });
+    if !boundary {
+        return Err(invalid(format!(
+            "StateRebuilder unable to Rebuild mutable state to event ID: {}, version: 0, this event must be at the boundary",
+            finish_event_id - 1
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the new run of a reset (see the module documentation).
+pub fn reset(params: ResetParams<'_>) -> Result<ResetRun, EngineError> {
+    validate_cut(params.events, params.finish_event_id)?;
+    let cut = (params.finish_event_id - 1) as usize;
+    let (copied, after) = params.events.split_at(cut);
+    let mut state = rebuild(params.base, copied, &params)?;
+    let last = copied.last().ok_or_else(|| invalid("empty history"))?;
+    let (scheduled_event_id, started_event_id) = match &last.attributes {
+        Some(Attributes::WorkflowTaskStartedEventAttributes(a)) => {
+            (a.scheduled_event_id, last.event_id)
+        }
+        _ => (last.event_id, 0),
+    };
+    let mut events = copied.to_vec();
+    let mut t = Transition::new(&mut state, params.now);
+    let started_event_id = if started_event_id == 0 {
+        t.append(Attributes::WorkflowTaskStartedEventAttributes(
+            WorkflowTaskStartedEventAttributes {
+                scheduled_event_id,
+                identity: RESET_IDENTITY.to_string(),
+                request_id: "emptyUuid".to_string(),
+                ..Default::default()
+            },
+        ))
+    } else {
+        started_event_id
+    };
+    t.append(Attributes::WorkflowTaskFailedEventAttributes(
+        WorkflowTaskFailedEventAttributes {
+            scheduled_event_id,
+            started_event_id,
+            cause: crate::api::enums::v1::WorkflowTaskFailedCause::ResetWorkflow as i32,
+            failure: Some(Failure {
+                message: params.reason.clone(),
+                failure_info: Some(FailureInfo::ResetWorkflowFailureInfo(
+                    ResetWorkflowFailureInfo::default(),
+                )),
+                ..Default::default()
+            }),
+            identity: RESET_IDENTITY.to_string(),
+            base_run_id: params.base.run_id.clone(),
+            new_run_id: params.new_run_id.clone(),
+            ..Default::default()
+        },
+    ));
+    if params.reapply_signals {
+        for event in after {
+            if let Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) = &event.attributes
+            {
+                if !a.request_id.is_empty() {
+                    t.state.signal_request_ids.push(a.request_id.clone());
+                }
+                t.append(Attributes::WorkflowExecutionSignaledEventAttributes(
+                    a.clone(),
+                ));
+            }
+        }
+    }
+    t.schedule_workflow_task(1);
+    for a in &t.state.activities {
+        t.effects.push(Effect::DispatchActivityTask {
+            task_queue: a.task_queue.clone(),
+            scheduled_event_id: a.scheduled_event_id,
+            attempt: a.attempt,
+        });
+    }
+    let (new_events, effects) = (
+        std::mem::take(&mut t.events),
+        std::mem::take(&mut t.effects),
+    );
+    events.extend(new_events);
+    state.state_transition_count = 1;
+    Ok(ResetRun {
+        state,
+        events,
+        effects,
+    })
+}
+
+/// The new run's state before the reset's own events: the base run's configuration with what
+/// `copied` (events `1..finish_event_id`) leaves pending.
+fn rebuild(
+    base: &ExecutionState,
+    copied: &[HistoryEvent],
+    params: &ResetParams<'_>,
+) -> Result<ExecutionState, EngineError> {
+    let now = params.now;
+    let started = match copied.first().and_then(|e| e.attributes.as_ref()) {
+        Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => a,
+        _ => {
+            return Err(EngineError::FailedPrecondition(
+                "the base run's history does not begin with WorkflowExecutionStarted".into(),
+            ));
+        }
+    };
+    let mut state = ExecutionState {
+        namespace: base.namespace.clone(),
+        workflow_id: base.workflow_id.clone(),
+        run_id: params.new_run_id.clone(),
+        first_execution_run_id: base.first_execution_run_id.clone(),
+        workflow_type: base.workflow_type.clone(),
+        task_queue: base.task_queue.clone(),
+        status: WorkflowExecutionStatus::Running as i32,
+        next_event_id: params.finish_event_id,
+        start_time_ms: now,
+        workflow_task_timeout_ms: base.workflow_task_timeout_ms,
+        run_timeout_ms: base.run_timeout_ms,
+        execution_timeout_ms: base.execution_timeout_ms,
+        run_expiration_ms: if base.run_timeout_ms > 0 {
+            now + base.run_timeout_ms
+        } else {
+            0
+        },
+        execution_expiration_ms: base.execution_expiration_ms,
+        start_request_id: params.request_id.clone(),
+        next_task_seq: base.next_task_seq,
+        attempt: base.attempt,
+        retry_policy: base.retry_policy.clone(),
+        cron_schedule: base.cron_schedule.clone(),
+        execution_time_ms: now,
+        parent: base.parent.clone(),
+        input: base.input.clone(),
+        header: base.header.clone(),
+        memo: started.memo.clone(),
+        search_attributes: started.search_attributes.clone(),
+        user_metadata: base.user_metadata.clone(),
+        reset_points: base
+            .reset_points
+            .iter()
+            .filter(|p| p.first_workflow_task_completed_id < params.finish_event_id)
+            .map(|p| ResetPointInfo {
+                run_id: params.new_run_id.clone(),
+                create_time: Some(time::timestamp(now)),
+                ..p.clone()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    // Cross-run work initiated and not resolved in the prefix, by initiated event id.
+    let mut children = BTreeSet::new();
+    let mut external = BTreeSet::new();
+    for event in copied {
+        state.history_size_bytes += event.encoded_len() as i64;
+        let Some(attributes) = &event.attributes else {
+            continue;
+        };
+        let event_time = event.event_time.as_ref().map_or(now, time::timestamp_ms);
+        use Attributes as A;
+        match attributes {
+            A::ActivityTaskScheduledEventAttributes(a) => {
+                state.activities.push(ActivityInfo {
+                    scheduled_event_id: event.event_id,
+                    activity_id: a.activity_id.clone(),
+                    activity_type: a
+                        .activity_type
+                        .as_ref()
+                        .map(|t| t.name.clone())
+                        .unwrap_or_default(),
+                    task_queue: a
+                        .task_queue
+                        .as_ref()
+                        .map(|q| q.name.clone())
+                        .unwrap_or_else(|| base.task_queue.clone()),
+                    schedule_to_close_ms: time::duration_ms(a.schedule_to_close_timeout.as_ref()),
+                    schedule_to_start_ms: time::duration_ms(a.schedule_to_start_timeout.as_ref()),
+                    start_to_close_ms: time::duration_ms(a.start_to_close_timeout.as_ref()),
+                    heartbeat_timeout_ms: time::duration_ms(a.heartbeat_timeout.as_ref()),
+                    retry_policy: a.retry_policy.clone(),
+                    attempt: 1,
+                    scheduled_time_ms: now,
+                    attempt_scheduled_time_ms: now,
+                    ..Default::default()
+                });
+            }
+            A::ActivityTaskCompletedEventAttributes(a) => {
+                state.remove_activity(a.scheduled_event_id);
+            }
+            A::ActivityTaskFailedEventAttributes(a) => {
+                state.remove_activity(a.scheduled_event_id);
+            }
+            A::ActivityTaskTimedOutEventAttributes(a) => {
+                state.remove_activity(a.scheduled_event_id);
+            }
+            A::ActivityTaskCanceledEventAttributes(a) => {
+                state.remove_activity(a.scheduled_event_id);
+            }
+            A::ActivityTaskCancelRequestedEventAttributes(a) => {
+                if let Some(activity) = state.activity_mut(a.scheduled_event_id) {
+                    activity.cancel_requested = true;
+                    activity.cancel_requested_event_id = event.event_id;
+                }
+            }
+            A::TimerStartedEventAttributes(a) => state.timers.push(TimerInfo {
+                timer_id: a.timer_id.clone(),
+                started_event_id: event.event_id,
+                fire_time_ms: event_time + time::duration_ms(a.start_to_fire_timeout.as_ref()),
+            }),
+            A::TimerFiredEventAttributes(a) => {
+                state.remove_timer(a.started_event_id);
+            }
+            A::TimerCanceledEventAttributes(a) => {
+                state.remove_timer(a.started_event_id);
+            }
+            A::WorkflowTaskCompletedEventAttributes(a) => {
+                state.last_completed_wt_started_event_id = a.started_event_id;
+                state.last_wt_completed_event_id = event.event_id;
+            }
+            A::WorkflowExecutionSignaledEventAttributes(a) if !a.request_id.is_empty() => {
+                state.signal_request_ids.push(a.request_id.clone());
+            }
+            A::WorkflowExecutionCancelRequestedEventAttributes(_) => {
+                state.cancel_requested = true;
+            }
+            A::UpsertWorkflowSearchAttributesEventAttributes(a) => {
+                if let Some(upserted) = &a.search_attributes {
+                    let merged = state.search_attributes.get_or_insert_with(Default::default);
+                    merge(&mut merged.indexed_fields, &upserted.indexed_fields);
+                }
+            }
+            A::WorkflowPropertiesModifiedEventAttributes(a) => {
+                if let Some(upserted) = &a.upserted_memo {
+                    let merged = state.memo.get_or_insert_with(Default::default);
+                    merge(&mut merged.fields, &upserted.fields);
+                }
+            }
+            A::WorkflowExecutionUpdateAcceptedEventAttributes(a) => {
+                state.accepted_updates.push(AcceptedUpdate {
+                    update_id: a
+                        .accepted_request
+                        .as_ref()
+                        .and_then(|r| r.meta.as_ref())
+                        .map(|m| m.update_id.clone())
+                        .unwrap_or_else(|| a.protocol_instance_id.clone()),
+                    accepted_event_id: event.event_id,
+                });
+            }
+            A::WorkflowExecutionUpdateCompletedEventAttributes(a) => {
+                state
+                    .accepted_updates
+                    .retain(|u| u.accepted_event_id != a.accepted_event_id);
+                state.completed_update_count += 1;
+            }
+            A::StartChildWorkflowExecutionInitiatedEventAttributes(_) => {
+                children.insert(event.event_id);
+            }
+            A::StartChildWorkflowExecutionFailedEventAttributes(a) => {
+                children.remove(&a.initiated_event_id);
+            }
+            A::ChildWorkflowExecutionCompletedEventAttributes(a) => {
+                children.remove(&a.initiated_event_id);
+            }
+            A::ChildWorkflowExecutionFailedEventAttributes(a) => {
+                children.remove(&a.initiated_event_id);
+            }
+            A::ChildWorkflowExecutionCanceledEventAttributes(a) => {
+                children.remove(&a.initiated_event_id);
+            }
+            A::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
+                children.remove(&a.initiated_event_id);
+            }
+            A::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
+                children.remove(&a.initiated_event_id);
+            }
+            A::SignalExternalWorkflowExecutionInitiatedEventAttributes(_)
+            | A::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(_) => {
+                external.insert(event.event_id);
+            }
+            A::ExternalWorkflowExecutionSignaledEventAttributes(a) => {
+                external.remove(&a.initiated_event_id);
+            }
+            A::SignalExternalWorkflowExecutionFailedEventAttributes(a) => {
+                external.remove(&a.initiated_event_id);
+            }
+            A::ExternalWorkflowExecutionCancelRequestedEventAttributes(a) => {
+                external.remove(&a.initiated_event_id);
+            }
+            A::RequestCancelExternalWorkflowExecutionFailedEventAttributes(a) => {
+                external.remove(&a.initiated_event_id);
+            }
+            A::NexusOperationScheduledEventAttributes(_) => {
+                return Err(EngineError::Unimplemented(
+                    "reset of a workflow that scheduled Nexus operations is not supported".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(id) = children.first() {
+        return Err(EngineError::Unimplemented(format!(
+            "reset to a point where a child workflow is pending (initiated by event {id}) is not supported"
+        )));
+    }
+    if let Some(id) = external.first() {
+        return Err(EngineError::Unimplemented(format!(
+            "reset to a point where a signal or cancellation of another workflow is pending (initiated by event {id}) is not supported"
+        )));
+    }
+    Ok(state)
+}
+
+/// Upserts `changes` into `target`; an empty or JSON `null` payload removes the key (as the
+/// upsert commands that wrote the events did).
+fn merge(target: &mut HashMap<String, Payload>, changes: &HashMap<String, Payload>) {
+    for (key, payload) in changes {
+        if payload.data.is_empty() || payload.data == b"null" {
+            target.remove(key);
+        } else {
+            target.insert(key.clone(), payload.clone());
+        }
+    }
+}
+
+/// Records the reset point of a workflow task completion: the first completed workflow task
+/// of each worker build (build id, else binary checksum), at most [`MAX_RESET_POINTS`] (the
+/// oldest go first). Resettable unless cross-run work (children, external signals or
+/// cancellations) is pending, which a reset cannot carry over. No build: no point.
+pub fn record_reset_point(
+    state: &mut ExecutionState,
+    build_id: &str,
+    binary_checksum: &str,
+    completed_event_id: i64,
+    now: i64,
+) {
+    if build_id.is_empty() && binary_checksum.is_empty() {
+        return;
+    }
+    let known = state
+        .reset_points
+        .iter()
+        .any(|p| p.build_id == build_id && binary_checksum_of(p) == binary_checksum);
+    if known {
+        return;
+    }
+    if state.reset_points.len() >= MAX_RESET_POINTS {
+        state.reset_points.remove(0);
+    }
+    let resettable = state.children.is_empty()
+        && state.external_signals.is_empty()
+        && state.external_cancels.is_empty();
+    #[allow(deprecated)] // binary_checksum: deprecated, still what older workers send
+    state.reset_points.push(ResetPointInfo {
+        build_id: build_id.to_string(),
+        binary_checksum: binary_checksum.to_string(),
+        run_id: state.run_id.clone(),
+        first_workflow_task_completed_id: completed_event_id,
+        create_time: Some(time::timestamp(now)),
+        expire_time: None,
+        resettable,
+    });
+}
+
+#[allow(deprecated)]
+fn binary_checksum_of(p: &ResetPointInfo) -> &str {
+    &p.binary_checksum
+}
+
+#[cfg(test)]
+mod tests;

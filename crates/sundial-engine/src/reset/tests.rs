@@ -1,0 +1,348 @@
+//! The reset rule on histories made by the engine itself.
+
+use super::*;
+use crate::api::{
+    command::v1::{
+        Command, ScheduleActivityTaskCommandAttributes, StartTimerCommandAttributes,
+        command::Attributes as Cmd,
+    },
+    common::v1::ActivityType,
+    enums::v1::WorkflowTaskFailedCause,
+    workflowservice::v1::{RespondWorkflowTaskCompletedRequest, StartWorkflowExecutionRequest},
+};
+use crate::{ActivityRef, Poller, Signal, StartParams, WorkflowTaskRef, new_execution};
+
+struct Run {
+    state: ExecutionState,
+    history: Vec<HistoryEvent>,
+    now: i64,
+}
+
+fn poller(build_id: &str) -> Poller {
+    Poller {
+        identity: "worker".into(),
+        request_id: "r".into(),
+        build_id: build_id.into(),
+    }
+}
+
+impl Run {
+    fn start() -> Run {
+        let req = StartWorkflowExecutionRequest {
+            request_id: "req-1".into(),
+            ..crate::fuzzing::start_request()
+        };
+        let (state, history, _) = new_execution(StartParams {
+            request: &req,
+            run_id: "run-1".into(),
+            now: 1_000,
+            signal: None,
+            continuation: None,
+            parent: None,
+        })
+        .expect("start");
+        Run {
+            state,
+            history,
+            now: 1_000,
+        }
+    }
+
+    fn step<R>(&mut self, op: impl FnOnce(&mut Transition<'_>) -> R) -> R {
+        self.now += 10;
+        let mut t = Transition::new(&mut self.state, self.now);
+        let r = op(&mut t);
+        let events = std::mem::take(&mut t.events);
+        self.history.extend(events);
+        r
+    }
+
+    /// Starts and completes the scheduled workflow task with `commands`; returns the id of
+    /// its WorkflowTaskCompleted event.
+    fn complete_wt(&mut self, build_id: &str, commands: Vec<Cmd>) -> i64 {
+        let wt = self.state.workflow_task.clone().expect("a workflow task");
+        let task = WorkflowTaskRef {
+            scheduled_event_id: wt.scheduled_event_id,
+            seq: wt.seq,
+        };
+        self.step(|t| t.start_workflow_task(task, &poller(build_id)))
+            .expect("start task");
+        let req = RespondWorkflowTaskCompletedRequest {
+            commands: commands
+                .into_iter()
+                .map(|c| Command {
+                    attributes: Some(c),
+                    ..Default::default()
+                })
+                .collect(),
+            identity: "worker".into(),
+            ..Default::default()
+        };
+        self.step(|t| t.complete_workflow_task(task, &req))
+            .expect("complete task");
+        self.history
+            .iter()
+            .rev()
+            .find(|e| e.event_type == EventType::WorkflowTaskCompleted as i32)
+            .map(|e| e.event_id)
+            .expect("a completed event")
+    }
+
+    fn signal(&mut self, name: &str, request_id: &str) {
+        self.step(|t| {
+            t.signal(Signal {
+                name: name.into(),
+                request_id: request_id.into(),
+                identity: "client".into(),
+                ..Default::default()
+            })
+        })
+        .expect("signal");
+    }
+
+    fn reset_at(
+        &self,
+        finish_event_id: i64,
+        reapply_signals: bool,
+    ) -> Result<ResetRun, EngineError> {
+        reset(ResetParams {
+            base: &self.state,
+            events: &self.history,
+            finish_event_id,
+            new_run_id: "run-2".into(),
+            request_id: "reset-1".into(),
+            reason: "because".into(),
+            reapply_signals,
+            now: 50_000,
+        })
+    }
+}
+
+fn schedule(id: &str) -> Cmd {
+    Cmd::ScheduleActivityTaskCommandAttributes(ScheduleActivityTaskCommandAttributes {
+        activity_id: id.into(),
+        activity_type: Some(ActivityType { name: "act".into() }),
+        start_to_close_timeout: Some(time::duration(5_000)),
+        ..Default::default()
+    })
+}
+
+fn timer(id: &str, ms: i64) -> Cmd {
+    Cmd::StartTimerCommandAttributes(StartTimerCommandAttributes {
+        timer_id: id.into(),
+        start_to_fire_timeout: Some(time::duration(ms)),
+    })
+}
+
+fn types(events: &[HistoryEvent]) -> Vec<EventType> {
+    events
+        .iter()
+        .map(|e| EventType::try_from(e.event_type).expect("known type"))
+        .collect()
+}
+
+use EventType as E;
+
+#[test]
+fn reset_to_the_first_task_copies_up_to_its_start_fails_it_and_reapplies_later_signals() {
+    let mut run = Run::start();
+    let first = run.complete_wt("b1", vec![schedule("1")]);
+    assert_eq!(first, 4);
+    let activity = ActivityRef {
+        scheduled_event_id: 5,
+        attempt: 1,
+    };
+    run.step(|t| t.start_activity(activity, &poller("b1")))
+        .expect("start activity");
+    run.step(|t| t.complete_activity(activity, None, "worker"))
+        .expect("complete");
+    run.complete_wt("b1", vec![]);
+    run.signal("s1", "sig-1");
+    let new = run.reset_at(first, true).expect("reset");
+    assert_eq!(
+        types(&new.events),
+        vec![
+            E::WorkflowExecutionStarted,
+            E::WorkflowTaskScheduled,
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskFailed,
+            E::WorkflowExecutionSignaled,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    assert_eq!(
+        new.events[..3],
+        run.history[..3],
+        "the prefix is copied verbatim"
+    );
+    let Some(Attributes::WorkflowTaskFailedEventAttributes(failed)) = &new.events[3].attributes
+    else {
+        panic!("a workflow task failure");
+    };
+    assert_eq!(failed.cause, WorkflowTaskFailedCause::ResetWorkflow as i32);
+    assert_eq!((failed.scheduled_event_id, failed.started_event_id), (2, 3));
+    assert_eq!(failed.base_run_id, "run-1");
+    assert_eq!(failed.new_run_id, "run-2");
+    assert_eq!(
+        failed.failure.as_ref().map(|f| f.message.as_str()),
+        Some("because")
+    );
+    for (i, e) in new.events.iter().enumerate() {
+        assert_eq!(e.event_id, i as i64 + 1, "event ids are dense");
+    }
+    let st = &new.state;
+    assert_eq!(st.next_event_id, 7);
+    assert!(st.is_running());
+    assert_eq!(st.run_id, "run-2");
+    assert_eq!(st.first_execution_run_id, "run-1");
+    assert_eq!(st.start_request_id, "reset-1");
+    assert_eq!(st.signal_request_ids, vec!["sig-1".to_string()]);
+    assert!(
+        st.activities.is_empty(),
+        "the activity was scheduled after the cut"
+    );
+    let wt = st.workflow_task.as_ref().expect("a new workflow task");
+    assert_eq!(wt.scheduled_event_id, 6);
+    assert!(!wt.is_started() && !wt.sticky);
+    assert!(matches!(
+        new.effects[..],
+        [Effect::DispatchWorkflowTask {
+            scheduled_event_id: 6,
+            ..
+        }]
+    ));
+    let size: i64 = new.events.iter().map(|e| e.encoded_len() as i64).sum();
+    assert_eq!(st.history_size_bytes, size);
+
+    let without = run.reset_at(first, false).expect("reset");
+    assert_eq!(types(&without.events).len(), 5, "no signal reapplied");
+}
+
+#[test]
+fn pending_activities_and_timers_of_the_prefix_are_carried_over() {
+    let mut run = Run::start();
+    run.complete_wt("b1", vec![schedule("1"), timer("t", 60_000)]);
+    run.signal("s1", "sig-1");
+    let second = run.complete_wt("b1", vec![]);
+    run.signal("s2", "sig-2");
+    let new = run.reset_at(second, true).expect("reset");
+    let st = &new.state;
+    assert_eq!(st.activities.len(), 1);
+    let a = &st.activities[0];
+    assert_eq!(
+        (a.activity_id.as_str(), a.attempt, a.is_started()),
+        ("1", 1, false)
+    );
+    assert_eq!(a.start_to_close_ms, 5_000);
+    assert_eq!(st.timers.len(), 1);
+    let timer_started = run
+        .history
+        .iter()
+        .find(|e| e.event_type == E::TimerStarted as i32)
+        .expect("timer started");
+    let started_at = time::timestamp_ms(timer_started.event_time.as_ref().expect("time"));
+    assert_eq!(st.timers[0].fire_time_ms, started_at + 60_000);
+    assert_eq!(
+        st.signal_request_ids,
+        vec!["sig-1".to_string(), "sig-2".to_string()]
+    );
+    assert!(new.effects.iter().any(|e| matches!(
+        e,
+        Effect::DispatchActivityTask { scheduled_event_id, attempt: 1, .. }
+            if *scheduled_event_id == a.scheduled_event_id
+    )));
+    assert_eq!(st.last_wt_completed_event_id, 4);
+}
+
+#[test]
+fn a_cut_at_a_scheduled_task_starts_it_before_failing_it() {
+    let mut run = Run::start();
+    run.complete_wt("b1", vec![]);
+    let new = run
+        .reset_at(3, true)
+        .expect("reset at the first task's start");
+    assert_eq!(
+        types(&new.events),
+        vec![
+            E::WorkflowExecutionStarted,
+            E::WorkflowTaskScheduled,
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskFailed,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    let Some(Attributes::WorkflowTaskStartedEventAttributes(started)) = &new.events[2].attributes
+    else {
+        panic!("a started event");
+    };
+    assert_eq!(started.identity, RESET_IDENTITY);
+}
+
+#[test]
+fn cuts_off_a_task_boundary_are_refused_with_the_reference_messages() {
+    let mut run = Run::start();
+    run.complete_wt("b1", vec![schedule("1")]);
+    let out_of_range = "Workflow task finish ID must be > 1 && <= workflow last event ID.";
+    for id in [-1, 0, 1, 6, 100] {
+        assert_eq!(
+            run.reset_at(id, true).unwrap_err(),
+            EngineError::InvalidArgument(out_of_range.into()),
+            "finish id {id}"
+        );
+    }
+    assert_eq!(
+        run.reset_at(2, true).unwrap_err(),
+        EngineError::InvalidArgument(
+            "StateRebuilder unable to Rebuild mutable state to event ID: 1, version: 0, this event must be at the boundary".into()
+        )
+    );
+    assert!(run.reset_at(5, true).is_err(), "event 4 is a completion");
+}
+
+#[test]
+fn reapply_options_decide_whether_signals_come_along() {
+    use crate::api::enums::v1::{ResetReapplyExcludeType as X, ResetReapplyType as R};
+    assert!(reapplies_signals(R::Unspecified as i32, &[]).unwrap());
+    assert!(reapplies_signals(R::Signal as i32, &[]).unwrap());
+    assert!(reapplies_signals(R::AllEligible as i32, &[X::Update as i32]).unwrap());
+    assert!(!reapplies_signals(R::None as i32, &[]).unwrap());
+    assert!(!reapplies_signals(R::Unspecified as i32, &[X::Signal as i32]).unwrap());
+    assert!(reapplies_signals(42, &[]).is_err());
+    assert!(reapplies_signals(0, &[42]).is_err());
+}
+
+#[test]
+fn reset_points_are_the_first_completion_of_each_build_and_move_to_the_new_run() {
+    let mut run = Run::start();
+    let first = run.complete_wt("b1", vec![]);
+    run.signal("x", "");
+    run.complete_wt("b1", vec![]);
+    run.signal("y", "");
+    let third = run.complete_wt("b2", vec![]);
+    let points: Vec<_> = run
+        .state
+        .reset_points
+        .iter()
+        .map(|p| {
+            (
+                p.build_id.as_str(),
+                p.first_workflow_task_completed_id,
+                p.run_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(points, vec![("b1", first, "run-1"), ("b2", third, "run-1")]);
+    assert!(run.state.reset_points.iter().all(|p| p.resettable));
+    let new = run.reset_at(third, true).expect("reset");
+    let carried: Vec<_> = new
+        .state
+        .reset_points
+        .iter()
+        .map(|p| (p.build_id.as_str(), p.run_id.as_str()))
+        .collect();
+    assert_eq!(
+        carried,
+        vec![("b1", "run-2")],
+        "points after the cut are dropped"
+    );
+}
