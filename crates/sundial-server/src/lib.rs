@@ -292,6 +292,16 @@ pub async fn serve(
             tracing::info!(url = %format!("{scheme}://{bound}"), "web UI");
         }
     }
+    // Waiting polls are answered at the stop on a task of their own: the server below may see
+    // its incoming connections end first and then never poll its shutdown future again.
+    {
+        let matching = matching.clone();
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            stopped(stopping).await;
+            matching.close();
+        });
+    }
     let incoming = listener::incoming(tcp, tls, stopped(stopping.clone()));
     ready(bound);
     let server = tonic::transport::Server::builder()
@@ -309,14 +319,7 @@ pub async fn serve(
         ))
         .layer(authorization)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, {
-            let matching = matching.clone();
-            let stopping = stopping.clone();
-            async move {
-                stopped(stopping).await;
-                matching.close();
-            }
-        });
+        .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
     let grace = config.shutdown_grace;
     tokio::select! {
         served = server => served.context("gRPC server failed")?,
