@@ -5,7 +5,8 @@
 //! [`MAX_QUERY_LENGTH`] is refused before it is tokenized, parentheses and `NOT` may nest at
 //! most [`MAX_DEPTH`] levels (the parser's recursion, and so the depth of every tree walk
 //! over the AST, never exceeds that), an `IN` list holds at most [`MAX_IN_VALUES`] values and
-//! a query at most [`MAX_VALUES`] literals (each becomes one bound SQL parameter). A chain of
+//! a query at most [`MAX_VALUES`] literals (each becomes one bound SQL parameter), and ORDER BY
+//! or GROUP BY at most [`MAX_ORDER_FIELDS`] attributes. A chain of
 //! `AND`s or `OR`s is one node with a list of terms, not a tree as deep as the chain is long.
 
 /// Longest query accepted, in bytes. The reference server sets none (its parser's stack
@@ -17,6 +18,9 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_IN_VALUES: usize = 1000;
 /// Most literals in one query (well under SQLite's 32,766 bound parameters).
 pub const MAX_VALUES: usize = 10_000;
+/// Most attributes one ORDER BY or GROUP BY names (each becomes a sort key of every page, and a
+/// level of the page condition).
+pub const MAX_ORDER_FIELDS: usize = 16;
 
 /// A literal in a query.
 #[derive(Debug, Clone, PartialEq)]
@@ -441,6 +445,11 @@ impl Parser {
                 false
             };
             fields.push((name, desc));
+            if fields.len() > MAX_ORDER_FIELDS {
+                return Err(format!(
+                    "too many attributes in ORDER BY or GROUP BY: at most {MAX_ORDER_FIELDS} are allowed"
+                ));
+            }
             if self.peek() != Some(&Token::Comma) {
                 return Ok(fields);
             }
@@ -561,6 +570,17 @@ mod tests {
             ")".repeat(MAX_DEPTH)
         );
         assert!(parse(&ok).is_ok());
+        // ORDER BY names a bounded number of attributes.
+        let order = |n: usize| format!("ORDER BY {}", vec!["StartTime"; n].join(", "));
+        assert_eq!(
+            parse(&order(MAX_ORDER_FIELDS)).unwrap().order_by.len(),
+            MAX_ORDER_FIELDS
+        );
+        assert!(
+            parse(&order(MAX_ORDER_FIELDS + 1))
+                .unwrap_err()
+                .contains("too many attributes in ORDER BY")
+        );
         // A long chain is one node, however long.
         let chain = vec!["HistoryLength = 1"; 1200].join(" AND ");
         match parse(&chain).unwrap().filter {
