@@ -218,7 +218,10 @@ impl Batcher {
         targets: Vec<WorkflowExecution>,
     ) -> Result<(), ServiceError> {
         let key = (job.namespace().to_string(), job.job_id().to_string());
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch {
+            fence: Some(self.history.fence(&key.0, &key.1)?),
+            ..WriteBatch::default()
+        };
         batch.batch_jobs.push(record_row(&job));
         for (i, page) in targets.chunks(PAGE_SIZE).enumerate() {
             let data = TargetPage {
@@ -287,6 +290,7 @@ impl Batcher {
     /// StopBatchOperation: a running job is marked FAILED (closed now) and stops before its
     /// next step.
     pub async fn stop(&self, namespace: &str, job_id: &str) -> Result<(), ServiceError> {
+        let fence = self.history.fence(namespace, job_id)?;
         let receipt = {
             let mut jobs = self.jobs.lock();
             let Some(job) = jobs.get_mut(&(namespace.to_string(), job_id.to_string())) else {
@@ -303,6 +307,7 @@ impl Batcher {
             job.close_time_ms = self.history.clock().now_ms();
             self.store.commit(WriteBatch {
                 batch_jobs: vec![record_row(job)],
+                fence: Some(fence),
                 ..Default::default()
             })
         };
@@ -366,6 +371,7 @@ impl Batcher {
                 .await;
             let done = outcomes.iter().filter(|ok| **ok).count() as i64;
             let failed = outcomes.len() as i64 - done;
+            let fence = self.history.fence(&key.0, &key.1)?;
             let receipt = {
                 let mut jobs = self.jobs.lock();
                 let Some(job) = jobs.get_mut(key) else {
@@ -376,6 +382,7 @@ impl Batcher {
                 job.failure += failed;
                 self.store.commit(WriteBatch {
                     batch_jobs: vec![record_row(job)],
+                    fence: Some(fence),
                     ..Default::default()
                 })
             };
@@ -388,6 +395,7 @@ impl Batcher {
     }
 
     async fn finish(&self, key: &JobKey) -> Result<(), ServiceError> {
+        let fence = self.history.fence(&key.0, &key.1)?;
         let receipt = {
             let mut jobs = self.jobs.lock();
             let Some(job) = jobs.get_mut(key) else {
@@ -400,6 +408,7 @@ impl Batcher {
             job.close_time_ms = self.history.clock().now_ms();
             self.store.commit(WriteBatch {
                 batch_jobs: vec![record_row(job)],
+                fence: Some(fence),
                 ..Default::default()
             })
         };

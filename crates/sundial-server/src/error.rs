@@ -94,9 +94,17 @@ impl From<EngineError> for ServiceError {
     }
 }
 
+/// A store's typed errors as the client sees them: a stale write is a conflict (the run is
+/// reloaded and the call may be retried), a run deleted meanwhile is not found, and the rest
+/// (an unreachable or failed backend, a shard taken by another node) is Unavailable, which
+/// clients retry.
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        ServiceError::Unavailable(e.to_string())
+        match e {
+            StoreError::Conflict(m) => ServiceError::Conflict(m),
+            StoreError::NotFound(m) => ServiceError::NotFound(m),
+            other => ServiceError::Unavailable(other.to_string()),
+        }
     }
 }
 

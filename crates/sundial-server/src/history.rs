@@ -30,7 +30,7 @@ use sundial_engine::{
     StartParams, Transition, WorkflowTaskRef,
 };
 use sundial_store::{
-    Durability, EventRow, ExecutionRow, RowVersion, Store, StoreError, WriteBatch,
+    Durability, EventRow, ExecutionRow, RowVersion, ShardFence, Store, StoreError, WriteBatch,
 };
 use tokio::sync::mpsc;
 
@@ -105,6 +105,8 @@ pub struct History {
     cross_run_queue: Mutex<Option<mpsc::UnboundedReceiver<CrossRunWork>>>,
     /// Where transitions read the time.
     clock: Clock,
+    /// The shards this server writes, and the fence of each write.
+    ownership: Arc<crate::ownership::Ownership>,
 }
 
 /// Work a committed transition left for another run (start a child, signal or cancel an
@@ -175,6 +177,7 @@ impl History {
         limits: Limits,
         visibility: Arc<crate::visibility::SearchAttributes>,
         clock: Clock,
+        ownership: Arc<crate::ownership::Ownership>,
     ) -> Arc<History> {
         let (cross_run, cross_run_queue) = mpsc::unbounded_channel();
         let history = Arc::new(History {
@@ -194,6 +197,7 @@ impl History {
             visibility,
             close_listener: std::sync::OnceLock::new(),
             clock,
+            ownership,
         });
         let _ = history.me.set(Arc::downgrade(&history));
         history
@@ -202,6 +206,11 @@ impl History {
     /// Where the server reads the time.
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The fence for writing the rows of `namespace` named `id` (see [`crate::ownership`]).
+    pub fn fence(&self, namespace: &str, id: &str) -> Result<ShardFence, ServiceError> {
+        self.ownership.fence(namespace, id)
     }
 
     /// The queue of work for other runs, for the one worker that carries it out (`None` once
@@ -215,7 +224,10 @@ impl History {
     pub async fn recover(&self) -> Result<usize, ServiceError> {
         const _: () =
             assert!(WorkflowExecutionStatus::Running as i32 == sundial_store::RUNNING_STATUS);
-        let rows = self.store.load_running_executions().await?;
+        let mut rows = Vec::new();
+        for slots in self.ownership.owned_slots() {
+            rows.extend(self.store.load_running_executions(slots).await?);
+        }
         let count = rows.len();
         // Task tokens handed out before the restart must not match the tasks dispatched after
         // it: workflow tasks get dispatch numbers from this boot's epoch on.
@@ -470,6 +482,7 @@ impl History {
                 (Persist::Written, None) => Durability::Written,
                 _ => Durability::Synced,
             },
+            fence: Some(self.fence(&handle.namespace, &handle.workflow_id)?),
             ..WriteBatch::default()
         };
         let persisted = entry.persisted.next_event_id;
@@ -547,10 +560,7 @@ impl History {
             .commit(batch)
             .await
             .unwrap_or(Err(StoreError::Closed));
-        result.map_err(|e| match e {
-            StoreError::Conflict(m) => ServiceError::Conflict(m),
-            other => other.into(),
-        })
+        Ok(result?)
     }
 
     fn after_change(&self, handle: &RunHandle, entry: &mut RunEntry, effects: Vec<Effect>) {
@@ -921,7 +931,10 @@ impl History {
         eager: bool,
         start_guard: tokio::sync::OwnedMutexGuard<()>,
     ) -> Result<StartOutcome, ServiceError> {
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch {
+            fence: Some(self.fence(&run.state.namespace, &run.state.workflow_id)?),
+            ..WriteBatch::default()
+        };
         add_run(&mut batch, &run.state, None, run.events.iter().cloned());
         batch.visibility.push(self.visibility.row(&run.state));
         let history = self.me()?;
@@ -1051,6 +1064,7 @@ impl History {
         }
         let batch = WriteBatch {
             deleted_runs: vec![handle.run_id.clone()],
+            fence: Some(self.fence(&handle.namespace, &handle.workflow_id)?),
             ..Default::default()
         };
         let history = self.me()?;
@@ -1091,6 +1105,11 @@ mod tests {
                 .await
                 .unwrap(),
         );
+        let ownership = Arc::new(
+            crate::ownership::Ownership::take_all(&*store, 0)
+                .await
+                .unwrap(),
+        );
         History::new(
             store,
             Matching::new(),
@@ -1098,6 +1117,7 @@ mod tests {
             Limits::default(),
             visibility,
             Clock::Wall,
+            ownership,
         )
     }
 

@@ -19,6 +19,7 @@ pub mod metrics_endpoint;
 pub mod metrics_layer;
 pub mod namespaces;
 pub mod outbound;
+pub mod ownership;
 pub mod peer;
 pub mod request_filter;
 pub mod retention;
@@ -153,6 +154,11 @@ pub async fn serve(
             timers_pending: timers.pending(),
         });
     }
+    let ownership = Arc::new(
+        ownership::Ownership::take_all(&*config.store, config.clock.now_ms())
+            .await
+            .context("taking the database's shards")?,
+    );
     let history = history::History::new(
         config.store.clone(),
         matching.clone(),
@@ -160,6 +166,7 @@ pub async fn serve(
         config.limits,
         search_attributes.clone(),
         config.clock.clone(),
+        ownership,
     );
     outbound::start_worker(&history);
     let recovered = history.recover().await?;

@@ -83,10 +83,12 @@ pub struct Scheduler {
 /// Commits a schedule's record (`None`: its deletion).
 async fn commit_record(
     store: &Arc<dyn Store>,
+    fence: sundial_store::ShardFence,
     record: Option<&ScheduleRecord>,
     key: &Key,
 ) -> Result<(), ServiceError> {
     let batch = WriteBatch {
+        fence: Some(fence),
         schedules: vec![ScheduleRow {
             namespace: key.0.clone(),
             schedule_id: key.1.clone(),
@@ -218,7 +220,8 @@ impl Scheduler {
     }
 
     async fn commit(&self, record: Option<&ScheduleRecord>, key: &Key) -> Result<(), ServiceError> {
-        commit_record(&self.store, record, key).await
+        let fence = self.history.fence(&key.0, &key.1)?;
+        commit_record(&self.store, fence, record, key).await
     }
 
     /// Itself, to carry out a committed change in a task of its own.
@@ -296,9 +299,10 @@ impl Scheduler {
         }
         let key = (namespace.to_string(), schedule_id.to_string());
         let store = self.store.clone();
+        let fence = self.history.fence(&key.0, &key.1)?;
         crate::detached::run_detached(async move {
             let committed = match guard.as_ref() {
-                Some(machine) => commit_record(&store, Some(&machine.record), &key).await,
+                Some(machine) => commit_record(&store, fence, Some(&machine.record), &key).await,
                 None => Err(not_found()),
             };
             if committed.is_err() {

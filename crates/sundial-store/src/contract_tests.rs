@@ -7,10 +7,26 @@
 use crate::predicate::{self, AttrType, Column};
 use crate::{
     BATCH_JOB_RECORD, BatchJobRow, Durability, EventRow, ExecutionRow, NamespaceRow,
-    PostgresOptions, PostgresStore, RUNNING_STATUS, ScheduleRow, SearchAttributeRow, SqliteStore,
-    Store, StoreError, VisibilityQuery, VisibilityRow, WriteBatch,
+    PostgresOptions, PostgresStore, RUNNING_STATUS, ScheduleRow, SearchAttributeRow, ShardFence,
+    SqliteStore, Store, StoreError, VisibilityQuery, VisibilityRow, WriteBatch,
 };
 use std::collections::BTreeMap;
+
+/// The fence of the tests' writes: shard 0 as [`holding_the_shard`] takes it on a new store.
+/// Every slot (the one shard of a new store).
+pub(crate) const ALL_SLOTS: std::ops::RangeInclusive<u32> = 0..=crate::shard::SLOTS - 1;
+
+pub(crate) const TEST_FENCE: Option<ShardFence> = Some(ShardFence { shard: 0, epoch: 1 });
+
+/// `store`, a new one, after taking its one shard (the lease [`TEST_FENCE`] names).
+pub(crate) async fn holding_the_shard<S: Store>(store: S) -> S {
+    let fence = store
+        .acquire_shard(0, "test", 0, i64::MAX / 4)
+        .await
+        .unwrap();
+    assert_eq!(fence, TEST_FENCE);
+    store
+}
 
 /// A new run `run` of workflow "wf" (version 1, one event).
 pub(crate) fn row(run: &str, status: i32) -> ExecutionRow {
@@ -41,6 +57,7 @@ pub(crate) fn next(before: &ExecutionRow, status: i32, state: u8) -> ExecutionRo
 pub(crate) fn only(row: ExecutionRow) -> WriteBatch {
     WriteBatch {
         executions: vec![row],
+        fence: TEST_FENCE,
         ..Default::default()
     }
 }
@@ -67,6 +84,7 @@ pub(crate) async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_st
             ..Default::default()
         }],
         executions: vec![row],
+        fence: TEST_FENCE,
         ..Default::default()
     };
     for batch in [exec(first), exec(second), exec(third)] {
@@ -77,7 +95,13 @@ pub(crate) async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_st
         .await
         .unwrap();
     assert_eq!(latest.map(|r| (r.status, r.state)), Some((2, vec![12])));
-    assert!(store.load_running_executions().await.unwrap().is_empty());
+    assert!(
+        store
+            .load_running_executions(ALL_SLOTS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let all = VisibilityQuery::default();
     assert_eq!(
         store
@@ -107,6 +131,7 @@ pub(crate) async fn schedules_are_written_replaced_and_deleted(store: &dyn Store
             schedule_id: id.into(),
             data,
         }],
+        fence: TEST_FENCE,
         ..Default::default()
     };
     store
@@ -178,12 +203,144 @@ pub(crate) async fn a_workflow_id_has_at_most_one_running_run(store: &dyn Store)
     // Closing the first and creating the second in one batch (continue-as-new) works.
     let closes = WriteBatch {
         executions: vec![next(&first, 2, 2), second],
+        fence: TEST_FENCE,
         ..Default::default()
     };
     store.commit(closes).await.unwrap().unwrap();
-    let running = store.load_running_executions().await.unwrap();
+    let running = store.load_running_executions(ALL_SLOTS).await.unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].run_id, "r2");
+    let current = || async {
+        let run = store.load_execution("default", "wf", None).await;
+        run.unwrap().map(|r| r.run_id)
+    };
+    assert_eq!(current().await.as_deref(), Some("r2"));
+    // A run created after the current one closed becomes current; a refused one does not.
+    store
+        .commit(only(next(&row("r2", 1), 2, 3)))
+        .await
+        .unwrap()
+        .unwrap();
+    store.commit(only(row("r3", 1))).await.unwrap().unwrap();
+    assert!(matches!(
+        store.commit(only(row("r4", 1))).await.unwrap(),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(current().await.as_deref(), Some("r3"));
+    // Deleting an older run leaves the current one; deleting the current one leaves none.
+    let delete = |run: &str| WriteBatch {
+        deleted_runs: vec![run.into()],
+        fence: TEST_FENCE,
+        ..Default::default()
+    };
+    store.commit(delete("r1")).await.unwrap().unwrap();
+    assert_eq!(current().await.as_deref(), Some("r3"));
+    store.commit(delete("r3")).await.unwrap().unwrap();
+    assert_eq!(current().await, None);
+    store.commit(only(row("r5", 1))).await.unwrap().unwrap();
+    assert_eq!(current().await.as_deref(), Some("r5"));
+}
+
+/// An update of a run the store does not hold is NotFound, one of a run at another version a
+/// Conflict; neither writes anything.
+pub(crate) async fn a_write_of_a_missing_run_is_not_found(store: &dyn Store) {
+    let ghost = next(&row("ghost", 1), 1, 1);
+    assert!(matches!(
+        store.commit(only(ghost)).await.unwrap(),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(
+        store
+            .load_running_executions(ALL_SLOTS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Shard leases and fences: a write needs the fence of its shard at the lease's current epoch;
+/// once another owner takes the shard, every write under the old fence is refused, and so is
+/// the renewal of the old lease.
+pub(crate) async fn writes_under_a_lost_fence_are_refused(store: &dyn Store) {
+    assert_eq!(store.shard_count(), 1);
+    let fence = TEST_FENCE.unwrap();
+    let leases = store.load_shard_leases().await.unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!((leases[0].owner.as_str(), leases[0].epoch), ("test", 1));
+    // Unfenced shard-owned rows are refused; cluster-wide rows need no fence.
+    let unfenced = WriteBatch {
+        executions: vec![row("r1", 1)],
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.commit(unfenced).await.unwrap(),
+        Err(StoreError::Backend(_))
+    ));
+    let namespace = WriteBatch {
+        namespaces: vec![NamespaceRow {
+            name: "default".into(),
+            data: vec![1],
+        }],
+        ..Default::default()
+    };
+    store.commit(namespace).await.unwrap().unwrap();
+    // A lease held and unexpired is not taken by another owner; an expired one is.
+    let now = 1_000;
+    store.renew_shard(fence, now, 500).await.unwrap();
+    assert_eq!(
+        store
+            .acquire_shard(0, "other", now + 499, 500)
+            .await
+            .unwrap(),
+        None
+    );
+    let taken = store
+        .acquire_shard(0, "other", now + 500, 500)
+        .await
+        .unwrap()
+        .expect("an expired lease is taken");
+    assert_eq!(taken.epoch, fence.epoch + 1);
+    let stale = only(row("r1", 1));
+    assert!(matches!(
+        store.commit(stale).await.unwrap(),
+        Err(StoreError::OwnershipLost(_))
+    ));
+    assert!(matches!(
+        store.renew_shard(fence, now, 500).await,
+        Err(StoreError::OwnershipLost(_))
+    ));
+    let current = WriteBatch {
+        executions: vec![row("r1", 1)],
+        fence: Some(taken),
+        ..Default::default()
+    };
+    store.commit(current).await.unwrap().unwrap();
+    assert_eq!(
+        store.load_running_executions(ALL_SLOTS).await.unwrap(),
+        vec![row("r1", 1)]
+    );
+    // Running runs load by slot range: the run's own slot finds it, the others do not.
+    let slot = crate::shard::slot_of("default", "wf");
+    assert_eq!(
+        store
+            .load_running_executions(slot..=slot)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let others = if slot == 0 {
+        1..=crate::shard::SLOTS - 1
+    } else {
+        0..=slot - 1
+    };
+    assert!(
+        store
+            .load_running_executions(others)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Batch operation jobs: a record part and target pages, read apart.
@@ -196,6 +353,7 @@ pub(crate) async fn batch_jobs_keep_a_record_and_pages_apart(store: &dyn Store) 
     };
     let batch = |rows: Vec<BatchJobRow>| WriteBatch {
         batch_jobs: rows,
+        fence: TEST_FENCE,
         ..Default::default()
     };
     let first = batch(vec![
@@ -257,11 +415,16 @@ pub(crate) async fn commits_are_readable_and_a_bad_batch_is_rolled_back(store: &
             name: "Color".into(),
             value_type: Some(2),
         }],
+        fence: TEST_FENCE,
         ..Default::default()
     };
     store.commit(batch).await.unwrap().unwrap();
     let second = WriteBatch {
-        executions: vec![row("r2", 2)],
+        executions: vec![ExecutionRow {
+            workflow_id: "wf2".into(),
+            ..row("r2", 2)
+        }],
+        fence: TEST_FENCE,
         ..Default::default()
     };
     store.commit(second).await.unwrap().unwrap();
@@ -271,15 +434,15 @@ pub(crate) async fn commits_are_readable_and_a_bad_batch_is_rolled_back(store: &
         vec![("default".to_string(), "Color".to_string(), 2)]
     );
     assert_eq!(
-        store.load_running_executions().await.unwrap(),
+        store.load_running_executions(ALL_SLOTS).await.unwrap(),
         vec![row("r1", 1)]
     );
-    let latest = store
-        .load_execution("default", "wf", None)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(latest.run_id, "r2");
+    let current = |workflow_id: &'static str| async move {
+        let run = store.load_execution("default", workflow_id, None).await;
+        run.unwrap().map(|r| r.run_id)
+    };
+    assert_eq!(current("wf").await.as_deref(), Some("r1"));
+    assert_eq!(current("wf2").await.as_deref(), Some("r2"));
     assert_eq!(
         store.load_events("r1", 1).await.unwrap(),
         vec![vec![7], vec![8]]
@@ -295,6 +458,7 @@ pub(crate) async fn commits_are_readable_and_a_bad_batch_is_rolled_back(store: &
             event_id: 1,
             data: vec![9],
         }],
+        fence: TEST_FENCE,
         ..Default::default()
     };
     assert!(matches!(
@@ -316,11 +480,18 @@ pub(crate) async fn commits_are_readable_and_a_bad_batch_is_rolled_back(store: &
             name: "Color".into(),
             value_type: None,
         }],
+        fence: TEST_FENCE,
         ..Default::default()
     };
     store.commit(delete).await.unwrap().unwrap();
     assert!(store.load_events("r1", 1).await.unwrap().is_empty());
-    assert!(store.load_running_executions().await.unwrap().is_empty());
+    assert!(
+        store
+            .load_running_executions(ALL_SLOTS)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(store.load_search_attributes().await.unwrap().is_empty());
     assert!(store.healthy());
 }
@@ -334,6 +505,7 @@ pub(crate) async fn written_batches_are_read_back(store: &dyn Store) {
             ..row(run, 1)
         }],
         durability,
+        fence: TEST_FENCE,
         ..Default::default()
     };
     let receipts = [
@@ -345,7 +517,7 @@ pub(crate) async fn written_batches_are_read_back(store: &dyn Store) {
         receipt.await.unwrap().unwrap();
     }
     let mut runs: Vec<_> = store
-        .load_running_executions()
+        .load_running_executions(ALL_SLOTS)
         .await
         .unwrap()
         .into_iter()
@@ -377,6 +549,7 @@ fn listed(run: &str, status: i32, start: i64, close: Option<i64>) -> VisibilityR
 async fn put(store: &dyn Store, rows: Vec<VisibilityRow>) {
     let batch = WriteBatch {
         visibility: rows,
+        fence: TEST_FENCE,
         ..Default::default()
     };
     store.commit(batch).await.unwrap().unwrap();
@@ -469,6 +642,7 @@ pub(crate) async fn pages_neither_skip_nor_repeat_while_runs_change(store: &dyn 
         let stale: Vec<String> = (0..3).map(|i| format!("n{q}{i}")).collect();
         let batch = WriteBatch {
             deleted_runs: stale,
+            fence: TEST_FENCE,
             ..Default::default()
         };
         store.commit(batch).await.unwrap().unwrap();
@@ -555,7 +729,7 @@ macro_rules! contract {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let store = super::SqliteStore::open(None).unwrap();
+                    let store = super::holding_the_shard(super::SqliteStore::open(None).unwrap()).await;
                     super::$name(&store).await;
                 }
             )*
@@ -565,7 +739,7 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let db = super::FreshPostgres::new().await;
-                    let store = db.open().await;
+                    let store = super::holding_the_shard(db.open().await).await;
                     super::$name(&store).await;
                     drop(store);
                     db.drop_database().await;
@@ -583,6 +757,8 @@ contract!(
     schedules_are_written_replaced_and_deleted,
     a_write_expecting_another_version_is_refused_and_fails_alone,
     a_workflow_id_has_at_most_one_running_run,
+    a_write_of_a_missing_run_is_not_found,
+    writes_under_a_lost_fence_are_refused,
     pages_neither_skip_nor_repeat_while_runs_change,
     the_query_language_means_the_same_on_every_backend,
 );

@@ -18,12 +18,14 @@ pub mod predicate;
 #[cfg(test)]
 mod predicate_tests;
 pub(crate) mod query_sql;
+pub mod shard;
 mod sqlite;
 pub mod sqlite_query;
 pub mod testing;
 
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use predicate::{Attr, Predicate};
+pub use shard::{ShardFence, ShardLease};
 pub use sqlite::SqliteStore;
 pub use testing::FaultyStore;
 
@@ -39,6 +41,15 @@ pub enum StoreError {
     /// running run of the workflow id): nothing of the batch was written.
     #[error("write conflict: {0}")]
     Conflict(String),
+    /// A conditional write named a run the store does not hold (deleted since it was read):
+    /// nothing of the batch was written.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The batch's [`ShardFence`] names an epoch the shard's lease has moved past (another
+    /// node took the shard) or a shard the rows do not belong to: nothing of the batch was
+    /// written, and no write under that fence ever will be.
+    #[error("shard ownership lost: {0}")]
+    OwnershipLost(String),
     /// The store stopped accepting writes after a failure that may have lost pages (a failed
     /// fsync): what is on disk can only be trusted after a restart re-reads it.
     #[error("storage failed and refuses writes until restarted: {0}")]
@@ -188,6 +199,11 @@ pub struct WriteBatch {
     pub schedules: Vec<ScheduleRow>,
     /// Batch operation jobs' parts written or deleted.
     pub batch_jobs: Vec<BatchJobRow>,
+    /// The shard and lease epoch the batch is written under. Required when the batch writes
+    /// shard-owned rows (runs, their events and visibility, deletions, schedules, batch jobs),
+    /// all of which must belong to that shard; `None` only for cluster-wide rows (namespaces,
+    /// search attributes). See [`shard`].
+    pub fence: Option<ShardFence>,
     /// What the commit waits for before the batch counts as committed.
     pub durability: Durability,
 }
@@ -276,10 +292,14 @@ pub trait Store: Send + Sync + 'static {
     /// after [`StoreError::Failed`].
     fn healthy(&self) -> bool;
     async fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
-    /// Every run whose status is [`RUNNING_STATUS`], oldest first (used at start-up to rebuild
-    /// running executions).
-    async fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError>;
-    /// A run by id, or the latest run of the workflow id when `run_id` is `None`.
+    /// Every run in `slots` whose status is [`RUNNING_STATUS`], oldest first (used at
+    /// start-up, and when a node takes a shard, to rebuild running executions).
+    async fn load_running_executions(
+        &self,
+        slots: std::ops::RangeInclusive<u32>,
+    ) -> Result<Vec<ExecutionRow>, StoreError>;
+    /// A run by id, or the workflow id's current run (the one created last, as its
+    /// current-execution row names it) when `run_id` is `None`.
     async fn load_execution(
         &self,
         namespace: &str,
@@ -302,6 +322,29 @@ pub trait Store: Send + Sync + 'static {
         namespace: &str,
         job_id: &str,
     ) -> Result<Vec<BatchJobRow>, StoreError>;
+    /// How many shards the database is partitioned into (fixed when it was created).
+    fn shard_count(&self) -> u32;
+    /// Every shard's lease, by shard.
+    async fn load_shard_leases(&self) -> Result<Vec<ShardLease>, StoreError>;
+    /// Takes `shard` for `owner` until `now_ms + lease_ms` if the lease is free, expired or
+    /// already `owner`'s ([`ShardLease::can_be_taken_by`]), raising its epoch: from then on
+    /// every write fenced with an earlier epoch fails with [`StoreError::OwnershipLost`].
+    /// `None` when another owner holds it.
+    async fn acquire_shard(
+        &self,
+        shard: u32,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ShardFence>, StoreError>;
+    /// Extends the lease `fence` was taken under to `now_ms + lease_ms`;
+    /// [`StoreError::OwnershipLost`] when its epoch has moved on.
+    async fn renew_shard(
+        &self,
+        fence: ShardFence,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Every registered custom search attribute: (namespace, name, type).
     async fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError>;
     /// Up to `limit` of the namespace's runs matching `query`, in its order, starting after

@@ -15,8 +15,8 @@ use crate::query_sql;
 use crate::sqlite::page_of;
 use crate::{
     BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
-    PageKey, Predicate, ScheduleRow, SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery,
-    WriteBatch,
+    PageKey, Predicate, ScheduleRow, ShardFence, ShardLease, SqlValue, Store, StoreError,
+    VisibilityPage, VisibilityQuery, WriteBatch,
 };
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -27,13 +27,16 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
 /// The schema this build writes (the row of `sundial_schema`).
-const SCHEMA_VERSION: i64 = 1;
+/// 1: the first layout; 2: current-execution rows (replacing the unique index on running
+/// runs), slots on runs, shard leases and the fence check.
+const SCHEMA_VERSION: i64 = 2;
 /// Advisory lock keys: schema migrations, and the one writer of a database.
 const MIGRATION_LOCK: i64 = 0x5375_6e64_0001;
 const WRITER_LOCK: i64 = 0x5375_6e64_0002;
 
 /// Migrations, in order: entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE namespaces (
     name TEXT COLLATE \"C\" PRIMARY KEY,
     data BYTEA NOT NULL
@@ -109,7 +112,51 @@ BEGIN
     END IF;
     RETURN matched;
 END $$;
-"];
+",
+    "
+ALTER TABLE executions ADD COLUMN slot INTEGER;
+CREATE TABLE current_executions (
+    namespace TEXT COLLATE \"C\" NOT NULL,
+    workflow_id TEXT COLLATE \"C\" NOT NULL,
+    run_id TEXT COLLATE \"C\" NOT NULL,
+    status INTEGER NOT NULL,
+    PRIMARY KEY (namespace, workflow_id)
+);
+INSERT INTO current_executions (namespace, workflow_id, run_id, status)
+    SELECT DISTINCT ON (namespace, workflow_id) namespace, workflow_id, run_id, status
+    FROM executions ORDER BY namespace, workflow_id, seq DESC;
+DROP INDEX executions_one_running;
+CREATE TABLE shards (
+    shard_id INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+INSERT INTO shards (shard_id, owner, epoch, expires_ms) VALUES (0, '', 0, 0);
+CREATE FUNCTION sundial_check_fence(fenced_shard INTEGER, fenced_epoch BIGINT) RETURNS INTEGER
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- The share lock makes a concurrent takeover (an update of the row) wait for this
+    -- transaction, and this transaction see the takeover if it came first.
+    PERFORM 1 FROM shards WHERE shard_id = fenced_shard AND epoch = fenced_epoch FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'SD410', MESSAGE = format(
+            'shard %s is no longer held at epoch %s', fenced_shard, fenced_epoch);
+    END IF;
+    RETURN 1;
+END $$;
+CREATE FUNCTION sundial_expect_version(matched BIGINT, present BOOLEAN, message TEXT) RETURNS BIGINT
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF matched = 0 AND present THEN
+        RAISE EXCEPTION USING ERRCODE = 'SD409', MESSAGE = message;
+    ELSIF matched = 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'SD404', MESSAGE = message;
+    END IF;
+    RETURN matched;
+END $$;
+",
+];
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
@@ -137,6 +184,11 @@ impl PostgresOptions {
     }
 }
 
+/// The `slot` column's value for a run (slots fit an INTEGER).
+fn slot_column(namespace: &str, workflow_id: &str) -> i32 {
+    crate::shard::slot_of(namespace, workflow_id) as i32
+}
+
 /// Opens a new connection (with TLS if configured) and drives it on a task of its own.
 type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Client, StoreError>> + Send + Sync>;
 
@@ -144,6 +196,7 @@ type Connect = Arc<dyn Fn() -> BoxFuture<'static, Result<Client, StoreError>> + 
 pub struct PostgresStore {
     jobs: mpsc::UnboundedSender<Job>,
     pool: deadpool_postgres::Pool,
+    shard_count: u32,
     health: Arc<Health>,
 }
 
@@ -328,6 +381,26 @@ async fn migrate(client: &mut Client) -> Result<(), StoreError> {
         tx.batch_execute(migration).await.map_err(failed)?;
         tracing::info!(from, to = from + 1, "PostgreSQL schema migrated");
     }
+    if found < 2 {
+        // Slots of the runs written before version 2 (computed here, as for every new run).
+        let runs = tx
+            .query(
+                "SELECT seq, namespace, workflow_id FROM executions WHERE slot IS NULL",
+                &[],
+            )
+            .await
+            .map_err(failed)?;
+        let set_slot = tx
+            .prepare("UPDATE executions SET slot = $2 WHERE seq = $1")
+            .await
+            .map_err(failed)?;
+        for run in runs {
+            let slot = slot_column(run.get(1), run.get(2));
+            tx.execute(&set_slot, &[&run.get::<_, i64>(0), &slot])
+                .await
+                .map_err(failed)?;
+        }
+    }
     tx.execute("UPDATE sundial_schema SET version = $1", &[&SCHEMA_VERSION])
         .await
         .map_err(failed)?;
@@ -368,6 +441,15 @@ impl PostgresStore {
         };
         let mut first = connect().await?;
         migrate(&mut first).await?;
+        let shard_count: i64 = first
+            .query_one("SELECT count(*) FROM shards", &[])
+            .await
+            .map_err(|e| read_error("shard count", e))?
+            .get(0);
+        let shard_count = u32::try_from(shard_count)
+            .ok()
+            .filter(|&c| c >= 1)
+            .ok_or_else(|| StoreError::Backend(format!("the database has {shard_count} shards")))?;
         drop(first);
         let writer = Writer::connect(&connect).await?;
         let health = Arc::new(Health::default());
@@ -375,11 +457,17 @@ impl PostgresStore {
         tokio::spawn(writer_loop(
             Some(writer),
             connect,
+            shard_count,
             rx,
             observer,
             health.clone(),
         ));
-        Ok(PostgresStore { jobs, pool, health })
+        Ok(PostgresStore {
+            jobs,
+            pool,
+            shard_count,
+            health,
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -410,6 +498,10 @@ impl PostgresStore {
 /// The writer's connection and its prepared statements.
 struct Writer {
     client: Client,
+    check_fence: Statement,
+    make_current: Statement,
+    set_current_status: Statement,
+    drop_current: Statement,
     create_execution: Statement,
     replace_execution: Statement,
     put_event: Statement,
@@ -446,20 +538,48 @@ impl Writer {
             async move { client.prepare(sql).await.map_err(failed) }
         };
         Ok(Writer {
+            check_fence: prepare("SELECT sundial_check_fence($1, $2)").await?,
+            // The workflow id's current row moves to the new run unless it names a running
+            // one (then the batch fails with SD409).
+            make_current: prepare(
+                "WITH made AS (
+                    INSERT INTO current_executions (namespace, workflow_id, run_id, status)
+                    VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (namespace, workflow_id) DO UPDATE
+                        SET run_id = excluded.run_id, status = excluded.status
+                        WHERE current_executions.status <> 1
+                    RETURNING 1)
+                 SELECT sundial_expect_row((SELECT count(*) FROM made), format(
+                    'workflow id %s of namespace %s already has a running run', $2, $1))",
+            )
+            .await?,
+            set_current_status: prepare(
+                "UPDATE current_executions SET status = $4
+                 WHERE namespace = $1 AND workflow_id = $2 AND run_id = $3",
+            )
+            .await?,
+            drop_current: prepare(
+                "DELETE FROM current_executions WHERE run_id = $1
+                    AND (namespace, workflow_id) IN
+                        (SELECT namespace, workflow_id FROM executions WHERE run_id = $1)",
+            )
+            .await?,
             create_execution: prepare(
-                "INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state, slot)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .await?,
             // Setting an unchanged status costs nothing: PostgreSQL compares indexed values
             // and keeps the update in place (HOT) when they are equal. No row at the expected
-            // version fails the statement (and so the batch) with SD409.
+            // version fails the statement (and so the batch) with SD409, no row at all with
+            // SD404.
             replace_execution: prepare(
                 "WITH written AS (
                     UPDATE executions SET status = $7, next_event_id = $2, version = $3, state = $4
                     WHERE run_id = $1 AND version = $5 AND next_event_id = $6 RETURNING 1)
-                 SELECT sundial_expect_row((SELECT count(*) FROM written), format(
-                    'run %s is not at version %s (next event id %s) in the store', $1, $5, $6))",
+                 SELECT sundial_expect_version((SELECT count(*) FROM written),
+                    EXISTS (SELECT 1 FROM executions WHERE run_id = $1),
+                    format('run %s is not at version %s (next event id %s) in the store', $1, $5, $6))",
             )
             .await?,
             put_event: prepare("INSERT INTO history (run_id, event_id, data) VALUES ($1, $2, $3)")
@@ -525,6 +645,7 @@ enum GroupError {
 async fn writer_loop(
     mut writer: Option<Writer>,
     connect: Connect,
+    shard_count: u32,
     mut rx: mpsc::UnboundedReceiver<Job>,
     observer: Option<Arc<dyn CommitObserver>>,
     health: Arc<Health>,
@@ -566,7 +687,7 @@ async fn writer_loop(
             )),
             (None, Some(w)) => {
                 let sync = group::needs_sync(&group);
-                match write_group(w, group.iter().map(|(b, _)| b), sync).await {
+                match write_group(w, group.iter().map(|(b, _)| b), sync, shard_count).await {
                     Ok(results) => Ok(results),
                     Err(GroupError::Connection(e)) => {
                         writer = None;
@@ -617,9 +738,14 @@ async fn write_group<'a>(
     w: &Writer,
     batches: impl Iterator<Item = &'a WriteBatch>,
     sync: bool,
+    shard_count: u32,
 ) -> Result<Vec<Result<(), StoreError>>, GroupError> {
     let batches: Vec<&WriteBatch> = batches.collect();
-    let mut results: Vec<Option<Result<(), StoreError>>> = vec![None; batches.len()];
+    // A batch whose rows do not match its fence fails before anything is sent.
+    let mut results: Vec<Option<Result<(), StoreError>>> = batches
+        .iter()
+        .map(|b| crate::shard::fence_of(b, shard_count).err().map(Err))
+        .collect();
     let begin = if sync {
         "BEGIN"
     } else {
@@ -686,6 +812,8 @@ fn batch_error(e: &tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(error_text(e)),
         Some(code) if code.code() == "SD409" => StoreError::Conflict(error_text(e)),
+        Some(code) if code.code() == "SD404" => StoreError::NotFound(error_text(e)),
+        Some(code) if code.code() == "SD410" => StoreError::OwnershipLost(error_text(e)),
         _ => StoreError::Backend(error_text(e)),
     }
 }
@@ -704,6 +832,10 @@ fn batch_statements<'a>(
             let statement = $statement;
             Box::pin(async move { c.execute(statement, &[$($param),*]).await }) as BoxFuture<'a, Outcome>
         }};
+    }
+    if let Some(fence) = batch.fence {
+        let shard = fence.shard as i32;
+        ops.push(op!(&w.check_fence, [&shard, &fence.epoch]));
     }
     for sc in &batch.schedules {
         ops.push(match &sc.data {
@@ -751,6 +883,7 @@ fn batch_statements<'a>(
         });
     }
     for run in &batch.deleted_runs {
+        ops.push(op!(&w.drop_current, [run]));
         ops.push(op!(&w.drop_run, [run]));
         ops.push(op!(&w.drop_history, [run]));
         ops.push(op!(&w.drop_visibility, [run]));
@@ -760,18 +893,26 @@ fn batch_statements<'a>(
     }
     for e in &batch.executions {
         match &e.previous {
-            None => ops.push(op!(
-                &w.create_execution,
-                [
-                    &e.run_id,
-                    &e.namespace,
-                    &e.workflow_id,
-                    &e.status,
-                    &e.next_event_id,
-                    &e.version,
-                    &e.state,
-                ],
-            )),
+            None => {
+                ops.push(op!(
+                    &w.make_current,
+                    [&e.namespace, &e.workflow_id, &e.run_id, &e.status]
+                ));
+                let slot = slot_column(&e.namespace, &e.workflow_id);
+                ops.push(op!(
+                    &w.create_execution,
+                    [
+                        &e.run_id,
+                        &e.namespace,
+                        &e.workflow_id,
+                        &e.status,
+                        &e.next_event_id,
+                        &e.version,
+                        &e.state,
+                        &slot,
+                    ],
+                ));
+            }
             Some(previous) => {
                 ops.push(op!(
                     &w.replace_execution,
@@ -785,6 +926,12 @@ fn batch_statements<'a>(
                         &e.status,
                     ],
                 ));
+                if previous.status != e.status {
+                    ops.push(op!(
+                        &w.set_current_status,
+                        [&e.namespace, &e.workflow_id, &e.run_id, &e.status]
+                    ));
+                }
             }
         }
     }
@@ -807,6 +954,15 @@ fn execution_from_row(row: &tokio_postgres::Row) -> ExecutionRow {
         version: row.get(5),
         previous: None,
         state: row.get(6),
+    }
+}
+
+fn lease_from_row(row: &tokio_postgres::Row) -> ShardLease {
+    ShardLease {
+        shard: row.get::<_, i32>(0) as u32,
+        owner: row.get(1),
+        epoch: row.get(2),
+        expires_ms: row.get(3),
     }
 }
 
@@ -866,11 +1022,91 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
-        let sql =
-            format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 1 ORDER BY seq");
-        let rows = self.query(&sql, &[]).await?;
+    async fn load_running_executions(
+        &self,
+        slots: std::ops::RangeInclusive<u32>,
+    ) -> Result<Vec<ExecutionRow>, StoreError> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions
+             WHERE status = 1 AND slot BETWEEN $1 AND $2 ORDER BY seq"
+        );
+        let (first, last) = (*slots.start() as i32, *slots.end() as i32);
+        let rows = self.query(&sql, &[&first, &last]).await?;
         Ok(rows.iter().map(execution_from_row).collect())
+    }
+
+    fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+
+    async fn load_shard_leases(&self) -> Result<Vec<ShardLease>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT shard_id, owner, epoch, expires_ms FROM shards ORDER BY shard_id",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(lease_from_row).collect())
+    }
+
+    async fn acquire_shard(
+        &self,
+        shard: u32,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ShardFence>, StoreError> {
+        let failed = |e: tokio_postgres::Error| read_error("shard lease", e);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(failed)?;
+        let shard_id = shard as i32;
+        let lease = tx
+            .query_opt(
+                "SELECT shard_id, owner, epoch, expires_ms FROM shards WHERE shard_id = $1 FOR UPDATE",
+                &[&shard_id],
+            )
+            .await
+            .map_err(failed)?
+            .map(|r| lease_from_row(&r));
+        let Some(lease) = lease.filter(|l| l.can_be_taken_by(owner, now_ms)) else {
+            return Ok(None);
+        };
+        let epoch = lease.epoch + 1;
+        tx.execute(
+            "UPDATE shards SET owner = $2, epoch = $3, expires_ms = $4 WHERE shard_id = $1",
+            &[&shard_id, &owner, &epoch, &now_ms.saturating_add(lease_ms)],
+        )
+        .await
+        .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+        Ok(Some(ShardFence { shard, epoch }))
+    }
+
+    async fn renew_shard(
+        &self,
+        fence: ShardFence,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let renewed = client
+            .execute(
+                "UPDATE shards SET expires_ms = $3 WHERE shard_id = $1 AND epoch = $2",
+                &[
+                    &(fence.shard as i32),
+                    &fence.epoch,
+                    &now_ms.saturating_add(lease_ms),
+                ],
+            )
+            .await
+            .map_err(|e| read_error("shard lease", e))?;
+        if renewed == 0 {
+            return Err(StoreError::OwnershipLost(format!(
+                "shard {} is no longer held at epoch {}",
+                fence.shard, fence.epoch
+            )));
+        }
+        Ok(())
     }
 
     async fn load_execution(
@@ -890,8 +1126,8 @@ impl Store for PostgresStore {
             }
             None => {
                 let sql = format!(
-                    "SELECT {EXECUTION_COLUMNS} FROM executions
-                     WHERE namespace = $1 AND workflow_id = $2 ORDER BY seq DESC LIMIT 1"
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE run_id =
+                        (SELECT run_id FROM current_executions WHERE namespace = $1 AND workflow_id = $2)"
                 );
                 self.query(&sql, &[&namespace, &workflow_id]).await?
             }

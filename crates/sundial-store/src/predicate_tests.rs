@@ -3,6 +3,7 @@
 //! [`Predicate::matches`](crate::predicate::Predicate::matches) in memory. All must find
 //! exactly the expected rows.
 
+use crate::contract_tests::TEST_FENCE;
 use crate::list_query::parse;
 use crate::predicate::{self, Attr, AttrType, Column, RowValue, system_attribute};
 use crate::{Store, VisibilityRow, WriteBatch};
@@ -199,6 +200,7 @@ async fn commit_rows(store: &dyn Store, rows: &[Row]) {
                 ..Default::default()
             })
             .collect(),
+        fence: TEST_FENCE,
         ..Default::default()
     };
     store

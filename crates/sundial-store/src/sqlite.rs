@@ -9,8 +9,8 @@ use crate::query_sql;
 use crate::sqlite_query::Sqlite;
 use crate::{
     BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
-    PageKey, Predicate, ScheduleRow, SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery,
-    WriteBatch,
+    PageKey, Predicate, ScheduleRow, ShardFence, ShardLease, SqlValue, Store, StoreError,
+    VisibilityPage, VisibilityQuery, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -37,9 +37,23 @@ CREATE TABLE IF NOT EXISTS executions (
     status INTEGER NOT NULL,
     state BLOB NOT NULL,
     next_event_id INTEGER,
-    version INTEGER
+    version INTEGER,
+    slot INTEGER
 );
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions(namespace, workflow_id, seq);
+CREATE TABLE IF NOT EXISTS current_executions (
+    namespace TEXT NOT NULL,
+    workflow_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    PRIMARY KEY (namespace, workflow_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shards (
+    shard_id INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
 DROP INDEX IF EXISTS executions_by_status;
 CREATE INDEX IF NOT EXISTS executions_running ON executions(seq) WHERE status = 1;
 CREATE TABLE IF NOT EXISTS visibility (
@@ -100,13 +114,18 @@ const READERS: usize = 4;
 
 /// The schema this build writes (`PRAGMA user_version`). 0: databases made before versions
 /// were recorded (no row versions on executions); 2: conditional writes (`next_event_id`,
-/// `version`) and one running run per workflow id; 3: batch operation jobs (`batch_jobs`).
-const SCHEMA_VERSION: i64 = 3;
+/// `version`) and one running run per workflow id; 3: batch operation jobs (`batch_jobs`);
+/// 4: current-execution rows (`current_executions`, which replace the unique index on running
+/// runs), slots on runs (`executions.slot`) and shard leases (`shards`).
+const SCHEMA_VERSION: i64 = 4;
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     jobs: mpsc::UnboundedSender<Job>,
     readers: Arc<Readers>,
+    /// The writer thread's connection, also used (under its lock) for lease changes.
+    writer: Arc<Mutex<Connection>>,
+    shard_count: u32,
     health: Arc<Health>,
     /// Held open with an exclusive lock for the store's lifetime: a second server on the same
     /// file refuses to start.
@@ -152,23 +171,78 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             columns.push(name?);
         }
     }
-    for column in ["next_event_id", "version"] {
+    for column in ["next_event_id", "version", "slot"] {
         if !columns.iter().any(|c| c == column) {
             conn.execute_batch(&format!(
                 "ALTER TABLE executions ADD COLUMN {column} INTEGER"
             ))?;
         }
     }
-    conn.execute_batch(
-        "CREATE UNIQUE INDEX IF NOT EXISTS executions_one_running
-             ON executions(namespace, workflow_id) WHERE status = 1;",
-    )
-    .map_err(|e| {
-        StoreError::Backend(format!(
-            "cannot enforce one running run per workflow id ({e}): the database holds two running runs of one workflow id"
-        ))
-    })?;
+    if found < 4 {
+        to_current_executions(conn)?;
+    }
+    conn.execute(
+        "INSERT INTO shards (shard_id, owner, epoch, expires_ms)
+         SELECT 0, '', 0, 0 WHERE NOT EXISTS (SELECT 1 FROM shards)",
+        [],
+    )?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
+}
+
+fn read_shard_count(conn: &Connection) -> Result<u32, StoreError> {
+    let count: i64 = conn.query_row("SELECT count(*) FROM shards", [], |r| r.get(0))?;
+    u32::try_from(count)
+        .ok()
+        .filter(|&c| c >= 1)
+        .ok_or_else(|| StoreError::Backend(format!("the database has {count} shards")))
+}
+
+/// Schema 4: every run gets its slot, every workflow id a current-execution row naming its
+/// latest run, and the unique index on running runs (which the current rows replace) goes.
+fn to_current_executions(conn: &Connection) -> Result<(), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut runs =
+            tx.prepare("SELECT seq, namespace, workflow_id FROM executions WHERE slot IS NULL")?;
+        let mut set_slot = tx.prepare("UPDATE executions SET slot = ?2 WHERE seq = ?1")?;
+        let rows = runs.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (seq, namespace, workflow_id) = row?;
+            set_slot.execute(params![
+                seq,
+                crate::shard::slot_of(&namespace, &workflow_id)
+            ])?;
+        }
+    }
+    // Two running runs of one workflow id cannot both be current: refuse rather than hide one.
+    let doubled: Option<String> = tx
+        .query_row(
+            "SELECT workflow_id FROM executions WHERE status = 1
+             GROUP BY namespace, workflow_id HAVING count(*) > 1 LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(workflow_id) = doubled {
+        return Err(StoreError::Backend(format!(
+            "the database holds two running runs of workflow id {workflow_id:?}; cannot upgrade it"
+        )));
+    }
+    tx.execute_batch(
+        "INSERT OR REPLACE INTO current_executions (namespace, workflow_id, run_id, status)
+             SELECT namespace, workflow_id, run_id, status FROM executions e
+             WHERE seq = (SELECT max(seq) FROM executions
+                          WHERE namespace = e.namespace AND workflow_id = e.workflow_id);
+         DROP INDEX IF EXISTS executions_one_running;",
+    )?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -208,6 +282,7 @@ impl SqliteStore {
             conn.lock()
                 .busy_timeout(std::time::Duration::from_secs(10))?;
         }
+        let shard_count = read_shard_count(&writer.lock())?;
         let readers = Arc::new(Readers {
             connections: readers,
             next: Default::default(),
@@ -216,14 +291,17 @@ impl SqliteStore {
         let (jobs, rx) = mpsc::unbounded_channel();
         {
             let health = health.clone();
+            let writer = writer.clone();
             std::thread::Builder::new()
                 .name("sundial-store-writer".into())
-                .spawn(move || writer_loop(writer, rx, checkpoints, observer, health))
+                .spawn(move || writer_loop(writer, shard_count, rx, checkpoints, observer, health))
                 .map_err(|e| StoreError::Backend(format!("cannot start writer thread: {e}")))?;
         }
         Ok(SqliteStore {
             jobs,
             readers,
+            writer,
+            shard_count,
             health,
             _exclusive: exclusive,
         })
@@ -232,6 +310,7 @@ impl SqliteStore {
 
 fn writer_loop(
     conn: Arc<Mutex<Connection>>,
+    shard_count: u32,
     mut rx: mpsc::UnboundedReceiver<Job>,
     checkpoints: Option<Checkpoints>,
     observer: Option<Arc<dyn CommitObserver>>,
@@ -252,7 +331,12 @@ fn writer_loop(
             None => {
                 let mut conn = conn.lock();
                 let sync = group::needs_sync(&group);
-                write_group(&mut conn, group.iter().map(|(batch, _)| batch), sync)
+                write_group(
+                    &mut conn,
+                    group.iter().map(|(batch, _)| batch),
+                    sync,
+                    shard_count,
+                )
             }
         };
         group::finish(
@@ -313,12 +397,13 @@ fn write_group<'a>(
     conn: &mut Connection,
     batches: impl Iterator<Item = &'a WriteBatch>,
     sync: bool,
+    shard_count: u32,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     if !sync {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(group_error)?;
     }
-    let written = write_transaction(conn, batches);
+    let written = write_transaction(conn, batches, shard_count);
     if !sync {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(group_error)?;
@@ -329,12 +414,13 @@ fn write_group<'a>(
 fn write_transaction<'a>(
     conn: &mut Connection,
     batches: impl Iterator<Item = &'a WriteBatch>,
+    shard_count: u32,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let tx = conn.transaction().map_err(group_error)?;
     let mut results = Vec::new();
     for batch in batches {
         tx.execute_batch("SAVEPOINT batch").map_err(group_error)?;
-        match write_batch(&tx, batch) {
+        match write_batch(&tx, batch, shard_count) {
             Ok(()) => {
                 tx.execute_batch("RELEASE batch").map_err(group_error)?;
                 results.push(Ok(()));
@@ -375,10 +461,42 @@ impl From<rusqlite::Error> for BatchError {
     }
 }
 
-fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(), BatchError> {
+fn write_batch(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &WriteBatch,
+    shard_count: u32,
+) -> Result<(), BatchError> {
+    if let Some(fence) = crate::shard::fence_of(batch, shard_count).map_err(BatchError::Store)? {
+        let held = tx
+            .prepare_cached("SELECT 1 FROM shards WHERE shard_id = ?1 AND epoch = ?2")?
+            .exists(params![fence.shard, fence.epoch])?;
+        if !held {
+            return Err(BatchError::Store(StoreError::OwnershipLost(format!(
+                "shard {} is no longer held at epoch {}",
+                fence.shard, fence.epoch
+            ))));
+        }
+    }
+    // The workflow id's current row moves to a new run unless it names a running one.
+    let mut make_current = tx.prepare_cached(
+        "INSERT INTO current_executions (namespace, workflow_id, run_id, status)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(namespace, workflow_id) DO UPDATE
+            SET run_id = excluded.run_id, status = excluded.status
+            WHERE current_executions.status <> 1",
+    )?;
+    let mut set_current_status = tx.prepare_cached(
+        "UPDATE current_executions SET status = ?4
+         WHERE namespace = ?1 AND workflow_id = ?2 AND run_id = ?3",
+    )?;
+    let mut drop_current = tx.prepare_cached(
+        "DELETE FROM current_executions WHERE run_id = ?1
+            AND (namespace, workflow_id) IN
+                (SELECT namespace, workflow_id FROM executions WHERE run_id = ?1)",
+    )?;
     let mut create_execution = tx.prepare_cached(
-        "INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state, slot)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     // Most transitions change only a run's state. Setting `status` would make SQLite rewrite
     // the partial indexes on it even when the value stays, so the status is set only when it
@@ -472,6 +590,7 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(),
         };
     }
     for run in &batch.deleted_runs {
+        drop_current.execute([run])?;
         drop_run.execute([run])?;
         drop_history.execute([run])?;
         drop_visibility.execute([run])?;
@@ -482,6 +601,18 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(),
     for e in &batch.executions {
         match e.previous {
             None => {
+                let current = make_current.execute(params![
+                    e.namespace,
+                    e.workflow_id,
+                    e.run_id,
+                    e.status
+                ])?;
+                if current == 0 {
+                    return Err(BatchError::Store(StoreError::Conflict(format!(
+                        "workflow id {:?} of namespace {:?} already has a running run",
+                        e.workflow_id, e.namespace
+                    ))));
+                }
                 create_execution.execute(params![
                     e.run_id,
                     e.namespace,
@@ -489,7 +620,8 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(),
                     e.status,
                     e.next_event_id,
                     e.version,
-                    e.state
+                    e.state,
+                    crate::shard::slot_of(&e.namespace, &e.workflow_id)
                 ])?;
             }
             Some(previous) => {
@@ -514,10 +646,25 @@ fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &WriteBatch) -> Result<(),
                     ])?
                 };
                 if written == 0 {
-                    return Err(BatchError::Store(StoreError::Conflict(format!(
-                        "run {} is not at version {} (next event id {}) in the store",
-                        e.run_id, previous.version, previous.next_event_id
-                    ))));
+                    let exists = tx
+                        .prepare_cached("SELECT 1 FROM executions WHERE run_id = ?1")?
+                        .exists([&e.run_id])?;
+                    return Err(BatchError::Store(if exists {
+                        StoreError::Conflict(format!(
+                            "run {} is not at version {} (next event id {}) in the store",
+                            e.run_id, previous.version, previous.next_event_id
+                        ))
+                    } else {
+                        StoreError::NotFound(format!("run {} is not in the store", e.run_id))
+                    }));
+                }
+                if previous.status != e.status {
+                    set_current_status.execute(params![
+                        e.namespace,
+                        e.workflow_id,
+                        e.run_id,
+                        e.status
+                    ])?;
                 }
             }
         }
@@ -594,7 +741,27 @@ impl Readers {
     }
 }
 
+fn lease_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ShardLease> {
+    Ok(ShardLease {
+        shard: r.get(0)?,
+        owner: r.get(1)?,
+        epoch: r.get(2)?,
+        expires_ms: r.get(3)?,
+    })
+}
+
 impl SqliteStore {
+    /// Runs `change` on the writer's connection (between group commits) on a blocking thread.
+    async fn change_lease<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || Ok(change(&mut writer.lock())?))
+            .await
+            .map_err(|e| StoreError::Backend(format!("lease task failed: {e}")))?
+    }
+
     /// Runs `read` on a reader connection on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
@@ -632,17 +799,89 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
-        self.read(|conn| {
+    async fn load_running_executions(
+        &self,
+        slots: std::ops::RangeInclusive<u32>,
+    ) -> Result<Vec<ExecutionRow>, StoreError> {
+        self.read(move |conn| {
             // The literal (not a parameter) lets SQLite use the partial index `executions_running`.
             let mut stmt = conn.prepare_cached(
                 "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
-                 WHERE status = 1 ORDER BY seq",
+                 WHERE status = 1 AND slot BETWEEN ?1 AND ?2 ORDER BY seq",
             )?;
-            let rows = stmt.query_map([], execution_from_row)?;
+            let rows = stmt.query_map(params![slots.start(), slots.end()], execution_from_row)?;
             rows.collect()
         })
         .await
+    }
+
+    fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+
+    async fn load_shard_leases(&self) -> Result<Vec<ShardLease>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT shard_id, owner, epoch, expires_ms FROM shards ORDER BY shard_id",
+            )?;
+            let rows = stmt.query_map([], lease_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn acquire_shard(
+        &self,
+        shard: u32,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ShardFence>, StoreError> {
+        let owner = owner.to_string();
+        self.change_lease(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let lease = tx
+                .query_row(
+                    "SELECT shard_id, owner, epoch, expires_ms FROM shards WHERE shard_id = ?1",
+                    [shard],
+                    lease_from_row,
+                )
+                .optional()?;
+            let Some(lease) = lease.filter(|l| l.can_be_taken_by(&owner, now_ms)) else {
+                return Ok(None);
+            };
+            let epoch = lease.epoch + 1;
+            tx.execute(
+                "UPDATE shards SET owner = ?2, epoch = ?3, expires_ms = ?4 WHERE shard_id = ?1",
+                params![shard, owner, epoch, now_ms.saturating_add(lease_ms)],
+            )?;
+            tx.commit()?;
+            Ok(Some(ShardFence { shard, epoch }))
+        })
+        .await
+    }
+
+    async fn renew_shard(
+        &self,
+        fence: ShardFence,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<(), StoreError> {
+        let renewed = self
+            .change_lease(move |conn| {
+                conn.execute(
+                    "UPDATE shards SET expires_ms = ?3 WHERE shard_id = ?1 AND epoch = ?2",
+                    params![fence.shard, fence.epoch, now_ms.saturating_add(lease_ms)],
+                )
+            })
+            .await?;
+        if renewed == 0 {
+            return Err(StoreError::OwnershipLost(format!(
+                "shard {} is no longer held at epoch {}",
+                fence.shard, fence.epoch
+            )));
+        }
+        Ok(())
     }
 
     async fn load_execution(
@@ -663,8 +902,9 @@ impl Store for SqliteStore {
                 .optional(),
             None => conn
                 .prepare_cached(
-                    "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
-                     WHERE namespace = ?1 AND workflow_id = ?2 ORDER BY seq DESC LIMIT 1",
+                    "SELECT e.namespace, e.workflow_id, e.run_id, e.status, e.next_event_id, e.version, e.state
+                     FROM current_executions c JOIN executions e ON e.run_id = c.run_id
+                     WHERE c.namespace = ?1 AND c.workflow_id = ?2",
                 )?
                 .query_row(params![namespace, workflow_id], execution_from_row)
                 .optional(),
@@ -839,7 +1079,7 @@ pub(crate) fn page_of(rows: &mut Vec<(Vec<u8>, PageKey)>, limit: usize) -> Visib
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract_tests::{only, row};
+    use crate::contract_tests::{ALL_SLOTS, TEST_FENCE, holding_the_shard, only, row};
     use crate::{Durability, EventRow, RowVersion};
 
     /// An empty directory of this test process and a database path in it.
@@ -854,7 +1094,7 @@ mod tests {
     #[tokio::test]
     async fn checkpoints_run_off_the_writer() {
         let (dir, path) = fresh_db("ckpt");
-        let store = SqliteStore::open(Some(&path)).unwrap();
+        let store = holding_the_shard(SqliteStore::open(Some(&path)).unwrap()).await;
         // 40 MiB of state: past the checkpoint threshold, below the forced one.
         for i in 0..40 {
             let mut big = row(&format!("run-{i}"), 1);
@@ -862,6 +1102,7 @@ mod tests {
             big.state = vec![7; 1 << 20];
             let batch = WriteBatch {
                 executions: vec![big],
+                fence: TEST_FENCE,
                 ..Default::default()
             };
             store.commit(batch).await.unwrap().unwrap();
@@ -883,13 +1124,14 @@ mod tests {
     async fn written_batches_commit_without_a_sync_and_are_read_back() {
         let (_dir, path) = fresh_db("written");
         {
-            let store = SqliteStore::open(Some(&path)).unwrap();
+            let store = holding_the_shard(SqliteStore::open(Some(&path)).unwrap()).await;
             let written = |run: &str, workflow: &str| WriteBatch {
                 executions: vec![ExecutionRow {
                     workflow_id: workflow.into(),
                     ..row(run, 1)
                 }],
                 durability: Durability::Written,
+                fence: TEST_FENCE,
                 ..Default::default()
             };
             let alone = store.commit(written("w1", "wf-w1"));
@@ -901,6 +1143,7 @@ mod tests {
                         workflow_id: "wf-s1".into(),
                         ..row("s1", 1)
                     }],
+                    fence: TEST_FENCE,
                     ..Default::default()
                 }),
             ];
@@ -910,7 +1153,7 @@ mod tests {
         }
         let store = SqliteStore::open(Some(&path)).unwrap();
         let mut runs: Vec<_> = store
-            .load_running_executions()
+            .load_running_executions(ALL_SLOTS)
             .await
             .unwrap()
             .into_iter()
@@ -926,7 +1169,7 @@ mod tests {
     async fn commits_are_durable_across_reopening() {
         let (_dir, path) = fresh_db("store");
         {
-            let store = SqliteStore::open(Some(&path)).unwrap();
+            let store = holding_the_shard(SqliteStore::open(Some(&path)).unwrap()).await;
             let batch = WriteBatch {
                 executions: vec![row("r1", 1)],
                 events: vec![EventRow {
@@ -934,13 +1177,14 @@ mod tests {
                     event_id: 1,
                     data: vec![7],
                 }],
+                fence: TEST_FENCE,
                 ..Default::default()
             };
             store.commit(batch).await.unwrap().unwrap();
         }
         let store = SqliteStore::open(Some(&path)).unwrap();
         assert_eq!(
-            store.load_running_executions().await.unwrap(),
+            store.load_running_executions(ALL_SLOTS).await.unwrap(),
             vec![row("r1", 1)]
         );
         assert_eq!(store.load_events("r1", 1).await.unwrap(), vec![vec![7]]);
@@ -962,7 +1206,7 @@ mod tests {
             .unwrap();
         }
         {
-            let store = SqliteStore::open(Some(&path)).unwrap();
+            let store = holding_the_shard(SqliteStore::open(Some(&path)).unwrap()).await;
             let old = store
                 .load_execution("default", "wf", None)
                 .await

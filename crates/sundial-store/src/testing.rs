@@ -3,8 +3,8 @@
 //! caller can give up while it is durable), a store that stays down for a while.
 
 use crate::{
-    BatchJobRow, CommitReceipt, ExecutionRow, NamespaceRow, PageKey, Predicate, ScheduleRow, Store,
-    StoreError, VisibilityPage, VisibilityQuery, WriteBatch,
+    BatchJobRow, CommitReceipt, ExecutionRow, NamespaceRow, PageKey, Predicate, ScheduleRow,
+    ShardFence, ShardLease, Store, StoreError, VisibilityPage, VisibilityQuery, WriteBatch,
 };
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -106,8 +106,40 @@ impl Store for FaultyStore {
         self.inner.load_namespaces().await
     }
 
-    async fn load_running_executions(&self) -> Result<Vec<ExecutionRow>, StoreError> {
-        self.inner.load_running_executions().await
+    async fn load_running_executions(
+        &self,
+        slots: std::ops::RangeInclusive<u32>,
+    ) -> Result<Vec<ExecutionRow>, StoreError> {
+        self.inner.load_running_executions(slots).await
+    }
+
+    fn shard_count(&self) -> u32 {
+        self.inner.shard_count()
+    }
+
+    async fn load_shard_leases(&self) -> Result<Vec<ShardLease>, StoreError> {
+        self.inner.load_shard_leases().await
+    }
+
+    async fn acquire_shard(
+        &self,
+        shard: u32,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<ShardFence>, StoreError> {
+        self.inner
+            .acquire_shard(shard, owner, now_ms, lease_ms)
+            .await
+    }
+
+    async fn renew_shard(
+        &self,
+        fence: ShardFence,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.inner.renew_shard(fence, now_ms, lease_ms).await
     }
 
     async fn load_execution(
