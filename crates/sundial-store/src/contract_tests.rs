@@ -821,3 +821,55 @@ async fn postgres_unreachable_fails_naming_the_server() {
         "{error:?}"
     );
 }
+
+/// PostgreSQL only: a database of schema 1 (before current-execution rows, slots and shard
+/// leases) is brought to the current schema: the latest run of each workflow id becomes its
+/// current one, running runs get their slots, and the shard can be taken and written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upgrades_a_schema_1_database() {
+    let db = FreshPostgres::new().await;
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(crate::postgres::MIGRATIONS[0])
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE sundial_schema (version BIGINT NOT NULL);
+             INSERT INTO sundial_schema (version) VALUES (1);
+             INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state)
+                VALUES ('old', 'default', 'wf', 2, 2, 1, '\\x02'),
+                       ('new', 'default', 'wf', 1, 2, 1, '\\x01');",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let store = holding_the_shard(db.open().await).await;
+    let current = store.load_execution("default", "wf", None).await.unwrap();
+    assert_eq!(current.map(|r| r.run_id).as_deref(), Some("new"));
+    let slot = crate::shard::slot_of("default", "wf");
+    let running = store.load_running_executions(slot..=slot).await.unwrap();
+    assert_eq!(running.len(), 1);
+    // The upgraded run is written under the fence like any other.
+    let closing = ExecutionRow {
+        run_id: "new".into(),
+        status: 2,
+        next_event_id: 3,
+        version: 2,
+        previous: Some(crate::RowVersion {
+            version: 1,
+            next_event_id: 2,
+            status: 1,
+        }),
+        ..row("new", 2)
+    };
+    store.commit(only(closing)).await.unwrap().unwrap();
+    store.commit(only(row("third", 1))).await.unwrap().unwrap();
+    let current = store.load_execution("default", "wf", None).await.unwrap();
+    assert_eq!(current.map(|r| r.run_id).as_deref(), Some("third"));
+    drop(store);
+    db.drop_database().await;
+}

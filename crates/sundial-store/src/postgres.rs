@@ -35,7 +35,7 @@ const MIGRATION_LOCK: i64 = 0x5375_6e64_0001;
 const WRITER_LOCK: i64 = 0x5375_6e64_0002;
 
 /// Migrations, in order: entry `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     "
 CREATE TABLE namespaces (
     name TEXT COLLATE \"C\" PRIMARY KEY,
