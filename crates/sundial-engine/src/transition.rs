@@ -350,7 +350,11 @@ impl<'a> Transition<'a> {
                 String::new()
             },
         };
-        let timeout = self.state.workflow_task_timeout_ms;
+        let timeout = retry_start_to_close_ms(
+            self.state.workflow_task_timeout_ms,
+            attempt,
+            &self.state.run_id,
+        );
         let attributes = Attributes::WorkflowTaskScheduledEventAttributes(
             WorkflowTaskScheduledEventAttributes {
                 task_queue: Some(task_queue),
@@ -552,5 +556,63 @@ pub fn event_type(attributes: &Attributes) -> EventType {
             EventType::WorkflowExecutionUpdateAdmitted
         }
         _ => EventType::Unspecified,
+    }
+}
+
+/// Attempts of a workflow task that keep the workflow's own task timeout; later ones get more.
+const WORKFLOW_TASK_PLAIN_ATTEMPTS: i32 = 3;
+/// What the first slowed-down attempt adds to the timeout; it doubles with each attempt.
+const WORKFLOW_TASK_RETRY_INITIAL_MS: i64 = 5_000;
+/// The most a retry adds (the reference server's `history.workflowTaskRetryMaxInterval`).
+const WORKFLOW_TASK_RETRY_MAX_MS: i64 = 10 * 60_000;
+
+/// The start-to-close timeout of attempt `attempt` of a workflow task, as the reference server
+/// slows down a task that keeps failing or timing out: the workflow's task timeout for the
+/// first three attempts, then that plus 5 s, 10 s, 20 s, ... (at most 10 min), of which up to
+/// a fifth is taken off as jitter. The jitter is drawn from the run id and the attempt, so the
+/// transition stays a function of its input. A worker whose cold start outlasts the task
+/// timeout thus gets a task it can finish.
+pub(crate) fn retry_start_to_close_ms(task_timeout_ms: i64, attempt: i32, run_id: &str) -> i64 {
+    if attempt <= WORKFLOW_TASK_PLAIN_ATTEMPTS {
+        return task_timeout_ms;
+    }
+    let doublings = (attempt - WORKFLOW_TASK_PLAIN_ATTEMPTS - 1).min(32) as u32;
+    let interval = WORKFLOW_TASK_RETRY_INITIAL_MS
+        .saturating_mul(1_i64 << doublings)
+        .min(WORKFLOW_TASK_RETRY_MAX_MS);
+    let mut mix: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in run_id.bytes().chain(attempt.to_le_bytes()) {
+        mix = (mix ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let jitter_span = (interval / 5).max(1);
+    let jitter = (mix % jitter_span as u64) as i64;
+    task_timeout_ms.saturating_add(interval - jitter_span + jitter)
+}
+
+#[cfg(test)]
+mod retry_timeout_tests {
+    use super::retry_start_to_close_ms;
+
+    #[test]
+    fn the_fourth_attempt_on_gets_a_growing_allowance() {
+        for attempt in 1..=3 {
+            assert_eq!(retry_start_to_close_ms(1_000, attempt, "r"), 1_000);
+        }
+        let within = |attempt: i32, interval: i64| {
+            let t = retry_start_to_close_ms(1_000, attempt, "r") - 1_000;
+            assert!(
+                t >= interval * 4 / 5 && t < interval,
+                "attempt {attempt}: {t}"
+            );
+        };
+        within(4, 5_000);
+        within(5, 10_000);
+        within(6, 20_000);
+        within(20, 600_000);
+        within(i32::MAX, 600_000);
+        assert_eq!(
+            retry_start_to_close_ms(1_000, 7, "r"),
+            retry_start_to_close_ms(1_000, 7, "r")
+        );
     }
 }

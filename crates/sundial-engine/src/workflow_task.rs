@@ -40,6 +40,28 @@ fn not_found() -> EngineError {
     EngineError::NotFound("Workflow task not found.".into())
 }
 
+impl crate::ExecutionState {
+    /// Checks that `task` is the run's started workflow task (what a completion or failure of
+    /// it needs): NotFound otherwise, with the reference server's messages.
+    pub fn check_started_workflow_task(&self, task: WorkflowTaskRef) -> Result<(), EngineError> {
+        if !self.is_running() {
+            return Err(EngineError::NotFound(
+                "Workflow execution already completed.".into(),
+            ));
+        }
+        match &self.workflow_task {
+            Some(wt)
+                if wt.scheduled_event_id == task.scheduled_event_id
+                    && wt.seq == task.seq
+                    && wt.is_started() =>
+            {
+                Ok(())
+            }
+            _ => Err(not_found()),
+        }
+    }
+}
+
 impl Transition<'_> {
     /// Hands the scheduled workflow task to a poller. The start is written before the poller
     /// sees it (`Persist::Written`): the WorkflowTaskStarted event id it is shown is never given
@@ -142,21 +164,7 @@ impl Transition<'_> {
         &self,
         task: WorkflowTaskRef,
     ) -> Result<(), EngineError> {
-        if !self.state.is_running() {
-            return Err(EngineError::NotFound(
-                "Workflow execution already completed.".into(),
-            ));
-        }
-        match &self.state.workflow_task {
-            Some(wt)
-                if wt.scheduled_event_id == task.scheduled_event_id
-                    && wt.seq == task.seq
-                    && wt.is_started() =>
-            {
-                Ok(())
-            }
-            _ => Err(not_found()),
-        }
+        self.state.check_started_workflow_task(task)
     }
 
     /// RespondWorkflowTaskFailed: writes WorkflowTaskFailed, the buffered events, and a new

@@ -47,11 +47,16 @@ enum Readiness {
     Refuse(&'static str),
 }
 
-/// After this many attempts of a failing workflow task, queries fail at once: they would
-/// fail on the failing task too (the reference's `failQueryWorkflowTaskAttemptCount`).
+/// After this many attempts of a failing workflow task, queries that arrive fail at once:
+/// they would fail on the failing task too (the reference's
+/// `failQueryWorkflowTaskAttemptCount`). A query already buffered keeps waiting as the
+/// attempts go on, as on the reference: a later attempt may complete (attempts from the
+/// fourth on get a longer timeout) and answer it.
 const FAILING_TASK_ATTEMPTS: i32 = 3;
 
-fn readiness(state: &ExecutionState, now_ms: i64, wait: Duration) -> Readiness {
+/// What to do with a query on `state`; `arriving`: whether it was just received (not yet
+/// buffered).
+fn readiness(state: &ExecutionState, now_ms: i64, wait: Duration, arriving: bool) -> Readiness {
     let completed_one = state.last_completed_wt_started_event_id > 0;
     if !state.is_running() {
         return if completed_one {
@@ -61,7 +66,7 @@ fn readiness(state: &ExecutionState, now_ms: i64, wait: Duration) -> Readiness {
         };
     }
     match &state.workflow_task {
-        Some(wt) if wt.attempt >= FAILING_TASK_ATTEMPTS => {
+        Some(wt) if arriving && wt.attempt >= FAILING_TASK_ATTEMPTS => {
             Readiness::Refuse("Unable to query workflow due to Workflow Task in failed state.")
         }
         Some(_) => Readiness::Buffer,
@@ -224,13 +229,15 @@ impl Queries {
         // Buffered until the run has no workflow task, or answered on one.
         let mut progress = handle.subscribe();
         let mut answered = None;
+        let mut arriving = true;
         loop {
             progress.borrow_and_update();
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let now = history.clock().now_ms();
             let ready = history
-                .read(handle, |e| readiness(&e.state, now, remaining))
+                .read(handle, |e| readiness(&e.state, now, remaining, arriving))
                 .await?;
+            arriving = false;
             match ready {
                 Readiness::Direct => break,
                 Readiness::Refuse(message) => {

@@ -377,8 +377,18 @@ impl Frontend {
             seq: token.seq_or_attempt,
         };
         // Answers to the queries the task carried reflect the events it was handed: they
-        // are delivered first, before its completion wakes the queries still waiting.
-        self.queries.answer_buffered(&token, &req.query_results);
+        // are delivered first, before its completion wakes the queries still waiting. A
+        // completion of a task that is no longer the run's (timed out, say) is refused and its
+        // answers dropped, as on the reference: the queries stay buffered for a task that
+        // completes.
+        if !req.query_results.is_empty()
+            && self
+                .history
+                .read(&handle, |e| e.state.check_started_workflow_task(wt).is_ok())
+                .await?
+        {
+            self.queries.answer_buffered(&token, &req.query_results);
+        }
         let inline_wanted = req.return_new_workflow_task;
         let poller = Poller {
             identity: req.identity.clone(),
