@@ -253,3 +253,41 @@ async def test_tls_to_the_database_is_verified_against_the_given_ca(tmp_path):
         assert check.stdout.strip() == "t", check
     finally:
         server.stop()
+
+
+async def test_a_nul_character_is_invalid_argument_and_harms_nothing(tmp_path):
+    """PostgreSQL text cannot hold U+0000, which the reference (on SQLite) accepts in ids and
+    names: Sundial on PostgreSQL answers InvalidArgument naming the reason for a value it would
+    store as text (not Unavailable, which clients would retry forever), stays healthy, and
+    serves the next request."""
+    url = postgres_url(tmp_path / "nul.db")
+
+    class OnPostgres(SundialProcess):
+        def command(self) -> list[str]:
+            return [
+                self.binary, "server", "start-dev", "--headless", "--ip", self.host,
+                "--port", str(self.port), "--db-url", url, "--log-level", "warn",
+            ]
+
+    server = OnPostgres(tmp_path / "nul.db")
+    await server.start()
+    try:
+        client = await Client.connect(server.address)
+        for workflow_id, queue in (("with\x00nul", "q"), ("nul-queue", "q\x00x")):
+            with pytest.raises(RPCError) as refused:
+                await client.start_workflow("T", id=workflow_id, task_queue=queue)
+            assert refused.value.status == RPCStatusCode.INVALID_ARGUMENT
+            assert "NUL character" in refused.value.message, refused.value.message
+        with pytest.raises(RPCError) as described:
+            await client.get_workflow_handle("with\x00nul").describe()
+        assert described.value.status == RPCStatusCode.INVALID_ARGUMENT
+        # The server goes on; names kept only inside encoded events (a signal's) may hold NUL,
+        # as on the reference.
+        handle = await client.start_workflow("T", id=f"clean-{uuid.uuid4()}", task_queue="q")
+        await handle.signal("with\x00nul", "x")
+        events = [e async for e in handle.fetch_history_events()]
+        assert [e.workflow_execution_signaled_event_attributes.signal_name for e in events
+                if e.HasField("workflow_execution_signaled_event_attributes")] == ["with\x00nul"]
+        await handle.terminate()
+    finally:
+        server.stop()

@@ -103,6 +103,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::Conflict(m) => ServiceError::Conflict(m),
             StoreError::NotFound(m) => ServiceError::NotFound(m),
+            StoreError::InvalidInput(m) => ServiceError::InvalidArgument(m),
             other => ServiceError::Unavailable(other.to_string()),
         }
     }

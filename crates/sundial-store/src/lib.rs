@@ -50,6 +50,10 @@ pub enum StoreError {
     /// written, and no write under that fence ever will be.
     #[error("shard ownership lost: {0}")]
     OwnershipLost(String),
+    /// The backend cannot hold a value of the batch or query (PostgreSQL text cannot hold the
+    /// NUL character): the request is at fault, not the backend, and nothing was written.
+    #[error("{0}")]
+    InvalidInput(String),
     /// The store stopped accepting writes after a failure that may have lost pages (a failed
     /// fsync): what is on disk can only be trusted after a restart re-reads it.
     #[error("storage failed and refuses writes until restarted: {0}")]

@@ -234,9 +234,29 @@ fn is_connection_error(e: &tokio_postgres::Error) -> bool {
 fn read_error(where_: &str, e: tokio_postgres::Error) -> StoreError {
     if is_connection_error(&e) {
         StoreError::Unavailable(format!("{where_}: {e}"))
+    } else if let Some(invalid) = invalid_input(&e) {
+        invalid
     } else {
         StoreError::Backend(format!("{where_}: {}", error_text(&e)))
     }
+}
+
+/// A value PostgreSQL refuses to store or compare (SQLSTATE class 22, data exception: above
+/// all the NUL character, which its text and JSON types cannot hold) as the request's error.
+fn invalid_input(e: &tokio_postgres::Error) -> Option<StoreError> {
+    let code = e.code()?.code();
+    if !code.starts_with("22") {
+        return None;
+    }
+    let hint = if matches!(code, "22021" | "22P05") {
+        ": PostgreSQL cannot store the NUL character (U+0000) in names, ids and search attributes"
+    } else {
+        ""
+    };
+    Some(StoreError::InvalidInput(format!(
+        "the database refused a value of the request ({}){hint}",
+        error_text(e)
+    )))
 }
 
 /// The server's message and detail when it sent one, else the client's.
@@ -806,7 +826,8 @@ async fn write_group<'a>(
 }
 
 /// The error a batch gets for a statement of it that failed: a duplicate key or a run at
-/// another version is a conflict; anything else a backend error of that batch.
+/// another version is a conflict, a run gone NotFound, a lost fence OwnershipLost, a value
+/// PostgreSQL cannot hold InvalidInput; anything else a backend error of that batch.
 fn batch_error(e: &tokio_postgres::Error) -> StoreError {
     use tokio_postgres::error::SqlState;
     match e.code() {
@@ -814,7 +835,7 @@ fn batch_error(e: &tokio_postgres::Error) -> StoreError {
         Some(code) if code.code() == "SD409" => StoreError::Conflict(error_text(e)),
         Some(code) if code.code() == "SD404" => StoreError::NotFound(error_text(e)),
         Some(code) if code.code() == "SD410" => StoreError::OwnershipLost(error_text(e)),
-        _ => StoreError::Backend(error_text(e)),
+        _ => invalid_input(e).unwrap_or_else(|| StoreError::Backend(error_text(e))),
     }
 }
 
