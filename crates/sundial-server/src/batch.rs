@@ -499,7 +499,7 @@ impl Batcher {
                 } else {
                     op.reset_reapply_type
                 };
-                let reapply_signals = sundial_engine::reset::reapplies_signals(
+                let reapply = sundial_engine::reset::reapply_kinds(
                     reapply_type,
                     &options.reset_reapply_exclude_types,
                 )?;
@@ -511,7 +511,7 @@ impl Batcher {
                         finish_event_id,
                         request_id: format!("{}/{index}", req.job_id),
                         reason,
-                        reapply_signals,
+                        reapply,
                     })
                     .await
                     .map(|_| ())

@@ -112,7 +112,10 @@ impl Run {
             new_run_id: "run-2".into(),
             request_id: "reset-1".into(),
             reason: "because".into(),
-            reapply_signals,
+            reapply: Reapply {
+                signals: reapply_signals,
+                updates: reapply_signals,
+            },
             now: 50_000,
         })
     }
@@ -300,15 +303,46 @@ fn cuts_off_a_task_boundary_are_refused_with_the_reference_messages() {
 }
 
 #[test]
-fn reapply_options_decide_whether_signals_come_along() {
+fn reapply_options_decide_whether_signals_and_updates_come_along() {
     use crate::api::enums::v1::{ResetReapplyExcludeType as X, ResetReapplyType as R};
-    assert!(reapplies_signals(R::Unspecified as i32, &[]).unwrap());
-    assert!(reapplies_signals(R::Signal as i32, &[]).unwrap());
-    assert!(reapplies_signals(R::AllEligible as i32, &[X::Update as i32]).unwrap());
-    assert!(!reapplies_signals(R::None as i32, &[]).unwrap());
-    assert!(!reapplies_signals(R::Unspecified as i32, &[X::Signal as i32]).unwrap());
-    assert!(reapplies_signals(42, &[]).is_err());
-    assert!(reapplies_signals(0, &[42]).is_err());
+    let both = Reapply {
+        signals: true,
+        updates: true,
+    };
+    let kinds = |t: R, x: &[X]| {
+        let x: Vec<i32> = x.iter().map(|x| *x as i32).collect();
+        reapply_kinds(t as i32, &x).unwrap()
+    };
+    assert_eq!(kinds(R::Unspecified, &[]), both);
+    assert_eq!(kinds(R::AllEligible, &[]), both);
+    assert_eq!(
+        kinds(R::Signal, &[]),
+        Reapply {
+            signals: true,
+            updates: false
+        }
+    );
+    assert_eq!(
+        kinds(R::AllEligible, &[X::Update]),
+        Reapply {
+            signals: true,
+            updates: false
+        }
+    );
+    assert_eq!(
+        kinds(R::Unspecified, &[X::Signal]),
+        Reapply {
+            signals: false,
+            updates: true
+        }
+    );
+    assert_eq!(
+        kinds(R::Unspecified, &[X::Signal, X::Update]),
+        Reapply::default()
+    );
+    assert_eq!(kinds(R::None, &[]), Reapply::default());
+    assert!(reapply_kinds(42, &[]).is_err());
+    assert!(reapply_kinds(0, &[42]).is_err());
 }
 
 #[test]
