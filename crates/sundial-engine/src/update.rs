@@ -139,7 +139,13 @@ impl Transition<'_> {
             }
             Body::Acceptance(a) => {
                 // An update admitted through history (reapplied by a reset) is accepted like
-                // one the registry delivered.
+                // one the registry delivered; its request is in the UpdateAdmitted event, so
+                // the acceptance does not repeat it (as the reference server writes it).
+                let admitted_in_history = self
+                    .state
+                    .admitted_updates
+                    .iter()
+                    .any(|u| u.update_id == update_id);
                 self.state
                     .admitted_updates
                     .retain(|u| u.update_id != update_id);
@@ -158,7 +164,11 @@ impl Transition<'_> {
                             accepted_request_message_id: a.accepted_request_message_id,
                             accepted_request_sequencing_event_id: a
                                 .accepted_request_sequencing_event_id,
-                            accepted_request: a.accepted_request,
+                            accepted_request: if admitted_in_history {
+                                None
+                            } else {
+                                a.accepted_request
+                            },
                         },
                     ));
                 self.state.accepted_updates.push(AcceptedUpdate {
