@@ -333,3 +333,283 @@ impl Transition<'_> {
         Ok(merged)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::workflowservice::v1::StartWorkflowExecutionRequest;
+    use crate::{ExecutionState, StartParams, new_execution};
+
+    fn running() -> ExecutionState {
+        let req = StartWorkflowExecutionRequest {
+            request_id: "req-1".into(),
+            ..crate::fuzzing::start_request()
+        };
+        new_execution(StartParams {
+            request: &req,
+            run_id: "run-1".into(),
+            now: 1_000,
+            signal: None,
+            continuation: None,
+            parent: None,
+        })
+        .expect("start")
+        .0
+    }
+
+    fn version(d: &str, b: &str) -> WorkerDeploymentVersion {
+        WorkerDeploymentVersion {
+            build_id: b.into(),
+            deployment_name: d.into(),
+        }
+    }
+
+    fn request(o: Option<VersioningOverride>) -> OptionsUpdate {
+        OptionsUpdate {
+            options: WorkflowExecutionOptions {
+                versioning_override: o,
+                ..Default::default()
+            },
+            paths: vec!["versioning_override".into()],
+            identity: "me".into(),
+        }
+    }
+
+    fn auto() -> VersioningOverride {
+        VersioningOverride {
+            r#override: Some(Override::AutoUpgrade(true)),
+            ..Default::default()
+        }
+    }
+
+    /// Applies `req`; returns the reply and the events written.
+    fn apply(
+        state: &mut ExecutionState,
+        req: &OptionsUpdate,
+        present: VersionPresent<'_>,
+    ) -> (
+        Result<WorkflowExecutionOptions, EngineError>,
+        Vec<crate::api::history::v1::HistoryEvent>,
+        Persist,
+    ) {
+        let mut t = Transition::new(state, 2_000);
+        let r = t.update_workflow_options(req, present);
+        (r, t.events, t.persist)
+    }
+
+    #[test]
+    fn pinned_is_recorded_in_the_current_form_and_shown_with_the_deprecated_fields() {
+        let mut state = running();
+        let next = state.next_event_id;
+        let pinned_req = pinned(Some(version("dep", "b1")));
+        let (reply, events, persist) =
+            apply(&mut state, &request(Some(pinned_req.clone())), &|v| {
+                v == &version("dep", "b1")
+            });
+        assert_eq!(reply.unwrap().versioning_override, Some(pinned_req.clone()));
+        assert_eq!(persist, Persist::Synced);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event_id, next);
+        assert!(events[0].worker_may_ignore);
+        let Some(Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(a)) =
+            &events[0].attributes
+        else {
+            panic!("not an options event: {:?}", events[0]);
+        };
+        assert_eq!(a.versioning_override, Some(pinned_req.clone()));
+        assert!(!a.unset_versioning_override);
+        assert_eq!(a.identity, "me");
+        assert_eq!(state.versioning_override, Some(pinned_req.clone()));
+        #[allow(deprecated)]
+        {
+            let shown = described(&pinned_req);
+            assert_eq!(shown.behavior, VersioningBehavior::Pinned as i32);
+            assert_eq!(shown.pinned_version, "dep.b1");
+        }
+    }
+
+    #[test]
+    fn the_same_options_again_write_nothing_and_unset_writes_the_flag() {
+        let mut state = running();
+        let (_, events, _) = apply(&mut state, &request(Some(auto())), &|_| false);
+        assert_eq!(events.len(), 1);
+        let (reply, events, persist) = apply(&mut state, &request(Some(auto())), &|_| false);
+        assert_eq!(reply.unwrap().versioning_override, Some(auto()));
+        assert!(events.is_empty());
+        assert_eq!(persist, Persist::Nothing);
+        let (reply, events, _) = apply(&mut state, &request(None), &|_| false);
+        assert_eq!(reply.unwrap().versioning_override, None);
+        let Some(Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(a)) =
+            &events[0].attributes
+        else {
+            panic!("not an options event");
+        };
+        assert!(a.unset_versioning_override);
+        assert_eq!(a.versioning_override, None);
+        assert_eq!(state.versioning_override, None);
+        // A mask without the override changes nothing.
+        let mut none = request(Some(auto()));
+        none.paths.clear();
+        let (reply, events, _) = apply(&mut state, &none, &|_| false);
+        assert_eq!(reply.unwrap().versioning_override, None);
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn the_deprecated_form_is_kept_translated() {
+        let mut state = running();
+        let old = VersioningOverride {
+            behavior: VersioningBehavior::Pinned as i32,
+            deployment: Some(crate::api::deployment::v1::Deployment {
+                series_name: "dep".into(),
+                build_id: "b1".into(),
+            }),
+            ..Default::default()
+        };
+        check_override(&old).unwrap();
+        // A deployment is not checked against the queue (as the reference does).
+        let (reply, _, _) = apply(&mut state, &request(Some(old.clone())), &|_| false);
+        assert_eq!(reply.unwrap().versioning_override, Some(old));
+        assert_eq!(
+            state.versioning_override,
+            Some(pinned(Some(version("dep", "b1"))))
+        );
+        let by_string = VersioningOverride {
+            behavior: VersioningBehavior::Pinned as i32,
+            pinned_version: "x.y.z".into(),
+            ..Default::default()
+        };
+        assert_eq!(normalized(&by_string), pinned(Some(version("x", "y.z"))));
+        let old_auto = VersioningOverride {
+            behavior: VersioningBehavior::AutoUpgrade as i32,
+            ..Default::default()
+        };
+        assert_eq!(normalized(&old_auto), auto());
+    }
+
+    #[test]
+    fn pinned_without_a_version_needs_a_pinned_run_and_versions_must_be_present() {
+        let mut state = running();
+        let bare = pinned(None);
+        let (reply, events, _) = apply(&mut state, &request(Some(bare.clone())), &|_| true);
+        assert!(
+            matches!(reply, Err(EngineError::FailedPrecondition(ref m)) if m.contains("has behavior Unspecified and is not yet pinned")),
+            "{reply:?}"
+        );
+        assert!(events.is_empty());
+        let (reply, _, _) = apply(
+            &mut state,
+            &request(Some(pinned(Some(version("dep", "b1"))))),
+            &|_| false,
+        );
+        assert_eq!(
+            reply,
+            Err(EngineError::FailedPrecondition(format!(
+                "Pinned version 'dep:b1' is not present in task queue '{}' of type 'Workflow'",
+                state.task_queue
+            )))
+        );
+        apply(
+            &mut state,
+            &request(Some(pinned(Some(version("dep", "b1"))))),
+            &|_| true,
+        )
+        .0
+        .unwrap();
+        let (reply, events, _) = apply(&mut state, &request(Some(bare)), &|_| false);
+        assert_eq!(
+            reply.unwrap().versioning_override,
+            Some(pinned(Some(version("dep", "b1"))))
+        );
+        assert!(events.is_empty(), "the kept override is unchanged");
+    }
+
+    #[test]
+    fn a_closed_run_is_refused() {
+        let mut state = running();
+        state.status = crate::api::enums::v1::WorkflowExecutionStatus::Completed as i32;
+        let (reply, events, _) = apply(&mut state, &request(Some(auto())), &|_| true);
+        assert_eq!(reply, Err(EngineError::NotFound(WORKFLOW_COMPLETED.into())));
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn requests_are_checked_with_the_reference_messages() {
+        let opts = WorkflowExecutionOptions {
+            versioning_override: Some(auto()),
+            ..Default::default()
+        };
+        let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let err = |o: Option<&WorkflowExecutionOptions>, p: Option<&[String]>| {
+            check_request(o, p).unwrap_err().to_string()
+        };
+        assert_eq!(err(Some(&opts), None), "UpdateMask is required".to_string());
+        assert_eq!(
+            err(None, Some(&paths(&["versioning_override"]))),
+            "WorkflowExecutionOptions is required"
+        );
+        assert!(err(Some(&opts), Some(&paths(&["versioningOverride"]))).contains("invalid path"));
+        assert!(
+            err(Some(&opts), Some(&paths(&["versioning_override.pinned"])))
+                .contains("doesn't support partial updates")
+        );
+        assert!(matches!(
+            check_request(Some(&opts), Some(&paths(&["priority"]))),
+            Err(EngineError::Unimplemented(_))
+        ));
+        check_request(Some(&opts), Some(&[])).unwrap();
+        check_request(Some(&opts), Some(&paths(&["versioning_override"]))).unwrap();
+        let bad = |o: VersioningOverride| check_override(&o).unwrap_err().to_string();
+        assert_eq!(
+            bad(VersioningOverride::default()),
+            "override behavior is required"
+        );
+        assert_eq!(
+            bad(VersioningOverride {
+                r#override: Some(Override::AutoUpgrade(false)),
+                ..Default::default()
+            }),
+            "auto-upgrade override must be true"
+        );
+        assert_eq!(
+            bad(VersioningOverride {
+                r#override: Some(Override::Pinned(PinnedOverride::default())),
+                ..Default::default()
+            }),
+            "must specify pinned override behavior if override is pinned."
+        );
+        assert_eq!(
+            bad(VersioningOverride {
+                r#override: Some(Override::OneTime(Default::default())),
+                ..Default::default()
+            }),
+            "must provide target deployment version if override is one-time."
+        );
+        #[allow(deprecated)]
+        {
+            assert_eq!(
+                bad(VersioningOverride {
+                    behavior: VersioningBehavior::AutoUpgrade as i32,
+                    pinned_version: "a.b".into(),
+                    ..Default::default()
+                }),
+                "only provide pinned version if behavior is 'PINNED'"
+            );
+            assert_eq!(
+                bad(VersioningOverride {
+                    behavior: VersioningBehavior::Pinned as i32,
+                    ..Default::default()
+                }),
+                "must provide deployment (deprecated) or pinned version if behavior is 'PINNED'"
+            );
+            assert_eq!(
+                bad(VersioningOverride {
+                    behavior: 42,
+                    ..Default::default()
+                }),
+                "override behavior 42 not recognized"
+            );
+        }
+    }
+}
