@@ -20,6 +20,8 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import (
     EventType,
     ResetReapplyExcludeType,
+    ResetReapplyType,
+    UpdateAdmittedEventOrigin,
     WorkflowExecutionStatus,
     WorkflowTaskFailedCause,
 )
@@ -340,3 +342,144 @@ async def test_the_cli_resets_to_the_first_and_last_task_and_to_an_event_id(
             status = (await describe(client, wid, run)).workflow_execution_info.status
             assert status == WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_TERMINATED
         await client.get_workflow_handle(wid).terminate("done")
+
+
+@workflow.defn(sandboxed=False)
+class ResetUpdates:
+    """Adds what its `bump` updates and `sig` signals bring; ends on `finish`."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = False
+
+    @workflow.update
+    def bump(self, k: int) -> int:
+        self.total += k
+        return self.total
+
+    @workflow.signal
+    def sig(self, k: int) -> None:
+        self.total += 100 * k
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.done)
+        return self.total
+
+
+def update_worker(client: Client, task_queue: str) -> Worker:
+    return Worker(
+        client, task_queue=task_queue, workflows=[ResetUpdates], workflow_runner=UnsandboxedWorkflowRunner()
+    )
+
+
+async def base_with_an_update_after_the_first_task(client: Client, task_queue: str) -> tuple[str, int]:
+    """A run whose first workflow task completed before an update (bump 5, id `upd-5`) and a
+    signal (sig 1); returns its workflow id and the first WorkflowTaskCompleted's id."""
+    wid = f"reset-upd-{uuid.uuid4()}"
+    handle = await client.start_workflow(ResetUpdates.run, id=wid, task_queue=task_queue)
+    first = completed_ids(await idle_after(client, handle, 1))[0]
+    assert await handle.execute_update(ResetUpdates.bump, 5, id="upd-5") == 5
+    await handle.signal(ResetUpdates.sig, 1)
+    await idle_after(client, handle, 3)
+    return wid, first
+
+
+async def test_a_reset_reapplies_updates_accepted_after_the_cut_as_admitted_events(client: Client, task_queue):
+    async with update_worker(client, task_queue):
+        wid, first = await base_with_an_update_after_the_first_task(client, task_queue)
+        new_run = await reset(client, wid, first)
+        events = await events_of(client, wid, new_run)
+        tail = names(events[first - 1:first + 3])
+        assert tail == [
+            "WORKFLOW_TASK_FAILED",
+            "WORKFLOW_EXECUTION_UPDATE_ADMITTED",
+            "WORKFLOW_EXECUTION_SIGNALED",
+            "WORKFLOW_TASK_SCHEDULED",
+        ], tail
+        admitted = events[first].workflow_execution_update_admitted_event_attributes
+        assert admitted.origin == UpdateAdmittedEventOrigin.UPDATE_ADMITTED_EVENT_ORIGIN_REAPPLY
+        assert admitted.request.meta.update_id == "upd-5"
+        assert admitted.request.input.name == "bump"
+
+        # The new run's worker takes the update from history: it is accepted (pointing at the
+        # admitted event, without repeating the request) and completed again, and its outcome
+        # is the new run's.
+        handle = client.get_workflow_handle(wid, run_id=new_run)
+        assert await handle.get_update_handle("upd-5").result() == 5
+        events = await events_of(client, wid, new_run)
+        accepted = [
+            e.workflow_execution_update_accepted_event_attributes
+            for e in events
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        ]
+        assert len(accepted) == 1
+        assert accepted[0].protocol_instance_id == "upd-5"
+        assert accepted[0].accepted_request_sequencing_event_id == events[first].event_id
+        assert not accepted[0].HasField("accepted_request")
+        await handle.signal(ResetUpdates.finish)
+        assert await handle.result() == 105
+
+
+async def test_a_reset_excluding_updates_or_asking_for_signals_only_leaves_them_out(client: Client, task_queue):
+    async with update_worker(client, task_queue):
+        wid, first = await base_with_an_update_after_the_first_task(client, task_queue)
+        without_updates = await reset(
+            client, wid, first, exclude=[ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE]
+        )
+        tail = names((await events_of(client, wid, without_updates))[first - 1:first + 2])
+        assert tail == ["WORKFLOW_TASK_FAILED", "WORKFLOW_EXECUTION_SIGNALED", "WORKFLOW_TASK_SCHEDULED"], tail
+
+        # The deprecated reapply type SIGNAL means signals only.
+        wid, first = await base_with_an_update_after_the_first_task(client, task_queue)
+        resp = await client.workflow_service.reset_workflow_execution(
+            ResetWorkflowExecutionRequest(
+                namespace=client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=wid),
+                reason="signals only",
+                workflow_task_finish_event_id=first,
+                request_id=str(uuid.uuid4()),
+                reset_reapply_type=ResetReapplyType.RESET_REAPPLY_TYPE_SIGNAL,
+            )
+        )
+        tail = names((await events_of(client, wid, resp.run_id))[first - 1:first + 2])
+        assert tail == ["WORKFLOW_TASK_FAILED", "WORKFLOW_EXECUTION_SIGNALED", "WORKFLOW_TASK_SCHEDULED"], tail
+
+        # Excluding both leaves only the reset's own events.
+        wid, first = await base_with_an_update_after_the_first_task(client, task_queue)
+        bare = await reset(
+            client,
+            wid,
+            first,
+            exclude=[
+                ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE,
+                ResetReapplyExcludeType.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL,
+            ],
+        )
+        tail = names((await events_of(client, wid, bare))[first - 1:first + 1])
+        assert tail == ["WORKFLOW_TASK_FAILED", "WORKFLOW_TASK_SCHEDULED"], tail
+
+
+async def test_the_cli_reset_reapplies_updates_unless_told_to_exclude_them(
+    client: Client, server_address, task_queue
+):
+    async with update_worker(client, task_queue):
+        wid, first = await base_with_an_update_after_the_first_task(client, task_queue)
+        out = cli(server_address, "workflow", "reset", "-w", wid, "--event-id", str(first), "--reason", "cli")
+        assert out.returncode == 0, out.stderr
+        tail = names((await events_of(client, wid))[first - 1:])
+        assert "WORKFLOW_EXECUTION_UPDATE_ADMITTED" in tail, tail
+
+        wid, first = await base_with_an_update_after_the_first_task(client, task_queue)
+        out = cli(
+            server_address, "workflow", "reset", "-w", wid, "--event-id", str(first), "--reason", "cli",
+            "--reapply-exclude", "Update",
+        )
+        assert out.returncode == 0, out.stderr
+        tail = names((await events_of(client, wid))[first - 1:])
+        assert "WORKFLOW_EXECUTION_UPDATE_ADMITTED" not in tail, tail
+        assert "WORKFLOW_EXECUTION_SIGNALED" in tail, tail

@@ -25,6 +25,7 @@ pub mod start;
 mod terminate;
 pub mod update;
 pub mod validate;
+pub mod workflow_options;
 pub mod workflow_task;
 
 #[cfg(test)]

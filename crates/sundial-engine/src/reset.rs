@@ -5,8 +5,9 @@
 //! chosen workflow task's Scheduled and, if it was started, Started event are the last of
 //! them), then a WorkflowTaskStarted if the task was not started (identity `history-service`),
 //! WorkflowTaskFailed with cause RESET_WORKFLOW (failure message: the reason, base and new run
-//! ids), the base run's signals that came after the cut (unless excluded), and a new
-//! workflow task on the workflow's normal queue. The worker replays the prefix and, from the
+//! ids), what it reapplies from after the cut (unless excluded): the base run's signals, and
+//! the updates it accepted, as UpdateAdmitted events (origin REAPPLY, the accepted request),
+//! in the order they came; then a new workflow task on the workflow's normal queue. The worker replays the prefix and, from the
 //! failed task on, decides anew.
 //!
 //! How the new run's state is built: the state is not kept per event, so it is rebuilt by
@@ -26,15 +27,20 @@
 
 use crate::api::{
     common::v1::Payload,
-    enums::v1::{EventType, ResetReapplyExcludeType, ResetReapplyType, WorkflowExecutionStatus},
+    enums::v1::{
+        EventType, ResetReapplyExcludeType, ResetReapplyType, UpdateAdmittedEventOrigin,
+        WorkflowExecutionStatus,
+    },
     failure::v1::{Failure, ResetWorkflowFailureInfo, failure::FailureInfo},
     history::v1::{
-        HistoryEvent, WorkflowTaskFailedEventAttributes, WorkflowTaskStartedEventAttributes,
+        HistoryEvent, WorkflowExecutionUpdateAdmittedEventAttributes,
+        WorkflowTaskFailedEventAttributes, WorkflowTaskStartedEventAttributes,
         history_event::Attributes,
     },
+    update::v1::Request as UpdateRequest,
     workflow::v1::ResetPointInfo,
 };
-use crate::state::{AcceptedUpdate, ActivityInfo, TimerInfo};
+use crate::state::{AcceptedUpdate, ActivityInfo, AdmittedUpdate, TimerInfo};
 use crate::{Effect, EngineError, ExecutionState, Transition, time};
 use prost::Message;
 use std::collections::{BTreeSet, HashMap};
@@ -59,8 +65,8 @@ pub struct ResetParams<'a> {
     /// Becomes the new run's start request id (a repeated reset with it finds the run).
     pub request_id: String,
     pub reason: String,
-    /// Reapply the base run's signals that came after the cut.
-    pub reapply_signals: bool,
+    /// What of the base run's events after the cut is applied to the new run again.
+    pub reapply: Reapply,
     pub now: i64,
 }
 
@@ -76,18 +82,39 @@ fn invalid(msg: impl Into<String>) -> EngineError {
     EngineError::InvalidArgument(msg.into())
 }
 
-/// Whether a reset with these options reapplies signals: not with reapply type NONE, nor when
-/// SIGNAL is among the excluded types. Unknown enum values are refused.
+/// What a reset applies again to the new run from the base run's events after the cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reapply {
+    /// Signals (WorkflowExecutionSignaled, copied).
+    pub signals: bool,
+    /// Updates the base run accepted after the cut (written as UpdateAdmitted, origin REAPPLY).
+    pub updates: bool,
+}
+
+/// What a reset with these options reapplies, as the reference server combines the
+/// deprecated reapply type with the excluded types: type NONE reapplies nothing, type SIGNAL
+/// only signals, UNSPECIFIED and ALL_ELIGIBLE everything not excluded (SIGNAL, UPDATE).
+/// Unknown enum values are refused.
 #[allow(deprecated)] // reset_reapply_type: deprecated in the API, still sent by clients
-pub fn reapplies_signals(reapply_type: i32, exclude_types: &[i32]) -> Result<bool, EngineError> {
+pub fn reapply_kinds(reapply_type: i32, exclude_types: &[i32]) -> Result<Reapply, EngineError> {
     let kind = ResetReapplyType::try_from(reapply_type)
         .map_err(|_| invalid(format!("Unknown reset reapply type: {reapply_type}")))?;
     for &t in exclude_types {
         ResetReapplyExcludeType::try_from(t)
             .map_err(|_| invalid(format!("Unknown reset reapply exclude type: {t}")))?;
     }
-    let excluded = exclude_types.contains(&(ResetReapplyExcludeType::Signal as i32));
-    Ok(kind != ResetReapplyType::None && !excluded)
+    let excluded = |x: ResetReapplyExcludeType| exclude_types.contains(&(x as i32));
+    Ok(match kind {
+        ResetReapplyType::None => Reapply::default(),
+        ResetReapplyType::Signal => Reapply {
+            signals: !excluded(ResetReapplyExcludeType::Signal),
+            updates: false,
+        },
+        ResetReapplyType::Unspecified | ResetReapplyType::AllEligible => Reapply {
+            signals: !excluded(ResetReapplyExcludeType::Signal),
+            updates: !excluded(ResetReapplyExcludeType::Update),
+        },
+    })
 }
 
 /// Checks the cut the way the reference server does, with its messages: events
@@ -160,19 +187,7 @@ pub fn reset(params: ResetParams<'_>) -> Result<ResetRun, EngineError> {
             ..Default::default()
         },
     ));
-    if params.reapply_signals {
-        for event in after {
-            if let Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) = &event.attributes
-            {
-                if !a.request_id.is_empty() {
-                    t.state.signal_request_ids.push(a.request_id.clone());
-                }
-                t.append(Attributes::WorkflowExecutionSignaledEventAttributes(
-                    a.clone(),
-                ));
-            }
-        }
-    }
+    reapply(&mut t, copied, after, params.reapply);
     t.schedule_workflow_task(1);
     for a in &t.state.activities {
         t.effects.push(Effect::DispatchActivityTask {
@@ -192,6 +207,66 @@ pub fn reset(params: ResetParams<'_>) -> Result<ResetRun, EngineError> {
         events,
         effects,
     })
+}
+
+/// Appends what the reset reapplies from `after` (the base run's events after the cut), in
+/// their order: signals as they were, and each update accepted after the cut (or admitted
+/// there by an earlier reset) as UpdateAdmitted with origin REAPPLY and its request, once per
+/// update id, unless the copied prefix already holds its request.
+fn reapply(t: &mut Transition<'_>, copied: &[HistoryEvent], after: &[HistoryEvent], what: Reapply) {
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    for event in copied {
+        if let Some(Attributes::WorkflowExecutionUpdateAdmittedEventAttributes(a)) =
+            &event.attributes
+            && let Some(id) = a.request.as_ref().and_then(|r| r.meta.as_ref())
+        {
+            known.insert(id.update_id.clone());
+        }
+    }
+    for event in after {
+        match &event.attributes {
+            Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) if what.signals => {
+                if !a.request_id.is_empty() {
+                    t.state.signal_request_ids.push(a.request_id.clone());
+                }
+                t.append(Attributes::WorkflowExecutionSignaledEventAttributes(
+                    a.clone(),
+                ));
+            }
+            Some(Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(a)) if what.updates => {
+                if let Some(request) = &a.accepted_request {
+                    admit_again(t, &mut known, request);
+                }
+            }
+            Some(Attributes::WorkflowExecutionUpdateAdmittedEventAttributes(a)) if what.updates => {
+                if let Some(request) = &a.request {
+                    admit_again(t, &mut known, request);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn admit_again(t: &mut Transition<'_>, known: &mut BTreeSet<String>, request: &UpdateRequest) {
+    let update_id = request
+        .meta
+        .as_ref()
+        .map(|m| m.update_id.clone())
+        .unwrap_or_default();
+    if update_id.is_empty() || !known.insert(update_id.clone()) {
+        return;
+    }
+    let admitted_event_id = t.append(Attributes::WorkflowExecutionUpdateAdmittedEventAttributes(
+        WorkflowExecutionUpdateAdmittedEventAttributes {
+            request: Some(request.clone()),
+            origin: UpdateAdmittedEventOrigin::Reapply as i32,
+        },
+    ));
+    t.state.admitted_updates.push(AdmittedUpdate {
+        update_id,
+        admitted_event_id,
+    });
 }
 
 /// The new run's state before the reset's own events: the base run's configuration with what
@@ -340,16 +415,33 @@ fn rebuild(
                     merge(&mut merged.fields, &upserted.fields);
                 }
             }
+            A::WorkflowExecutionUpdateAdmittedEventAttributes(a) => {
+                if let Some(meta) = a.request.as_ref().and_then(|r| r.meta.as_ref()) {
+                    state.admitted_updates.push(AdmittedUpdate {
+                        update_id: meta.update_id.clone(),
+                        admitted_event_id: event.event_id,
+                    });
+                }
+            }
             A::WorkflowExecutionUpdateAcceptedEventAttributes(a) => {
+                let update_id = a
+                    .accepted_request
+                    .as_ref()
+                    .and_then(|r| r.meta.as_ref())
+                    .map(|m| m.update_id.clone())
+                    .unwrap_or_else(|| a.protocol_instance_id.clone());
+                state.admitted_updates.retain(|u| u.update_id != update_id);
                 state.accepted_updates.push(AcceptedUpdate {
-                    update_id: a
-                        .accepted_request
-                        .as_ref()
-                        .and_then(|r| r.meta.as_ref())
-                        .map(|m| m.update_id.clone())
-                        .unwrap_or_else(|| a.protocol_instance_id.clone()),
+                    update_id,
                     accepted_event_id: event.event_id,
                 });
+            }
+            A::WorkflowExecutionOptionsUpdatedEventAttributes(a) => {
+                if a.unset_versioning_override {
+                    state.versioning_override = None;
+                } else if a.versioning_override.is_some() {
+                    state.versioning_override = a.versioning_override.clone();
+                }
             }
             A::WorkflowExecutionUpdateCompletedEventAttributes(a) => {
                 state

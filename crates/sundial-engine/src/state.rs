@@ -136,6 +136,14 @@ pub struct ExecutionState {
     /// `execution_config`; also on the WorkflowExecutionStarted event.
     #[prost(message, optional, tag = "48")]
     pub user_metadata: Option<crate::api::sdk::v1::UserMetadata>,
+    /// The versioning override set by UpdateWorkflowExecutionOptions, in the form its
+    /// WorkflowExecutionOptionsUpdated event records (see `workflow_options`).
+    #[prost(message, optional, tag = "49")]
+    pub versioning_override: Option<crate::api::workflow::v1::VersioningOverride>,
+    /// Updates admitted through history (UpdateAdmitted events, which a reset writes for the
+    /// updates it reapplies) and not yet accepted or rejected by the worker.
+    #[prost(message, repeated, tag = "50")]
+    pub admitted_updates: Vec<AdmittedUpdate>,
     /// Reset points: the first completed workflow task of each worker build, in order (see
     /// `reset::record_reset_point`). Tag 100 keeps clear of the fields added in sequence.
     #[prost(message, repeated, tag = "100")]
@@ -149,6 +157,16 @@ pub struct AcceptedUpdate {
     pub update_id: String,
     #[prost(int64, tag = "2")]
     pub accepted_event_id: i64,
+}
+
+/// An update whose request is in history (an UpdateAdmitted event) and that the worker has
+/// not accepted or rejected yet.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AdmittedUpdate {
+    #[prost(string, tag = "1")]
+    pub update_id: String,
+    #[prost(int64, tag = "2")]
+    pub admitted_event_id: i64,
 }
 
 /// The parent of a child workflow.

@@ -205,11 +205,18 @@ impl<'a> Transition<'a> {
     }
 
     pub(crate) fn build_event(&self, attributes: Attributes) -> HistoryEvent {
+        // Events a worker may ignore (the reference server marks these): they change nothing
+        // the workflow's code sees.
+        let worker_may_ignore = matches!(
+            attributes,
+            Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(_)
+        );
         HistoryEvent {
             event_id: 0,
             event_time: Some(time::timestamp(self.now)),
             event_type: event_type(&attributes) as i32,
             task_id: 0,
+            worker_may_ignore,
             attributes: Some(attributes),
             ..Default::default()
         }
@@ -554,6 +561,9 @@ pub fn event_type(attributes: &Attributes) -> EventType {
         }
         A::WorkflowExecutionUpdateAdmittedEventAttributes(_) => {
             EventType::WorkflowExecutionUpdateAdmitted
+        }
+        A::WorkflowExecutionOptionsUpdatedEventAttributes(_) => {
+            EventType::WorkflowExecutionOptionsUpdated
         }
         _ => EventType::Unspecified,
     }

@@ -128,11 +128,27 @@ impl Transition<'_> {
     ) -> Result<UpdateResult, Rejection> {
         let update_id = message.protocol_instance_id.clone();
         match decode(message)? {
-            Body::Rejection(r) => Ok(UpdateResult::Rejected {
-                update_id,
-                failure: r.failure,
-            }),
+            Body::Rejection(r) => {
+                self.state
+                    .admitted_updates
+                    .retain(|u| u.update_id != update_id);
+                Ok(UpdateResult::Rejected {
+                    update_id,
+                    failure: r.failure,
+                })
+            }
             Body::Acceptance(a) => {
+                // An update admitted through history (reapplied by a reset) is accepted like
+                // one the registry delivered; its request is in the UpdateAdmitted event, so
+                // the acceptance does not repeat it (as the reference server writes it).
+                let admitted_in_history = self
+                    .state
+                    .admitted_updates
+                    .iter()
+                    .any(|u| u.update_id == update_id);
+                self.state
+                    .admitted_updates
+                    .retain(|u| u.update_id != update_id);
                 if self
                     .state
                     .accepted_updates
@@ -148,7 +164,11 @@ impl Transition<'_> {
                             accepted_request_message_id: a.accepted_request_message_id,
                             accepted_request_sequencing_event_id: a
                                 .accepted_request_sequencing_event_id,
-                            accepted_request: a.accepted_request,
+                            accepted_request: if admitted_in_history {
+                                None
+                            } else {
+                                a.accepted_request
+                            },
                         },
                     ));
                 self.state.accepted_updates.push(AcceptedUpdate {
@@ -201,8 +221,10 @@ impl Transition<'_> {
     /// answer is ResourceExhausted; past `history.maxTotalUpdates` updates in the run it is
     /// FailedPrecondition.
     pub fn check_update_admission(&self, admitted: usize) -> Result<(), EngineError> {
-        let in_flight =
-            i64::try_from(admitted + self.state.accepted_updates.len()).unwrap_or(i64::MAX);
+        let in_flight = i64::try_from(
+            admitted + self.state.admitted_updates.len() + self.state.accepted_updates.len(),
+        )
+        .unwrap_or(i64::MAX);
         let max_in_flight = self.limits.max_in_flight_updates;
         if max_in_flight > 0 && in_flight >= max_in_flight {
             return Err(EngineError::ResourceExhausted(format!(
@@ -257,9 +279,12 @@ impl Transition<'_> {
             return false;
         }
         let threshold = max_total.saturating_mul(9).saturating_add(9) / 10;
-        let in_flight =
-            i64::try_from(self.pending_update_ids.len() + self.state.accepted_updates.len())
-                .unwrap_or(i64::MAX);
+        let in_flight = i64::try_from(
+            self.pending_update_ids.len()
+                + self.state.admitted_updates.len()
+                + self.state.accepted_updates.len(),
+        )
+        .unwrap_or(i64::MAX);
         in_flight.saturating_add(self.state.completed_update_count) >= threshold
     }
 

@@ -423,6 +423,7 @@ mod tests {
         assert_eq!(classify(method("ListSearchAttributes")), Access::Namespace);
         for name in [
             "ResetWorkflowExecution",
+            "UpdateWorkflowExecutionOptions",
             "StartBatchOperation",
             "StopBatchOperation",
             "DescribeBatchOperation",

@@ -131,6 +131,9 @@ pub fn operation_type(op: &Operation) -> Option<BatchOperationType> {
         Operation::CancellationOperation(_) => BatchOperationType::CancelWorkflow,
         Operation::DeletionOperation(_) => BatchOperationType::DeleteWorkflow,
         Operation::ResetOperation(_) => BatchOperationType::ResetWorkflow,
+        Operation::UpdateWorkflowOptionsOperation(_) => {
+            BatchOperationType::UpdateWorkflowExecutionOptions
+        }
         _ => return None,
     })
 }
@@ -143,6 +146,7 @@ pub fn operation_identity(op: &Operation) -> String {
         Operation::CancellationOperation(o) => o.identity.clone(),
         Operation::DeletionOperation(o) => o.identity.clone(),
         Operation::ResetOperation(o) => o.identity.clone(),
+        Operation::UpdateWorkflowOptionsOperation(o) => o.identity.clone(),
         _ => String::new(),
     }
 }
@@ -499,7 +503,7 @@ impl Batcher {
                 } else {
                     op.reset_reapply_type
                 };
-                let reapply_signals = sundial_engine::reset::reapplies_signals(
+                let reapply = sundial_engine::reset::reapply_kinds(
                     reapply_type,
                     &options.reset_reapply_exclude_types,
                 )?;
@@ -511,10 +515,44 @@ impl Batcher {
                         finish_event_id,
                         request_id: format!("{}/{index}", req.job_id),
                         reason,
-                        reapply_signals,
+                        reapply,
                     })
                     .await
                     .map(|_| ())
+            }
+            Some(Operation::UpdateWorkflowOptionsOperation(op)) => {
+                // Checked when the job started (`check_request`); a closed run is refused
+                // as UpdateWorkflowExecutionOptions refuses it, which counts as a failure.
+                let handle = handle?;
+                let request = sundial_engine::workflow_options::OptionsUpdate {
+                    options: op.workflow_execution_options.clone().unwrap_or_default(),
+                    paths: op
+                        .update_mask
+                        .as_ref()
+                        .map(|m| m.paths.clone())
+                        .unwrap_or_default(),
+                    identity: identity.to_string(),
+                };
+                let matching = self.history.matching();
+                let since = self.history.now_ms() - crate::matching::POLLER_MEMORY_MS;
+                let namespace = ns.to_string();
+                self.history
+                    .transition(
+                        &handle,
+                        move |t| {
+                            let key = crate::matching::QueueKey {
+                                namespace,
+                                name: t.state.task_queue.clone(),
+                                kind: crate::matching::TaskKind::Workflow,
+                            };
+                            let present = |v: &sundial_engine::api::deployment::v1::WorkerDeploymentVersion| {
+                                matching.has_version(&key, &v.deployment_name, &v.build_id, since)
+                            };
+                            t.update_workflow_options(&request, &present).map(|_| ())
+                        },
+                        |_, ()| (),
+                    )
+                    .await
             }
             _ => Err(ServiceError::Unimplemented(
                 "this batch operation is not supported".into(),

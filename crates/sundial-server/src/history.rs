@@ -1085,6 +1085,11 @@ impl History {
     pub fn matching(&self) -> &Matching {
         &self.matching
     }
+
+    /// The server's time (Unix ms; virtual under the test server's time skipping).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
 }
 
 #[cfg(test)]

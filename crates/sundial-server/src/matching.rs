@@ -91,6 +91,9 @@ struct Queue {
     pollers: VecDeque<Waiting>,
     /// Identity and last poll time (ms) of recent pollers.
     poller_seen: HashMap<String, i64>,
+    /// Worker deployment versions (deployment name, build id) of recent versioned pollers,
+    /// with their last poll time (ms).
+    versions_seen: HashMap<(String, String), i64>,
 }
 
 impl Queue {
@@ -98,8 +101,12 @@ impl Queue {
     /// nothing is left (no task, no poll, no poller worth reporting): the queue can go.
     fn sweep(&mut self, since_ms: i64) -> bool {
         self.poller_seen.retain(|_, seen| *seen >= since_ms);
+        self.versions_seen.retain(|_, seen| *seen >= since_ms);
         self.pollers.retain(|p| !p.tx.is_closed());
-        self.tasks.is_empty() && self.pollers.is_empty() && self.poller_seen.is_empty()
+        self.tasks.is_empty()
+            && self.pollers.is_empty()
+            && self.poller_seen.is_empty()
+            && self.versions_seen.is_empty()
     }
 }
 
@@ -282,6 +289,33 @@ impl Matching {
     /// Number of queues held (for tests and metrics).
     pub fn queue_count(&self) -> usize {
         self.queues.lock().len()
+    }
+
+    /// A versioned worker of deployment version (`deployment_name`, `build_id`) polls the
+    /// queue: the version is present in it for [`POLLER_MEMORY_MS`] (what a pinned
+    /// versioning override is checked against).
+    pub fn note_version(&self, key: &QueueKey, deployment_name: &str, build_id: &str, now_ms: i64) {
+        let mut queues = self.queues.lock();
+        let queue = queues.entry(key.clone()).or_default();
+        queue
+            .versions_seen
+            .insert((deployment_name.to_string(), build_id.to_string()), now_ms);
+    }
+
+    /// Whether a versioned worker of that deployment version polled the queue since `since_ms`.
+    pub fn has_version(
+        &self,
+        key: &QueueKey,
+        deployment_name: &str,
+        build_id: &str,
+        since_ms: i64,
+    ) -> bool {
+        let queues = self.queues.lock();
+        queues.get(key).is_some_and(|q| {
+            q.versions_seen
+                .get(&(deployment_name.to_string(), build_id.to_string()))
+                .is_some_and(|seen| *seen >= since_ms)
+        })
     }
 
     /// Pollers seen on a queue recently: identity and last poll time (Unix ms).

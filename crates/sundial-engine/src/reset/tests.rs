@@ -112,7 +112,10 @@ impl Run {
             new_run_id: "run-2".into(),
             request_id: "reset-1".into(),
             reason: "because".into(),
-            reapply_signals,
+            reapply: Reapply {
+                signals: reapply_signals,
+                updates: reapply_signals,
+            },
             now: 50_000,
         })
     }
@@ -300,15 +303,46 @@ fn cuts_off_a_task_boundary_are_refused_with_the_reference_messages() {
 }
 
 #[test]
-fn reapply_options_decide_whether_signals_come_along() {
+fn reapply_options_decide_whether_signals_and_updates_come_along() {
     use crate::api::enums::v1::{ResetReapplyExcludeType as X, ResetReapplyType as R};
-    assert!(reapplies_signals(R::Unspecified as i32, &[]).unwrap());
-    assert!(reapplies_signals(R::Signal as i32, &[]).unwrap());
-    assert!(reapplies_signals(R::AllEligible as i32, &[X::Update as i32]).unwrap());
-    assert!(!reapplies_signals(R::None as i32, &[]).unwrap());
-    assert!(!reapplies_signals(R::Unspecified as i32, &[X::Signal as i32]).unwrap());
-    assert!(reapplies_signals(42, &[]).is_err());
-    assert!(reapplies_signals(0, &[42]).is_err());
+    let both = Reapply {
+        signals: true,
+        updates: true,
+    };
+    let kinds = |t: R, x: &[X]| {
+        let x: Vec<i32> = x.iter().map(|x| *x as i32).collect();
+        reapply_kinds(t as i32, &x).unwrap()
+    };
+    assert_eq!(kinds(R::Unspecified, &[]), both);
+    assert_eq!(kinds(R::AllEligible, &[]), both);
+    assert_eq!(
+        kinds(R::Signal, &[]),
+        Reapply {
+            signals: true,
+            updates: false
+        }
+    );
+    assert_eq!(
+        kinds(R::AllEligible, &[X::Update]),
+        Reapply {
+            signals: true,
+            updates: false
+        }
+    );
+    assert_eq!(
+        kinds(R::Unspecified, &[X::Signal]),
+        Reapply {
+            signals: false,
+            updates: true
+        }
+    );
+    assert_eq!(
+        kinds(R::Unspecified, &[X::Signal, X::Update]),
+        Reapply::default()
+    );
+    assert_eq!(kinds(R::None, &[]), Reapply::default());
+    assert!(reapply_kinds(42, &[]).is_err());
+    assert!(reapply_kinds(0, &[42]).is_err());
 }
 
 #[test]
@@ -345,4 +379,143 @@ fn reset_points_are_the_first_completion_of_each_build_and_move_to_the_new_run()
         vec![("b1", "run-2")],
         "points after the cut are dropped"
     );
+}
+
+/// Appends what a workflow task's update messages would write: the update accepted (with its
+/// request) and, when `complete`, completed.
+fn accept_update(run: &mut Run, update_id: &str, complete: bool) {
+    use crate::api::history::v1::{
+        WorkflowExecutionUpdateAcceptedEventAttributes,
+        WorkflowExecutionUpdateCompletedEventAttributes,
+    };
+    use crate::api::update::v1::{Input, Meta, Request};
+    let request = Request {
+        meta: Some(Meta {
+            update_id: update_id.into(),
+            identity: "client".into(),
+        }),
+        input: Some(Input {
+            name: "bump".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    run.step(|t| {
+        let accepted_event_id =
+            t.append(Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(
+                WorkflowExecutionUpdateAcceptedEventAttributes {
+                    protocol_instance_id: update_id.into(),
+                    accepted_request: Some(request.clone()),
+                    ..Default::default()
+                },
+            ));
+        if complete {
+            t.append(Attributes::WorkflowExecutionUpdateCompletedEventAttributes(
+                WorkflowExecutionUpdateCompletedEventAttributes {
+                    meta: request.meta.clone(),
+                    accepted_event_id,
+                    outcome: None,
+                },
+            ));
+        }
+    });
+}
+
+#[test]
+fn updates_accepted_after_the_cut_are_admitted_again_in_order_with_signals() {
+    let mut run = Run::start();
+    let first = run.complete_wt("b1", vec![]);
+    accept_update(&mut run, "u1", true);
+    run.signal("s1", "sig-1");
+    accept_update(&mut run, "u2", false);
+    let new = run.reset_at(first, true).expect("reset");
+    let tail = &new.events[(first - 1) as usize..];
+    assert_eq!(
+        types(tail),
+        vec![
+            E::WorkflowTaskFailed,
+            E::WorkflowExecutionUpdateAdmitted,
+            E::WorkflowExecutionSignaled,
+            E::WorkflowExecutionUpdateAdmitted,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    let admitted: Vec<(String, i32)> = tail
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowExecutionUpdateAdmittedEventAttributes(a)) => Some((
+                a.request
+                    .as_ref()
+                    .and_then(|r| r.meta.as_ref())
+                    .map(|m| m.update_id.clone())
+                    .unwrap_or_default(),
+                a.origin,
+            )),
+            _ => None,
+        })
+        .collect();
+    let reapply = UpdateAdmittedEventOrigin::Reapply as i32;
+    assert_eq!(
+        admitted,
+        vec![("u1".to_string(), reapply), ("u2".to_string(), reapply)]
+    );
+    // Both wait in the new run's state for the worker, by their admitted events.
+    let ids: Vec<(&str, i64)> = new
+        .state
+        .admitted_updates
+        .iter()
+        .map(|u| (u.update_id.as_str(), u.admitted_event_id))
+        .collect();
+    assert_eq!(ids, vec![("u1", first + 1), ("u2", first + 3)]);
+    assert!(new.state.accepted_updates.is_empty());
+
+    // Excluded: only the signal comes along.
+    let new = reset(ResetParams {
+        base: &run.state,
+        events: &run.history,
+        finish_event_id: first,
+        new_run_id: "run-3".into(),
+        request_id: "reset-2".into(),
+        reason: "because".into(),
+        reapply: Reapply {
+            signals: true,
+            updates: false,
+        },
+        now: 50_000,
+    })
+    .expect("reset");
+    assert_eq!(
+        types(&new.events[(first - 1) as usize..]),
+        vec![
+            E::WorkflowTaskFailed,
+            E::WorkflowExecutionSignaled,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    assert!(new.state.admitted_updates.is_empty());
+}
+
+#[test]
+fn an_update_accepted_before_the_cut_stays_accepted_and_is_not_reapplied() {
+    let mut run = Run::start();
+    run.complete_wt("b1", vec![]);
+    accept_update(&mut run, "u1", false);
+    run.signal("s1", "sig-1");
+    let second = run.complete_wt("b1", vec![]);
+    run.step(|t| {
+        t.append(Attributes::WorkflowExecutionUpdateCompletedEventAttributes(
+            crate::api::history::v1::WorkflowExecutionUpdateCompletedEventAttributes {
+                accepted_event_id: 5,
+                ..Default::default()
+            },
+        ))
+    });
+    let new = run.reset_at(second, true).expect("reset");
+    assert!(
+        !types(&new.events).contains(&E::WorkflowExecutionUpdateAdmitted),
+        "{:?}",
+        types(&new.events)
+    );
+    assert_eq!(new.state.accepted_updates.len(), 1);
+    assert_eq!(new.state.accepted_updates[0].update_id, "u1");
 }

@@ -82,6 +82,13 @@ impl Frontend {
                 "this batch operation type is not supported by this server".into(),
             ));
         };
+        if let sundial_engine::api::workflowservice::v1::start_batch_operation_request::Operation::UpdateWorkflowOptionsOperation(o) = op {
+            let paths = o.update_mask.as_ref().map(|m| m.paths.as_slice());
+            sundial_engine::workflow_options::check_request(
+                o.workflow_execution_options.as_ref(),
+                paths,
+            )?;
+        }
         if let Some(e) = by_id.iter().find(|e| e.workflow_id.is_empty()) {
             return Err(invalid(format!(
                 "an execution of the batch has no workflow ID (run ID \"{}\")",

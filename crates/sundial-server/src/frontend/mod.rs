@@ -13,6 +13,7 @@ pub mod test_service;
 pub mod update_service;
 pub mod update_status;
 pub mod visibility_service;
+pub mod workflow_options_service;
 pub mod workflow_service;
 
 use std::time::Duration;

@@ -37,7 +37,7 @@ impl Frontend {
             ));
         }
         #[allow(deprecated)] // reset_reapply_type: deprecated, still sent by clients
-        let reapply_signals = sundial_engine::reset::reapplies_signals(
+        let reapply = sundial_engine::reset::reapply_kinds(
             req.reset_reapply_type,
             &req.reset_reapply_exclude_types,
         )?;
@@ -50,7 +50,7 @@ impl Frontend {
                 finish_event_id: req.workflow_task_finish_event_id,
                 request_id: req.request_id,
                 reason: req.reason,
-                reapply_signals,
+                reapply,
             })
             .await?;
         Ok(ResetWorkflowExecutionResponse { run_id })

@@ -220,6 +220,12 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
                 workflow_id: p.workflow_id.clone(),
                 run_id: p.run_id.clone(),
             }),
+            versioning_info: st.versioning_override.as_ref().map(|o| {
+                sundial_engine::api::workflow::v1::WorkflowExecutionVersioningInfo {
+                    versioning_override: Some(sundial_engine::workflow_options::described(o)),
+                    ..Default::default()
+                }
+            }),
             ..Default::default()
         }),
         pending_activities: st

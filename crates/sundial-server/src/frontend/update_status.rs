@@ -41,6 +41,15 @@ pub fn status(
         }
         return Ok(Some(known));
     }
+    if is_admitted_in_history(entry, update_id) {
+        match closed_run_update(&entry.state, false) {
+            Some(ClosedRunUpdate::Continuing) => {
+                return Err(ServiceError::BusyWorkflow(WORKFLOW_CLOSING.into()));
+            }
+            Some(_) => return Err(ServiceError::NotFound(ABORTED_BY_CLOSING.into())),
+            None => return Ok(Some((Stage::Admitted as i32, None))),
+        }
+    }
     if is_accepted(entry, update_id) {
         if closed_run_update(&entry.state, true) == Some(ClosedRunUpdate::Failed) {
             let outcome = sundial_engine::update::accepted_update_completed_workflow();
@@ -49,6 +58,15 @@ pub fn status(
         return Ok(Some((Stage::Accepted as i32, None)));
     }
     Ok(completed_outcome(entry, update_id)?.map(|outcome| (Stage::Completed as i32, outcome)))
+}
+
+/// Admitted through history (an UpdateAdmitted event a reset wrote) and not decided yet.
+fn is_admitted_in_history(entry: &RunEntry, update_id: &str) -> bool {
+    entry
+        .state
+        .admitted_updates
+        .iter()
+        .any(|u| u.update_id == update_id)
 }
 
 fn is_accepted(entry: &RunEntry, update_id: &str) -> bool {
@@ -67,6 +85,7 @@ pub fn in_flight(entry: &RunEntry, update_id: &str) -> bool {
         .lock()
         .status(update_id)
         .is_some_and(|(stage, _)| stage < Stage::Completed as i32)
+        || is_admitted_in_history(entry, update_id)
         || is_accepted(entry, update_id)
 }
 

@@ -204,6 +204,25 @@ impl Frontend {
             .await
     }
 
+    /// A versioned worker's poll makes its deployment version present in the queue.
+    fn note_version(
+        &self,
+        key: &QueueKey,
+        deployment: Option<&sundial_engine::api::deployment::v1::WorkerDeploymentOptions>,
+    ) {
+        use sundial_engine::api::enums::v1::WorkerVersioningMode;
+        if let Some(d) = deployment
+            && d.worker_versioning_mode == WorkerVersioningMode::Versioned as i32
+        {
+            self.history.matching().note_version(
+                key,
+                &d.deployment_name,
+                &d.build_id,
+                self.history.now_ms(),
+            );
+        }
+    }
+
     /// Runs one transition on a run and returns the operation's result as the reply.
     async fn run_op<R: Send + 'static>(
         &self,
@@ -225,6 +244,7 @@ impl Frontend {
             name: queue_name(req.task_queue.as_ref())?,
             kind: TaskKind::Workflow,
         };
+        self.note_version(&key, req.deployment_options.as_ref());
         let until = tokio::time::Instant::now() + wait;
         loop {
             let remaining = until.saturating_duration_since(tokio::time::Instant::now());
@@ -1390,6 +1410,16 @@ impl WorkflowService for Frontend {
     ) -> Reply<StopBatchOperationResponse> {
         Ok(Response::new(
             self.stop_batch_operation_rpc(request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_workflow_execution_options(
+        &self,
+        request: Request<UpdateWorkflowExecutionOptionsRequest>,
+    ) -> Reply<UpdateWorkflowExecutionOptionsResponse> {
+        Ok(Response::new(
+            self.update_workflow_execution_options_rpc(request.into_inner())
+                .await?,
         ))
     }
 

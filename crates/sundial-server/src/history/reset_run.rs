@@ -22,7 +22,8 @@ pub struct ResetRequest {
     pub finish_event_id: i64,
     pub request_id: String,
     pub reason: String,
-    pub reapply_signals: bool,
+    /// What of the base run's events after the cut the new run gets again.
+    pub reapply: sundial_engine::reset::Reapply,
 }
 
 /// The base run took events between reading its history and the commit.
@@ -82,7 +83,7 @@ impl History {
             new_run_id: new_run_id(),
             request_id: req.request_id.clone(),
             reason: req.reason.clone(),
-            reapply_signals: req.reapply_signals,
+            reapply: req.reapply,
             now: self.clock.now_ms(),
         })?;
         let run_id = reset.state.run_id.clone();
