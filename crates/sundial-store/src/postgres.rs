@@ -525,6 +525,7 @@ struct Writer {
     create_execution: Statement,
     replace_execution: Statement,
     put_event: Statement,
+    put_events: Statement,
     put_namespace: Statement,
     put_visibility: Statement,
     put_attribute: Statement,
@@ -604,6 +605,12 @@ impl Writer {
             .await?,
             put_event: prepare("INSERT INTO history (run_id, event_id, data) VALUES ($1, $2, $3)")
                 .await?,
+            // A batch's events in one statement: three arrays, one row per element.
+            put_events: prepare(
+                "INSERT INTO history (run_id, event_id, data)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])",
+            )
+            .await?,
             put_namespace: prepare(
                 "INSERT INTO namespaces (name, data) VALUES ($1, $2)
                  ON CONFLICT (name) DO UPDATE SET data = excluded.data",
@@ -956,8 +963,15 @@ fn batch_statements<'a>(
             }
         }
     }
-    for ev in &batch.events {
-        ops.push(op!(&w.put_event, [&ev.run_id, &ev.event_id, &ev.data]));
+    match batch.events.as_slice() {
+        [] => {}
+        [ev] => ops.push(op!(&w.put_event, [&ev.run_id, &ev.event_id, &ev.data])),
+        events => {
+            let run_ids: Vec<&str> = events.iter().map(|e| e.run_id.as_str()).collect();
+            let event_ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+            let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_slice()).collect();
+            ops.push(op!(&w.put_events, [&run_ids, &event_ids, &data]));
+        }
     }
 }
 
