@@ -24,7 +24,15 @@ Two helper commands are used by bench/run.sh:
 
   py_driver.py startup --address A --log F -- CMD...   start a server, time it to the first
                                                        successful GetSystemInfo, idle RSS
-  py_driver.py report ...                              see bench/report.py
+  py_driver.py pgwrap --postgres-url U -- CMD...       run another driver (the Rust one) between
+                                                       two PostgreSQL readings (see --postgres-url)
+
+With ``--postgres-url`` (the server's PostgreSQL database) every scenario's line also has that
+database's committed transactions, the cluster's WAL syncs, writes and bytes (pg_stat_wal) and
+the CPU seconds of the PostgreSQL processes serving the database (client backends, autovacuum
+workers) and of the walwriter, checkpointer and background writer (pg_cpu_s is both together),
+in total and per workflow (per signal or update in those scenarios). The statistics views are
+read after the backends have published them (up to ``--pg-settle`` s of waiting per reading).
 
 Exit status: 0 when every selected scenario succeeded, 1 otherwise.
 """
@@ -198,6 +206,172 @@ def driver_cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+# ---------------------------------------------------------------------------------------
+# PostgreSQL counters (--postgres-url): transactions, WAL, CPU of the serving processes
+# ---------------------------------------------------------------------------------------
+
+# A backend keeps its statistics to itself for a while before it publishes them (PostgreSQL
+# 15: at a transaction's end only if its last flush was at least 1 s earlier, otherwise 10 s
+# after it went idle at the latest, PGSTAT_IDLE_INTERVAL). pg_stat_database and pg_stat_wal
+# are therefore read once every backend of the database has been idle that long.
+PG_STATS_IDLE_FLUSH_S = 10.5
+PG_BACKGROUND = ("walwriter", "checkpointer", "background writer")
+
+
+def pg_admin_url(url: str) -> str:
+    """The same server, database `postgres`: the sampling sessions must not count as the
+    bench database's transactions."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    u = urlsplit(url)
+    return urlunsplit((u.scheme, u.netloc, "/postgres", u.query, u.fragment))
+
+
+def pg_dbname(url: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path.lstrip("/"))
+
+
+class PgSampler:
+    """Before/after readings of one PostgreSQL database through `psql -X -At -c` (a handful of
+    psql processes per scenario, nothing polled while it runs).
+
+    * transactions: pg_stat_database.xact_commit of the bench database;
+    * WAL: pg_stat_wal wal_sync, wal_write, wal_bytes (cluster-wide);
+    * CPU: utime+stime from /proc/PID/stat of the processes pg_stat_activity lists for the
+      database (its client backends, autovacuum workers) and, separately, of the walwriter,
+      checkpointer and background writer; a process that exits between the two readings is
+      missed, one that appears counts in full.
+    Also two figures that need no waiting: xids assigned (write transactions, cluster-wide)
+    and the WAL insert position's advance in bytes.
+    """
+
+    def __init__(self, url: str, settle_s: float) -> None:
+        self.url = pg_admin_url(url)
+        self.db = pg_dbname(url)
+        self.settle_s = settle_s
+        self.before: dict[str, Any] | None = None
+        self.before_settled = False
+        self.cpu0: dict[int, tuple[str, float]] = {}
+
+    async def _psql(self, sql: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "psql", "-X", "-At", "-d", self.url, "-c", sql,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"psql: {err.decode(errors='replace').strip()}")
+        return out.decode().strip()
+
+    def _q(self) -> str:
+        return "'" + self.db.replace("'", "''") + "'"
+
+    async def _read(self) -> dict[str, Any]:
+        """One reading in one psql process: the counters, the server's clock and every process
+        of the database (and the background writers) with its state and CPU seconds."""
+        q = self._q()
+        bg = ",".join(f"'{t}'" for t in PG_BACKGROUND)
+        out = await self._psql(
+            "select 'c|' || extract(epoch from now()) || '|'"
+            f" || coalesce((select xact_commit from pg_stat_database where datname = {q}), 0)"
+            " || '|' || w.wal_sync || '|' || w.wal_write || '|' || w.wal_bytes"
+            " || '|' || (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)"
+            " || '|' || pg_snapshot_xmax(pg_current_snapshot())::text from pg_stat_wal w"
+            " union all select 'p|' || pid || '|' || backend_type || '|' || coalesce(state, '')"
+            " || '|' || coalesce(extract(epoch from state_change)::text, '0')"
+            f" from pg_stat_activity where datname = {q} or backend_type in ({bg})"
+        )
+        r: dict[str, Any] = {"procs": []}
+        for row in out.splitlines():
+            f = row.split("|")
+            if f[0] == "c":
+                r.update(
+                    now=float(f[1]), xacts=int(f[2]), wal_sync=int(f[3]), wal_write=int(f[4]),
+                    wal_bytes=float(f[5]), lsn=float(f[6]), xid=int(f[7]),
+                )
+            elif f[0] == "p":
+                r["procs"].append((int(f[1]), f[2], f[3], float(f[4])))
+        r["cpu"] = {}
+        for pid, kind, _, _ in r["procs"]:
+            cpu = cpu_seconds([pid])
+            if cpu is not None:
+                r["cpu"][pid] = (kind, cpu)
+        return r
+
+    async def _settled(self, first: dict[str, Any]) -> tuple[dict[str, Any], float, bool]:
+        """Reads again (at most settle_s) until every client backend of the database has
+        published what it had done by the first reading (time t): it has been idle for
+        PG_STATS_IDLE_FLUSH_S, or it finished a command after t + 1 s (which publishes unless
+        it published less than 1 s earlier, i.e. after t). Returns the last reading, the wait
+        and whether every backend got there."""
+        t0 = time.monotonic()
+        t_ref, r = first["now"], first
+        while True:
+            waits = []
+            for _, kind, state, changed in r["procs"]:
+                if kind != "client backend":
+                    continue
+                idle = r["now"] - changed
+                if state == "idle" and (idle >= PG_STATS_IDLE_FLUSH_S or changed >= t_ref + 1.2):
+                    continue
+                waits.append(PG_STATS_IDLE_FLUSH_S - idle if state == "idle" else 1.0)
+            left = self.settle_s - (time.monotonic() - t0)
+            if not waits:
+                return r, time.monotonic() - t0, True
+            if left <= 0:
+                return r, time.monotonic() - t0, False
+            # Read again at least every second: a busy backend publishes on its next command.
+            await asyncio.sleep(max(0.05, min(max(waits), 1.0, left)))
+            r = await self._read()
+
+    async def begin(self) -> None:
+        r, _, settled = await self._settled(await self._read())
+        self.before, self.before_settled = r, settled
+        self.cpu0 = r["cpu"]
+
+    async def end(self, per: int | None) -> dict[str, Any]:
+        if self.before is None:
+            return {}
+        first = await self._read()
+        cpu1 = first["cpu"]
+        after, waited, settled = await self._settled(first)
+        b, self.before = self.before, None
+        backend_cpu = bg_cpu = 0.0
+        for pid, (kind, c1) in cpu1.items():
+            c0 = self.cpu0.get(pid)
+            d = c1 - c0[1] if c0 and c0[0] == kind else c1
+            if kind in PG_BACKGROUND:
+                bg_cpu += d
+            else:
+                backend_cpu += d
+        xacts = after["xacts"] - b["xacts"]
+        syncs = after["wal_sync"] - b["wal_sync"]
+        wal_bytes = after["wal_bytes"] - b["wal_bytes"]
+        cpu = backend_cpu + bg_cpu
+        n = per if per else None
+        return {
+            "pg_xacts": xacts,
+            "pg_xacts_per_workflow": _r(xacts / n, 2) if n else None,
+            "pg_wal_syncs": syncs,
+            "pg_wal_syncs_per_workflow": _r(syncs / n, 2) if n else None,
+            "pg_wal_writes": after["wal_write"] - b["wal_write"],
+            "pg_wal_bytes": int(wal_bytes),
+            "pg_wal_bytes_per_workflow": _r(wal_bytes / n, 0) if n else None,
+            "pg_wal_insert_bytes": int(after["lsn"] - b["lsn"]),
+            "pg_xids": after["xid"] - b["xid"],
+            "pg_xids_per_workflow": _r((after["xid"] - b["xid"]) / n, 2) if n else None,
+            "pg_backend_cpu_s": _r(backend_cpu),
+            "pg_background_cpu_s": _r(bg_cpu),
+            "pg_cpu_s": _r(cpu),
+            "pg_cpu_ms_per_workflow": _r(cpu * 1000.0 / n, 3) if n else None,
+            "pg_per": n,
+            "pg_settle_wait_s": _r(waited, 1),
+            "pg_settled": settled and self.before_settled,
+        }
+
+
 def _r(x: float | None, nd: int = 3) -> float | None:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return None
@@ -276,6 +450,50 @@ def cmd_startup(args: argparse.Namespace) -> int:
     out["idle_wait_s"] = args.idle_wait
     print(json.dumps(out), flush=True)
     return 0
+
+
+def cmd_pgwrap(args: argparse.Namespace) -> int:
+    """Runs another driver (the Rust one) between two PostgreSQL readings and adds them to
+    each JSON line it prints. Its warm-up workflows fall inside the window, so they are
+    counted in the per-workflow divisor (``--warmup-workflows``)."""
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    if not cmd:
+        print("pgwrap: no command given", file=sys.stderr)
+        return 2
+    pg = PgSampler(args.postgres_url, args.pg_settle)
+    pg_error = None
+    try:
+        asyncio.run(pg.begin())
+    except Exception as e:  # noqa: BLE001
+        pg_error = f"PostgreSQL counters: {type(e).__name__}: {e}"
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    lines = proc.stdout.splitlines()
+    parsed = []
+    for line in lines:
+        try:
+            d = json.loads(line) if line.strip().startswith("{") else None
+        except json.JSONDecodeError:
+            d = None
+        parsed.append(d)
+    done = sum((d.get("completed") or 0) for d in parsed if isinstance(d, dict) and d.get("scenario"))
+    stats: dict[str, Any] = {}
+    if pg_error is None:
+        try:
+            stats = asyncio.run(pg.end(done + args.warmup_workflows if done else None))
+        except Exception as e:  # noqa: BLE001
+            pg_error = f"PostgreSQL counters: {type(e).__name__}: {e}"
+    rc = proc.returncode
+    for line, d in zip(lines, parsed):
+        if isinstance(d, dict) and d.get("scenario"):
+            d.update(stats)
+            d["pg_warmup_workflows_counted"] = args.warmup_workflows
+            if pg_error:
+                d["ok"] = False
+                d["error"] = (d.get("error") or "") + pg_error
+                rc = rc or 1
+            line = json.dumps(d)
+        print(line, flush=True)
+    return rc
 
 
 # ---------------------------------------------------------------------------------------
@@ -370,6 +588,7 @@ class Ctx:
     args: argparse.Namespace
     wf: dict
     sampler: ServerSampler
+    pg: PgSampler | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     counter: int = 0
 
@@ -415,6 +634,13 @@ async def _many(
 
     await asyncio.gather(*(task() for _ in range(n)))
     return lat, errors
+
+
+async def start_sampling(ctx: Ctx) -> None:
+    """The measured window of a scenario that sets something up first starts here."""
+    if ctx.pg:
+        await ctx.pg.begin()
+    ctx.sampler.start()
 
 
 def _seq_expected(k: int) -> int:
@@ -535,7 +761,7 @@ async def sc_signals(ctx: Ctx, n: int, concurrency: int) -> dict:
     # Not measured: the workflow is started and has run its first task before the clock starts.
     handle = await _mailbox(ctx, "sig")
     await handle.execute_update("incr", 0)
-    ctx.sampler.start()
+    await start_sampling(ctx)
     cpu0 = driver_cpu_seconds()
     lat, errors, wall = await _timed_ops(n, concurrency, lambda i: handle.signal("bump", i))
     t_sent = time.perf_counter()
@@ -565,7 +791,7 @@ async def sc_signals(ctx: Ctx, n: int, concurrency: int) -> dict:
 async def sc_updates(ctx: Ctx, n: int, concurrency: int) -> dict:
     handle = await _mailbox(ctx, "upd")
     await handle.execute_update("incr", 0)
-    ctx.sampler.start()
+    await start_sampling(ctx)
     cpu0 = driver_cpu_seconds()
     lat, errors, wall = await _timed_ops(n, concurrency, lambda i: handle.execute_update("incr", i, result_type=int))
     await handle.signal("finish")
@@ -623,7 +849,7 @@ async def sc_timers(ctx: Ctx, w: int) -> dict:
         await asyncio.gather(*(h.result() for h in probe))
         probe_rate = probe_n / max(0.05, time.perf_counter() - t - 1.0)
         d = max(a.timer_min_sleep, 1.5 * w / probe_rate + 2.0)
-    ctx.sampler.start()
+    await start_sampling(ctx)
     cpu0 = driver_cpu_seconds()
     t_first = time.perf_counter()
     handles = await asyncio.gather(*(start_one(d, "timer") for _ in range(w)), return_exceptions=True)
@@ -728,7 +954,7 @@ async def _timers_arm_only(ctx: Ctx, w: int, d: float, start_one) -> dict:
     """Memory only: start W sleepers on a long timer, measure the server with all of them
     asleep, and leave them sleeping (the server is expected to be thrown away after)."""
 
-    ctx.sampler.start()
+    await start_sampling(ctx)
     t0 = time.perf_counter()
     handles = await asyncio.gather(*(start_one(d, "timer") for _ in range(w)), return_exceptions=True)
     t1 = time.perf_counter()
@@ -897,7 +1123,8 @@ async def run_scenarios(args: argparse.Namespace) -> int:
     if args.max_concurrent_activities:
         worker_kwargs["max_concurrent_activities"] = args.max_concurrent_activities
     sampler = ServerSampler(args.server_pid)
-    ctx = Ctx(client=client, task_queue=task_queue, args=args, wf=wf, sampler=sampler)
+    pg = PgSampler(args.postgres_url, args.pg_settle) if args.postgres_url else None
+    ctx = Ctx(client=client, task_queue=task_queue, args=args, wf=wf, sampler=sampler, pg=pg)
     names = SCENARIOS if args.scenarios == "all" else [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = [s for s in names if s not in SCENARIOS]
     if unknown:
@@ -912,8 +1139,15 @@ async def run_scenarios(args: argparse.Namespace) -> int:
                 return 1
         for name in names:
             label = args.label_prefix + name
-            if name not in SELF_SAMPLED and name != "fsync":
-                sampler.start()
+            pg_error = None
+            if name not in SELF_SAMPLED:
+                if ctx.pg:
+                    try:
+                        await ctx.pg.begin()
+                    except Exception as e:  # noqa: BLE001
+                        pg_error = f"PostgreSQL counters: {type(e).__name__}: {e}"
+                if name != "fsync":
+                    sampler.start()
             cpu0 = driver_cpu_seconds()
             t0 = time.perf_counter()
             try:
@@ -924,10 +1158,28 @@ async def run_scenarios(args: argparse.Namespace) -> int:
                 res = {"ok": False, "error": f"{type(e).__name__}: {e}"}
             elapsed = time.perf_counter() - t0
             server = sampler.stop() if name != "fsync" else {}
+            pg: dict[str, Any] = {}
+            if ctx.pg:
+                try:
+                    pg = await ctx.pg.end(res.get("completed", res.get("started")))
+                except Exception as e:  # noqa: BLE001
+                    pg_error = pg_error or f"PostgreSQL counters: {type(e).__name__}: {e}"
+                    ctx.pg.before = None
             line = {"scenario": label, "driver": "python", **res}
             line.setdefault("driver_cpu_s", _r(driver_cpu_seconds() - cpu0))
             line["scenario_s"] = _r(elapsed)
             line.update(server)
+            line.update(pg)
+            other, pg_cpu = server.get("other_cpu_s"), pg.get("pg_cpu_s")
+            if other is not None and pg_cpu is not None:
+                # PostgreSQL's processes are measured on their own: not "other load".
+                rest = max(0.0, other - pg_cpu)
+                if server.get("other_cpu_cores") is not None and other > 0:
+                    line["other_cpu_cores"] = _r(server["other_cpu_cores"] * rest / other, 2)
+                line["other_cpu_s"] = _r(rest, 2)
+            if pg_error:
+                line["ok"] = False
+                line["error"] = (line.get("error") or "") + pg_error
             if server and not server.get("server_alive", True):
                 line["ok"] = False
                 line["error"] = (line.get("error") or "") + " server process is gone"
@@ -966,6 +1218,12 @@ def main() -> int:
     st.add_argument("--label", default="startup", help="scenario name in the JSON line")
     st.add_argument("cmd", nargs=argparse.REMAINDER)
 
+    pw = sub.add_parser("pgwrap", help="run another driver between two PostgreSQL readings")
+    pw.add_argument("--postgres-url", required=True)
+    pw.add_argument("--pg-settle", type=float, default=12.0)
+    pw.add_argument("--warmup-workflows", type=int, default=0, help="workflows the wrapped driver runs before its own window")
+    pw.add_argument("cmd", nargs=argparse.REMAINDER)
+
     p.add_argument("--address", default="127.0.0.1:7233")
     p.add_argument("--namespace", default="default")
     p.add_argument("--scenarios", default="all", help=f"comma-separated, or 'all': {','.join(SCENARIOS)}")
@@ -1000,9 +1258,15 @@ def main() -> int:
     p.add_argument("--no-eager-start", dest="eager_start", action="store_false")
     p.add_argument("--sandbox", action="store_true", help="use the SDK's workflow sandbox (slower driver)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes for every scenario")
+    p.add_argument("--postgres-url", default=None,
+                   help="the server's PostgreSQL database: its transactions, WAL and CPU around each scenario")
+    p.add_argument("--pg-settle", type=float, default=12.0,
+                   help="seconds at most to wait for PostgreSQL's statistics to be published before a reading")
     args = p.parse_args()
     if args.command == "startup":
         return cmd_startup(args)
+    if args.command == "pgwrap":
+        return cmd_pgwrap(args)
     if args.smoke:
         apply_smoke(args)
     return asyncio.run(run_scenarios(args))
