@@ -122,6 +122,7 @@ impl Transition<'_> {
             started_event_id: 0,
             command: Some(command),
             user_metadata: None,
+            parent_run_id: String::new(),
         });
         self.effects.push(Effect::StartChild { initiated_event_id });
         Ok(())
@@ -408,6 +409,29 @@ impl Transition<'_> {
         self.state.remove_child(initiated_event_id);
         self.ensure_workflow_task();
         Ok(())
+    }
+
+    /// The child closed, and it names `from_run_id` as its parent, a run a reset replaced:
+    /// recorded here only if this run took the child over from that run (a reset's new run,
+    /// see `reset`) and it is still pending with that run id. Anything else changes nothing.
+    pub fn child_closed_taken_over(
+        &mut self,
+        initiated_event_id: i64,
+        from_run_id: &str,
+        child_run_id: &str,
+        close_event: &HistoryEvent,
+    ) -> Result<(), EngineError> {
+        let ours = self.state.child(initiated_event_id).is_some_and(|c| {
+            !from_run_id.is_empty()
+                && c.parent_run_id == from_run_id
+                && !c.run_id.is_empty()
+                && c.run_id == child_run_id
+        });
+        if !ours || !self.state.is_running() {
+            self.persist = Persist::Nothing;
+            return Ok(());
+        }
+        self.child_closed(initiated_event_id, child_run_id, close_event)
     }
 
     /// Outcome of a SignalExternalWorkflowExecution: delivered, or the target was not found.

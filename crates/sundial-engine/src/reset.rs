@@ -15,10 +15,22 @@
 //! configuration (timeouts, retry policy, parent, cron) never changes during a run, so it is
 //! taken from the base state; everything that changes with events (pending activities,
 //! timers, accepted updates, signal request ids, cancellation, search attributes, memo, the
-//! last completed workflow task) is derived from the events alone. Pending work of kinds whose
-//! completion would go back to the base run (children, external signals and cancellations)
-//! cannot be carried into a new run this way; a cut with such work pending is refused
-//! (Unimplemented), as is one inside a Nexus operation.
+//! last completed workflow task) is derived from the events alone. A cut inside a Nexus
+//! operation is refused (Unimplemented).
+//!
+//! Cross-run work pending at the cut, as the reference server carries it over (its
+//! `history.allowResetWithPendingChildren`, on by default): a child initiated in the prefix
+//! and not resolved there is the new run's pending child. Its events the base run recorded
+//! after the cut (started, start failed, closed) are copied after the WorkflowTaskFailed, in
+//! order with what else is reapplied, whatever is excluded (a close names the copied started
+//! event's new id). A started child still names the run that started it as its parent
+//! (`ChildInfo::parent_run_id`: the run that wrote the initiated event, told by the reset
+//! failures in the prefix); its close, sent there, is passed on to the workflow id's current
+//! run if that run took it over from there (`Transition::child_closed_taken_over`). No close
+//! policy is applied to such a child, nor by the reset to the children of the run it
+//! terminates. A child that never started is started by the new run. Signals and
+//! cancellation requests to other workflows pending at the cut are sent again, under the
+//! new run's request ids; their outcomes after the cut are not copied.
 //!
 //! Invariants of the result: the history is dense (`next_event_id` is one past the last
 //! event), exactly one workflow task is scheduled and not started, and every pending activity
@@ -26,21 +38,29 @@
 //! only written when its attempt closes, so a pending activity in the prefix never shows one.
 
 use crate::api::{
+    command::v1::{
+        RequestCancelExternalWorkflowExecutionCommandAttributes,
+        SignalExternalWorkflowExecutionCommandAttributes,
+        StartChildWorkflowExecutionCommandAttributes,
+    },
     common::v1::Payload,
     enums::v1::{
         EventType, ResetReapplyExcludeType, ResetReapplyType, UpdateAdmittedEventOrigin,
-        WorkflowExecutionStatus,
+        WorkflowExecutionStatus, WorkflowTaskFailedCause,
     },
     failure::v1::{Failure, ResetWorkflowFailureInfo, failure::FailureInfo},
     history::v1::{
-        HistoryEvent, WorkflowExecutionUpdateAdmittedEventAttributes,
-        WorkflowTaskFailedEventAttributes, WorkflowTaskStartedEventAttributes,
-        history_event::Attributes,
+        HistoryEvent, StartChildWorkflowExecutionInitiatedEventAttributes,
+        WorkflowExecutionUpdateAdmittedEventAttributes, WorkflowTaskFailedEventAttributes,
+        WorkflowTaskStartedEventAttributes, history_event::Attributes,
     },
     update::v1::Request as UpdateRequest,
     workflow::v1::ResetPointInfo,
 };
-use crate::state::{AcceptedUpdate, ActivityInfo, AdmittedUpdate, TimerInfo};
+use crate::state::{
+    AcceptedUpdate, ActivityInfo, AdmittedUpdate, ChildInfo, ExternalCancelInfo,
+    ExternalSignalInfo, TimerInfo,
+};
 use crate::{Effect, EngineError, ExecutionState, Transition, time};
 use prost::Message;
 use std::collections::{BTreeSet, HashMap};
@@ -173,7 +193,7 @@ pub fn reset(params: ResetParams<'_>) -> Result<ResetRun, EngineError> {
         WorkflowTaskFailedEventAttributes {
             scheduled_event_id,
             started_event_id,
-            cause: crate::api::enums::v1::WorkflowTaskFailedCause::ResetWorkflow as i32,
+            cause: WorkflowTaskFailedCause::ResetWorkflow as i32,
             failure: Some(Failure {
                 message: params.reason.clone(),
                 failure_info: Some(FailureInfo::ResetWorkflowFailureInfo(
@@ -196,6 +216,31 @@ pub fn reset(params: ResetParams<'_>) -> Result<ResetRun, EngineError> {
             attempt: a.attempt,
         });
     }
+    // Cross-run work still pending. A child that has not started is started by the new run
+    // (it becomes its parent); a started one is asked whether it closed meanwhile (its close
+    // went to the run it names). Signals and cancellations of other workflows are sent
+    // again, as the reference server does, under the new run's request ids.
+    let mut cross_run = Vec::new();
+    for child in &mut t.state.children {
+        let initiated_event_id = child.initiated_event_id;
+        cross_run.push(if child.run_id.is_empty() {
+            child.parent_run_id.clear();
+            Effect::StartChild { initiated_event_id }
+        } else {
+            Effect::CheckChild { initiated_event_id }
+        });
+    }
+    for s in &t.state.external_signals {
+        cross_run.push(Effect::SignalExternal {
+            initiated_event_id: s.initiated_event_id,
+        });
+    }
+    for c in &t.state.external_cancels {
+        cross_run.push(Effect::CancelExternal {
+            initiated_event_id: c.initiated_event_id,
+        });
+    }
+    t.effects.extend(cross_run);
     let (new_events, effects) = (
         std::mem::take(&mut t.events),
         std::mem::take(&mut t.effects),
@@ -207,6 +252,22 @@ pub fn reset(params: ResetParams<'_>) -> Result<ResetRun, EngineError> {
         events,
         effects,
     })
+}
+
+impl Transition<'_> {
+    /// Terminates the workflow id's current run as a reset replaces it with `new_run_id`
+    /// (identity [`RESETTER_IDENTITY`]). As on the reference server, no parent close policy
+    /// is applied to its children: the new run may have taken them over.
+    pub fn terminate_for_reset(
+        &mut self,
+        reason: &str,
+        new_run_id: &str,
+    ) -> Result<(), EngineError> {
+        if self.state.is_running() {
+            self.state.reset_new_run_id = new_run_id.to_string();
+        }
+        self.terminate(reason, None, RESETTER_IDENTITY)
+    }
 }
 
 /// Appends what the reset reapplies from `after` (the base run's events after the cut), in
@@ -223,7 +284,16 @@ fn reapply(t: &mut Transition<'_>, copied: &[HistoryEvent], after: &[HistoryEven
             known.insert(id.update_id.clone());
         }
     }
+    // Child events get new ids here: a close event names its child's started event by id.
+    let mut started_ids: HashMap<i64, i64> = HashMap::new();
     for event in after {
+        if let Some(attributes) = &event.attributes
+            && let Some(initiated_event_id) = child_event_initiated_id(attributes)
+            && t.state.child(initiated_event_id).is_some()
+        {
+            reapply_child_event(t, initiated_event_id, attributes, &mut started_ids);
+            continue;
+        }
         match &event.attributes {
             Some(Attributes::WorkflowExecutionSignaledEventAttributes(a)) if what.signals => {
                 if !a.request_id.is_empty() {
@@ -246,6 +316,77 @@ fn reapply(t: &mut Transition<'_>, copied: &[HistoryEvent], after: &[HistoryEven
             _ => {}
         }
     }
+}
+
+/// The initiated event id a child's later event (started, start failed, closed) names.
+fn child_event_initiated_id(attributes: &Attributes) -> Option<i64> {
+    use Attributes as A;
+    Some(match attributes {
+        A::ChildWorkflowExecutionStartedEventAttributes(a) => a.initiated_event_id,
+        A::StartChildWorkflowExecutionFailedEventAttributes(a) => a.initiated_event_id,
+        A::ChildWorkflowExecutionCompletedEventAttributes(a) => a.initiated_event_id,
+        A::ChildWorkflowExecutionFailedEventAttributes(a) => a.initiated_event_id,
+        A::ChildWorkflowExecutionCanceledEventAttributes(a) => a.initiated_event_id,
+        A::ChildWorkflowExecutionTimedOutEventAttributes(a) => a.initiated_event_id,
+        A::ChildWorkflowExecutionTerminatedEventAttributes(a) => a.initiated_event_id,
+        _ => return None,
+    })
+}
+
+/// Copies an event of a child the new run has pending (its start, failure to start, or
+/// close, as the base run recorded it after the cut) and applies it to the new run's state.
+fn reapply_child_event(
+    t: &mut Transition<'_>,
+    initiated_event_id: i64,
+    attributes: &Attributes,
+    started_ids: &mut HashMap<i64, i64>,
+) {
+    use Attributes as A;
+    let mut copy = attributes.clone();
+    let started_slot = match &mut copy {
+        A::ChildWorkflowExecutionStartedEventAttributes(a) => {
+            if t.state
+                .child(initiated_event_id)
+                .is_some_and(|c| !c.run_id.is_empty())
+            {
+                return; // started in the prefix already
+            }
+            let run_id = a
+                .workflow_execution
+                .as_ref()
+                .map(|e| e.run_id.clone())
+                .unwrap_or_default();
+            let started_event_id = t.append(copy);
+            started_ids.insert(initiated_event_id, started_event_id);
+            if let Some(child) = t.state.child_mut(initiated_event_id) {
+                child.run_id = run_id;
+                child.started_event_id = started_event_id;
+            }
+            return;
+        }
+        A::StartChildWorkflowExecutionFailedEventAttributes(_) => None,
+        A::ChildWorkflowExecutionCompletedEventAttributes(a) => Some(&mut a.started_event_id),
+        A::ChildWorkflowExecutionFailedEventAttributes(a) => Some(&mut a.started_event_id),
+        A::ChildWorkflowExecutionCanceledEventAttributes(a) => Some(&mut a.started_event_id),
+        A::ChildWorkflowExecutionTimedOutEventAttributes(a) => Some(&mut a.started_event_id),
+        A::ChildWorkflowExecutionTerminatedEventAttributes(a) => Some(&mut a.started_event_id),
+        _ => return,
+    };
+    if let Some(slot) = started_slot {
+        match t.state.child(initiated_event_id) {
+            // A close before any start: the reference records none, so neither is it here.
+            Some(c) if c.run_id.is_empty() => return,
+            Some(c) => {
+                *slot = started_ids
+                    .get(&initiated_event_id)
+                    .copied()
+                    .unwrap_or(c.started_event_id)
+            }
+            None => return,
+        }
+    }
+    t.append(copy);
+    t.state.remove_child(initiated_event_id);
 }
 
 fn admit_again(t: &mut Transition<'_>, known: &mut BTreeSet<String>, request: &UpdateRequest) {
@@ -271,6 +412,7 @@ fn admit_again(t: &mut Transition<'_>, known: &mut BTreeSet<String>, request: &U
 
 /// The new run's state before the reset's own events: the base run's configuration with what
 /// `copied` (events `1..finish_event_id`) leaves pending.
+#[allow(deprecated)] // namespace, control: deprecated in the API, still on the events
 fn rebuild(
     base: &ExecutionState,
     copied: &[HistoryEvent],
@@ -328,9 +470,27 @@ fn rebuild(
             .collect(),
         ..Default::default()
     };
-    // Cross-run work initiated and not resolved in the prefix, by initiated event id.
-    let mut children = BTreeSet::new();
-    let mut external = BTreeSet::new();
+    // The run that wrote each event of the prefix, for the children it started: a reset's
+    // WorkflowTaskFailed (RESET_WORKFLOW) names the run whose events precede it.
+    let markers: Vec<(i64, &str)> = copied
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowTaskFailedEventAttributes(a))
+                if a.cause == WorkflowTaskFailedCause::ResetWorkflow as i32
+                    && !a.base_run_id.is_empty() =>
+            {
+                Some((e.event_id, a.base_run_id.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    let writer = |event_id: i64| {
+        markers
+            .iter()
+            .find(|(id, _)| *id > event_id)
+            .map_or(base.run_id.as_str(), |(_, run)| *run)
+            .to_string()
+    };
     for event in copied {
         state.history_size_bytes += event.encoded_len() as i64;
         let Some(attributes) = &event.attributes else {
@@ -449,42 +609,91 @@ fn rebuild(
                     .retain(|u| u.accepted_event_id != a.accepted_event_id);
                 state.completed_update_count += 1;
             }
-            A::StartChildWorkflowExecutionInitiatedEventAttributes(_) => {
-                children.insert(event.event_id);
+            A::StartChildWorkflowExecutionInitiatedEventAttributes(a) => {
+                state.children.push(ChildInfo {
+                    initiated_event_id: event.event_id,
+                    run_id: String::new(),
+                    started_event_id: 0,
+                    command: Some(child_command(a)),
+                    user_metadata: event.user_metadata.clone(),
+                    parent_run_id: writer(event.event_id),
+                });
+            }
+            A::ChildWorkflowExecutionStartedEventAttributes(a) => {
+                if let Some(child) = state.child_mut(a.initiated_event_id) {
+                    child.run_id = a
+                        .workflow_execution
+                        .as_ref()
+                        .map(|e| e.run_id.clone())
+                        .unwrap_or_default();
+                    child.started_event_id = event.event_id;
+                }
             }
             A::StartChildWorkflowExecutionFailedEventAttributes(a) => {
-                children.remove(&a.initiated_event_id);
+                state.remove_child(a.initiated_event_id);
             }
             A::ChildWorkflowExecutionCompletedEventAttributes(a) => {
-                children.remove(&a.initiated_event_id);
+                state.remove_child(a.initiated_event_id);
             }
             A::ChildWorkflowExecutionFailedEventAttributes(a) => {
-                children.remove(&a.initiated_event_id);
+                state.remove_child(a.initiated_event_id);
             }
             A::ChildWorkflowExecutionCanceledEventAttributes(a) => {
-                children.remove(&a.initiated_event_id);
+                state.remove_child(a.initiated_event_id);
             }
             A::ChildWorkflowExecutionTimedOutEventAttributes(a) => {
-                children.remove(&a.initiated_event_id);
+                state.remove_child(a.initiated_event_id);
             }
             A::ChildWorkflowExecutionTerminatedEventAttributes(a) => {
-                children.remove(&a.initiated_event_id);
+                state.remove_child(a.initiated_event_id);
             }
-            A::SignalExternalWorkflowExecutionInitiatedEventAttributes(_)
-            | A::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(_) => {
-                external.insert(event.event_id);
+            A::SignalExternalWorkflowExecutionInitiatedEventAttributes(a) => {
+                state.external_signals.push(ExternalSignalInfo {
+                    initiated_event_id: event.event_id,
+                    command: Some(SignalExternalWorkflowExecutionCommandAttributes {
+                        namespace: a.namespace.clone(),
+                        execution: a.workflow_execution.clone(),
+                        signal_name: a.signal_name.clone(),
+                        input: a.input.clone(),
+                        control: a.control.clone(),
+                        child_workflow_only: a.child_workflow_only,
+                        header: a.header.clone(),
+                    }),
+                });
+            }
+            A::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(a) => {
+                let target = a.workflow_execution.clone().unwrap_or_default();
+                state.external_cancels.push(ExternalCancelInfo {
+                    initiated_event_id: event.event_id,
+                    command: Some(RequestCancelExternalWorkflowExecutionCommandAttributes {
+                        namespace: a.namespace.clone(),
+                        workflow_id: target.workflow_id,
+                        run_id: target.run_id,
+                        control: a.control.clone(),
+                        child_workflow_only: a.child_workflow_only,
+                        reason: a.reason.clone(),
+                    }),
+                });
             }
             A::ExternalWorkflowExecutionSignaledEventAttributes(a) => {
-                external.remove(&a.initiated_event_id);
+                state
+                    .external_signals
+                    .retain(|s| s.initiated_event_id != a.initiated_event_id);
             }
             A::SignalExternalWorkflowExecutionFailedEventAttributes(a) => {
-                external.remove(&a.initiated_event_id);
+                state
+                    .external_signals
+                    .retain(|s| s.initiated_event_id != a.initiated_event_id);
             }
             A::ExternalWorkflowExecutionCancelRequestedEventAttributes(a) => {
-                external.remove(&a.initiated_event_id);
+                state
+                    .external_cancels
+                    .retain(|c| c.initiated_event_id != a.initiated_event_id);
             }
             A::RequestCancelExternalWorkflowExecutionFailedEventAttributes(a) => {
-                external.remove(&a.initiated_event_id);
+                state
+                    .external_cancels
+                    .retain(|c| c.initiated_event_id != a.initiated_event_id);
             }
             A::NexusOperationScheduledEventAttributes(_) => {
                 return Err(EngineError::Unimplemented(
@@ -494,17 +703,35 @@ fn rebuild(
             _ => {}
         }
     }
-    if let Some(id) = children.first() {
-        return Err(EngineError::Unimplemented(format!(
-            "reset to a point where a child workflow is pending (initiated by event {id}) is not supported"
-        )));
-    }
-    if let Some(id) = external.first() {
-        return Err(EngineError::Unimplemented(format!(
-            "reset to a point where a signal or cancellation of another workflow is pending (initiated by event {id}) is not supported"
-        )));
-    }
     Ok(state)
+}
+
+/// The command a StartChildWorkflowExecutionInitiated event recorded.
+#[allow(deprecated)] // namespace, control: deprecated in the API, still on the event
+fn child_command(
+    a: &StartChildWorkflowExecutionInitiatedEventAttributes,
+) -> StartChildWorkflowExecutionCommandAttributes {
+    StartChildWorkflowExecutionCommandAttributes {
+        namespace: a.namespace.clone(),
+        workflow_id: a.workflow_id.clone(),
+        workflow_type: a.workflow_type.clone(),
+        task_queue: a.task_queue.clone(),
+        input: a.input.clone(),
+        workflow_execution_timeout: a.workflow_execution_timeout,
+        workflow_run_timeout: a.workflow_run_timeout,
+        workflow_task_timeout: a.workflow_task_timeout,
+        parent_close_policy: a.parent_close_policy,
+        control: a.control.clone(),
+        workflow_id_reuse_policy: a.workflow_id_reuse_policy,
+        retry_policy: a.retry_policy.clone(),
+        cron_schedule: a.cron_schedule.clone(),
+        header: a.header.clone(),
+        memo: a.memo.clone(),
+        search_attributes: a.search_attributes.clone(),
+        inherit_build_id: a.inherit_build_id,
+        priority: a.priority.clone(),
+        ..Default::default()
+    }
 }
 
 /// Upserts `changes` into `target`; an empty or JSON `null` payload removes the key (as the
@@ -521,8 +748,9 @@ fn merge(target: &mut HashMap<String, Payload>, changes: &HashMap<String, Payloa
 
 /// Records the reset point of a workflow task completion: the first completed workflow task
 /// of each worker build (build id, else binary checksum), at most [`MAX_RESET_POINTS`] (the
-/// oldest go first). Resettable unless cross-run work (children, external signals or
-/// cancellations) is pending, which a reset cannot carry over. No build: no point.
+/// oldest go first). Not resettable while cross-run work (children, external signals or
+/// cancellations) is pending, as the reference server marks it (an explicit reset to it is
+/// still allowed). No build: no point.
 pub fn record_reset_point(
     state: &mut ExecutionState,
     build_id: &str,

@@ -97,12 +97,15 @@ impl Transition<'_> {
         request_id: &str,
         external: Option<(i64, WorkflowExecution)>,
     ) -> Result<(), EngineError> {
-        if !self.state.is_running() {
-            return Err(closed());
-        }
+        // Cancellation is idempotent: a run whose cancellation was requested already has it,
+        // closed or not (the reference server reports a request to cancel such a closed run,
+        // e.g. one a reset's new run sends again, as delivered).
         if self.state.cancel_requested {
             self.persist = Persist::Nothing;
             return Ok(());
+        }
+        if !self.state.is_running() {
+            return Err(closed());
         }
         self.state.cancel_requested = true;
         self.state.cancel_request_id = request_id.to_string();

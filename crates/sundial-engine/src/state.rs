@@ -144,6 +144,10 @@ pub struct ExecutionState {
     /// updates it reapplies) and not yet accepted or rejected by the worker.
     #[prost(message, repeated, tag = "50")]
     pub admitted_updates: Vec<AdmittedUpdate>,
+    /// Set when a reset terminated this run: the reset's new run. No parent close policy is
+    /// applied to the children of a run a reset terminated (as the reference server).
+    #[prost(string, tag = "51")]
+    pub reset_new_run_id: String,
     /// Reset points: the first completed workflow task of each worker build, in order (see
     /// `reset::record_reset_point`). Tag 100 keeps clear of the fields added in sequence.
     #[prost(message, repeated, tag = "100")]
@@ -206,6 +210,11 @@ pub struct ChildInfo {
     /// The command's user metadata: on the initiated event, and the child's start.
     #[prost(message, optional, tag = "5")]
     pub user_metadata: Option<crate::api::sdk::v1::UserMetadata>,
+    /// The run the child names as its parent when that is not this run: a reset's new run
+    /// took the child over from the run that started it (its close is delivered here from
+    /// there; see `reset`). Empty: this run started it (or is starting it).
+    #[prost(string, tag = "6")]
+    pub parent_run_id: String,
 }
 
 /// A signal the run sends to another workflow, until it is delivered (or found impossible).

@@ -410,10 +410,14 @@ impl<'a> Transition<'a> {
         if self.state.parent.is_some() && self.state.new_execution_run_id.is_empty() {
             self.effects.push(Effect::NotifyParent);
         }
+        // The reference server applies no close policy when a reset terminates the run, nor
+        // to a child a reset took over from another run (the child names that run).
+        let closed_by_reset = !self.state.reset_new_run_id.is_empty();
         for child in std::mem::take(&mut self.state.children) {
             let policy = child.command.as_ref().map_or(0, |c| c.parent_close_policy);
             let abandon = policy == crate::api::enums::v1::ParentClosePolicy::Abandon as i32;
-            if !child.run_id.is_empty() && !abandon {
+            let taken_over = !child.parent_run_id.is_empty();
+            if !child.run_id.is_empty() && !abandon && !closed_by_reset && !taken_over {
                 let command = child.command.unwrap_or_default();
                 self.effects.push(Effect::ApplyParentClosePolicy {
                     namespace: command.namespace,

@@ -291,26 +291,59 @@ async fn notify_parent(history: &History, child: &Arc<RunHandle>) -> Result<(), 
     deliver_child_close(history, &parent, &first_run_id, &close).await
 }
 
+/// Records the child's close on the parent run it names; if that run no longer has it
+/// pending (a reset replaced the run, and its new run took the child over), on the workflow
+/// id's current run, provided that run took this child over from the named one.
 async fn deliver_child_close(
     history: &History,
     parent: &ParentInfo,
     child_run_id: &str,
     close: &HistoryEvent,
 ) -> Result<(), ServiceError> {
-    let handle = match history
+    let initiated = parent.initiated_event_id;
+    let named = match history
         .handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id))
+        .await
+    {
+        Ok(handle) => Some(handle),
+        Err(ServiceError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(handle) = &named {
+        let pending = history
+            .read(handle, |e| {
+                e.state.is_running() && e.state.child(initiated).is_some()
+            })
+            .await?;
+        if pending {
+            return settled(
+                history
+                    .transition(
+                        handle,
+                        |t| t.child_closed(initiated, child_run_id, close),
+                        |_, ()| (),
+                    )
+                    .await,
+            );
+        }
+    }
+    let current = match history
+        .handle(&parent.namespace, &parent.workflow_id, None)
         .await
     {
         Ok(handle) => handle,
         Err(ServiceError::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let initiated = parent.initiated_event_id;
+    if current.run_id == parent.run_id {
+        return Ok(());
+    }
+    let from_run_id = parent.run_id.as_str();
     settled(
         history
             .transition(
-                &handle,
-                |t| t.child_closed(initiated, child_run_id, close),
+                &current,
+                |t| t.child_closed_taken_over(initiated, from_run_id, child_run_id, close),
                 |_, ()| (),
             )
             .await,
@@ -507,8 +540,14 @@ async fn check_parent(history: &History, child: &Arc<RunHandle>) -> Result<(), S
         Err(ServiceError::NotFound(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let parent_running = history.read(&handle, |e| e.state.is_running()).await?;
-    if parent_running || parent.close_policy == ParentClosePolicy::Abandon as i32 {
+    // A run a reset terminated applies no close policy (the new run may have taken the
+    // child over).
+    let (parent_running, reset) = history
+        .read(&handle, |e| {
+            (e.state.is_running(), !e.state.reset_new_run_id.is_empty())
+        })
+        .await?;
+    if parent_running || reset || parent.close_policy == ParentClosePolicy::Abandon as i32 {
         return Ok(());
     }
     apply_close_policy(

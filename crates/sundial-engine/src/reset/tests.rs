@@ -519,3 +519,353 @@ fn an_update_accepted_before_the_cut_stays_accepted_and_is_not_reapplied() {
     assert_eq!(new.state.accepted_updates.len(), 1);
     assert_eq!(new.state.accepted_updates[0].update_id, "u1");
 }
+
+// Children and other cross-run work pending at the cut, as the reference server resets them.
+
+fn start_child(workflow_id: &str) -> Cmd {
+    Cmd::StartChildWorkflowExecutionCommandAttributes(
+        crate::api::command::v1::StartChildWorkflowExecutionCommandAttributes {
+            workflow_id: workflow_id.into(),
+            workflow_type: Some(crate::api::common::v1::WorkflowType { name: "Kid".into() }),
+            parent_close_policy: crate::api::enums::v1::ParentClosePolicy::Terminate as i32,
+            ..Default::default()
+        },
+    )
+}
+
+fn child_close() -> HistoryEvent {
+    HistoryEvent {
+        event_type: E::WorkflowExecutionCompleted as i32,
+        attributes: Some(Attributes::WorkflowExecutionCompletedEventAttributes(
+            Default::default(),
+        )),
+        ..Default::default()
+    }
+}
+
+fn close_policy_effects(effects: &[Effect]) -> usize {
+    effects
+        .iter()
+        .filter(|e| matches!(e, Effect::ApplyParentClosePolicy { .. }))
+        .count()
+}
+
+impl Run {
+    fn from_reset(r: ResetRun) -> Run {
+        Run {
+            state: r.state,
+            history: r.events,
+            now: 60_000,
+        }
+    }
+
+    /// Like `step`, returning the transition's effects too.
+    fn step_effects<R>(&mut self, op: impl FnOnce(&mut Transition<'_>) -> R) -> (R, Vec<Effect>) {
+        self.now += 10;
+        let mut t = Transition::new(&mut self.state, self.now);
+        let r = op(&mut t);
+        let events = std::mem::take(&mut t.events);
+        let effects = std::mem::take(&mut t.effects);
+        self.history.extend(events);
+        (r, effects)
+    }
+}
+
+#[test]
+fn a_child_started_before_the_cut_is_taken_over_and_its_close_is_recorded_by_the_new_run() {
+    let mut run = Run::start();
+    assert_eq!(run.complete_wt("b1", vec![start_child("kid")]), 4);
+    run.step(|t| t.child_started(5, "kid-run"))
+        .expect("started");
+    let cut = run.complete_wt("b1", vec![]);
+    assert_eq!(cut, 9);
+    let r = run.reset_at(cut, true).expect("reset with a pending child");
+    assert_eq!(
+        types(&r.events)[4..],
+        [
+            E::StartChildWorkflowExecutionInitiated,
+            E::ChildWorkflowExecutionStarted,
+            E::WorkflowTaskScheduled,
+            E::WorkflowTaskStarted,
+            E::WorkflowTaskFailed,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    let child = r.state.child(5).expect("pending in the new run").clone();
+    assert_eq!(
+        (
+            child.run_id.as_str(),
+            child.started_event_id,
+            child.parent_run_id.as_str()
+        ),
+        ("kid-run", 6, "run-1"),
+        "started, and it names the base run as its parent"
+    );
+    let command = child.command.clone().unwrap_or_default();
+    assert_eq!(command.workflow_id, "kid");
+    assert_eq!(
+        command.parent_close_policy,
+        crate::api::enums::v1::ParentClosePolicy::Terminate as i32
+    );
+    assert!(r.effects.contains(&Effect::CheckChild {
+        initiated_event_id: 5
+    }));
+
+    let mut new = Run::from_reset(r);
+    // A report naming another run, or another child run, changes nothing.
+    new.step(|t| t.child_closed_taken_over(5, "run-9", "kid-run", &child_close()))
+        .expect("ignored");
+    new.step(|t| t.child_closed_taken_over(5, "run-1", "other-run", &child_close()))
+        .expect("ignored");
+    assert!(new.state.child(5).is_some());
+    new.step(|t| t.child_closed_taken_over(5, "run-1", "kid-run", &child_close()))
+        .expect("recorded");
+    assert!(new.state.children.is_empty());
+    let completed = new.history.last().expect("an event");
+    let Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(c)) = &completed.attributes
+    else {
+        panic!("not a child completion: {completed:?}")
+    };
+    assert_eq!((c.initiated_event_id, c.started_event_id), (5, 6));
+    assert!(new.state.workflow_task.is_some());
+}
+
+#[test]
+fn the_close_policy_is_not_applied_by_a_reset_nor_to_a_child_the_new_run_took_over() {
+    let mut run = Run::start();
+    run.complete_wt("b1", vec![start_child("kid")]);
+    run.step(|t| t.child_started(5, "kid-run"))
+        .expect("started");
+    let cut = run.complete_wt("b1", vec![]);
+
+    let mut plain = Run {
+        state: run.state.clone(),
+        history: run.history.clone(),
+        now: run.now,
+    };
+    let (_, effects) =
+        plain.step_effects(|t| t.terminate("stop", None, "admin").expect("terminate"));
+    assert_eq!(
+        close_policy_effects(&effects),
+        1,
+        "a plain terminate applies it"
+    );
+
+    let r = run.reset_at(cut, true).expect("reset");
+    let (_, effects) = run.step_effects(|t| {
+        t.terminate_for_reset("because", "run-2")
+            .expect("terminate")
+    });
+    assert_eq!(close_policy_effects(&effects), 0);
+    assert_eq!(run.state.reset_new_run_id, "run-2");
+    assert_eq!(
+        run.history.last().map(|e| e.event_type),
+        Some(E::WorkflowExecutionTerminated as i32)
+    );
+
+    let mut new = Run::from_reset(r);
+    let (_, effects) = new.step_effects(|t| t.terminate("stop", None, "admin").expect("terminate"));
+    assert_eq!(
+        close_policy_effects(&effects),
+        0,
+        "the child names the old run"
+    );
+}
+
+#[test]
+fn a_childs_start_and_close_after_the_cut_are_reapplied_with_new_ids() {
+    let mut run = Run::start();
+    run.complete_wt("b1", vec![start_child("kid")]); // initiated: 5
+    run.signal("a", "sig-a"); // 6, task 7
+    let cut = run.complete_wt("b1", vec![]); // 8, 9
+    assert_eq!(cut, 9);
+    run.signal("b", "sig-b"); // 10, task 11
+    run.step(|t| t.child_started(5, "kid-run"))
+        .expect("started"); // 12
+    run.step(|t| t.child_closed(5, "kid-run", &child_close()))
+        .expect("closed"); // 13
+    assert_eq!(run.history.len(), 13);
+
+    // Without signals the child's events move up: the close names the new started event.
+    let r = run.reset_at(cut, false).expect("reset");
+    assert_eq!(
+        types(&r.events)[8..],
+        [
+            E::WorkflowTaskFailed,
+            E::ChildWorkflowExecutionStarted,
+            E::ChildWorkflowExecutionCompleted,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+    let Some(Attributes::ChildWorkflowExecutionCompletedEventAttributes(c)) =
+        &r.events[10].attributes
+    else {
+        panic!()
+    };
+    assert_eq!((c.initiated_event_id, c.started_event_id), (5, 10));
+    assert!(
+        r.state.children.is_empty(),
+        "closed in the reapplied events"
+    );
+    assert!(
+        !r.effects
+            .iter()
+            .any(|e| matches!(e, Effect::StartChild { .. } | Effect::CheckChild { .. }))
+    );
+
+    // With signals: in the order they came.
+    let r = run.reset_at(cut, true).expect("reset");
+    assert_eq!(
+        types(&r.events)[8..],
+        [
+            E::WorkflowTaskFailed,
+            E::WorkflowExecutionSignaled,
+            E::ChildWorkflowExecutionStarted,
+            E::ChildWorkflowExecutionCompleted,
+            E::WorkflowTaskScheduled,
+        ]
+    );
+}
+
+#[test]
+fn a_child_started_after_the_cut_is_pending_with_its_reapplied_start() {
+    let mut run = Run::start();
+    run.complete_wt("b1", vec![start_child("kid")]);
+    run.signal("a", "sig-a");
+    let cut = run.complete_wt("b1", vec![]);
+    run.step(|t| t.child_started(5, "kid-run"))
+        .expect("started");
+    let r = run.reset_at(cut, true).expect("reset");
+    assert_eq!(
+        types(&r.events)[8..],
+        [
+            E::WorkflowTaskFailed,
+            E::ChildWorkflowExecutionStarted,
+            E::WorkflowTaskScheduled
+        ]
+    );
+    let child = r.state.child(5).expect("pending");
+    assert_eq!(
+        (
+            child.run_id.as_str(),
+            child.started_event_id,
+            child.parent_run_id.as_str()
+        ),
+        ("kid-run", 10, "run-1")
+    );
+}
+
+#[test]
+fn a_child_not_started_anywhere_is_started_by_the_new_run_and_a_later_one_is_left_out() {
+    let mut run = Run::start();
+    let first = run.complete_wt("b1", vec![start_child("kid")]);
+    run.signal("a", "sig-a");
+    let cut = run.complete_wt("b1", vec![]);
+    let r = run.reset_at(cut, true).expect("reset");
+    let child = r.state.child(5).expect("pending");
+    assert!(child.run_id.is_empty());
+    assert!(
+        child.parent_run_id.is_empty(),
+        "the new run starts it: it is its parent"
+    );
+    assert!(r.effects.contains(&Effect::StartChild {
+        initiated_event_id: 5
+    }));
+
+    let r = run.reset_at(first, true).expect("reset before the child");
+    assert!(r.state.children.is_empty());
+    assert!(
+        !r.effects
+            .iter()
+            .any(|e| matches!(e, Effect::StartChild { .. }))
+    );
+}
+
+#[test]
+fn a_child_taken_over_twice_still_names_the_run_that_started_it() {
+    let mut run = Run::start();
+    run.complete_wt("b1", vec![start_child("kid")]);
+    run.step(|t| t.child_started(5, "kid-run"))
+        .expect("started");
+    let cut = run.complete_wt("b1", vec![]);
+    let mut second = Run::from_reset(run.reset_at(cut, true).expect("first reset"));
+    second.complete_wt("b1", vec![]);
+    second.signal("a", "sig-a");
+    let later = second.complete_wt("b1", vec![]);
+    let r = reset(ResetParams {
+        base: &second.state,
+        events: &second.history,
+        finish_event_id: later,
+        new_run_id: "run-3".into(),
+        request_id: "reset-2".into(),
+        reason: "again".into(),
+        reapply: Reapply::default(),
+        now: 90_000,
+    })
+    .expect("second reset");
+    let child = r.state.child(5).expect("pending");
+    assert_eq!(child.parent_run_id, "run-1");
+}
+
+#[test]
+#[allow(deprecated)] // namespace on the commands
+fn external_signals_and_cancels_pending_at_the_cut_are_sent_again() {
+    use crate::api::command::v1::{
+        RequestCancelExternalWorkflowExecutionCommandAttributes,
+        SignalExternalWorkflowExecutionCommandAttributes,
+    };
+    let mut run = Run::start();
+    run.complete_wt(
+        "b1",
+        vec![
+            Cmd::SignalExternalWorkflowExecutionCommandAttributes(
+                SignalExternalWorkflowExecutionCommandAttributes {
+                    execution: Some(crate::api::common::v1::WorkflowExecution {
+                        workflow_id: "other".into(),
+                        run_id: String::new(),
+                    }),
+                    signal_name: "hello".into(),
+                    ..Default::default()
+                },
+            ),
+            Cmd::RequestCancelExternalWorkflowExecutionCommandAttributes(
+                RequestCancelExternalWorkflowExecutionCommandAttributes {
+                    workflow_id: "victim".into(),
+                    reason: "why".into(),
+                    ..Default::default()
+                },
+            ),
+        ],
+    ); // 5, 6
+    run.signal("a", "sig-a");
+    let cut = run.complete_wt("b1", vec![]);
+    run.step(|t| t.external_signal_done(5, true))
+        .expect("signaled");
+    run.step(|t| t.external_cancel_done(6, true))
+        .expect("cancel requested");
+    let r = run.reset_at(cut, true).expect("reset");
+    assert_eq!(
+        types(&r.events)[cut as usize - 1..],
+        [E::WorkflowTaskFailed, E::WorkflowTaskScheduled],
+        "their outcomes are not copied: they are sent again"
+    );
+    let signal = r.state.external_signal(5).expect("pending signal");
+    let command = signal.command.clone().unwrap_or_default();
+    assert_eq!(command.signal_name, "hello");
+    assert_eq!(
+        command.execution.map(|e| e.workflow_id),
+        Some("other".into())
+    );
+    let cancel = r.state.external_cancel(6).expect("pending cancel");
+    let command = cancel.command.clone().unwrap_or_default();
+    assert_eq!(
+        (command.workflow_id.as_str(), command.reason.as_str()),
+        ("victim", "why")
+    );
+    assert!(r.effects.contains(&Effect::SignalExternal {
+        initiated_event_id: 5
+    }));
+    assert!(r.effects.contains(&Effect::CancelExternal {
+        initiated_event_id: 6
+    }));
+}

@@ -6,7 +6,7 @@ use crate::tokens::TaskToken;
 use sundial_engine::api::protocol::v1::{Message, message};
 use sundial_engine::api::{
     common::v1::{ActivityType, WorkflowExecution, WorkflowType},
-    enums::v1::{PendingActivityState, PendingWorkflowTaskState, TaskQueueKind},
+    enums::v1::{ParentClosePolicy, PendingActivityState, PendingWorkflowTaskState, TaskQueueKind},
     history::v1::{History, HistoryEvent, history_event::Attributes},
     taskqueue::v1::TaskQueue,
     workflow::v1::{
@@ -258,6 +258,26 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
                 pause_info: a.pause_info.as_ref().map(pause_info),
                 activity_options: Some(sundial_engine::activity_options::current_options(a)),
                 ..Default::default()
+            })
+            .collect(),
+        pending_children: st
+            .children
+            .iter()
+            .map(|c| {
+                let command = c.command.clone().unwrap_or_default();
+                sundial_engine::api::workflow::v1::PendingChildExecutionInfo {
+                    workflow_id: command.workflow_id,
+                    run_id: c.run_id.clone(),
+                    workflow_type_name: command.workflow_type.map(|t| t.name).unwrap_or_default(),
+                    initiated_id: c.initiated_event_id,
+                    parent_close_policy: if command.parent_close_policy
+                        == ParentClosePolicy::Unspecified as i32
+                    {
+                        ParentClosePolicy::Terminate as i32
+                    } else {
+                        command.parent_close_policy
+                    },
+                }
             })
             .collect(),
         pending_workflow_task: st.workflow_task.as_ref().map(|wt| PendingWorkflowTaskInfo {

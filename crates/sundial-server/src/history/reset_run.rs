@@ -11,7 +11,7 @@ use super::{History, NewRun, encode_all, new_run_id};
 use crate::error::ServiceError;
 use std::sync::Arc;
 use sundial_engine::EngineError;
-use sundial_engine::reset::{RESETTER_IDENTITY, ResetParams};
+use sundial_engine::reset::ResetParams;
 
 /// What a reset asks for, resolved by the frontend.
 pub struct ResetRequest {
@@ -95,6 +95,7 @@ impl History {
         };
         let base_is_current = Arc::ptr_eq(&base, &current);
         let reason = req.reason.clone();
+        let new_run = run_id.clone();
         self.run_transition(
             &current,
             move |_, t| {
@@ -102,7 +103,7 @@ impl History {
                     return Err(EngineError::FailedPrecondition(BASE_MOVED.into()));
                 }
                 if t.state.is_running() {
-                    t.terminate(&reason, None, RESETTER_IDENTITY)?;
+                    t.terminate_for_reset(&reason, &new_run)?;
                 }
                 Ok(())
             },
