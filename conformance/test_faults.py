@@ -371,12 +371,12 @@ async def test_a_full_disk_makes_health_not_serving_and_writes_unavailable_until
         client = await Client.connect(server.address)
         assert await client.service_client.check_health()
         filler = disk / "filler"
-        # Fill the disk (the write stops with ENOSPC).
-        with open(filler, "wb") as f:
+        # Fill the disk (the write stops with ENOSPC). Unbuffered: a buffered file would try
+        # to write what it holds again when closed, and fail there.
+        with open(filler, "wb", buffering=0) as f:
             try:
                 while True:
                     f.write(b"\0" * 65536)
-                    f.flush()
             except OSError:
                 pass
         failures = 0
