@@ -14,8 +14,9 @@ use crate::api::{
     },
     common::v1::{WorkflowExecution, WorkflowType},
     enums::v1::{
-        CancelExternalWorkflowExecutionFailedCause, SignalExternalWorkflowExecutionFailedCause,
-        StartChildWorkflowExecutionFailedCause, WorkflowTaskFailedCause as Cause,
+        CancelExternalWorkflowExecutionFailedCause, ParentClosePolicy,
+        SignalExternalWorkflowExecutionFailedCause, StartChildWorkflowExecutionFailedCause,
+        WorkflowTaskFailedCause as Cause,
     },
     history::v1::{
         ChildWorkflowExecutionCanceledEventAttributes,
@@ -33,11 +34,69 @@ use crate::api::{
         StartChildWorkflowExecutionInitiatedEventAttributes, history_event::Attributes,
     },
     taskqueue::v1::TaskQueue,
+    workflowservice::v1::StartWorkflowExecutionRequest,
 };
 use crate::commands::{Rejection, check_pending};
 use crate::state::{ChildInfo, ExternalCancelInfo, ExternalSignalInfo};
 use crate::transition::BUFFERED_STARTED;
-use crate::{Effect, EngineError, Persist, Transition};
+use crate::{Effect, EngineError, ExecutionState, ParentInfo, Persist, Transition};
+
+impl ExecutionState {
+    /// The start of the child initiated at `initiated_event_id`, while it waits to be started:
+    /// the request (its request id made of this run and the event, so a retried start is the
+    /// same start) and the child's link to this run, with the parent close policy defaulting
+    /// to TERMINATE as on the reference server. None once it has started or when no such
+    /// child is pending.
+    pub fn child_start(
+        &self,
+        initiated_event_id: i64,
+    ) -> Option<(StartWorkflowExecutionRequest, ParentInfo)> {
+        let child = self.child(initiated_event_id)?;
+        if !child.run_id.is_empty() {
+            return None;
+        }
+        let command = child.command.clone().unwrap_or_default();
+        let (root_workflow_id, root_run_id) = match &self.parent {
+            Some(p) => (p.root_workflow_id.clone(), p.root_run_id.clone()),
+            None => (self.workflow_id.clone(), self.run_id.clone()),
+        };
+        let close_policy = match command.parent_close_policy {
+            p if p == ParentClosePolicy::Unspecified as i32 => ParentClosePolicy::Terminate as i32,
+            p => p,
+        };
+        let parent = ParentInfo {
+            namespace: self.namespace.clone(),
+            workflow_id: self.workflow_id.clone(),
+            run_id: self.run_id.clone(),
+            initiated_event_id,
+            close_policy,
+            root_workflow_id,
+            root_run_id,
+        };
+        let request = StartWorkflowExecutionRequest {
+            identity: format!("parent:{}", self.workflow_id),
+            request_id: format!("{}/{}", self.run_id, initiated_event_id),
+            namespace: command.namespace,
+            workflow_id: command.workflow_id,
+            workflow_type: command.workflow_type,
+            task_queue: command.task_queue,
+            input: command.input,
+            workflow_execution_timeout: command.workflow_execution_timeout,
+            workflow_run_timeout: command.workflow_run_timeout,
+            workflow_task_timeout: command.workflow_task_timeout,
+            workflow_id_reuse_policy: command.workflow_id_reuse_policy,
+            retry_policy: command.retry_policy,
+            cron_schedule: command.cron_schedule,
+            memo: command.memo,
+            search_attributes: command.search_attributes,
+            header: command.header,
+            priority: command.priority,
+            user_metadata: child.user_metadata.clone(),
+            ..Default::default()
+        };
+        Some((request, parent))
+    }
+}
 
 impl Transition<'_> {
     /// A command naming another namespace is refused unless cross-namespace commands are

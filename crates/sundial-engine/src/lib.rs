@@ -22,6 +22,7 @@ mod children;
 pub mod commands;
 pub mod signal;
 pub mod start;
+pub mod start_policy;
 mod terminate;
 pub mod update;
 pub mod validate;

@@ -865,7 +865,27 @@ mod messages_and_lifecycle {
                 initiated_event_id: 5
             }]
         );
+        // Until it has started, the child's start request is made from the command; the
+        // close policy defaults to TERMINATE, the request id repeats on a retried start.
+        let (request, parent) = run.state.child_start(5).expect("pending child");
+        assert_eq!(request.workflow_id, "child");
+        assert_eq!(request.namespace, run.state.namespace);
+        assert_eq!(request.request_id, format!("{}/5", run.state.run_id));
+        assert_eq!(
+            parent.close_policy,
+            crate::api::enums::v1::ParentClosePolicy::Terminate as i32
+        );
+        assert_eq!(parent.initiated_event_id, 5);
+        assert_eq!(
+            (parent.root_workflow_id, parent.root_run_id),
+            (run.state.workflow_id.clone(), run.state.run_id.clone())
+        );
+        assert!(run.state.child_start(4).is_none());
         run.step(|t| t.child_started(5, "child-run")).0.unwrap();
+        assert!(
+            run.state.child_start(5).is_none(),
+            "started children are not started again"
+        );
         run.complete_wt(vec![]);
         let close = HistoryEvent {
             event_type: E::WorkflowExecutionCompleted as i32,

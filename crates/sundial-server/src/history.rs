@@ -20,11 +20,10 @@ use parking_lot::Mutex;
 use prost::Message;
 use std::collections::HashMap;
 use std::sync::Arc;
-use sundial_engine::api::enums::v1::{
-    WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-};
+use sundial_engine::api::enums::v1::WorkflowExecutionStatus;
 use sundial_engine::api::history::v1::HistoryEvent;
 use sundial_engine::api::workflowservice::v1::StartWorkflowExecutionRequest;
+use sundial_engine::start_policy::{self, StartDecision};
 use sundial_engine::{
     Deadline, DeadlineKind, Effect, EngineError, ExecutionState, Inputs, Limits, Persist, Signal,
     StartParams, Transition, WorkflowTaskRef,
@@ -790,8 +789,7 @@ impl History {
             Existing::Terminate(handle) => {
                 // The old run's termination and the new run are one commit.
                 let run = self.new_run(req, signal, parent, update)?;
-                let reason =
-                    "terminated by a new start (workflow id conflict policy TERMINATE_EXISTING)";
+                let reason = start_policy::TERMINATED_BY_NEW_START;
                 let run_id = run.state.run_id.clone();
                 self.run_transition(
                     &handle,
@@ -824,6 +822,8 @@ impl History {
         }
     }
 
+    /// The start policies' decision ([`start_policy::decide`]) against the workflow id's
+    /// current run, resolved to the handle it acts on.
     async fn existing_run_decision(
         &self,
         req: &StartWorkflowExecutionRequest,
@@ -849,51 +849,27 @@ impl History {
                 return Box::pin(self.existing_run_decision(req, with_signal)).await;
             }
         }
-        if !req.request_id.is_empty() && st.start_request_id == req.request_id {
-            let outcome = StartOutcome {
+        let outcome = |started| {
+            Existing::Done(Box::new(StartOutcome {
                 run_id: st.run_id.clone(),
-                started: true,
+                started,
                 eager_task: None,
-            };
-            return Ok(Existing::Done(Box::new(outcome)));
-        }
-        let already = || ServiceError::AlreadyStarted {
-            workflow_id: st.workflow_id.clone(),
-            run_id: st.run_id.clone(),
-            start_request_id: st.start_request_id.clone(),
+            }))
         };
-        if st.is_running() {
-            if with_signal {
-                return Ok(Existing::Signal(existing.clone()));
+        Ok(match start_policy::decide(req, st, with_signal) {
+            StartDecision::Start => Existing::Start,
+            StartDecision::Deduplicated => outcome(true),
+            StartDecision::UseExisting => outcome(false),
+            StartDecision::SignalExisting => Existing::Signal(existing.clone()),
+            StartDecision::TerminateExisting => Existing::Terminate(existing.clone()),
+            StartDecision::AlreadyStarted => {
+                return Err(ServiceError::AlreadyStarted {
+                    workflow_id: st.workflow_id.clone(),
+                    run_id: st.run_id.clone(),
+                    start_request_id: st.start_request_id.clone(),
+                });
             }
-            let conflict = WorkflowIdConflictPolicy::try_from(req.workflow_id_conflict_policy)
-                .unwrap_or(WorkflowIdConflictPolicy::Unspecified);
-            #[allow(deprecated)]
-            let terminate_if_running =
-                req.workflow_id_reuse_policy == WorkflowIdReusePolicy::TerminateIfRunning as i32;
-            return match conflict {
-                WorkflowIdConflictPolicy::UseExisting => {
-                    Ok(Existing::Done(Box::new(StartOutcome {
-                        run_id: st.run_id.clone(),
-                        started: false,
-                        eager_task: None,
-                    })))
-                }
-                WorkflowIdConflictPolicy::TerminateExisting => {
-                    Ok(Existing::Terminate(existing.clone()))
-                }
-                _ if terminate_if_running => Ok(Existing::Terminate(existing.clone())),
-                _ => Err(already()),
-            };
-        }
-        let reuse = WorkflowIdReusePolicy::try_from(req.workflow_id_reuse_policy)
-            .unwrap_or(WorkflowIdReusePolicy::Unspecified);
-        let completed = st.status == WorkflowExecutionStatus::Completed as i32;
-        match reuse {
-            WorkflowIdReusePolicy::RejectDuplicate => Err(already()),
-            WorkflowIdReusePolicy::AllowDuplicateFailedOnly if completed => Err(already()),
-            _ => Ok(Existing::Start),
-        }
+        })
     }
 
     /// The first state, events and effects of a run a start request creates (with the first

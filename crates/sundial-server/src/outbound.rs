@@ -18,7 +18,6 @@ use sundial_engine::api::{
     common::v1::WorkflowExecution,
     enums::v1::{ParentClosePolicy, StartChildWorkflowExecutionFailedCause},
     history::v1::HistoryEvent,
-    workflowservice::v1::StartWorkflowExecutionRequest,
 };
 use sundial_engine::{Effect, ParentInfo, Signal};
 
@@ -179,59 +178,10 @@ async fn start_child(
     initiated_event_id: i64,
 ) -> Result<(), ServiceError> {
     let found = history
-        .read(parent, |entry| {
-            let child = entry.state.child(initiated_event_id)?;
-            if !child.run_id.is_empty() {
-                return None;
-            }
-            let root = match &entry.state.parent {
-                Some(p) => (p.root_workflow_id.clone(), p.root_run_id.clone()),
-                None => (entry.state.workflow_id.clone(), entry.state.run_id.clone()),
-            };
-            Some((
-                child.command.clone().unwrap_or_default(),
-                child.user_metadata.clone(),
-                root,
-            ))
-        })
+        .read(parent, |entry| entry.state.child_start(initiated_event_id))
         .await?;
-    let Some((command, user_metadata, (root_workflow_id, root_run_id))) = found else {
+    let Some((request, parent_info)) = found else {
         return Ok(());
-    };
-    let policy = if command.parent_close_policy == ParentClosePolicy::Unspecified as i32 {
-        ParentClosePolicy::Terminate as i32
-    } else {
-        command.parent_close_policy
-    };
-    let parent_info = ParentInfo {
-        namespace: parent.namespace.clone(),
-        workflow_id: parent.workflow_id.clone(),
-        run_id: parent.run_id.clone(),
-        initiated_event_id,
-        close_policy: policy,
-        root_workflow_id,
-        root_run_id,
-    };
-    let request = StartWorkflowExecutionRequest {
-        namespace: command.namespace.clone(),
-        workflow_id: command.workflow_id.clone(),
-        workflow_type: command.workflow_type.clone(),
-        task_queue: command.task_queue.clone(),
-        input: command.input.clone(),
-        workflow_execution_timeout: command.workflow_execution_timeout,
-        workflow_run_timeout: command.workflow_run_timeout,
-        workflow_task_timeout: command.workflow_task_timeout,
-        identity: format!("parent:{}", parent.workflow_id),
-        request_id: format!("{}/{}", parent.run_id, initiated_event_id),
-        workflow_id_reuse_policy: command.workflow_id_reuse_policy,
-        retry_policy: command.retry_policy.clone(),
-        cron_schedule: command.cron_schedule.clone(),
-        memo: command.memo.clone(),
-        search_attributes: command.search_attributes.clone(),
-        header: command.header.clone(),
-        priority: command.priority.clone(),
-        user_metadata,
-        ..Default::default()
     };
     let started = history
         .start_workflow_with_parent(&request, None, Some(parent_info))
