@@ -23,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -165,6 +166,9 @@ class SundialProcess:
             "--port", str(self.port),
             *storage_args(self.db_path),
             "--log-level", self.log_level,
+            # SUNDIAL_SERVER_ARGS: more flags for every server of the run (e.g. a tiny run
+            # cache, `--dynamic-config-value history.hostLevelCacheMaxSize=1`).
+            *shlex.split(os.environ.get("SUNDIAL_SERVER_ARGS", "")),
             *self.extra_args,
         ]
 

@@ -44,6 +44,16 @@ const GONE_STICKY_MEMORY: std::time::Duration = std::time::Duration::from_secs(6
 
 /// Number of locks that serialise starts of the same workflow id.
 const START_LOCK_SHARDS: usize = 64;
+/// Runs kept in memory unless configured otherwise (`history.hostLevelCacheMaxSize`).
+pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+/// Idle runs one change may evict: eviction keeps pace with loading without a long pause.
+const EVICTIONS_PER_CHANGE: usize = 4;
+/// How soon idle runs that were in use are looked at again.
+const CACHE_SWEEP_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+/// How many more ids than cached runs the idle queue may hold before it is pruned.
+const IDLE_QUEUE_SLACK: usize = 1024;
+/// Idle runs one sweep may look at.
+const CACHE_SWEEP_BUDGET: usize = 4096;
 
 /// What to do about the workflow id's latest run before starting a new one.
 enum Existing {
@@ -106,6 +116,22 @@ pub struct History {
     clock: Clock,
     /// The shards this server writes, and the fence of each write.
     ownership: Arc<crate::ownership::Ownership>,
+    /// How many runs `runs` may hold before idle ones are evicted.
+    cache_limit: std::sync::atomic::AtomicUsize,
+    /// Running runs that were idle ([`RunEntry::is_idle`]) when last changed or loaded,
+    /// oldest first: the candidates for eviction. Each is queued at most once
+    /// (`RunEntry::idle_queued`).
+    idle: Mutex<std::collections::VecDeque<String>>,
+    /// A sweep of the idle queue is on its way ([`History::schedule_sweep`]).
+    sweep_scheduled: std::sync::atomic::AtomicBool,
+}
+
+/// What an attempt to evict an idle run found.
+enum Eviction {
+    /// Evicted, or no longer cached, or no longer idle: it leaves the idle queue.
+    Settled,
+    /// In use right now (locked, or its handle held or watched): try again later.
+    Busy,
 }
 
 /// Work a committed transition left for another run (start a child, signal or cancel an
@@ -197,9 +223,29 @@ impl History {
             close_listener: std::sync::OnceLock::new(),
             clock,
             ownership,
+            cache_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_CACHE_SIZE),
+            idle: Mutex::new(std::collections::VecDeque::new()),
+            sweep_scheduled: std::sync::atomic::AtomicBool::new(false),
         });
         let _ = history.me.set(Arc::downgrade(&history));
         history
+    }
+
+    /// Sets how many runs stay in memory (at least 1); idle running runs beyond it are
+    /// evicted, oldest idle first, and loaded again by whatever needs them next.
+    pub fn limit_cache(&self, runs: usize) {
+        self.cache_limit
+            .store(runs.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The timer loop's handle.
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    /// Runs in memory (running and recently closed).
+    pub fn cached_runs(&self) -> usize {
+        self.runs.lock().len()
     }
 
     /// Where the server reads the time.
@@ -268,6 +314,7 @@ impl History {
         let state = decode_state(&row)?;
         tracing::warn!(run_id = %handle.run_id, "run reloaded from the store after a refused write");
         entry.persisted = stored_version(&state);
+        entry.unsaved = false;
         entry.state = state;
         entry.events = RunEvents::unloaded();
         let ready = entry.state.ready_tasks(self.clock.now_ms());
@@ -326,26 +373,148 @@ impl History {
         else {
             return Err(Self::not_found(workflow_id, run_id));
         };
-        let state = decode_state(&row)?;
-        if !state.is_running() {
-            self.schedule_eviction(&row.run_id);
-        }
-        let mut runs = self.runs.lock();
-        let handle = runs
-            .entry(row.run_id.clone())
-            .or_insert_with(|| RunHandle::new(state, RunEvents::unloaded()))
-            .clone();
-        if run_id.is_none() {
-            self.latest.lock().insert(
-                (namespace.to_string(), workflow_id.to_string()),
-                handle.run_id.clone(),
-            );
-        }
-        Ok(handle)
+        Ok(self.cache_loaded(decode_state(&row)?, run_id.is_none()))
     }
 
-    fn handle_by_run(&self, run_id: &str) -> Option<Arc<RunHandle>> {
-        self.runs.lock().get(run_id).cloned()
+    /// Puts a run loaded from the store into the cache (unless another load already did),
+    /// as the workflow id's latest run when `latest`. A closed run leaves again after a
+    /// grace period; a running one joins the idle queue, as it was idle when evicted.
+    fn cache_loaded(&self, state: ExecutionState, latest: bool) -> Arc<RunHandle> {
+        let run_id = state.run_id.clone();
+        let running = state.is_running();
+        if !running {
+            self.schedule_eviction(&run_id);
+        }
+        let (handle, inserted) = {
+            let mut runs = self.runs.lock();
+            let mut inserted = false;
+            let handle = runs
+                .entry(run_id.clone())
+                .or_insert_with(|| {
+                    inserted = true;
+                    RunHandle::reloaded(state)
+                })
+                .clone();
+            if latest {
+                self.latest.lock().insert(
+                    (handle.namespace.clone(), handle.workflow_id.clone()),
+                    handle.run_id.clone(),
+                );
+            }
+            (handle, inserted)
+        };
+        if inserted && running {
+            if let Ok(mut entry) = handle.entry.try_lock() {
+                entry.idle_queued = true;
+            }
+            self.idle.lock().push_back(run_id);
+            self.shrink_cache(EVICTIONS_PER_CHANGE);
+        }
+        handle
+    }
+
+    /// A run by id alone, loaded from the store when it is not in memory (for what knows
+    /// only the id: a fired deadline, a queued task, work for another run). `None` when the
+    /// store has no such run.
+    pub async fn run_by_id(&self, run_id: &str) -> Result<Option<Arc<RunHandle>>, ServiceError> {
+        if let Some(handle) = self.runs.lock().get(run_id).cloned() {
+            return Ok(Some(handle));
+        }
+        let Some(row) = self.store.load_run(run_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.cache_loaded(decode_state(&row)?, false)))
+    }
+
+    /// Queues a run that just became idle as a candidate for eviction, then evicts idle
+    /// runs while the cache is over its limit.
+    fn note_idle(&self, handle: &RunHandle, entry: &mut RunEntry) {
+        if !entry.idle_queued && entry.is_idle(self.clock.now_ms()) {
+            entry.idle_queued = true;
+            let mut idle = self.idle.lock();
+            idle.push_back(handle.run_id.clone());
+            // Runs that closed and left (or were deleted) stay queued until looked at; while
+            // the cache is under its limit nobody looks, so forget them now and then.
+            if idle.len() > IDLE_QUEUE_SLACK {
+                let runs = self.runs.lock();
+                if idle.len() > runs.len() + IDLE_QUEUE_SLACK {
+                    idle.retain(|run_id| runs.contains_key(run_id));
+                }
+            }
+        }
+        self.shrink_cache(EVICTIONS_PER_CHANGE);
+    }
+
+    /// Evicts up to `budget` idle runs while more than the limit are cached, each candidate
+    /// looked at once per call. Candidates in use right now go back to the queue, and a
+    /// sweep shortly after tries again (the run that just became idle is always in use by
+    /// the change that made it so).
+    fn shrink_cache(&self, budget: usize) {
+        let limit = self.cache_limit.load(std::sync::atomic::Ordering::Relaxed);
+        let candidates = self.idle.lock().len().min(budget);
+        let mut retry = false;
+        for _ in 0..candidates {
+            if self.runs.lock().len() <= limit {
+                return;
+            }
+            let Some(run_id) = self.idle.lock().pop_front() else {
+                return;
+            };
+            if let Eviction::Busy = self.try_evict(&run_id) {
+                self.idle.lock().push_back(run_id);
+                retry = true;
+            }
+        }
+        if retry || (self.runs.lock().len() > limit && !self.idle.lock().is_empty()) {
+            self.schedule_sweep();
+        }
+    }
+
+    /// Runs [`History::shrink_cache`] again in a moment (once, however often asked).
+    fn schedule_sweep(&self) {
+        use std::sync::atomic::Ordering;
+        if self.sweep_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(history) = self.me() else {
+            return;
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(CACHE_SWEEP_DELAY).await;
+            history.sweep_scheduled.store(false, Ordering::Release);
+            history.shrink_cache(CACHE_SWEEP_BUDGET);
+        });
+    }
+
+    /// Drops an idle run from memory. Only a run nobody holds, locks or watches can go, so
+    /// no second copy of it can appear: whoever needs it next loads it from the store, under
+    /// the cache's lock, into the one handle everyone then shares.
+    fn try_evict(&self, run_id: &str) -> Eviction {
+        let mut runs = self.runs.lock();
+        let Some(handle) = runs.get(run_id) else {
+            return Eviction::Settled;
+        };
+        if Arc::strong_count(handle) > 1 || handle.progress.receiver_count() > 0 {
+            return Eviction::Busy;
+        }
+        {
+            let Ok(mut entry) = handle.entry.try_lock() else {
+                return Eviction::Busy;
+            };
+            entry.idle_queued = false;
+            if !entry.is_idle(self.clock.now_ms()) {
+                return Eviction::Settled;
+            }
+        }
+        let Some(handle) = runs.remove(run_id) else {
+            return Eviction::Settled;
+        };
+        let key = (handle.namespace.clone(), handle.workflow_id.clone());
+        let mut latest = self.latest.lock();
+        if latest.get(&key).is_some_and(|r| r == run_id) {
+            latest.remove(&key);
+        }
+        Eviction::Settled
     }
 
     async fn ensure_events(&self, entry: &mut RunEntry) -> Result<(), ServiceError> {
@@ -471,6 +640,7 @@ impl History {
         };
         if persist == Persist::Nothing && next.is_none() {
             // Nothing to commit: installed at once, with no await before the reply.
+            entry.unsaved |= outcome.state != entry.state;
             self.install_outcome(handle, &mut entry, outcome);
             return Ok(finish(&entry, result));
         }
@@ -521,6 +691,7 @@ impl History {
                 return Err(e);
             }
             entry.persisted = stored_version(&outcome.state);
+            entry.unsaved = false;
             history.install_outcome(&handle, &mut entry, outcome);
             // The next run is findable before the closed one's lock is released, so a start
             // of the same workflow id that waited on that lock sees it running.
@@ -589,6 +760,7 @@ impl History {
                 listener(&entry.state);
             }
         }
+        self.note_idle(handle, entry);
     }
 
     /// Registers the one listener told about runs as they close (the scheduler's).
@@ -640,7 +812,8 @@ impl History {
             return;
         };
         tokio::spawn(async move {
-            let Some(handle) = history.handle_by_run(&run_id) else {
+            // A run with a task in a queue is never idle, so it is in memory.
+            let Ok(Some(handle)) = history.run_by_id(&run_id).await else {
                 return;
             };
             let task = WorkflowTaskRef {
@@ -712,11 +885,6 @@ impl History {
                 query: false,
             },
         );
-    }
-
-    /// The handle of a loaded run by id.
-    pub fn loaded_run(&self, run_id: &str) -> Option<Arc<RunHandle>> {
-        self.handle_by_run(run_id)
     }
 
     fn start_lock(&self, namespace: &str, workflow_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -955,19 +1123,22 @@ impl History {
 
     /// A deadline fired for a run.
     pub async fn fire_deadline(&self, run_id: &str, kind: DeadlineKind) {
-        let Some(handle) = self.handle_by_run(run_id) else {
-            return;
+        // A sleeping run may have left the cache: it is loaded again (its deadlines stayed).
+        let result = match self.run_by_id(run_id).await {
+            Ok(None) => return,
+            Ok(Some(handle)) => {
+                self.transition(
+                    &handle,
+                    |t| {
+                        t.fire_deadline(kind);
+                        Ok(())
+                    },
+                    |_, ()| (),
+                )
+                .await
+            }
+            Err(e) => Err(e),
         };
-        let result = self
-            .transition(
-                &handle,
-                |t| {
-                    t.fire_deadline(kind);
-                    Ok(())
-                },
-                |_, ()| (),
-            )
-            .await;
         if let Err(e) = result {
             tracing::warn!(run_id, ?kind, error = %e, "deadline transition failed; retrying in 1s");
             let timers = self.timers.clone();
@@ -1015,10 +1186,18 @@ impl History {
                     remaining,
                 )
                 .await?;
-            if let Some(handle) = self.handle_by_run(&task.task().run_id) {
-                return Some((handle, task));
+            match self.run_by_id(&task.task().run_id).await {
+                Ok(Some(handle)) => return Some((handle, task)),
+                // The run is gone (deleted): its task is stale.
+                Ok(None) => {
+                    task.take();
+                }
+                // The store cannot say now: the task goes back to its queue.
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading a queued task's run failed");
+                    return None;
+                }
             }
-            task.take();
         }
     }
 

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     pub limits: sundial_engine::Limits,
     /// Frontend behaviour switched by dynamic configuration.
     pub frontend: FrontendSettings,
+    /// How many runs stay in memory; idle running runs beyond it are evicted and loaded
+    /// again on demand ([`history::DEFAULT_CACHE_SIZE`] by default).
+    pub cache_size: usize,
     /// TLS on the gRPC frontend; plain TCP when `None`.
     pub tls: Option<tls::TlsSettings>,
     /// The authorization table; every identity may do everything when `None`.
@@ -146,14 +149,6 @@ pub async fn serve(
     }
     let matching = matching::Matching::new();
     let (timers, mut fired) = timers::Timers::start(config.clock.clone());
-    {
-        let matching = matching.clone();
-        let timers = timers.clone();
-        config.metrics.set_snapshot(move || metrics::Snapshot {
-            queues: matching.summary(),
-            timers_pending: timers.pending(),
-        });
-    }
     let ownership = Arc::new(
         ownership::Ownership::take_all(&*config.store, config.clock.now_ms())
             .await
@@ -168,6 +163,17 @@ pub async fn serve(
         config.clock.clone(),
         ownership,
     );
+    history.limit_cache(config.cache_size);
+    {
+        let matching = matching.clone();
+        let timers = history.timers().clone();
+        let cached = Arc::downgrade(&history);
+        config.metrics.set_snapshot(move || metrics::Snapshot {
+            queues: matching.summary(),
+            timers_pending: timers.pending(),
+            cached_runs: cached.upgrade().map_or(0, |h| h.cached_runs()),
+        });
+    }
     outbound::start_worker(&history);
     let recovered = history.recover().await?;
     tracing::info!(recovered, "running executions recovered");

@@ -77,6 +77,8 @@ pub struct Snapshot {
     /// (namespace, kind, tasks waiting, pollers waiting), one entry per task queue.
     pub queues: Vec<(String, TaskKind, usize, usize)>,
     pub timers_pending: usize,
+    /// Runs held in memory (the run cache).
+    pub cached_runs: usize,
 }
 
 type SnapshotFn = Box<dyn Fn() -> Snapshot + Send + Sync>;
@@ -100,6 +102,7 @@ pub struct Metrics {
     commit_batches: Histogram,
     commit_failures: IntCounter,
     timers_pending: IntGauge,
+    cached_runs: IntGauge,
     snapshot: OnceLock<SnapshotFn>,
 }
 
@@ -186,6 +189,11 @@ impl Metrics {
         registry.register(Box::new(commit_batches.clone()))?;
         registry.register(Box::new(commit_failures.clone()))?;
         registry.register(Box::new(timers_pending.clone()))?;
+        let cached_runs = IntGauge::new(
+            "sundial_cached_runs",
+            "Runs held in memory (running and recently closed); idle ones beyond the cache size are evicted",
+        )?;
+        registry.register(Box::new(cached_runs.clone()))?;
         let rpc_names: Vec<&'static str> = sundial_proto::METHODS.iter().map(|m| m.name).collect();
         let rpc_index = sundial_proto::METHODS
             .iter()
@@ -219,6 +227,7 @@ impl Metrics {
             commit_batches,
             commit_failures,
             timers_pending,
+            cached_runs,
             snapshot: OnceLock::new(),
         })
     }
@@ -306,6 +315,7 @@ impl Metrics {
             self.long_polls.with_label_values(&[kind]).set(n);
         }
         self.timers_pending.set(snapshot.timers_pending as i64);
+        self.cached_runs.set(snapshot.cached_runs as i64);
     }
 }
 
@@ -431,6 +441,7 @@ mod tests {
                 ("default".into(), TaskKind::Workflow, 0, 1),
             ],
             timers_pending: 7,
+            cached_runs: 5,
         });
         m.task_dispatched(TaskKind::Activity, Duration::from_millis(5));
         let t = text(&m);
@@ -441,6 +452,7 @@ mod tests {
         assert!(t.contains(r#"sundial_long_polls_waiting{kind="activity"} 2"#));
         assert!(t.contains(r#"sundial_long_polls_waiting{kind="workflow"} 1"#));
         assert!(t.contains("sundial_timers_pending 7"));
+        assert!(t.contains("sundial_cached_runs 5"));
         assert!(t.contains(r#"sundial_task_schedule_to_start_seconds_count{kind="activity"} 1"#));
     }
 }

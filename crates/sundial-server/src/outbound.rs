@@ -107,28 +107,17 @@ pub fn start_worker(history: &Arc<History>) {
 }
 
 async fn perform(history: Arc<History>, run_id: String, effect: Effect) {
-    // The run is loaded when its effects are dispatched; remember which it is, so that a
-    // retry after it left the cache (a closed child telling its parent) loads it again.
-    let Some(first) = history.loaded_run(&run_id) else {
-        return;
-    };
-    let (namespace, workflow_id) = (first.namespace.clone(), first.workflow_id.clone());
-    drop(first);
     let what = format!("{effect:?} of run {run_id}");
     let attempt = || {
         let history = history.clone();
-        let (namespace, workflow_id, run_id, effect) = (&namespace, &workflow_id, &run_id, &effect);
+        let (run_id, effect) = (&run_id, &effect);
         async move {
-            let source = match history.loaded_run(run_id) {
-                Some(source) => source,
-                None => match history.handle(namespace, workflow_id, Some(run_id)).await {
-                    Ok(source) => source,
-                    // Deleted meanwhile: nothing is left to do for it.
-                    Err(ServiceError::NotFound(_)) => return Ok(()),
-                    Err(e) => return Err(e),
-                },
-            };
-            perform_once(&history, &source, effect).await
+            // Loaded again if it left the cache meanwhile (a closed child telling its parent).
+            match history.run_by_id(run_id).await? {
+                Some(source) => perform_once(&history, &source, effect).await,
+                // Deleted meanwhile: nothing is left to do for it.
+                None => Ok(()),
+            }
         }
     };
     retry_until_settled(Backoff::OUTBOUND, &what, attempt, tokio::time::sleep).await;

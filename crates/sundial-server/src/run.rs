@@ -25,6 +25,11 @@ pub struct RunEntry {
     pub updates: parking_lot::Mutex<UpdateRegistry>,
     /// The run is closed and its removal from the cache is scheduled.
     pub(crate) eviction_scheduled: bool,
+    /// The run is in the history driver's queue of idle runs (candidates for eviction).
+    pub(crate) idle_queued: bool,
+    /// A transition that committed nothing changed the state (it differs from the store's
+    /// until the next commit).
+    pub(crate) unsaved: bool,
 }
 
 /// The handle of one run: its lock and a signal that fires on every change.
@@ -54,11 +59,44 @@ impl RunEntry {
     pub fn committed_next_event_id(&self) -> i64 {
         self.persisted.next_event_id
     }
+
+    /// Whether the entry holds nothing that lives only in memory, so that dropping it and
+    /// loading the run from the store again gives the same entry: a running run with no
+    /// workflow task (its unwritten attempts, speculative tasks and started events live
+    /// here), nothing ready to dispatch (tasks in queues, work for other runs), no admitted
+    /// update, and nothing a transition changed without committing. Its deadlines stay in
+    /// the timer loop while it is out of memory.
+    pub(crate) fn is_idle(&self, now_ms: i64) -> bool {
+        self.state.is_running()
+            && self.state.workflow_task.is_none()
+            && !self.unsaved
+            && self.persisted == stored_version(&self.state)
+            && self.updates.lock().is_empty()
+            && self.state.ready_tasks(now_ms).is_empty()
+    }
 }
 
 impl RunHandle {
     /// The handle of a run whose `state` is what the store holds.
     pub(crate) fn new(state: ExecutionState, events: RunEvents) -> Arc<RunHandle> {
+        RunHandle::with_registered(state, events, HashSet::new())
+    }
+
+    /// The handle of a running run loaded again after it left the cache: its deadlines are
+    /// still in the timer loop (eviction leaves them there), so they count as registered.
+    pub(crate) fn reloaded(state: ExecutionState) -> Arc<RunHandle> {
+        let registered = match state.is_running() {
+            true => state.deadlines().into_iter().collect(),
+            false => HashSet::new(),
+        };
+        RunHandle::with_registered(state, RunEvents::unloaded(), registered)
+    }
+
+    fn with_registered(
+        state: ExecutionState,
+        events: RunEvents,
+        registered: HashSet<Deadline>,
+    ) -> Arc<RunHandle> {
         let next = state.next_event_id;
         let closed = !state.is_running();
         Arc::new(RunHandle {
@@ -69,9 +107,11 @@ impl RunHandle {
             entry: Arc::new(tokio::sync::Mutex::new(RunEntry {
                 events,
                 persisted: stored_version(&state),
-                registered: HashSet::new(),
+                registered,
                 updates: parking_lot::Mutex::new(Default::default()),
                 eviction_scheduled: closed,
+                idle_queued: false,
+                unsaved: false,
                 state,
             })),
         })

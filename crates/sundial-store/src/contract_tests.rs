@@ -95,6 +95,13 @@ pub(crate) async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_st
         .await
         .unwrap();
     assert_eq!(latest.map(|r| (r.status, r.state)), Some((2, vec![12])));
+    // By run id alone, the same row; an unknown id is no row.
+    let by_id = store.load_run("r1").await.unwrap();
+    assert_eq!(
+        by_id.map(|r| (r.namespace, r.workflow_id, r.status, r.state)),
+        Some(("default".into(), "wf".into(), 2, vec![12]))
+    );
+    assert!(store.load_run("no-such-run").await.unwrap().is_none());
     assert!(
         store
             .load_running_executions(ALL_SLOTS)

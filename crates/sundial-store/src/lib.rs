@@ -310,6 +310,9 @@ pub trait Store: Send + Sync + 'static {
         workflow_id: &str,
         run_id: Option<&str>,
     ) -> Result<Option<ExecutionRow>, StoreError>;
+    /// A run by id alone (a run that left the server's cache, found again by what knows
+    /// only its id: a deadline that fires, a task in a queue).
+    async fn load_run(&self, run_id: &str) -> Result<Option<ExecutionRow>, StoreError>;
     /// The run's events with ids `>= from_event_id`, in order.
     async fn load_events(
         &self,

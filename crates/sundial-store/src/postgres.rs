@@ -1170,6 +1170,12 @@ impl Store for PostgresStore {
         Ok(rows.first().map(execution_from_row))
     }
 
+    async fn load_run(&self, run_id: &str) -> Result<Option<ExecutionRow>, StoreError> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE run_id = $1");
+        let rows = self.query(&sql, &[&run_id]).await?;
+        Ok(rows.first().map(execution_from_row))
+    }
+
     async fn load_events(
         &self,
         run_id: &str,

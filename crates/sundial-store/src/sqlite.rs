@@ -912,6 +912,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn load_run(&self, run_id: &str) -> Result<Option<ExecutionRow>, StoreError> {
+        let run_id = run_id.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
+                 WHERE run_id = ?1",
+            )?
+            .query_row(params![run_id], execution_from_row)
+            .optional()
+        })
+        .await
+    }
+
     async fn load_schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(

@@ -153,6 +153,10 @@ impl Store for FaultyStore {
             .await
     }
 
+    async fn load_run(&self, run_id: &str) -> Result<Option<ExecutionRow>, StoreError> {
+        self.inner.load_run(run_id).await
+    }
+
     async fn load_events(
         &self,
         run_id: &str,

@@ -113,6 +113,7 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
     init_logging(&args.log_level, args.log_format)?;
     let limits = dynamic_config_limits(&args.dynamic_config)?;
     let frontend = dynamic_config_frontend(&args.dynamic_config)?;
+    let cache_size = dynamic_config_cache_size(&args.dynamic_config)?;
     let search_attributes = search_attribute_types(&args.search_attributes)?;
     let mut namespaces = vec!["default".to_string()];
     for ns in args.namespaces {
@@ -136,6 +137,7 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
         search_attributes,
         limits,
         frontend,
+        cache_size,
         tls: None,
         authorization: None,
         metrics_listen: args.metrics_port.map(|p| SocketAddr::new(args.ip, p)),
@@ -173,6 +175,7 @@ fn start(args: Start) -> anyhow::Result<()> {
         search_attributes: Vec::new(),
         limits: config.engine_limits(),
         frontend: sundial_server::FrontendSettings::default(),
+        cache_size: config.server.cache_size,
         tls: config.tls_settings()?,
         authorization: config.policy(),
         metrics_listen: config.server.metrics_listen,
@@ -198,6 +201,7 @@ struct Settings {
     search_attributes: Vec<(String, i32)>,
     limits: sundial_engine::Limits,
     frontend: sundial_server::FrontendSettings,
+    cache_size: usize,
     tls: Option<sundial_server::tls::TlsSettings>,
     authorization: Option<sundial_server::authz::Policy>,
     metrics_listen: Option<SocketAddr>,
@@ -235,6 +239,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             search_attributes: settings.search_attributes,
             limits: settings.limits,
             frontend: settings.frontend,
+            cache_size: settings.cache_size,
             tls: settings.tls,
             authorization: settings.authorization,
             metrics,
@@ -329,6 +334,30 @@ fn dynamic_config_frontend(values: &[String]) -> anyhow::Result<sundial_server::
     Ok(settings)
 }
 
+/// `history.hostLevelCacheMaxSize`: how many runs stay in memory (Temporal's key for its
+/// host-wide mutable-state cache; Sundial's default is [`DEFAULT_CACHE_SIZE`]).
+///
+/// [`DEFAULT_CACHE_SIZE`]: sundial_server::history::DEFAULT_CACHE_SIZE
+fn dynamic_config_cache_size(values: &[String]) -> anyhow::Result<usize> {
+    let mut size = sundial_server::history::DEFAULT_CACHE_SIZE;
+    for kv in values {
+        if let Some(("history.hostLevelCacheMaxSize", value)) = kv.split_once('=') {
+            size = value
+                .trim()
+                .trim_matches('"')
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| {
+                    format!(
+                        "--dynamic-config-value history.hostLevelCacheMaxSize: {value:?} is not a positive integer"
+                    )
+                })?;
+        }
+    }
+    Ok(size)
+}
+
 fn parse_bool(key: &str, value: &str) -> anyhow::Result<bool> {
     match value.trim().trim_matches('"') {
         "true" => Ok(true),
@@ -376,6 +405,7 @@ fn dynamic_config_limits(values: &[String]) -> anyhow::Result<sundial_engine::Li
             "frontend.enableCancelWorkerPollsOnShutdown"
             | "worker.batcherRPS"
             | "frontend.MaxConcurrentBatchOperationPerNamespace" => {} // dynamic_config_frontend
+            "history.hostLevelCacheMaxSize" => {} // dynamic_config_cache_size
             _ => tracing::debug!(key, "dynamic config key not used by Sundial"),
         }
     }

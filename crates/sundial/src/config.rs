@@ -56,6 +56,10 @@ pub struct Server {
     /// How often closed runs past retention are looked for.
     #[serde(default = "default_retention_scan")]
     pub retention_scan_interval: String,
+    /// How many runs stay in memory; idle running runs beyond it are evicted and loaded
+    /// again on demand.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: usize,
 }
 
 impl Default for Server {
@@ -66,12 +70,17 @@ impl Default for Server {
             http_listen: None,
             shutdown_grace: default_grace(),
             retention_scan_interval: default_retention_scan(),
+            cache_size: default_cache_size(),
         }
     }
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7233))
+}
+
+fn default_cache_size() -> usize {
+    sundial_server::history::DEFAULT_CACHE_SIZE
 }
 
 fn default_grace() -> String {

@@ -81,6 +81,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         search_attributes: Vec::new(),
         limits: sundial_engine::Limits::default(),
         frontend: sundial_server::FrontendSettings::default(),
+        cache_size: sundial_server::history::DEFAULT_CACHE_SIZE,
         tls: None,
         authorization: None,
         metrics,

@@ -1,0 +1,159 @@
+"""The run cache: idle workflows leave memory and come back on demand.
+
+A server started with ``--dynamic-config-value history.hostLevelCacheMaxSize=1`` keeps at
+most one run in memory beyond those with work in flight: every workflow asleep on a timer is
+evicted, and each request, timer, signal, query, update or task that reaches it loads it
+from the store again. The gauge ``sundial_cached_runs`` shows how many runs are in memory.
+Everything must behave as with every run cached, across a kill -9 too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.request
+from datetime import timedelta
+
+import pytest
+from temporalio import workflow
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from conftest import SundialProcess, free_port
+
+SLEEP_S = 4.0
+WORKFLOWS = 24
+
+
+@workflow.defn
+class Sleeper:
+    def __init__(self) -> None:
+        self.signals: list[str] = []
+        self.updates = 0
+
+    @workflow.run
+    async def run(self, seconds: float) -> list[str]:
+        await workflow.sleep(timedelta(seconds=seconds))
+        return [*self.signals, f"updates={self.updates}"]
+
+    @workflow.signal
+    def note(self, text: str) -> None:
+        self.signals.append(text)
+
+    @workflow.query
+    def noted(self) -> list[str]:
+        return list(self.signals)
+
+    @workflow.update
+    def bump(self) -> int:
+        self.updates += 1
+        return self.updates
+
+
+class CachedServer(SundialProcess):
+    """A server with a one-run cache and a metrics endpoint."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.metrics_port = free_port()
+
+    def command(self) -> list[str]:
+        return super().command() + [
+            "--metrics-port", str(self.metrics_port),
+            "--dynamic-config-value", "history.hostLevelCacheMaxSize=1",
+        ]
+
+    def cached_runs(self) -> int:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        match = re.search(r"^sundial_cached_runs (\d+)", text, re.M)
+        assert match, "sundial_cached_runs is not exported"
+        return int(match.group(1))
+
+
+async def _all_asleep(client: Client, ids: list[str]) -> None:
+    """Waits until every workflow has its timer started (no workflow task left)."""
+    for wid in ids:
+        handle = client.get_workflow_handle(wid)
+        for _ in range(100):
+            events = [e async for e in handle.fetch_history_events()]
+            if any(e.HasField("timer_started_event_attributes") for e in events):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"{wid} never started its timer")
+
+
+async def _settled_cache(server: CachedServer, at_most: int) -> int:
+    for _ in range(50):
+        cached = server.cached_runs()
+        if cached <= at_most:
+            return cached
+        await asyncio.sleep(0.1)
+    return server.cached_runs()
+
+
+async def test_evicted_workflows_wake_take_signals_queries_updates_and_survive_kill_9(
+    external_address, tmp_path, new_id
+):
+    if external_address:
+        pytest.skip("needs a server process managed by the suite (SUNDIAL_ADDRESS is set)")
+    server = CachedServer(tmp_path / "cache.db")
+    try:
+        await server.start()
+        client = await Client.connect(server.address, namespace="default")
+        queue = new_id("cache-tq")
+        ids = [new_id(f"sleeper{i}") for i in range(WORKFLOWS)]
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[Sleeper],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+            # Workers keep no run cached either: every task replays from full history.
+            max_cached_workflows=0,
+        ):
+            for wid in ids:
+                await client.start_workflow(Sleeper.run, SLEEP_S, id=wid, task_queue=queue)
+            await _all_asleep(client, ids)
+            # Asleep, they left memory: the cache holds at most its one run.
+            assert await _settled_cache(server, 1) <= 1
+
+            # Signals, queries, updates and describes reach evicted runs.
+            for i, wid in enumerate(ids[:8]):
+                await client.get_workflow_handle(wid).signal(Sleeper.note, f"s{i}")
+            for i, wid in enumerate(ids[:4]):
+                assert await client.get_workflow_handle(wid).query(Sleeper.noted) == [f"s{i}"]
+            for wid in ids[4:6]:
+                assert await client.get_workflow_handle(wid).execute_update(Sleeper.bump) == 1
+            for wid in ids:
+                desc = await client.get_workflow_handle(wid).describe()
+                assert desc.status == WorkflowExecutionStatus.RUNNING
+
+        # kill -9 while they sleep (out of memory, timers pending); the restarted server
+        # loads them, evicts them again, and fires every timer.
+        server.kill()
+        await server.start()
+        client = await Client.connect(server.address, namespace="default")
+        assert await _settled_cache(server, 1) <= 1
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[Sleeper],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+            max_cached_workflows=0,
+        ):
+            results = await asyncio.wait_for(
+                asyncio.gather(*(client.get_workflow_handle(w).result() for w in ids)), 60
+            )
+        for i, result in enumerate(results):
+            signals = [f"s{i}"] if i < 8 else []
+            updates = 1 if 4 <= i < 6 else 0
+            assert result == [*signals, f"updates={updates}"], (ids[i], result)
+        for wid in ids:
+            events = [e async for e in client.get_workflow_handle(wid).fetch_history_events()]
+            event_ids = [e.event_id for e in events]
+            assert event_ids == list(range(1, len(event_ids) + 1)), wid
+            fired = [e for e in events if e.HasField("timer_fired_event_attributes")]
+            assert len(fired) == 1, wid
+    finally:
+        server.kill()
