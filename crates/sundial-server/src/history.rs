@@ -52,6 +52,10 @@ const EVICTIONS_PER_CHANGE: usize = 4;
 const CACHE_SWEEP_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 /// How many more ids than cached runs the idle queue may hold before it is pruned.
 const IDLE_QUEUE_SLACK: usize = 1024;
+/// Evictions after which freed memory is handed back to the system, at most once per
+/// [`TRIM_INTERVAL`].
+const TRIM_AFTER_EVICTIONS: usize = 1024;
+const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Idle runs one sweep may look at.
 const CACHE_SWEEP_BUDGET: usize = 4096;
 
@@ -124,11 +128,16 @@ pub struct History {
     idle: Mutex<std::collections::VecDeque<String>>,
     /// A sweep of the idle queue is on its way ([`History::schedule_sweep`]).
     sweep_scheduled: std::sync::atomic::AtomicBool,
+    /// Runs evicted since freed memory was last handed back ([`History::release_freed_memory`]).
+    evicted_since_trim: std::sync::atomic::AtomicUsize,
+    last_trim: Mutex<std::time::Instant>,
 }
 
 /// What an attempt to evict an idle run found.
 enum Eviction {
-    /// Evicted, or no longer cached, or no longer idle: it leaves the idle queue.
+    /// Out of memory now.
+    Evicted,
+    /// No longer cached, or no longer idle: it leaves the idle queue.
     Settled,
     /// In use right now (locked, or its handle held or watched): try again later.
     Busy,
@@ -226,6 +235,8 @@ impl History {
             cache_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_CACHE_SIZE),
             idle: Mutex::new(std::collections::VecDeque::new()),
             sweep_scheduled: std::sync::atomic::AtomicBool::new(false),
+            evicted_since_trim: std::sync::atomic::AtomicUsize::new(0),
+            last_trim: Mutex::new(std::time::Instant::now()),
         });
         let _ = history.me.set(Arc::downgrade(&history));
         history
@@ -453,20 +464,52 @@ impl History {
         let limit = self.cache_limit.load(std::sync::atomic::Ordering::Relaxed);
         let candidates = self.idle.lock().len().min(budget);
         let mut retry = false;
+        let mut evicted = 0;
         for _ in 0..candidates {
             if self.runs.lock().len() <= limit {
-                return;
+                break;
             }
             let Some(run_id) = self.idle.lock().pop_front() else {
-                return;
+                break;
             };
-            if let Eviction::Busy = self.try_evict(&run_id) {
-                self.idle.lock().push_back(run_id);
-                retry = true;
+            match self.try_evict(&run_id) {
+                Eviction::Busy => {
+                    self.idle.lock().push_back(run_id);
+                    retry = true;
+                }
+                Eviction::Evicted => evicted += 1,
+                Eviction::Settled => {}
             }
         }
         if retry || (self.runs.lock().len() > limit && !self.idle.lock().is_empty()) {
             self.schedule_sweep();
+        }
+        self.release_freed_memory(evicted);
+    }
+
+    /// Hands memory freed by evictions back to the system now and then: glibc's allocator
+    /// keeps freed chunks inside its heaps, so without this the resident size would stay at
+    /// its peak however many runs left the cache.
+    fn release_freed_memory(&self, evicted: usize) {
+        use std::sync::atomic::Ordering;
+        let since = self
+            .evicted_since_trim
+            .fetch_add(evicted, Ordering::Relaxed)
+            + evicted;
+        if since < TRIM_AFTER_EVICTIONS {
+            return;
+        }
+        let mut last = self.last_trim.lock();
+        if last.elapsed() < TRIM_INTERVAL {
+            return;
+        }
+        *last = std::time::Instant::now();
+        self.evicted_since_trim.store(0, Ordering::Relaxed);
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only returns free memory of the allocator's heaps to the
+        // system; it takes no pointers and is safe to call from any thread at any time.
+        unsafe {
+            libc::malloc_trim(0);
         }
     }
 
@@ -514,7 +557,7 @@ impl History {
         if latest.get(&key).is_some_and(|r| r == run_id) {
             latest.remove(&key);
         }
-        Eviction::Settled
+        Eviction::Evicted
     }
 
     async fn ensure_events(&self, entry: &mut RunEntry) -> Result<(), ServiceError> {
