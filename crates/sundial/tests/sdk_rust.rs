@@ -15,12 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    RESULT_TIMEOUT, TestServer, count_events, failure_chain, history, unique, with_worker,
-};
-use temporalio_client::{
-    WorkflowGetResultOptions, WorkflowStartOptions, errors::WorkflowGetResultError,
-};
+use common::{CompletedRun, WorkflowTest, count_events, failure_chain};
+use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_common::{
     RetryPolicy,
     protos::temporal::api::{
@@ -36,22 +32,6 @@ use temporalio_sdk::{
     activities::{ActivityContext, ActivityError},
     workflows::select,
 };
-
-/// Awaits a workflow result, bounded by [`RESULT_TIMEOUT`].
-async fn result_of<W>(
-    handle: &temporalio_client::WorkflowHandle<temporalio_client::Client, W>,
-) -> Result<W::Output, WorkflowGetResultError>
-where
-    W: temporalio_common::HasWorkflowDefinition,
-    W::Output: temporalio_common::data_converters::TemporalDeserializable + 'static,
-{
-    tokio::time::timeout(
-        RESULT_TIMEOUT,
-        handle.get_result(WorkflowGetResultOptions::default()),
-    )
-    .await
-    .expect("timed out waiting for the workflow result")
-}
 
 /// The `ActivityTaskStarted` events of a history.
 fn activity_started_events(events: &[HistoryEvent]) -> Vec<&HistoryEvent> {
@@ -180,30 +160,18 @@ impl FatalActivityWorkflow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_retries_until_third_attempt_succeeds() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-retry-tq");
-    let workflow_id = unique("rs-retry-wf");
+    let test = WorkflowTest::start("retry").await;
     let log = Arc::new(RetryLog::default());
-    let options = WorkerOptions::new(task_queue.clone())
+    let options = WorkerOptions::new(test.task_queue.clone())
         .register_workflow::<FlakyActivityWorkflow>()
         .expect("register workflow")
         .register_activities(RetryActivities { log: log.clone() })
         .graceful_shutdown_period(Duration::from_millis(500))
         .build();
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                FlakyActivityWorkflow::run,
-                "payload".to_string(),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test
+        .run(options, FlakyActivityWorkflow::run, "payload".to_string())
+        .await;
 
     assert_eq!(result.expect("workflow should succeed"), "payload:ok@3");
 
@@ -259,30 +227,18 @@ async fn activity_retries_until_third_attempt_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_retryable_error_type_fails_workflow_on_first_attempt() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-fatal-tq");
-    let workflow_id = unique("rs-fatal-wf");
+    let test = WorkflowTest::start("fatal").await;
     let log = Arc::new(RetryLog::default());
-    let options = WorkerOptions::new(task_queue.clone())
+    let options = WorkerOptions::new(test.task_queue.clone())
         .register_workflow::<FatalActivityWorkflow>()
         .expect("register workflow")
         .register_activities(RetryActivities { log: log.clone() })
         .graceful_shutdown_period(Duration::from_millis(500))
         .build();
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                FatalActivityWorkflow::run,
-                "doomed".to_string(),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test
+        .run(options, FatalActivityWorkflow::run, "doomed".to_string())
+        .await;
 
     assert_eq!(
         log.fatal_runs.load(Ordering::SeqCst),
@@ -408,30 +364,16 @@ impl HeartbeatWorkflow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_timeout_retries_with_last_heartbeat_details() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-heartbeat-tq");
-    let workflow_id = unique("rs-heartbeat-wf");
+    let test = WorkflowTest::start("heartbeat").await;
     let log = Arc::new(HeartbeatLog::default());
-    let options = WorkerOptions::new(task_queue.clone())
+    let options = WorkerOptions::new(test.task_queue.clone())
         .register_workflow::<HeartbeatWorkflow>()
         .expect("register workflow")
         .register_activities(HeartbeatActivities { log: log.clone() })
         .graceful_shutdown_period(Duration::from_millis(500))
         .build();
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                HeartbeatWorkflow::run,
-                5u32,
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test.run(options, HeartbeatWorkflow::run, 5u32).await;
 
     assert_eq!(
         result.expect("workflow should succeed"),
@@ -507,29 +449,17 @@ impl CancelTimerWorkflow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_timers_fire_in_order() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-timers-tq");
-    let workflow_id = unique("rs-timers-wf");
-    let options = WorkerOptions::new(task_queue.clone())
+    let test = WorkflowTest::start("timers").await;
+    let options = WorkerOptions::new(test.task_queue.clone())
         .register_workflow::<TwoTimersWorkflow>()
         .expect("register workflow")
         .build();
 
-    let (result, elapsed, events) = with_worker(&client, options, async {
-        let started_at = Instant::now();
-        let handle = client
-            .start_workflow(
-                TwoTimersWorkflow::run,
-                (),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        let elapsed = started_at.elapsed();
-        (result, elapsed, history(&handle).await)
-    })
-    .await;
+    let CompletedRun {
+        result,
+        elapsed,
+        events,
+    } = test.run(options, TwoTimersWorkflow::run, ()).await;
 
     let fired = format!("{:?},{:?}", TimerResult::Fired, TimerResult::Fired);
     assert_eq!(result.expect("workflow should succeed"), fired);
@@ -543,29 +473,17 @@ async fn sequential_timers_fire_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_timer_is_cancelled() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-cancel-timer-tq");
-    let workflow_id = unique("rs-cancel-timer-wf");
-    let options = WorkerOptions::new(task_queue.clone())
+    let test = WorkflowTest::start("cancel-timer").await;
+    let options = WorkerOptions::new(test.task_queue.clone())
         .register_workflow::<CancelTimerWorkflow>()
         .expect("register workflow")
         .build();
 
-    let (result, elapsed, events) = with_worker(&client, options, async {
-        let started_at = Instant::now();
-        let handle = client
-            .start_workflow(
-                CancelTimerWorkflow::run,
-                (),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        let elapsed = started_at.elapsed();
-        (result, elapsed, history(&handle).await)
-    })
-    .await;
+    let CompletedRun {
+        result,
+        elapsed,
+        events,
+    } = test.run(options, CancelTimerWorkflow::run, ()).await;
 
     assert_eq!(
         result.expect("workflow should succeed"),
@@ -625,28 +543,20 @@ impl LocalActivityWorkflow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_activity_result_is_recorded_as_marker() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-local-tq");
-    let workflow_id = unique("rs-local-wf");
-    let options = WorkerOptions::new(task_queue.clone())
+    let test = WorkflowTest::start("local").await;
+    let options = WorkerOptions::new(test.task_queue.clone())
         .register_workflow::<LocalActivityWorkflow>()
         .expect("register workflow")
         .register_activities(LocalActivities)
         .build();
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                LocalActivityWorkflow::run,
-                "hello sundial".to_string(),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test
+        .run(
+            options,
+            LocalActivityWorkflow::run,
+            "hello sundial".to_string(),
+        )
+        .await;
 
     assert_eq!(
         result.expect("workflow should succeed"),
@@ -736,30 +646,18 @@ impl StartToCloseWorkflow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_to_close_timeout_then_retry_succeeds() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-s2c-tq");
-    let workflow_id = unique("rs-s2c-wf");
+    let test = WorkflowTest::start("s2c").await;
     let log = Arc::new(SlowLog::default());
-    let options = WorkerOptions::new(task_queue.clone())
+    let options = WorkerOptions::new(test.task_queue.clone())
         .register_workflow::<StartToCloseWorkflow>()
         .expect("register workflow")
         .register_activities(SlowActivities { log: log.clone() })
         .graceful_shutdown_period(Duration::from_millis(500))
         .build();
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                StartToCloseWorkflow::run,
-                "job".to_string(),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test
+        .run(options, StartToCloseWorkflow::run, "job".to_string())
+        .await;
 
     assert_eq!(
         result.expect("workflow should succeed"),
