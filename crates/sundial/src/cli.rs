@@ -1,6 +1,7 @@
 //! Command-line interface. `sundial server start-dev` takes the flags of
 //! `temporal server start-dev` that matter, with the same meanings.
 
+use crate::dev_namespaces::dev_namespaces;
 use crate::logging::{LogFormat, init_logging};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
@@ -114,25 +115,13 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
     let limits = dynamic_config_limits(&args.dynamic_config)?;
     let frontend = dynamic_config_frontend(&args.dynamic_config)?;
     let search_attributes = search_attribute_types(&args.search_attributes)?;
-    let mut namespaces = vec!["default".to_string()];
-    for ns in args.namespaces {
-        if !namespaces.contains(&ns) {
-            namespaces.push(ns);
-        }
-    }
     run(Settings {
         listen: SocketAddr::new(args.ip, args.port),
         store: match args.db_url {
             Some(url) => StoreChoice::Postgres(sundial_store::PostgresOptions::new(url)),
             None => StoreChoice::Sqlite(args.db_filename),
         },
-        namespaces: namespaces
-            .into_iter()
-            .map(|name| sundial_server::NamespaceSpec {
-                name,
-                retention_ms: None,
-            })
-            .collect(),
+        namespaces: dev_namespaces(args.namespaces),
         search_attributes,
         limits,
         frontend,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod dev_namespaces;
 mod logging;
 
 use clap::Parser;

@@ -7,10 +7,12 @@
 //! time skipping is unlocked and no workflow task or activity is in progress, plus
 //! `temporal.api.testservice.v1.TestService` to lock, unlock and sleep.
 
+mod dev_namespaces;
 mod logging;
 
 use anyhow::Context;
 use clap::Parser;
+use dev_namespaces::dev_namespaces;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,12 +58,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         &args.log_level,
         logging::LogFormat::parse(&args.log_format)?,
     )?;
-    let mut namespaces = vec!["default".to_string()];
-    for ns in args.namespaces {
-        if !namespaces.contains(&ns) {
-            namespaces.push(ns);
-        }
-    }
     let metrics = Arc::new(
         sundial_server::metrics::Metrics::new().context("registering the server's metrics")?,
     );
@@ -71,13 +67,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let config = sundial_server::ServerConfig {
         listen: SocketAddr::new(args.ip, args.port),
         store: Arc::new(store),
-        namespaces: namespaces
-            .into_iter()
-            .map(|name| sundial_server::NamespaceSpec {
-                name,
-                retention_ms: None,
-            })
-            .collect(),
+        namespaces: dev_namespaces(args.namespaces),
         search_attributes: Vec::new(),
         limits: sundial_engine::Limits::default(),
         frontend: sundial_server::FrontendSettings::default(),
