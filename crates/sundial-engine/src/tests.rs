@@ -25,6 +25,31 @@ fn request() -> StartWorkflowExecutionRequest {
     }
 }
 
+/// `attributes` as the commands of a workflow task completion, in order.
+pub(crate) fn as_commands(attributes: Vec<Cmd>) -> Vec<Command> {
+    attributes
+        .into_iter()
+        .map(|c| Command {
+            attributes: Some(c),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The test workflow ([`request`]) started as run `run-1` at 1 000 ms: its state, its first
+/// events and the effects of the start.
+pub(crate) fn started_run() -> (ExecutionState, Vec<HistoryEvent>, Vec<Effect>) {
+    new_execution(StartParams {
+        request: &request(),
+        run_id: "run-1".into(),
+        now: 1_000,
+        signal: None,
+        continuation: None,
+        parent: None,
+    })
+    .expect("start")
+}
+
 /// A run plus its history, advanced one transition at a time.
 struct Run {
     state: ExecutionState,
@@ -147,13 +172,7 @@ impl Run {
     fn complete_wt(&mut self, commands: Vec<Cmd>) -> (crate::CompletionOutcome, Vec<Effect>) {
         let wt = self.start_wt();
         let req = RespondWorkflowTaskCompletedRequest {
-            commands: commands
-                .into_iter()
-                .map(|c| Command {
-                    attributes: Some(c),
-                    ..Default::default()
-                })
-                .collect(),
+            commands: as_commands(commands),
             identity: "worker".into(),
             ..Default::default()
         };
@@ -569,13 +588,7 @@ mod messages_and_lifecycle {
     ) -> crate::CompletionOutcome {
         let wt = run.start_wt();
         let req = RespondWorkflowTaskCompletedRequest {
-            commands: commands
-                .into_iter()
-                .map(|c| Command {
-                    attributes: Some(c),
-                    ..Default::default()
-                })
-                .collect(),
+            commands: as_commands(commands),
             messages,
             ..Default::default()
         };
@@ -947,13 +960,7 @@ mod limits {
     fn complete_with(run: &mut Run, limits: Limits, commands: Vec<Cmd>) -> CompletionOutcome {
         let wt = run.start_wt();
         let req = RespondWorkflowTaskCompletedRequest {
-            commands: commands
-                .into_iter()
-                .map(|c| Command {
-                    attributes: Some(c),
-                    ..Default::default()
-                })
-                .collect(),
+            commands: as_commands(commands),
             identity: "worker".into(),
             ..Default::default()
         };
@@ -1104,14 +1111,25 @@ mod limits {
         assert_eq!(run.state.activities.len(), 10);
     }
 
+    /// Completes a new run's first task with three commands made by `command` (from 0, 1
+    /// and 2) under the [`small`] limits, which allow two of them; asserts that the task
+    /// failed with `cause` and `message`, and returns the run.
+    fn three_past_a_limit_of_two(
+        command: impl Fn(usize) -> Cmd,
+        cause: WorkflowTaskFailedCause,
+        message: &str,
+    ) -> Run {
+        let (mut run, _) = Run::start();
+        let commands = (0..3).map(command).collect();
+        let outcome = complete_with(&mut run, small(), commands);
+        assert_failed(&run, &outcome, cause, message);
+        run
+    }
+
     #[test]
     fn children_past_the_limit_fail_the_task() {
-        let (mut run, _) = Run::start();
-        let commands = (0..3).map(|i| child(&format!("c{i}"), "")).collect();
-        let outcome = complete_with(&mut run, small(), commands);
-        assert_failed(
-            &run,
-            &outcome,
+        let run = three_past_a_limit_of_two(
+            |i| child(&format!("c{i}"), ""),
             WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded,
             "PendingChildWorkflowsLimitExceeded: the number of pending child workflow executions, 2, has reached the per-workflow limit of 2",
         );
@@ -1120,12 +1138,8 @@ mod limits {
 
     #[test]
     fn external_signals_past_the_limit_fail_the_task() {
-        let (mut run, _) = Run::start();
-        let commands = (0..3).map(|i| signal(&format!("t{i}"), "")).collect();
-        let outcome = complete_with(&mut run, small(), commands);
-        assert_failed(
-            &run,
-            &outcome,
+        let run = three_past_a_limit_of_two(
+            |i| signal(&format!("t{i}"), ""),
             WorkflowTaskFailedCause::PendingSignalsLimitExceeded,
             "PendingSignalsLimitExceeded: the number of pending signals to external workflows, 2, has reached the per-workflow limit of 2",
         );
@@ -1134,12 +1148,8 @@ mod limits {
 
     #[test]
     fn external_cancels_past_the_limit_fail_the_task() {
-        let (mut run, _) = Run::start();
-        let commands = (0..3).map(|i| cancel(&format!("t{i}"), "")).collect();
-        let outcome = complete_with(&mut run, small(), commands);
-        assert_failed(
-            &run,
-            &outcome,
+        let run = three_past_a_limit_of_two(
+            |i| cancel(&format!("t{i}"), ""),
             WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded,
             "PendingRequestCancelLimitExceeded: the number of pending requests to cancel external workflows, 2, has reached the per-workflow limit of 2",
         );
@@ -1434,18 +1444,8 @@ mod limits {
 fn eager_start_starts_the_first_task_instead_of_dispatching_it() {
     for (eager, events, dispatched) in [(false, 2, true), (true, 3, false)] {
         let req = StartWorkflowExecutionRequest {
-            namespace: "default".into(),
-            workflow_id: "wf".into(),
-            workflow_type: Some(WorkflowType {
-                name: "Flow".into(),
-            }),
-            task_queue: Some(TaskQueue {
-                name: "q".into(),
-                ..Default::default()
-            }),
-            request_id: "req".into(),
             request_eager_execution: eager,
-            ..Default::default()
+            ..crate::fuzzing::start_request()
         };
         let params = StartParams {
             request: &req,
