@@ -115,6 +115,15 @@ impl Transition<'_> {
         ))
     }
 
+    /// `namespace`, or this run's own when it is empty (a command may leave it out).
+    fn namespace_or_own(&self, namespace: &str) -> String {
+        if namespace.is_empty() {
+            self.state.namespace.clone()
+        } else {
+            namespace.to_string()
+        }
+    }
+
     pub(crate) fn start_child(
         &mut self,
         a: &StartChildWorkflowExecutionCommandAttributes,
@@ -135,9 +144,7 @@ impl Transition<'_> {
             Cause::PendingChildWorkflowsLimitExceeded,
         )?;
         let mut command = a.clone();
-        if command.namespace.is_empty() {
-            command.namespace = self.state.namespace.clone();
-        }
+        command.namespace = self.namespace_or_own(&a.namespace);
         if command
             .task_queue
             .as_ref()
@@ -215,9 +222,7 @@ impl Transition<'_> {
             Cause::PendingSignalsLimitExceeded,
         )?;
         let mut command = a.clone();
-        if command.namespace.is_empty() {
-            command.namespace = self.state.namespace.clone();
-        }
+        command.namespace = self.namespace_or_own(&a.namespace);
         let initiated_event_id = self.append(
             Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(
                 SignalExternalWorkflowExecutionInitiatedEventAttributes {
@@ -264,9 +269,7 @@ impl Transition<'_> {
             Cause::PendingRequestCancelLimitExceeded,
         )?;
         let mut command = a.clone();
-        if command.namespace.is_empty() {
-            command.namespace = self.state.namespace.clone();
-        }
+        command.namespace = self.namespace_or_own(&a.namespace);
         let initiated_event_id = self.append(
             Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(
                 RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
@@ -493,21 +496,34 @@ impl Transition<'_> {
         self.child_closed(initiated_event_id, child_run_id, close_event)
     }
 
-    /// Outcome of a SignalExternalWorkflowExecution: delivered, or the target was not found.
-    pub fn external_signal_done(
+    /// The pending request (signal or cancellation) that `pending` finds, as its outcome is
+    /// reported: `None` when it is no longer pending (a repeated report; nothing is recorded
+    /// or persisted), an error when this run has closed.
+    fn awaited_outcome<T: Clone>(
         &mut self,
-        initiated_event_id: i64,
-        delivered: bool,
-    ) -> Result<(), EngineError> {
-        let Some(info) = self.state.external_signal(initiated_event_id).cloned() else {
+        pending: impl FnOnce(&ExecutionState) -> Option<&T>,
+    ) -> Result<Option<T>, EngineError> {
+        let Some(info) = pending(self.state).cloned() else {
             self.persist = Persist::Nothing;
-            return Ok(());
+            return Ok(None);
         };
         if !self.state.is_running() {
             return Err(EngineError::NotFound(
                 "workflow execution already completed".into(),
             ));
         }
+        Ok(Some(info))
+    }
+
+    /// Outcome of a SignalExternalWorkflowExecution: delivered, or the target was not found.
+    pub fn external_signal_done(
+        &mut self,
+        initiated_event_id: i64,
+        delivered: bool,
+    ) -> Result<(), EngineError> {
+        let Some(info) = self.awaited_outcome(|s| s.external_signal(initiated_event_id))? else {
+            return Ok(());
+        };
         let command = info.command.unwrap_or_default();
         let attributes = if delivered {
             Attributes::ExternalWorkflowExecutionSignaledEventAttributes(
@@ -530,14 +546,7 @@ impl Transition<'_> {
             })
         };
         self.record(attributes);
-        if let Some(i) = self
-            .state
-            .external_signals
-            .iter()
-            .position(|s| s.initiated_event_id == initiated_event_id)
-        {
-            self.state.external_signals.remove(i);
-        }
+        self.state.remove_external_signal(initiated_event_id);
         self.ensure_workflow_task();
         Ok(())
     }
@@ -548,15 +557,9 @@ impl Transition<'_> {
         initiated_event_id: i64,
         delivered: bool,
     ) -> Result<(), EngineError> {
-        let Some(info) = self.state.external_cancel(initiated_event_id).cloned() else {
-            self.persist = Persist::Nothing;
+        let Some(info) = self.awaited_outcome(|s| s.external_cancel(initiated_event_id))? else {
             return Ok(());
         };
-        if !self.state.is_running() {
-            return Err(EngineError::NotFound(
-                "workflow execution already completed".into(),
-            ));
-        }
         let command = info.command.unwrap_or_default();
         let workflow_execution = Some(WorkflowExecution {
             workflow_id: command.workflow_id.clone(),
@@ -584,14 +587,7 @@ impl Transition<'_> {
             )
         };
         self.record(attributes);
-        if let Some(i) = self
-            .state
-            .external_cancels
-            .iter()
-            .position(|s| s.initiated_event_id == initiated_event_id)
-        {
-            self.state.external_cancels.remove(i);
-        }
+        self.state.remove_external_cancel(initiated_event_id);
         self.ensure_workflow_task();
         Ok(())
     }
