@@ -3,6 +3,7 @@
 
 use crate::dev_namespaces::dev_namespaces;
 use crate::logging::{LogFormat, init_logging};
+use crate::shutdown::interrupted;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
@@ -234,13 +235,9 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             shutdown_grace: settings.shutdown_grace,
             clock: sundial_server::clock::Clock::Wall,
         };
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
+        let interrupted = interrupted()?;
         let shutdown = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            interrupted.await;
             tracing::info!("shutting down");
         };
         sundial_server::serve(config, shutdown, |addr| {

@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod dev_namespaces;
 mod logging;
+mod shutdown;
 
 use clap::Parser;
 

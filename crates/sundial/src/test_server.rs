@@ -9,6 +9,7 @@
 
 mod dev_namespaces;
 mod logging;
+mod shutdown;
 
 use anyhow::Context;
 use clap::Parser;
@@ -87,15 +88,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
-        sundial_server::serve(config, shutdown, |addr| {
+        sundial_server::serve(config, shutdown::interrupted()?, |addr| {
             tracing::info!(%addr, "Sundial test server started (time skipping)");
         })
         .await
