@@ -199,21 +199,16 @@ impl Transition<'_> {
         a: &SignalExternalWorkflowExecutionCommandAttributes,
         completed_id: i64,
     ) -> Result<(), Rejection> {
+        let bad = |m: &str| Rejection::new(Cause::BadSignalWorkflowExecutionAttributes, m);
         self.check_cross_namespace(&a.namespace, Cause::BadSignalWorkflowExecutionAttributes)?;
         if a.execution
             .as_ref()
             .is_none_or(|e| e.workflow_id.is_empty())
         {
-            return Err(Rejection::new(
-                Cause::BadSignalWorkflowExecutionAttributes,
-                "WorkflowId is not set on command.",
-            ));
+            return Err(bad("WorkflowId is not set on command."));
         }
         if a.signal_name.is_empty() {
-            return Err(Rejection::new(
-                Cause::BadSignalWorkflowExecutionAttributes,
-                "SignalName is not set on command.",
-            ));
+            return Err(bad("SignalName is not set on command."));
         }
         check_pending(
             self.state.external_signals.len(),
