@@ -125,6 +125,31 @@ impl Run {
         }
     }
 
+    /// Schedules activity "1" with the first task (its scheduled event is event 5) and starts
+    /// its first attempt.
+    fn start_first_activity(&mut self) -> ActivityRef {
+        self.complete_wt(vec![schedule("1", None)]);
+        let activity = ActivityRef {
+            scheduled_event_id: 5,
+            attempt: 1,
+        };
+        self.step(|t| t.start_activity(activity, &poller()))
+            .0
+            .unwrap();
+        activity
+    }
+
+    /// Completes `activity` while a new (forced) workflow task runs, so that its events are
+    /// buffered; returns that task.
+    fn complete_activity_during_a_task(&mut self, activity: ActivityRef) -> WorkflowTaskRef {
+        self.step(|t| t.ensure_workflow_task());
+        let wt = self.start_wt();
+        self.step(|t| t.complete_activity(activity, None, "worker"))
+            .0
+            .unwrap();
+        wt
+    }
+
     fn start_wt(&mut self) -> WorkflowTaskRef {
         let wt = self.wt();
         let speculative = self
@@ -287,20 +312,9 @@ fn activity_round_trip_produces_the_reference_event_sequence() {
 #[test]
 fn events_during_a_started_task_are_buffered_then_flushed_in_order() {
     let (mut run, _) = Run::start();
-    run.complete_wt(vec![schedule("1", None)]);
-    let activity = ActivityRef {
-        scheduled_event_id: 5,
-        attempt: 1,
-    };
-    run.step(|t| t.start_activity(activity, &poller()))
-        .0
-        .unwrap();
+    let activity = run.start_first_activity();
     // A new workflow task is running (forced) when the activity completes.
-    run.step(|t| t.ensure_workflow_task());
-    let wt = run.start_wt();
-    run.step(|t| t.complete_activity(activity, None, "worker"))
-        .0
-        .unwrap();
+    let wt = run.complete_activity_during_a_task(activity);
     assert_eq!(run.state.buffered_events.len(), 2);
     let req = RespondWorkflowTaskCompletedRequest::default();
     let (outcome, _, _) = run.step(|t| t.complete_workflow_task(wt, &req));
@@ -395,12 +409,7 @@ fn failed_attempts_retry_with_backoff_until_maximum_attempts() {
 #[test]
 fn start_to_close_timeout_retries_and_stale_deadlines_change_nothing() {
     let (mut run, _) = Run::start();
-    run.complete_wt(vec![schedule("1", None)]);
-    let first = ActivityRef {
-        scheduled_event_id: 5,
-        attempt: 1,
-    };
-    run.step(|t| t.start_activity(first, &poller())).0.unwrap();
+    run.start_first_activity();
     let kind = DeadlineKind::ActivityStartToClose {
         scheduled_event_id: 5,
         attempt: 1,
@@ -512,19 +521,8 @@ fn a_bad_command_fails_the_task_and_keeps_none_of_its_commands() {
 #[test]
 fn completing_with_unseen_events_is_refused_as_unhandled() {
     let (mut run, _) = Run::start();
-    run.complete_wt(vec![schedule("1", None)]);
-    let activity = ActivityRef {
-        scheduled_event_id: 5,
-        attempt: 1,
-    };
-    run.step(|t| t.start_activity(activity, &poller()))
-        .0
-        .unwrap();
-    run.step(|t| t.ensure_workflow_task());
-    let wt = run.start_wt();
-    run.step(|t| t.complete_activity(activity, None, "worker"))
-        .0
-        .unwrap();
+    let activity = run.start_first_activity();
+    let wt = run.complete_activity_during_a_task(activity);
     let req = RespondWorkflowTaskCompletedRequest {
         commands: vec![Command {
             attributes: Some(complete()),
