@@ -28,7 +28,7 @@ use temporalio_common::{
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, ApplicationFailure, CancellableFuture, LocalActivityOptions, TimerResult,
-    WorkerOptions, WorkflowContext, WorkflowResult,
+    WorkflowContext, WorkflowResult,
     activities::{ActivityContext, ActivityError},
     workflows::select,
 };
@@ -162,12 +162,8 @@ impl FatalActivityWorkflow {
 async fn activity_retries_until_third_attempt_succeeds() {
     let test = WorkflowTest::start("retry").await;
     let log = Arc::new(RetryLog::default());
-    let options = WorkerOptions::new(test.task_queue.clone())
-        .register_workflow::<FlakyActivityWorkflow>()
-        .expect("register workflow")
-        .register_activities(RetryActivities { log: log.clone() })
-        .graceful_shutdown_period(Duration::from_millis(500))
-        .build();
+    let options =
+        test.worker_with_activities::<FlakyActivityWorkflow>(RetryActivities { log: log.clone() });
 
     let CompletedRun { result, events, .. } = test
         .run(options, FlakyActivityWorkflow::run, "payload".to_string())
@@ -229,12 +225,8 @@ async fn activity_retries_until_third_attempt_succeeds() {
 async fn non_retryable_error_type_fails_workflow_on_first_attempt() {
     let test = WorkflowTest::start("fatal").await;
     let log = Arc::new(RetryLog::default());
-    let options = WorkerOptions::new(test.task_queue.clone())
-        .register_workflow::<FatalActivityWorkflow>()
-        .expect("register workflow")
-        .register_activities(RetryActivities { log: log.clone() })
-        .graceful_shutdown_period(Duration::from_millis(500))
-        .build();
+    let options =
+        test.worker_with_activities::<FatalActivityWorkflow>(RetryActivities { log: log.clone() });
 
     let CompletedRun { result, events, .. } = test
         .run(options, FatalActivityWorkflow::run, "doomed".to_string())
@@ -366,12 +358,8 @@ impl HeartbeatWorkflow {
 async fn heartbeat_timeout_retries_with_last_heartbeat_details() {
     let test = WorkflowTest::start("heartbeat").await;
     let log = Arc::new(HeartbeatLog::default());
-    let options = WorkerOptions::new(test.task_queue.clone())
-        .register_workflow::<HeartbeatWorkflow>()
-        .expect("register workflow")
-        .register_activities(HeartbeatActivities { log: log.clone() })
-        .graceful_shutdown_period(Duration::from_millis(500))
-        .build();
+    let options =
+        test.worker_with_activities::<HeartbeatWorkflow>(HeartbeatActivities { log: log.clone() });
 
     let CompletedRun { result, events, .. } = test.run(options, HeartbeatWorkflow::run, 5u32).await;
 
@@ -450,10 +438,7 @@ impl CancelTimerWorkflow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_timers_fire_in_order() {
     let test = WorkflowTest::start("timers").await;
-    let options = WorkerOptions::new(test.task_queue.clone())
-        .register_workflow::<TwoTimersWorkflow>()
-        .expect("register workflow")
-        .build();
+    let options = test.worker::<TwoTimersWorkflow>();
 
     let CompletedRun {
         result,
@@ -474,10 +459,7 @@ async fn sequential_timers_fire_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_timer_is_cancelled() {
     let test = WorkflowTest::start("cancel-timer").await;
-    let options = WorkerOptions::new(test.task_queue.clone())
-        .register_workflow::<CancelTimerWorkflow>()
-        .expect("register workflow")
-        .build();
+    let options = test.worker::<CancelTimerWorkflow>();
 
     let CompletedRun {
         result,
@@ -544,11 +526,8 @@ impl LocalActivityWorkflow {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_activity_result_is_recorded_as_marker() {
     let test = WorkflowTest::start("local").await;
-    let options = WorkerOptions::new(test.task_queue.clone())
-        .register_workflow::<LocalActivityWorkflow>()
-        .expect("register workflow")
-        .register_activities(LocalActivities)
-        .build();
+    let mut options = test.worker::<LocalActivityWorkflow>();
+    options.register_activities(LocalActivities);
 
     let CompletedRun { result, events, .. } = test
         .run(
@@ -648,12 +627,8 @@ impl StartToCloseWorkflow {
 async fn start_to_close_timeout_then_retry_succeeds() {
     let test = WorkflowTest::start("s2c").await;
     let log = Arc::new(SlowLog::default());
-    let options = WorkerOptions::new(test.task_queue.clone())
-        .register_workflow::<StartToCloseWorkflow>()
-        .expect("register workflow")
-        .register_activities(SlowActivities { log: log.clone() })
-        .graceful_shutdown_period(Duration::from_millis(500))
-        .build();
+    let options =
+        test.worker_with_activities::<StartToCloseWorkflow>(SlowActivities { log: log.clone() });
 
     let CompletedRun { result, events, .. } = test
         .run(options, StartToCloseWorkflow::run, "job".to_string())

@@ -31,13 +31,16 @@ use temporalio_client::{
     WorkflowGetResultOptions, WorkflowHandle, WorkflowStartOptions, errors::WorkflowGetResultError,
 };
 use temporalio_common::{
-    HasWorkflowDefinition,
+    HasWorkflowDefinition, WorkflowDefinition,
     data_converters::TemporalDeserializable,
     protos::temporal::api::{
         enums::v1::EventType, failure::v1::Failure, history::v1::HistoryEvent,
     },
 };
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use temporalio_sdk::{
+    Runtime, Worker, WorkerOptions, activities::ActivityImplementer,
+    workflows::WorkflowImplementation,
+};
 
 /// Namespace used by every test; `start-dev` servers create it at startup.
 pub const NAMESPACE: &str = "default";
@@ -288,6 +291,10 @@ where
     .expect("timed out waiting for the workflow result")
 }
 
+/// How long a worker made by [`WorkflowTest::worker_with_activities`] lets running activities
+/// finish when it shuts down.
+pub const ACTIVITY_SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
 /// A test that runs one workflow on a server of its own: the server, a client, and a task
 /// queue and workflow id used by this test only.
 pub struct WorkflowTest {
@@ -320,6 +327,30 @@ impl WorkflowTest {
             task_queue: unique(&format!("rs-{name}-tq")),
             workflow_id: unique(&format!("rs-{name}-wf")),
         }
+    }
+
+    /// Options for a worker on this test's task queue that runs workflow `W`.
+    pub fn worker<W>(&self) -> WorkerOptions
+    where
+        W: WorkflowImplementation,
+        <W::Run as WorkflowDefinition>::Input: Send,
+    {
+        let mut options = WorkerOptions::new(self.task_queue.clone()).build();
+        options.register_workflow::<W>().expect("register workflow");
+        options
+    }
+
+    /// [`Self::worker`] that also runs `activities`, giving running activities
+    /// [`ACTIVITY_SHUTDOWN_GRACE`] to finish when the worker shuts down.
+    pub fn worker_with_activities<W>(&self, activities: impl ActivityImplementer) -> WorkerOptions
+    where
+        W: WorkflowImplementation,
+        <W::Run as WorkflowDefinition>::Input: Send,
+    {
+        let mut options = self.worker::<W>();
+        options.register_activities(activities);
+        options.graceful_shutdown_period = Some(ACTIVITY_SHUTDOWN_GRACE);
+        options
     }
 
     /// Runs a worker built from `worker_options` (which should poll [`Self::task_queue`]) and,
