@@ -41,6 +41,13 @@ fn activity_started_events(events: &[HistoryEvent]) -> Vec<&HistoryEvent> {
         .collect()
 }
 
+/// Activity options with a `start_to_close` timeout and [`retry_policy`] of `max_attempts`.
+fn retrying(start_to_close: Duration, max_attempts: u32) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(start_to_close)
+        .retry_policy(retry_policy(max_attempts))
+        .build()
+}
+
 fn retry_policy(max_attempts: u32) -> RetryPolicy {
     RetryPolicy::builder()
         .initial_interval(Duration::from_millis(100))
@@ -124,16 +131,10 @@ pub struct FlakyActivityWorkflow;
 impl FlakyActivityWorkflow {
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: String) -> WorkflowResult<String> {
-        let out = ctx
-            .execute_activity(
-                RetryActivities::flaky,
-                input,
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
-                    .retry_policy(retry_policy(5))
-                    .build(),
-            )
-            .await?;
-        Ok(out)
+        let options = retrying(Duration::from_secs(10), 5);
+        Ok(ctx
+            .execute_activity(RetryActivities::flaky, input, options)
+            .await?)
     }
 }
 
@@ -145,16 +146,10 @@ pub struct FatalActivityWorkflow;
 impl FatalActivityWorkflow {
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: String) -> WorkflowResult<String> {
-        let out = ctx
-            .execute_activity(
-                RetryActivities::fatal,
-                input,
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
-                    .retry_policy(retry_policy(5))
-                    .build(),
-            )
-            .await?;
-        Ok(out)
+        let options = retrying(Duration::from_secs(10), 5);
+        Ok(ctx
+            .execute_activity(RetryActivities::fatal, input, options)
+            .await?)
     }
 }
 
@@ -610,16 +605,10 @@ pub struct StartToCloseWorkflow;
 impl StartToCloseWorkflow {
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: String) -> WorkflowResult<String> {
-        let out = ctx
-            .execute_activity(
-                SlowActivities::slow_then_fast,
-                input,
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(1))
-                    .retry_policy(retry_policy(3))
-                    .build(),
-            )
-            .await?;
-        Ok(out)
+        let options = retrying(Duration::from_secs(1), 3);
+        Ok(ctx
+            .execute_activity(SlowActivities::slow_then_fast, input, options)
+            .await?)
     }
 }
 
