@@ -392,71 +392,45 @@ impl Transition<'_> {
         });
         let workflow_type: Option<WorkflowType> = command.workflow_type.clone();
         let started_event_id = child.started_event_id;
+        // The child's close event: `$attributes` is both the history event's attribute type
+        // and its variant of `Attributes`; the fields every kind carries are filled in here.
+        macro_rules! child_closed_event {
+            ($attributes:ident { $($field:ident: $value:expr),* $(,)? }) => {
+                Attributes::$attributes($attributes {
+                    $($field: $value,)*
+                    namespace,
+                    workflow_execution,
+                    workflow_type,
+                    initiated_event_id,
+                    started_event_id,
+                    ..Default::default()
+                })
+            };
+        }
         let attributes = match &close_event.attributes {
             Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
-                Attributes::ChildWorkflowExecutionCompletedEventAttributes(
-                    ChildWorkflowExecutionCompletedEventAttributes {
-                        result: a.result.clone(),
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionCompletedEventAttributes {
+                    result: a.result.clone(),
+                })
             }
             Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
-                Attributes::ChildWorkflowExecutionFailedEventAttributes(
-                    ChildWorkflowExecutionFailedEventAttributes {
-                        failure: a.failure.clone(),
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        retry_state: a.retry_state,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionFailedEventAttributes {
+                    failure: a.failure.clone(),
+                    retry_state: a.retry_state,
+                })
             }
             Some(Attributes::WorkflowExecutionCanceledEventAttributes(a)) => {
-                Attributes::ChildWorkflowExecutionCanceledEventAttributes(
-                    ChildWorkflowExecutionCanceledEventAttributes {
-                        details: a.details.clone(),
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionCanceledEventAttributes {
+                    details: a.details.clone(),
+                })
             }
             Some(Attributes::WorkflowExecutionTimedOutEventAttributes(a)) => {
-                Attributes::ChildWorkflowExecutionTimedOutEventAttributes(
-                    ChildWorkflowExecutionTimedOutEventAttributes {
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        retry_state: a.retry_state,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionTimedOutEventAttributes {
+                    retry_state: a.retry_state,
+                })
             }
             Some(Attributes::WorkflowExecutionTerminatedEventAttributes(_)) => {
-                Attributes::ChildWorkflowExecutionTerminatedEventAttributes(
-                    ChildWorkflowExecutionTerminatedEventAttributes {
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionTerminatedEventAttributes {})
             }
             _ => {
                 return Err(EngineError::InvalidArgument("not a close event".into()));
