@@ -515,7 +515,9 @@ impl Transition<'_> {
             })
         };
         self.record(attributes);
-        self.state.remove_external_signal(initiated_event_id);
+        self.state
+            .external_signals
+            .retain(|s| s.initiated_event_id != initiated_event_id);
         self.ensure_workflow_task();
         Ok(())
     }
@@ -556,7 +558,9 @@ impl Transition<'_> {
             )
         };
         self.record(attributes);
-        self.state.remove_external_cancel(initiated_event_id);
+        self.state
+            .external_cancels
+            .retain(|c| c.initiated_event_id != initiated_event_id);
         self.ensure_workflow_task();
         Ok(())
     }

@@ -490,29 +490,6 @@ impl ExecutionState {
         .map(|i| &self.external_cancels[i])
     }
 
-    /// Removes a pending signal to an external workflow (keeping the others in event order).
-    pub fn remove_external_signal(
-        &mut self,
-        initiated_event_id: i64,
-    ) -> Option<ExternalSignalInfo> {
-        find_by_event_id(&self.external_signals, initiated_event_id, |s| {
-            s.initiated_event_id
-        })
-        .map(|i| self.external_signals.remove(i))
-    }
-
-    /// Removes a pending cancellation request to an external workflow (keeping the others in
-    /// event order).
-    pub fn remove_external_cancel(
-        &mut self,
-        initiated_event_id: i64,
-    ) -> Option<ExternalCancelInfo> {
-        find_by_event_id(&self.external_cancels, initiated_event_id, |s| {
-            s.initiated_event_id
-        })
-        .map(|i| self.external_cancels.remove(i))
-    }
-
     pub fn activity_by_id(&self, activity_id: &str) -> Option<&ActivityInfo> {
         self.activities
             .iter()
