@@ -435,20 +435,17 @@ async fn sequential_timers_fire_in_order() {
     let test = WorkflowTest::start("timers").await;
     let options = test.worker::<TwoTimersWorkflow>();
 
-    let CompletedRun {
-        result,
-        elapsed,
-        events,
-    } = test.run(options, TwoTimersWorkflow::run, ()).await;
+    let run = test.run(options, TwoTimersWorkflow::run, ()).await;
 
     let fired = format!("{:?},{:?}", TimerResult::Fired, TimerResult::Fired);
-    assert_eq!(result.expect("workflow should succeed"), fired);
+    assert_eq!(run.result.expect("workflow should succeed"), fired);
     assert!(
-        elapsed >= Duration::from_millis(900),
-        "two timers (300ms + 600ms) completed after only {elapsed:?}"
+        run.elapsed >= Duration::from_millis(900),
+        "two timers (300ms + 600ms) completed after only {:?}",
+        run.elapsed
     );
-    assert_eq!(count_events(&events, EventType::TimerStarted), 2);
-    assert_eq!(count_events(&events, EventType::TimerFired), 2);
+    assert_eq!(count_events(&run.events, EventType::TimerStarted), 2);
+    assert_eq!(count_events(&run.events, EventType::TimerFired), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,27 +453,25 @@ async fn losing_timer_is_cancelled() {
     let test = WorkflowTest::start("cancel-timer").await;
     let options = test.worker::<CancelTimerWorkflow>();
 
-    let CompletedRun {
-        result,
-        elapsed,
-        events,
-    } = test.run(options, CancelTimerWorkflow::run, ()).await;
+    let run = test.run(options, CancelTimerWorkflow::run, ()).await;
 
     assert_eq!(
-        result.expect("workflow should succeed"),
+        run.result.expect("workflow should succeed"),
         format!("short,{:?}", TimerResult::Cancelled)
     );
     assert!(
-        elapsed >= Duration::from_millis(200),
-        "short timer fired after only {elapsed:?}"
+        run.elapsed >= Duration::from_millis(200),
+        "short timer fired after only {:?}",
+        run.elapsed
     );
     assert!(
-        elapsed < Duration::from_secs(30),
-        "workflow waited for the long timer: {elapsed:?}"
+        run.elapsed < Duration::from_secs(30),
+        "workflow waited for the long timer: {:?}",
+        run.elapsed
     );
-    assert_eq!(count_events(&events, EventType::TimerStarted), 2);
-    assert_eq!(count_events(&events, EventType::TimerFired), 1);
-    assert_eq!(count_events(&events, EventType::TimerCanceled), 1);
+    assert_eq!(count_events(&run.events, EventType::TimerStarted), 2);
+    assert_eq!(count_events(&run.events, EventType::TimerFired), 1);
+    assert_eq!(count_events(&run.events, EventType::TimerCanceled), 1);
 }
 
 // ---------------------------------------------------------------------------------------
