@@ -144,6 +144,22 @@ impl Transition<'_> {
         self.ensure_workflow_task();
     }
 
+    /// Closes the pending activity `task` names with the event `outcome` makes from the
+    /// activity and its started event id, after its started event (see
+    /// [`Self::record_activity_started`]).
+    fn close_activity_with(
+        &mut self,
+        task: ActivityRef,
+        identity: &str,
+        outcome: impl FnOnce(&ActivityInfo, i64) -> Attributes,
+    ) -> Result<(), EngineError> {
+        let a = self.pending_activity(task)?;
+        let started_event_id = self.record_activity_started(&a, identity);
+        self.record(outcome(&a, started_event_id));
+        self.close_activity(a.scheduled_event_id);
+        Ok(())
+    }
+
     /// RespondActivityTaskCompleted (by token or by id).
     pub fn complete_activity(
         &mut self,
@@ -151,19 +167,15 @@ impl Transition<'_> {
         result: Option<Payloads>,
         identity: &str,
     ) -> Result<(), EngineError> {
-        let a = self.pending_activity(task)?;
-        let started_event_id = self.record_activity_started(&a, identity);
-        self.record(Attributes::ActivityTaskCompletedEventAttributes(
-            ActivityTaskCompletedEventAttributes {
+        self.close_activity_with(task, identity, |a, started_event_id| {
+            Attributes::ActivityTaskCompletedEventAttributes(ActivityTaskCompletedEventAttributes {
                 result,
                 scheduled_event_id: a.scheduled_event_id,
                 started_event_id,
                 identity: identity.to_string(),
                 ..Default::default()
-            },
-        ));
-        self.close_activity(a.scheduled_event_id);
-        Ok(())
+            })
+        })
     }
 
     /// RespondActivityTaskFailed: retried by the server when the policy allows, else closed.
@@ -191,20 +203,16 @@ impl Transition<'_> {
         details: Option<Payloads>,
         identity: &str,
     ) -> Result<(), EngineError> {
-        let a = self.pending_activity(task)?;
-        let started_event_id = self.record_activity_started(&a, identity);
-        self.record(Attributes::ActivityTaskCanceledEventAttributes(
-            ActivityTaskCanceledEventAttributes {
+        self.close_activity_with(task, identity, |a, started_event_id| {
+            Attributes::ActivityTaskCanceledEventAttributes(ActivityTaskCanceledEventAttributes {
                 details,
                 latest_cancel_requested_event_id: a.cancel_requested_event_id,
                 scheduled_event_id: a.scheduled_event_id,
                 started_event_id,
                 identity: identity.to_string(),
                 ..Default::default()
-            },
-        ));
-        self.close_activity(a.scheduled_event_id);
-        Ok(())
+            })
+        })
     }
 
     /// One attempt ended badly (a failure or a retryable timeout). Either schedules the next

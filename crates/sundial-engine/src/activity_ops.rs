@@ -19,6 +19,7 @@ use crate::api::{common::v1::RetryPolicy, failure::v1::Failure};
 use crate::retry::{self, RetryDecision};
 use crate::state::{ActivityInfo, ActivityPauseInfo};
 use crate::{Effect, EngineError, Transition};
+use sundial_proto::json_payload::{json_payload, json_string};
 
 /// The reference server's answer for an activity id (or type) that matches no pending activity.
 pub const ACTIVITY_NOT_FOUND: &str =
@@ -338,33 +339,8 @@ fn retryable(policy: &RetryPolicy, failure: &Failure) -> bool {
 
 /// A KeywordList search attribute value: a JSON array of strings.
 fn keyword_list(items: &[String]) -> crate::api::common::v1::Payload {
-    let mut json = String::from("[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            json.push(',');
-        }
-        json.push('"');
-        for c in item.chars() {
-            match c {
-                '"' => json.push_str("\\\""),
-                '\\' => json.push_str("\\\\"),
-                c if (c as u32) < 0x20 => json.push_str(&format!("\\u{:04x}", c as u32)),
-                c => json.push(c),
-            }
-        }
-        json.push('"');
-    }
-    json.push(']');
-    crate::api::common::v1::Payload {
-        metadata: [
-            ("encoding".to_string(), b"json/plain".to_vec()),
-            ("type".to_string(), b"KeywordList".to_vec()),
-        ]
-        .into_iter()
-        .collect(),
-        data: json.into_bytes(),
-        ..Default::default()
-    }
+    let items: Vec<String> = items.iter().map(|item| json_string(item)).collect();
+    json_payload(format!("[{}]", items.join(",")), "KeywordList")
 }
 
 fn unpause(a: &mut ActivityInfo) {

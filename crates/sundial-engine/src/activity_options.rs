@@ -11,6 +11,7 @@ use crate::api::{
 use crate::retry;
 use crate::state::ActivityInfo;
 use crate::{Effect, EngineError, Transition, time};
+use prost_wkt_types::Duration;
 
 /// UpdateActivityOptions: `paths` are the update mask's, in either spelling
 /// (`retry_policy.maximum_attempts` or `retryPolicy.maximumAttempts`).
@@ -240,6 +241,71 @@ fn merge_options(
     Ok(into)
 }
 
+/// An activity's four timeouts in milliseconds, normalized (0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ActivityTimeouts {
+    pub schedule_to_close: i64,
+    pub schedule_to_start: i64,
+    pub start_to_close: i64,
+    pub heartbeat: i64,
+}
+
+impl ActivityTimeouts {
+    /// The timeouts of a ScheduleActivityTask command as the reference server normalizes
+    /// them (unset or zero is none): schedule-to-close is capped by the run timeout
+    /// (`run_timeout_ms`, 0: none) and is the run timeout when none is given; schedule-to-start
+    /// and start-to-close are capped by schedule-to-close and are it when not given;
+    /// heartbeat is capped by start-to-close. The error is the reference server's message
+    /// for a negative timeout, or for neither start-to-close nor schedule-to-close.
+    pub(crate) fn normalized(
+        schedule_to_close: &Option<Duration>,
+        schedule_to_start: &Option<Duration>,
+        start_to_close: &Option<Duration>,
+        heartbeat: &Option<Duration>,
+        run_timeout_ms: i64,
+    ) -> Result<ActivityTimeouts, String> {
+        for (d, name) in [
+            (schedule_to_close, "ScheduleToCloseTimeout"),
+            (schedule_to_start, "ScheduleToStartTimeout"),
+            (start_to_close, "StartToCloseTimeout"),
+            (heartbeat, "HeartbeatTimeout"),
+        ] {
+            if time::is_negative(d.as_ref()) {
+                return Err(format!("Invalid {name} on ScheduleActivityTaskCommand."));
+            }
+        }
+        let mut schedule_to_close = time::duration_ms(schedule_to_close.as_ref());
+        let mut schedule_to_start = time::duration_ms(schedule_to_start.as_ref());
+        let mut start_to_close = time::duration_ms(start_to_close.as_ref());
+        let mut heartbeat = time::duration_ms(heartbeat.as_ref());
+        if run_timeout_ms > 0 && (schedule_to_close == 0 || schedule_to_close > run_timeout_ms) {
+            schedule_to_close = run_timeout_ms;
+        }
+        if schedule_to_close > 0 {
+            if schedule_to_start == 0 || schedule_to_start > schedule_to_close {
+                schedule_to_start = schedule_to_close;
+            }
+            if start_to_close == 0 || start_to_close > schedule_to_close {
+                start_to_close = schedule_to_close;
+            }
+        } else if start_to_close == 0 {
+            return Err(
+                "A valid StartToClose or ScheduleToCloseTimeout is not set on ScheduleActivityTaskCommand."
+                    .into(),
+            );
+        }
+        if start_to_close > 0 && heartbeat > start_to_close {
+            heartbeat = start_to_close;
+        }
+        Ok(ActivityTimeouts {
+            schedule_to_close,
+            schedule_to_start,
+            start_to_close,
+            heartbeat,
+        })
+    }
+}
+
 /// Options as a ScheduleActivityTask command's would be normalized: timeouts capped by the
 /// run timeout and by schedule-to-close, heartbeat by start-to-close, the retry policy's
 /// defaults filled in, an empty queue the workflow's.
@@ -249,41 +315,14 @@ pub(crate) fn normalize_options(
     workflow_queue: &str,
 ) -> Result<ActivityOptions, EngineError> {
     let bad = |m: String| EngineError::InvalidArgument(m);
-    for (d, name) in [
-        (&o.schedule_to_close_timeout, "ScheduleToCloseTimeout"),
-        (&o.schedule_to_start_timeout, "ScheduleToStartTimeout"),
-        (&o.start_to_close_timeout, "StartToCloseTimeout"),
-        (&o.heartbeat_timeout, "HeartbeatTimeout"),
-    ] {
-        if time::is_negative(d.as_ref()) {
-            return Err(bad(format!(
-                "Invalid {name} on ScheduleActivityTaskCommand."
-            )));
-        }
-    }
-    let mut schedule_to_close = time::duration_ms(o.schedule_to_close_timeout.as_ref());
-    let mut schedule_to_start = time::duration_ms(o.schedule_to_start_timeout.as_ref());
-    let mut start_to_close = time::duration_ms(o.start_to_close_timeout.as_ref());
-    let mut heartbeat = time::duration_ms(o.heartbeat_timeout.as_ref());
-    if run_timeout_ms > 0 && (schedule_to_close == 0 || schedule_to_close > run_timeout_ms) {
-        schedule_to_close = run_timeout_ms;
-    }
-    if schedule_to_close > 0 {
-        if schedule_to_start == 0 || schedule_to_start > schedule_to_close {
-            schedule_to_start = schedule_to_close;
-        }
-        if start_to_close == 0 || start_to_close > schedule_to_close {
-            start_to_close = schedule_to_close;
-        }
-    } else if start_to_close == 0 {
-        return Err(bad(
-            "A valid StartToClose or ScheduleToCloseTimeout is not set on ScheduleActivityTaskCommand."
-                .into(),
-        ));
-    }
-    if start_to_close > 0 && heartbeat > start_to_close {
-        heartbeat = start_to_close;
-    }
+    let timeouts = ActivityTimeouts::normalized(
+        &o.schedule_to_close_timeout,
+        &o.schedule_to_start_timeout,
+        &o.start_to_close_timeout,
+        &o.heartbeat_timeout,
+        run_timeout_ms,
+    )
+    .map_err(bad)?;
     let policy = retry::normalize(o.retry_policy.as_ref()).map_err(bad)?;
     let queue = match o.task_queue.as_ref().map(|q| q.name.as_str()) {
         Some(name) if !name.is_empty() => name.to_string(),
@@ -298,10 +337,10 @@ pub(crate) fn normalize_options(
             kind: 0,
             normal_name: queue,
         }),
-        schedule_to_close_timeout: Some(time::duration(schedule_to_close)),
-        schedule_to_start_timeout: Some(time::duration(schedule_to_start)),
-        start_to_close_timeout: Some(time::duration(start_to_close)),
-        heartbeat_timeout: Some(time::duration(heartbeat)),
+        schedule_to_close_timeout: Some(time::duration(timeouts.schedule_to_close)),
+        schedule_to_start_timeout: Some(time::duration(timeouts.schedule_to_start)),
+        start_to_close_timeout: Some(time::duration(timeouts.start_to_close)),
+        heartbeat_timeout: Some(time::duration(timeouts.heartbeat)),
         retry_policy: Some(RetryPolicy {
             non_retryable_error_types: Vec::new(),
             ..policy

@@ -115,6 +115,15 @@ impl Transition<'_> {
         ))
     }
 
+    /// `namespace`, or this run's own when it is empty (a command may leave it out).
+    fn namespace_or_own(&self, namespace: &str) -> String {
+        if namespace.is_empty() {
+            self.state.namespace.clone()
+        } else {
+            namespace.to_string()
+        }
+    }
+
     pub(crate) fn start_child(
         &mut self,
         a: &StartChildWorkflowExecutionCommandAttributes,
@@ -135,9 +144,7 @@ impl Transition<'_> {
             Cause::PendingChildWorkflowsLimitExceeded,
         )?;
         let mut command = a.clone();
-        if command.namespace.is_empty() {
-            command.namespace = self.state.namespace.clone();
-        }
+        command.namespace = self.namespace_or_own(&a.namespace);
         if command
             .task_queue
             .as_ref()
@@ -192,21 +199,16 @@ impl Transition<'_> {
         a: &SignalExternalWorkflowExecutionCommandAttributes,
         completed_id: i64,
     ) -> Result<(), Rejection> {
+        let bad = |m: &str| Rejection::new(Cause::BadSignalWorkflowExecutionAttributes, m);
         self.check_cross_namespace(&a.namespace, Cause::BadSignalWorkflowExecutionAttributes)?;
         if a.execution
             .as_ref()
             .is_none_or(|e| e.workflow_id.is_empty())
         {
-            return Err(Rejection::new(
-                Cause::BadSignalWorkflowExecutionAttributes,
-                "WorkflowId is not set on command.",
-            ));
+            return Err(bad("WorkflowId is not set on command."));
         }
         if a.signal_name.is_empty() {
-            return Err(Rejection::new(
-                Cause::BadSignalWorkflowExecutionAttributes,
-                "SignalName is not set on command.",
-            ));
+            return Err(bad("SignalName is not set on command."));
         }
         check_pending(
             self.state.external_signals.len(),
@@ -215,9 +217,7 @@ impl Transition<'_> {
             Cause::PendingSignalsLimitExceeded,
         )?;
         let mut command = a.clone();
-        if command.namespace.is_empty() {
-            command.namespace = self.state.namespace.clone();
-        }
+        command.namespace = self.namespace_or_own(&a.namespace);
         let initiated_event_id = self.append(
             Attributes::SignalExternalWorkflowExecutionInitiatedEventAttributes(
                 SignalExternalWorkflowExecutionInitiatedEventAttributes {
@@ -264,9 +264,7 @@ impl Transition<'_> {
             Cause::PendingRequestCancelLimitExceeded,
         )?;
         let mut command = a.clone();
-        if command.namespace.is_empty() {
-            command.namespace = self.state.namespace.clone();
-        }
+        command.namespace = self.namespace_or_own(&a.namespace);
         let initiated_event_id = self.append(
             Attributes::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(
                 RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
@@ -394,71 +392,45 @@ impl Transition<'_> {
         });
         let workflow_type: Option<WorkflowType> = command.workflow_type.clone();
         let started_event_id = child.started_event_id;
+        // The child's close event: `$attributes` is both the history event's attribute type
+        // and its variant of `Attributes`; the fields every kind carries are filled in here.
+        macro_rules! child_closed_event {
+            ($attributes:ident { $($field:ident: $value:expr),* $(,)? }) => {
+                Attributes::$attributes($attributes {
+                    $($field: $value,)*
+                    namespace,
+                    workflow_execution,
+                    workflow_type,
+                    initiated_event_id,
+                    started_event_id,
+                    ..Default::default()
+                })
+            };
+        }
         let attributes = match &close_event.attributes {
             Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
-                Attributes::ChildWorkflowExecutionCompletedEventAttributes(
-                    ChildWorkflowExecutionCompletedEventAttributes {
-                        result: a.result.clone(),
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionCompletedEventAttributes {
+                    result: a.result.clone(),
+                })
             }
             Some(Attributes::WorkflowExecutionFailedEventAttributes(a)) => {
-                Attributes::ChildWorkflowExecutionFailedEventAttributes(
-                    ChildWorkflowExecutionFailedEventAttributes {
-                        failure: a.failure.clone(),
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        retry_state: a.retry_state,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionFailedEventAttributes {
+                    failure: a.failure.clone(),
+                    retry_state: a.retry_state,
+                })
             }
             Some(Attributes::WorkflowExecutionCanceledEventAttributes(a)) => {
-                Attributes::ChildWorkflowExecutionCanceledEventAttributes(
-                    ChildWorkflowExecutionCanceledEventAttributes {
-                        details: a.details.clone(),
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionCanceledEventAttributes {
+                    details: a.details.clone(),
+                })
             }
             Some(Attributes::WorkflowExecutionTimedOutEventAttributes(a)) => {
-                Attributes::ChildWorkflowExecutionTimedOutEventAttributes(
-                    ChildWorkflowExecutionTimedOutEventAttributes {
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        retry_state: a.retry_state,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionTimedOutEventAttributes {
+                    retry_state: a.retry_state,
+                })
             }
             Some(Attributes::WorkflowExecutionTerminatedEventAttributes(_)) => {
-                Attributes::ChildWorkflowExecutionTerminatedEventAttributes(
-                    ChildWorkflowExecutionTerminatedEventAttributes {
-                        namespace,
-                        workflow_execution,
-                        workflow_type,
-                        initiated_event_id,
-                        started_event_id,
-                        ..Default::default()
-                    },
-                )
+                child_closed_event!(ChildWorkflowExecutionTerminatedEventAttributes {})
             }
             _ => {
                 return Err(EngineError::InvalidArgument("not a close event".into()));
@@ -493,21 +465,34 @@ impl Transition<'_> {
         self.child_closed(initiated_event_id, child_run_id, close_event)
     }
 
-    /// Outcome of a SignalExternalWorkflowExecution: delivered, or the target was not found.
-    pub fn external_signal_done(
+    /// The pending request (signal or cancellation) that `pending` finds, as its outcome is
+    /// reported: `None` when it is no longer pending (a repeated report; nothing is recorded
+    /// or persisted), an error when this run has closed.
+    fn awaited_outcome<T: Clone>(
         &mut self,
-        initiated_event_id: i64,
-        delivered: bool,
-    ) -> Result<(), EngineError> {
-        let Some(info) = self.state.external_signal(initiated_event_id).cloned() else {
+        pending: impl FnOnce(&ExecutionState) -> Option<&T>,
+    ) -> Result<Option<T>, EngineError> {
+        let Some(info) = pending(self.state).cloned() else {
             self.persist = Persist::Nothing;
-            return Ok(());
+            return Ok(None);
         };
         if !self.state.is_running() {
             return Err(EngineError::NotFound(
                 "workflow execution already completed".into(),
             ));
         }
+        Ok(Some(info))
+    }
+
+    /// Outcome of a SignalExternalWorkflowExecution: delivered, or the target was not found.
+    pub fn external_signal_done(
+        &mut self,
+        initiated_event_id: i64,
+        delivered: bool,
+    ) -> Result<(), EngineError> {
+        let Some(info) = self.awaited_outcome(|s| s.external_signal(initiated_event_id))? else {
+            return Ok(());
+        };
         let command = info.command.unwrap_or_default();
         let attributes = if delivered {
             Attributes::ExternalWorkflowExecutionSignaledEventAttributes(
@@ -530,14 +515,9 @@ impl Transition<'_> {
             })
         };
         self.record(attributes);
-        if let Some(i) = self
-            .state
+        self.state
             .external_signals
-            .iter()
-            .position(|s| s.initiated_event_id == initiated_event_id)
-        {
-            self.state.external_signals.remove(i);
-        }
+            .retain(|s| s.initiated_event_id != initiated_event_id);
         self.ensure_workflow_task();
         Ok(())
     }
@@ -548,15 +528,9 @@ impl Transition<'_> {
         initiated_event_id: i64,
         delivered: bool,
     ) -> Result<(), EngineError> {
-        let Some(info) = self.state.external_cancel(initiated_event_id).cloned() else {
-            self.persist = Persist::Nothing;
+        let Some(info) = self.awaited_outcome(|s| s.external_cancel(initiated_event_id))? else {
             return Ok(());
         };
-        if !self.state.is_running() {
-            return Err(EngineError::NotFound(
-                "workflow execution already completed".into(),
-            ));
-        }
         let command = info.command.unwrap_or_default();
         let workflow_execution = Some(WorkflowExecution {
             workflow_id: command.workflow_id.clone(),
@@ -584,14 +558,9 @@ impl Transition<'_> {
             )
         };
         self.record(attributes);
-        if let Some(i) = self
-            .state
+        self.state
             .external_cancels
-            .iter()
-            .position(|s| s.initiated_event_id == initiated_event_id)
-        {
-            self.state.external_cancels.remove(i);
-        }
+            .retain(|c| c.initiated_event_id != initiated_event_id);
         self.ensure_workflow_task();
         Ok(())
     }

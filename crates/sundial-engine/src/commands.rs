@@ -5,6 +5,7 @@
 //! something new to see. A bad command fails the whole task instead (nothing of the commands
 //! is kept) with the cause the reference server uses.
 
+use crate::activity_options::ActivityTimeouts;
 use crate::api::{
     command::v1::{
         CancelTimerCommandAttributes, Command, RecordMarkerCommandAttributes,
@@ -448,41 +449,19 @@ impl Transition<'_> {
                 format!("Activity ID {} already exists.", a.activity_id),
             ));
         }
-        for (d, name) in [
-            (&a.schedule_to_close_timeout, "ScheduleToCloseTimeout"),
-            (&a.schedule_to_start_timeout, "ScheduleToStartTimeout"),
-            (&a.start_to_close_timeout, "StartToCloseTimeout"),
-            (&a.heartbeat_timeout, "HeartbeatTimeout"),
-        ] {
-            if time::is_negative(d.as_ref()) {
-                return Err(bad(&format!(
-                    "Invalid {name} on ScheduleActivityTaskCommand."
-                )));
-            }
-        }
-        let mut schedule_to_close = time::duration_ms(a.schedule_to_close_timeout.as_ref());
-        let mut schedule_to_start = time::duration_ms(a.schedule_to_start_timeout.as_ref());
-        let mut start_to_close = time::duration_ms(a.start_to_close_timeout.as_ref());
-        let mut heartbeat = time::duration_ms(a.heartbeat_timeout.as_ref());
-        let run_timeout = self.state.run_timeout_ms;
-        if run_timeout > 0 && (schedule_to_close == 0 || schedule_to_close > run_timeout) {
-            schedule_to_close = run_timeout;
-        }
-        if schedule_to_close > 0 {
-            if schedule_to_start == 0 || schedule_to_start > schedule_to_close {
-                schedule_to_start = schedule_to_close;
-            }
-            if start_to_close == 0 || start_to_close > schedule_to_close {
-                start_to_close = schedule_to_close;
-            }
-        } else if start_to_close == 0 {
-            return Err(bad(
-                "A valid StartToClose or ScheduleToCloseTimeout is not set on ScheduleActivityTaskCommand.",
-            ));
-        }
-        if start_to_close > 0 && heartbeat > start_to_close {
-            heartbeat = start_to_close;
-        }
+        let ActivityTimeouts {
+            schedule_to_close,
+            schedule_to_start,
+            start_to_close,
+            heartbeat,
+        } = ActivityTimeouts::normalized(
+            &a.schedule_to_close_timeout,
+            &a.schedule_to_start_timeout,
+            &a.start_to_close_timeout,
+            &a.heartbeat_timeout,
+            self.state.run_timeout_ms,
+        )
+        .map_err(|m| bad(&m))?;
         let policy = retry::normalize(a.retry_policy.as_ref()).map_err(|m| bad(&m))?;
         check_pending(
             self.state.activities.len(),

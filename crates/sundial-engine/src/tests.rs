@@ -25,6 +25,31 @@ fn request() -> StartWorkflowExecutionRequest {
     }
 }
 
+/// `attributes` as the commands of a workflow task completion, in order.
+pub(crate) fn as_commands(attributes: Vec<Cmd>) -> Vec<Command> {
+    attributes
+        .into_iter()
+        .map(|c| Command {
+            attributes: Some(c),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The test workflow ([`request`]) started as run `run-1` at 1 000 ms: its state, its first
+/// events and the effects of the start.
+pub(crate) fn started_run() -> (ExecutionState, Vec<HistoryEvent>, Vec<Effect>) {
+    new_execution(StartParams {
+        request: &request(),
+        run_id: "run-1".into(),
+        now: 1_000,
+        signal: None,
+        continuation: None,
+        parent: None,
+    })
+    .expect("start")
+}
+
 /// A run plus its history, advanced one transition at a time.
 struct Run {
     state: ExecutionState,
@@ -100,6 +125,31 @@ impl Run {
         }
     }
 
+    /// Schedules activity "1" with the first task (its scheduled event is event 5) and starts
+    /// its first attempt.
+    fn start_first_activity(&mut self) -> ActivityRef {
+        self.complete_wt(vec![schedule("1", None)]);
+        let activity = ActivityRef {
+            scheduled_event_id: 5,
+            attempt: 1,
+        };
+        self.step(|t| t.start_activity(activity, &poller()))
+            .0
+            .unwrap();
+        activity
+    }
+
+    /// Completes `activity` while a new (forced) workflow task runs, so that its events are
+    /// buffered; returns that task.
+    fn complete_activity_during_a_task(&mut self, activity: ActivityRef) -> WorkflowTaskRef {
+        self.step(|t| t.ensure_workflow_task());
+        let wt = self.start_wt();
+        self.step(|t| t.complete_activity(activity, None, "worker"))
+            .0
+            .unwrap();
+        wt
+    }
+
     fn start_wt(&mut self) -> WorkflowTaskRef {
         let wt = self.wt();
         let speculative = self
@@ -147,13 +197,7 @@ impl Run {
     fn complete_wt(&mut self, commands: Vec<Cmd>) -> (crate::CompletionOutcome, Vec<Effect>) {
         let wt = self.start_wt();
         let req = RespondWorkflowTaskCompletedRequest {
-            commands: commands
-                .into_iter()
-                .map(|c| Command {
-                    attributes: Some(c),
-                    ..Default::default()
-                })
-                .collect(),
+            commands: as_commands(commands),
             identity: "worker".into(),
             ..Default::default()
         };
@@ -268,20 +312,9 @@ fn activity_round_trip_produces_the_reference_event_sequence() {
 #[test]
 fn events_during_a_started_task_are_buffered_then_flushed_in_order() {
     let (mut run, _) = Run::start();
-    run.complete_wt(vec![schedule("1", None)]);
-    let activity = ActivityRef {
-        scheduled_event_id: 5,
-        attempt: 1,
-    };
-    run.step(|t| t.start_activity(activity, &poller()))
-        .0
-        .unwrap();
+    let activity = run.start_first_activity();
     // A new workflow task is running (forced) when the activity completes.
-    run.step(|t| t.ensure_workflow_task());
-    let wt = run.start_wt();
-    run.step(|t| t.complete_activity(activity, None, "worker"))
-        .0
-        .unwrap();
+    let wt = run.complete_activity_during_a_task(activity);
     assert_eq!(run.state.buffered_events.len(), 2);
     let req = RespondWorkflowTaskCompletedRequest::default();
     let (outcome, _, _) = run.step(|t| t.complete_workflow_task(wt, &req));
@@ -376,12 +409,7 @@ fn failed_attempts_retry_with_backoff_until_maximum_attempts() {
 #[test]
 fn start_to_close_timeout_retries_and_stale_deadlines_change_nothing() {
     let (mut run, _) = Run::start();
-    run.complete_wt(vec![schedule("1", None)]);
-    let first = ActivityRef {
-        scheduled_event_id: 5,
-        attempt: 1,
-    };
-    run.step(|t| t.start_activity(first, &poller())).0.unwrap();
+    run.start_first_activity();
     let kind = DeadlineKind::ActivityStartToClose {
         scheduled_event_id: 5,
         attempt: 1,
@@ -493,19 +521,8 @@ fn a_bad_command_fails_the_task_and_keeps_none_of_its_commands() {
 #[test]
 fn completing_with_unseen_events_is_refused_as_unhandled() {
     let (mut run, _) = Run::start();
-    run.complete_wt(vec![schedule("1", None)]);
-    let activity = ActivityRef {
-        scheduled_event_id: 5,
-        attempt: 1,
-    };
-    run.step(|t| t.start_activity(activity, &poller()))
-        .0
-        .unwrap();
-    run.step(|t| t.ensure_workflow_task());
-    let wt = run.start_wt();
-    run.step(|t| t.complete_activity(activity, None, "worker"))
-        .0
-        .unwrap();
+    let activity = run.start_first_activity();
+    let wt = run.complete_activity_during_a_task(activity);
     let req = RespondWorkflowTaskCompletedRequest {
         commands: vec![Command {
             attributes: Some(complete()),
@@ -569,13 +586,7 @@ mod messages_and_lifecycle {
     ) -> crate::CompletionOutcome {
         let wt = run.start_wt();
         let req = RespondWorkflowTaskCompletedRequest {
-            commands: commands
-                .into_iter()
-                .map(|c| Command {
-                    attributes: Some(c),
-                    ..Default::default()
-                })
-                .collect(),
+            commands: as_commands(commands),
             messages,
             ..Default::default()
         };
@@ -947,13 +958,7 @@ mod limits {
     fn complete_with(run: &mut Run, limits: Limits, commands: Vec<Cmd>) -> CompletionOutcome {
         let wt = run.start_wt();
         let req = RespondWorkflowTaskCompletedRequest {
-            commands: commands
-                .into_iter()
-                .map(|c| Command {
-                    attributes: Some(c),
-                    ..Default::default()
-                })
-                .collect(),
+            commands: as_commands(commands),
             identity: "worker".into(),
             ..Default::default()
         };
@@ -1104,14 +1109,25 @@ mod limits {
         assert_eq!(run.state.activities.len(), 10);
     }
 
+    /// Completes a new run's first task with three commands made by `command` (from 0, 1
+    /// and 2) under the [`small`] limits, which allow two of them; asserts that the task
+    /// failed with `cause` and `message`, and returns the run.
+    fn three_past_a_limit_of_two(
+        command: impl Fn(usize) -> Cmd,
+        cause: WorkflowTaskFailedCause,
+        message: &str,
+    ) -> Run {
+        let (mut run, _) = Run::start();
+        let commands = (0..3).map(command).collect();
+        let outcome = complete_with(&mut run, small(), commands);
+        assert_failed(&run, &outcome, cause, message);
+        run
+    }
+
     #[test]
     fn children_past_the_limit_fail_the_task() {
-        let (mut run, _) = Run::start();
-        let commands = (0..3).map(|i| child(&format!("c{i}"), "")).collect();
-        let outcome = complete_with(&mut run, small(), commands);
-        assert_failed(
-            &run,
-            &outcome,
+        let run = three_past_a_limit_of_two(
+            |i| child(&format!("c{i}"), ""),
             WorkflowTaskFailedCause::PendingChildWorkflowsLimitExceeded,
             "PendingChildWorkflowsLimitExceeded: the number of pending child workflow executions, 2, has reached the per-workflow limit of 2",
         );
@@ -1120,12 +1136,8 @@ mod limits {
 
     #[test]
     fn external_signals_past_the_limit_fail_the_task() {
-        let (mut run, _) = Run::start();
-        let commands = (0..3).map(|i| signal(&format!("t{i}"), "")).collect();
-        let outcome = complete_with(&mut run, small(), commands);
-        assert_failed(
-            &run,
-            &outcome,
+        let run = three_past_a_limit_of_two(
+            |i| signal(&format!("t{i}"), ""),
             WorkflowTaskFailedCause::PendingSignalsLimitExceeded,
             "PendingSignalsLimitExceeded: the number of pending signals to external workflows, 2, has reached the per-workflow limit of 2",
         );
@@ -1134,12 +1146,8 @@ mod limits {
 
     #[test]
     fn external_cancels_past_the_limit_fail_the_task() {
-        let (mut run, _) = Run::start();
-        let commands = (0..3).map(|i| cancel(&format!("t{i}"), "")).collect();
-        let outcome = complete_with(&mut run, small(), commands);
-        assert_failed(
-            &run,
-            &outcome,
+        let run = three_past_a_limit_of_two(
+            |i| cancel(&format!("t{i}"), ""),
             WorkflowTaskFailedCause::PendingRequestCancelLimitExceeded,
             "PendingRequestCancelLimitExceeded: the number of pending requests to cancel external workflows, 2, has reached the per-workflow limit of 2",
         );
@@ -1434,18 +1442,8 @@ mod limits {
 fn eager_start_starts_the_first_task_instead_of_dispatching_it() {
     for (eager, events, dispatched) in [(false, 2, true), (true, 3, false)] {
         let req = StartWorkflowExecutionRequest {
-            namespace: "default".into(),
-            workflow_id: "wf".into(),
-            workflow_type: Some(WorkflowType {
-                name: "Flow".into(),
-            }),
-            task_queue: Some(TaskQueue {
-                name: "q".into(),
-                ..Default::default()
-            }),
-            request_id: "req".into(),
             request_eager_execution: eager,
-            ..Default::default()
+            ..crate::fuzzing::start_request()
         };
         let params = StartParams {
             request: &req,

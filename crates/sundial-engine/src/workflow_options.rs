@@ -337,24 +337,10 @@ impl Transition<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::workflowservice::v1::StartWorkflowExecutionRequest;
-    use crate::{ExecutionState, StartParams, new_execution};
+    use crate::ExecutionState;
 
     fn running() -> ExecutionState {
-        let req = StartWorkflowExecutionRequest {
-            request_id: "req-1".into(),
-            ..crate::fuzzing::start_request()
-        };
-        new_execution(StartParams {
-            request: &req,
-            run_id: "run-1".into(),
-            now: 1_000,
-            signal: None,
-            continuation: None,
-            parent: None,
-        })
-        .expect("start")
-        .0
+        crate::tests::started_run().0
     }
 
     fn version(d: &str, b: &str) -> WorkerDeploymentVersion {

@@ -18,9 +18,11 @@ use anyhow::{Context, anyhow};
 use clap::Parser;
 use temporalio_client::{
     Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, NamespacedClient,
-    TlsOptions, Url, WorkflowExecutionInfo, WorkflowFetchHistoryOptions,
+    TlsOptions, Url, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
+    WorkflowHandle, WorkflowStartOptions,
 };
 use temporalio_common::{
+    HasWorkflowDefinition,
     data_converters::DataConverter,
     protos::temporal::api::{
         enums::v1::EventType, failure::v1::Failure, history::v1::HistoryEvent,
@@ -164,6 +166,58 @@ impl Pattern {
     ) -> anyhow::Result<T> {
         with_worker(&self.client, options, body).await
     }
+
+    /// Starts `workflow` with `input` as workflow `id` on this process's task queue (default
+    /// start options) and prints the id; see [`start_workflow`].
+    pub async fn start<W: Startable>(
+        &self,
+        workflow: W,
+        input: W::Input,
+        id: &str,
+    ) -> anyhow::Result<WorkflowHandle<Client, W>> {
+        start_workflow(&self.client, &self.task_queue, workflow, input, id).await
+    }
+
+    /// [`Pattern::start`], then waits for the workflow's result (following continue-as-new
+    /// runs, the SDK default). A run that does not succeed is an error.
+    pub async fn start_and_wait<W: Startable>(
+        &self,
+        workflow: W,
+        input: W::Input,
+        id: &str,
+    ) -> anyhow::Result<W::Output> {
+        let handle = self.start(workflow, input, id).await?;
+        Ok(handle
+            .get_result(WorkflowGetResultOptions::default())
+            .await?)
+    }
+}
+
+/// A workflow (its `run` method, e.g. `GreetingWorkflow::run`) that a client can start: its
+/// input can be sent to the task that starts it.
+pub trait Startable: HasWorkflowDefinition<Input: Send> {}
+
+impl<W: HasWorkflowDefinition<Input: Send>> Startable for W {}
+
+/// Starts `workflow` with `input` as workflow `id` on `task_queue` through `client`, with the
+/// default start options, and prints the id (see [`print_workflow_id`]) once the server has
+/// accepted the start.
+pub async fn start_workflow<W: Startable>(
+    client: &Client,
+    task_queue: &str,
+    workflow: W,
+    input: W::Input,
+    id: &str,
+) -> anyhow::Result<WorkflowHandle<Client, W>> {
+    let handle = client
+        .start_workflow(
+            workflow,
+            input,
+            WorkflowStartOptions::new(task_queue, id).build(),
+        )
+        .await?;
+    print_workflow_id(id);
+    Ok(handle)
 }
 
 /// Parses the arguments, connects, runs `body` within [`PATTERN_TIME_LIMIT`] and turns the

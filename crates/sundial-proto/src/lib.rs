@@ -5,6 +5,8 @@
 
 pub use temporalio_protos::{google, grpc as grpc_types, temporal};
 
+pub mod json_payload;
+
 /// `temporal.api.workflowservice.v1.WorkflowService` server trait.
 pub mod workflowservice {
     tonic::include_proto!("temporal.api.workflowservice.v1");

@@ -10,7 +10,7 @@
 //!   restart is performed again with the same request id, so it happens at most once.
 //! - `running_workflows` lists the started, non-overlapping workflows not yet seen closed.
 
-use crate::api::common::v1::{Memo, Payload, Payloads, SearchAttributes, WorkflowExecution};
+use crate::api::common::v1::{Memo, Payloads, SearchAttributes, WorkflowExecution};
 use crate::api::enums::v1::{
     ScheduleOverlapPolicy as Policy, WorkflowExecutionStatus as Status, WorkflowIdReusePolicy,
 };
@@ -24,6 +24,7 @@ use crate::civil::Civil;
 use crate::overlap;
 use crate::spec::CompiledSpec;
 use crate::{ScheduleError, SpecError};
+use sundial_proto::json_payload::{json_payload, json_string};
 use sundial_time as time;
 
 /// Temporal's defaults and limits for schedules.
@@ -139,34 +140,6 @@ pub fn rfc3339_seconds(ms: i64) -> String {
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         c.year, c.month, c.day, c.hour, c.minute, c.second
     )
-}
-
-fn json_payload(json: String, type_name: &str) -> Payload {
-    Payload {
-        metadata: [
-            ("encoding".to_string(), b"json/plain".to_vec()),
-            ("type".to_string(), type_name.as_bytes().to_vec()),
-        ]
-        .into_iter()
-        .collect(),
-        data: json.into_bytes(),
-        ..Default::default()
-    }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Checks what CreateSchedule/UpdateSchedule may not accept, with Temporal's messages.

@@ -28,6 +28,19 @@ pub(crate) async fn holding_the_shard<S: Store>(store: S) -> S {
     store
 }
 
+/// The run ids of `store`'s running executions in every slot, sorted.
+pub(crate) async fn running_run_ids(store: &dyn Store) -> Vec<String> {
+    let mut runs: Vec<String> = store
+        .load_running_executions(ALL_SLOTS)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    runs.sort();
+    runs
+}
+
 /// A new run `run` of workflow "wf" (version 1, one event).
 pub(crate) fn row(run: &str, status: i32) -> ExecutionRow {
     ExecutionRow {
@@ -102,13 +115,7 @@ pub(crate) async fn a_run_closing_leaves_the_running_set_and_keeps_its_latest_st
         Some(("default".into(), "wf".into(), 2, vec![12]))
     );
     assert!(store.load_run("no-such-run").await.unwrap().is_none());
-    assert!(
-        store
-            .load_running_executions(ALL_SLOTS)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(running_run_ids(store).await.is_empty());
     let all = VisibilityQuery::default();
     assert_eq!(
         store
@@ -256,13 +263,7 @@ pub(crate) async fn a_write_of_a_missing_run_is_not_found(store: &dyn Store) {
         store.commit(only(ghost)).await.unwrap(),
         Err(StoreError::NotFound(_))
     ));
-    assert!(
-        store
-            .load_running_executions(ALL_SLOTS)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(running_run_ids(store).await.is_empty());
 }
 
 /// Shard leases and fences: a write needs the fence of its shard at the lease's current epoch;
@@ -492,13 +493,7 @@ pub(crate) async fn commits_are_readable_and_a_bad_batch_is_rolled_back(store: &
     };
     store.commit(delete).await.unwrap().unwrap();
     assert!(store.load_events("r1", 1).await.unwrap().is_empty());
-    assert!(
-        store
-            .load_running_executions(ALL_SLOTS)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(running_run_ids(store).await.is_empty());
     assert!(store.load_search_attributes().await.unwrap().is_empty());
     assert!(store.healthy());
 }
@@ -523,15 +518,7 @@ pub(crate) async fn written_batches_are_read_back(store: &dyn Store) {
     for receipt in receipts {
         receipt.await.unwrap().unwrap();
     }
-    let mut runs: Vec<_> = store
-        .load_running_executions(ALL_SLOTS)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.run_id)
-        .collect();
-    runs.sort();
-    assert_eq!(runs, ["s1", "w1", "w2"]);
+    assert_eq!(running_run_ids(store).await, ["s1", "w1", "w2"]);
 }
 
 /// A visibility record of run `run` of namespace "ns".
@@ -776,16 +763,11 @@ contract!(
 async fn postgres_refuses_a_second_writer_and_a_newer_schema() {
     let db = FreshPostgres::new().await;
     let first = db.open().await;
-    let second = PostgresStore::open(&PostgresOptions::new(db.url.clone()), None)
-        .await
-        .err()
-        .map(|e| e.to_string());
-    assert!(
-        second
-            .as_deref()
-            .is_some_and(|m| m.contains("in use by another Sundial server")),
-        "{second:?}"
-    );
+    assert_open_fails_with(
+        &PostgresOptions::new(db.url.clone()),
+        "in use by another Sundial server",
+    )
+    .await;
     drop(first);
     // The lock goes with the writer's connection.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -798,16 +780,11 @@ async fn postgres_refuses_a_second_writer_and_a_newer_schema() {
         .batch_execute("UPDATE sundial_schema SET version = version + 1")
         .await
         .unwrap();
-    let refused = PostgresStore::open(&PostgresOptions::new(db.url.clone()), None)
-        .await
-        .err()
-        .map(|e| e.to_string());
-    assert!(
-        refused
-            .as_deref()
-            .is_some_and(|m| m.contains("newer than this Sundial supports")),
-        "{refused:?}"
-    );
+    assert_open_fails_with(
+        &PostgresOptions::new(db.url.clone()),
+        "newer than this Sundial supports",
+    )
+    .await;
     drop(client);
     db.drop_database().await;
 }
@@ -817,14 +794,18 @@ async fn postgres_refuses_a_second_writer_and_a_newer_schema() {
 async fn postgres_unreachable_fails_naming_the_server() {
     let mut options = PostgresOptions::new("postgres://postgres@127.0.0.1:1/nothing");
     options.connect_timeout = std::time::Duration::from_secs(2);
-    let error = PostgresStore::open(&options, None)
+    assert_open_fails_with(&options, "127.0.0.1:1/nothing").await;
+}
+
+/// Asserts that opening a PostgreSQL store with `options` fails with an error that mentions
+/// `expected`.
+async fn assert_open_fails_with(options: &PostgresOptions, expected: &str) {
+    let error = PostgresStore::open(options, None)
         .await
         .err()
         .map(|e| e.to_string());
     assert!(
-        error
-            .as_deref()
-            .is_some_and(|m| m.contains("127.0.0.1:1/nothing")),
+        error.as_deref().is_some_and(|m| m.contains(expected)),
         "{error:?}"
     );
 }

@@ -1136,10 +1136,7 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| read_error("shard lease", e))?;
         if renewed == 0 {
-            return Err(StoreError::OwnershipLost(format!(
-                "shard {} is no longer held at epoch {}",
-                fence.shard, fence.epoch
-            )));
+            return Err(fence.lost());
         }
         Ok(())
     }

@@ -53,6 +53,18 @@ pub struct ShardFence {
     pub epoch: i64,
 }
 
+impl ShardFence {
+    /// The error for a write or renewal under this fence after the shard's epoch has moved
+    /// on (another node took the lease, or it was taken again). The message is the same on
+    /// every backend (PostgreSQL's fence trigger raises it too).
+    pub fn lost(self) -> crate::StoreError {
+        crate::StoreError::OwnershipLost(format!(
+            "shard {} is no longer held at epoch {}",
+            self.shard, self.epoch
+        ))
+    }
+}
+
 /// A shard's lease as the store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardLease {

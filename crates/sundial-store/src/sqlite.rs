@@ -471,10 +471,7 @@ fn write_batch(
             .prepare_cached("SELECT 1 FROM shards WHERE shard_id = ?1 AND epoch = ?2")?
             .exists(params![fence.shard, fence.epoch])?;
         if !held {
-            return Err(BatchError::Store(StoreError::OwnershipLost(format!(
-                "shard {} is no longer held at epoch {}",
-                fence.shard, fence.epoch
-            ))));
+            return Err(BatchError::Store(fence.lost()));
         }
     }
     // The workflow id's current row moves to a new run unless it names a running one.
@@ -876,10 +873,7 @@ impl Store for SqliteStore {
             })
             .await?;
         if renewed == 0 {
-            return Err(StoreError::OwnershipLost(format!(
-                "shard {} is no longer held at epoch {}",
-                fence.shard, fence.epoch
-            )));
+            return Err(fence.lost());
         }
         Ok(())
     }
@@ -1092,7 +1086,9 @@ pub(crate) fn page_of(rows: &mut Vec<(Vec<u8>, PageKey)>, limit: usize) -> Visib
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract_tests::{ALL_SLOTS, TEST_FENCE, holding_the_shard, only, row};
+    use crate::contract_tests::{
+        ALL_SLOTS, TEST_FENCE, holding_the_shard, only, row, running_run_ids,
+    };
     use crate::{Durability, EventRow, RowVersion};
 
     /// An empty directory of this test process and a database path in it.
@@ -1165,15 +1161,7 @@ mod tests {
             }
         }
         let store = SqliteStore::open(Some(&path)).unwrap();
-        let mut runs: Vec<_> = store
-            .load_running_executions(ALL_SLOTS)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.run_id)
-            .collect();
-        runs.sort();
-        assert_eq!(runs, ["s1", "w1", "w2"]);
+        assert_eq!(running_run_ids(&store).await, ["s1", "w1", "w2"]);
     }
 
     /// What is committed is in the file when it is opened again (the contract suite covers

@@ -1,7 +1,9 @@
 //! Command-line interface. `sundial server start-dev` takes the flags of
 //! `temporal server start-dev` that matter, with the same meanings.
 
+use crate::dev_namespaces::dev_namespaces;
 use crate::logging::{LogFormat, init_logging};
+use crate::shutdown::interrupted;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
@@ -115,25 +117,13 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
     let frontend = dynamic_config_frontend(&args.dynamic_config)?;
     let cache_size = dynamic_config_cache_size(&args.dynamic_config)?;
     let search_attributes = search_attribute_types(&args.search_attributes)?;
-    let mut namespaces = vec!["default".to_string()];
-    for ns in args.namespaces {
-        if !namespaces.contains(&ns) {
-            namespaces.push(ns);
-        }
-    }
     run(Settings {
         listen: SocketAddr::new(args.ip, args.port),
         store: match args.db_url {
             Some(url) => StoreChoice::Postgres(sundial_store::PostgresOptions::new(url)),
             None => StoreChoice::Sqlite(args.db_filename),
         },
-        namespaces: namespaces
-            .into_iter()
-            .map(|name| sundial_server::NamespaceSpec {
-                name,
-                retention_ms: None,
-            })
-            .collect(),
+        namespaces: dev_namespaces(args.namespaces),
         search_attributes,
         limits,
         frontend,
@@ -250,13 +240,9 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             shutdown_grace: settings.shutdown_grace,
             clock: sundial_server::clock::Clock::Wall,
         };
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
+        let interrupted = interrupted()?;
         let shutdown = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            interrupted.await;
             tracing::info!("shutting down");
         };
         sundial_server::serve(config, shutdown, |addr| {

@@ -2,7 +2,9 @@
 
 mod cli;
 mod config;
+mod dev_namespaces;
 mod logging;
+mod shutdown;
 
 use clap::Parser;
 

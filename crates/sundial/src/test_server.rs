@@ -7,10 +7,13 @@
 //! time skipping is unlocked and no workflow task or activity is in progress, plus
 //! `temporal.api.testservice.v1.TestService` to lock, unlock and sleep.
 
+mod dev_namespaces;
 mod logging;
+mod shutdown;
 
 use anyhow::Context;
 use clap::Parser;
+use dev_namespaces::dev_namespaces;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,12 +59,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         &args.log_level,
         logging::LogFormat::parse(&args.log_format)?,
     )?;
-    let mut namespaces = vec!["default".to_string()];
-    for ns in args.namespaces {
-        if !namespaces.contains(&ns) {
-            namespaces.push(ns);
-        }
-    }
     let metrics = Arc::new(
         sundial_server::metrics::Metrics::new().context("registering the server's metrics")?,
     );
@@ -71,13 +68,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let config = sundial_server::ServerConfig {
         listen: SocketAddr::new(args.ip, args.port),
         store: Arc::new(store),
-        namespaces: namespaces
-            .into_iter()
-            .map(|name| sundial_server::NamespaceSpec {
-                name,
-                retention_ms: None,
-            })
-            .collect(),
+        namespaces: dev_namespaces(args.namespaces),
         search_attributes: Vec::new(),
         limits: sundial_engine::Limits::default(),
         frontend: sundial_server::FrontendSettings::default(),
@@ -98,15 +89,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        let shutdown = async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        };
-        sundial_server::serve(config, shutdown, |addr| {
+        sundial_server::serve(config, shutdown::interrupted()?, |addr| {
             tracing::info!(%addr, "Sundial test server started (time skipping)");
         })
         .await

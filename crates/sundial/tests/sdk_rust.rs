@@ -15,12 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    RESULT_TIMEOUT, TestServer, count_events, failure_chain, history, unique, with_worker,
-};
-use temporalio_client::{
-    WorkflowGetResultOptions, WorkflowStartOptions, errors::WorkflowGetResultError,
-};
+use common::{CompletedRun, WorkflowTest, count_events, failure_chain};
+use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_common::{
     RetryPolicy,
     protos::temporal::api::{
@@ -32,26 +28,10 @@ use temporalio_common::{
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, ApplicationFailure, CancellableFuture, LocalActivityOptions, TimerResult,
-    WorkerOptions, WorkflowContext, WorkflowResult,
+    WorkflowContext, WorkflowResult,
     activities::{ActivityContext, ActivityError},
     workflows::select,
 };
-
-/// Awaits a workflow result, bounded by [`RESULT_TIMEOUT`].
-async fn result_of<W>(
-    handle: &temporalio_client::WorkflowHandle<temporalio_client::Client, W>,
-) -> Result<W::Output, WorkflowGetResultError>
-where
-    W: temporalio_common::HasWorkflowDefinition,
-    W::Output: temporalio_common::data_converters::TemporalDeserializable + 'static,
-{
-    tokio::time::timeout(
-        RESULT_TIMEOUT,
-        handle.get_result(WorkflowGetResultOptions::default()),
-    )
-    .await
-    .expect("timed out waiting for the workflow result")
-}
 
 /// The `ActivityTaskStarted` events of a history.
 fn activity_started_events(events: &[HistoryEvent]) -> Vec<&HistoryEvent> {
@@ -59,6 +39,13 @@ fn activity_started_events(events: &[HistoryEvent]) -> Vec<&HistoryEvent> {
         .iter()
         .filter(|e| e.event_type == EventType::ActivityTaskStarted as i32)
         .collect()
+}
+
+/// Activity options with a `start_to_close` timeout and [`retry_policy`] of `max_attempts`.
+fn retrying(start_to_close: Duration, max_attempts: u32) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(start_to_close)
+        .retry_policy(retry_policy(max_attempts))
+        .build()
 }
 
 fn retry_policy(max_attempts: u32) -> RetryPolicy {
@@ -144,16 +131,10 @@ pub struct FlakyActivityWorkflow;
 impl FlakyActivityWorkflow {
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: String) -> WorkflowResult<String> {
-        let out = ctx
-            .execute_activity(
-                RetryActivities::flaky,
-                input,
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
-                    .retry_policy(retry_policy(5))
-                    .build(),
-            )
-            .await?;
-        Ok(out)
+        let options = retrying(Duration::from_secs(10), 5);
+        Ok(ctx
+            .execute_activity(RetryActivities::flaky, input, options)
+            .await?)
     }
 }
 
@@ -165,45 +146,23 @@ pub struct FatalActivityWorkflow;
 impl FatalActivityWorkflow {
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: String) -> WorkflowResult<String> {
-        let out = ctx
-            .execute_activity(
-                RetryActivities::fatal,
-                input,
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(10))
-                    .retry_policy(retry_policy(5))
-                    .build(),
-            )
-            .await?;
-        Ok(out)
+        let options = retrying(Duration::from_secs(10), 5);
+        Ok(ctx
+            .execute_activity(RetryActivities::fatal, input, options)
+            .await?)
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_retries_until_third_attempt_succeeds() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-retry-tq");
-    let workflow_id = unique("rs-retry-wf");
+    let test = WorkflowTest::start("retry").await;
     let log = Arc::new(RetryLog::default());
-    let options = WorkerOptions::new(task_queue.clone())
-        .register_workflow::<FlakyActivityWorkflow>()
-        .expect("register workflow")
-        .register_activities(RetryActivities { log: log.clone() })
-        .graceful_shutdown_period(Duration::from_millis(500))
-        .build();
+    let options =
+        test.worker_with_activities::<FlakyActivityWorkflow>(RetryActivities { log: log.clone() });
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                FlakyActivityWorkflow::run,
-                "payload".to_string(),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test
+        .run(options, FlakyActivityWorkflow::run, "payload".to_string())
+        .await;
 
     assert_eq!(result.expect("workflow should succeed"), "payload:ok@3");
 
@@ -259,30 +218,14 @@ async fn activity_retries_until_third_attempt_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_retryable_error_type_fails_workflow_on_first_attempt() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-fatal-tq");
-    let workflow_id = unique("rs-fatal-wf");
+    let test = WorkflowTest::start("fatal").await;
     let log = Arc::new(RetryLog::default());
-    let options = WorkerOptions::new(task_queue.clone())
-        .register_workflow::<FatalActivityWorkflow>()
-        .expect("register workflow")
-        .register_activities(RetryActivities { log: log.clone() })
-        .graceful_shutdown_period(Duration::from_millis(500))
-        .build();
+    let options =
+        test.worker_with_activities::<FatalActivityWorkflow>(RetryActivities { log: log.clone() });
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                FatalActivityWorkflow::run,
-                "doomed".to_string(),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test
+        .run(options, FatalActivityWorkflow::run, "doomed".to_string())
+        .await;
 
     assert_eq!(
         log.fatal_runs.load(Ordering::SeqCst),
@@ -408,30 +351,12 @@ impl HeartbeatWorkflow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_timeout_retries_with_last_heartbeat_details() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-heartbeat-tq");
-    let workflow_id = unique("rs-heartbeat-wf");
+    let test = WorkflowTest::start("heartbeat").await;
     let log = Arc::new(HeartbeatLog::default());
-    let options = WorkerOptions::new(task_queue.clone())
-        .register_workflow::<HeartbeatWorkflow>()
-        .expect("register workflow")
-        .register_activities(HeartbeatActivities { log: log.clone() })
-        .graceful_shutdown_period(Duration::from_millis(500))
-        .build();
+    let options =
+        test.worker_with_activities::<HeartbeatWorkflow>(HeartbeatActivities { log: log.clone() });
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                HeartbeatWorkflow::run,
-                5u32,
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test.run(options, HeartbeatWorkflow::run, 5u32).await;
 
     assert_eq!(
         result.expect("workflow should succeed"),
@@ -507,81 +432,46 @@ impl CancelTimerWorkflow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_timers_fire_in_order() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-timers-tq");
-    let workflow_id = unique("rs-timers-wf");
-    let options = WorkerOptions::new(task_queue.clone())
-        .register_workflow::<TwoTimersWorkflow>()
-        .expect("register workflow")
-        .build();
+    let test = WorkflowTest::start("timers").await;
+    let options = test.worker::<TwoTimersWorkflow>();
 
-    let (result, elapsed, events) = with_worker(&client, options, async {
-        let started_at = Instant::now();
-        let handle = client
-            .start_workflow(
-                TwoTimersWorkflow::run,
-                (),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        let elapsed = started_at.elapsed();
-        (result, elapsed, history(&handle).await)
-    })
-    .await;
+    let run = test.run(options, TwoTimersWorkflow::run, ()).await;
 
     let fired = format!("{:?},{:?}", TimerResult::Fired, TimerResult::Fired);
-    assert_eq!(result.expect("workflow should succeed"), fired);
+    assert_eq!(run.result.expect("workflow should succeed"), fired);
     assert!(
-        elapsed >= Duration::from_millis(900),
-        "two timers (300ms + 600ms) completed after only {elapsed:?}"
+        run.elapsed >= Duration::from_millis(900),
+        "two timers (300ms + 600ms) completed after only {:?}",
+        run.elapsed
     );
-    assert_eq!(count_events(&events, EventType::TimerStarted), 2);
-    assert_eq!(count_events(&events, EventType::TimerFired), 2);
+    assert_eq!(count_events(&run.events, EventType::TimerStarted), 2);
+    assert_eq!(count_events(&run.events, EventType::TimerFired), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_timer_is_cancelled() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-cancel-timer-tq");
-    let workflow_id = unique("rs-cancel-timer-wf");
-    let options = WorkerOptions::new(task_queue.clone())
-        .register_workflow::<CancelTimerWorkflow>()
-        .expect("register workflow")
-        .build();
+    let test = WorkflowTest::start("cancel-timer").await;
+    let options = test.worker::<CancelTimerWorkflow>();
 
-    let (result, elapsed, events) = with_worker(&client, options, async {
-        let started_at = Instant::now();
-        let handle = client
-            .start_workflow(
-                CancelTimerWorkflow::run,
-                (),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        let elapsed = started_at.elapsed();
-        (result, elapsed, history(&handle).await)
-    })
-    .await;
+    let run = test.run(options, CancelTimerWorkflow::run, ()).await;
 
     assert_eq!(
-        result.expect("workflow should succeed"),
+        run.result.expect("workflow should succeed"),
         format!("short,{:?}", TimerResult::Cancelled)
     );
     assert!(
-        elapsed >= Duration::from_millis(200),
-        "short timer fired after only {elapsed:?}"
+        run.elapsed >= Duration::from_millis(200),
+        "short timer fired after only {:?}",
+        run.elapsed
     );
     assert!(
-        elapsed < Duration::from_secs(30),
-        "workflow waited for the long timer: {elapsed:?}"
+        run.elapsed < Duration::from_secs(30),
+        "workflow waited for the long timer: {:?}",
+        run.elapsed
     );
-    assert_eq!(count_events(&events, EventType::TimerStarted), 2);
-    assert_eq!(count_events(&events, EventType::TimerFired), 1);
-    assert_eq!(count_events(&events, EventType::TimerCanceled), 1);
+    assert_eq!(count_events(&run.events, EventType::TimerStarted), 2);
+    assert_eq!(count_events(&run.events, EventType::TimerFired), 1);
+    assert_eq!(count_events(&run.events, EventType::TimerCanceled), 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -625,28 +515,17 @@ impl LocalActivityWorkflow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_activity_result_is_recorded_as_marker() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-local-tq");
-    let workflow_id = unique("rs-local-wf");
-    let options = WorkerOptions::new(task_queue.clone())
-        .register_workflow::<LocalActivityWorkflow>()
-        .expect("register workflow")
-        .register_activities(LocalActivities)
-        .build();
+    let test = WorkflowTest::start("local").await;
+    let mut options = test.worker::<LocalActivityWorkflow>();
+    options.register_activities(LocalActivities);
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                LocalActivityWorkflow::run,
-                "hello sundial".to_string(),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test
+        .run(
+            options,
+            LocalActivityWorkflow::run,
+            "hello sundial".to_string(),
+        )
+        .await;
 
     assert_eq!(
         result.expect("workflow should succeed"),
@@ -721,45 +600,23 @@ pub struct StartToCloseWorkflow;
 impl StartToCloseWorkflow {
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: String) -> WorkflowResult<String> {
-        let out = ctx
-            .execute_activity(
-                SlowActivities::slow_then_fast,
-                input,
-                ActivityOptions::with_start_to_close_timeout(Duration::from_secs(1))
-                    .retry_policy(retry_policy(3))
-                    .build(),
-            )
-            .await?;
-        Ok(out)
+        let options = retrying(Duration::from_secs(1), 3);
+        Ok(ctx
+            .execute_activity(SlowActivities::slow_then_fast, input, options)
+            .await?)
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_to_close_timeout_then_retry_succeeds() {
-    let (_server, client) = TestServer::start().await;
-    let task_queue = unique("rs-s2c-tq");
-    let workflow_id = unique("rs-s2c-wf");
+    let test = WorkflowTest::start("s2c").await;
     let log = Arc::new(SlowLog::default());
-    let options = WorkerOptions::new(task_queue.clone())
-        .register_workflow::<StartToCloseWorkflow>()
-        .expect("register workflow")
-        .register_activities(SlowActivities { log: log.clone() })
-        .graceful_shutdown_period(Duration::from_millis(500))
-        .build();
+    let options =
+        test.worker_with_activities::<StartToCloseWorkflow>(SlowActivities { log: log.clone() });
 
-    let (result, events) = with_worker(&client, options, async {
-        let handle = client
-            .start_workflow(
-                StartToCloseWorkflow::run,
-                "job".to_string(),
-                WorkflowStartOptions::new(task_queue.clone(), workflow_id.clone()).build(),
-            )
-            .await
-            .expect("start workflow");
-        let result = result_of(&handle).await;
-        (result, history(&handle).await)
-    })
-    .await;
+    let CompletedRun { result, events, .. } = test
+        .run(options, StartToCloseWorkflow::run, "job".to_string())
+        .await;
 
     assert_eq!(
         result.expect("workflow should succeed"),

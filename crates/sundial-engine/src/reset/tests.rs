@@ -3,14 +3,14 @@
 use super::*;
 use crate::api::{
     command::v1::{
-        Command, ScheduleActivityTaskCommandAttributes, StartTimerCommandAttributes,
+        ScheduleActivityTaskCommandAttributes, StartTimerCommandAttributes,
         command::Attributes as Cmd,
     },
     common::v1::ActivityType,
     enums::v1::WorkflowTaskFailedCause,
-    workflowservice::v1::{RespondWorkflowTaskCompletedRequest, StartWorkflowExecutionRequest},
+    workflowservice::v1::RespondWorkflowTaskCompletedRequest,
 };
-use crate::{ActivityRef, Poller, Signal, StartParams, WorkflowTaskRef, new_execution};
+use crate::{ActivityRef, Poller, Signal, WorkflowTaskRef};
 
 struct Run {
     state: ExecutionState,
@@ -28,19 +28,7 @@ fn poller(build_id: &str) -> Poller {
 
 impl Run {
     fn start() -> Run {
-        let req = StartWorkflowExecutionRequest {
-            request_id: "req-1".into(),
-            ..crate::fuzzing::start_request()
-        };
-        let (state, history, _) = new_execution(StartParams {
-            request: &req,
-            run_id: "run-1".into(),
-            now: 1_000,
-            signal: None,
-            continuation: None,
-            parent: None,
-        })
-        .expect("start");
+        let (state, history, _) = crate::tests::started_run();
         Run {
             state,
             history,
@@ -68,13 +56,7 @@ impl Run {
         self.step(|t| t.start_workflow_task(task, &poller(build_id)))
             .expect("start task");
         let req = RespondWorkflowTaskCompletedRequest {
-            commands: commands
-                .into_iter()
-                .map(|c| Command {
-                    attributes: Some(c),
-                    ..Default::default()
-                })
-                .collect(),
+            commands: crate::tests::as_commands(commands),
             identity: "worker".into(),
             ..Default::default()
         };

@@ -9,10 +9,8 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{bail, ensure};
 use serde::{Deserialize, Serialize};
-use sundial_patterns::{Pattern, count_events, history, print_workflow_id, run_pattern};
-use temporalio_client::{
-    WorkflowGetResultOptions, WorkflowStartOptions, errors::WorkflowGetResultError,
-};
+use sundial_patterns::{Pattern, count_events, history, run_pattern};
+use temporalio_client::{WorkflowGetResultOptions, errors::WorkflowGetResultError};
 use temporalio_common::protos::temporal::api::{
     enums::v1::EventType, failure::v1::failure::FailureInfo, history::v1::history_event::Attributes,
 };
@@ -122,16 +120,8 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
                 },
             ],
         };
-        let handle = client
-            .start_workflow(
-                PurchaseFruitsWorkflow::run,
-                list,
-                WorkflowStartOptions::new(p.task_queue.clone(), ok_id.clone()).build(),
-            )
-            .await?;
-        print_workflow_id(&ok_id);
-        let result = handle
-            .get_result(WorkflowGetResultOptions::default())
+        let result = p
+            .start_and_wait(PurchaseFruitsWorkflow::run, list, &ok_id)
             .await?;
         println!("result: {result}");
         let expected = "Ordered 3 Apples...Ordered 5 Bananas...Ordered 1 Apples...";
@@ -159,8 +149,8 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
 
         // 2. Cherries: no branch for them, the workflow fails with a non-retryable error.
         let bad_id = p.workflow_id("cherry");
-        let handle = client
-            .start_workflow(
+        let handle = p
+            .start(
                 PurchaseFruitsWorkflow::run,
                 ShoppingList {
                     items: vec![ShoppingItem {
@@ -168,10 +158,9 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
                         amount: 2,
                     }],
                 },
-                WorkflowStartOptions::new(p.task_queue.clone(), bad_id.clone()).build(),
+                &bad_id,
             )
             .await?;
-        print_workflow_id(&bad_id);
         match handle.get_result(WorkflowGetResultOptions::default()).await {
             Err(WorkflowGetResultError::Failed(err)) => {
                 let failure = err.failure();

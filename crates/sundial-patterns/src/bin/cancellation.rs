@@ -17,10 +17,9 @@ use std::{
 };
 
 use anyhow::{bail, ensure};
-use sundial_patterns::{Pattern, event_type, history, print_workflow_id, run_pattern};
+use sundial_patterns::{Pattern, event_type, history, run_pattern};
 use temporalio_client::{
-    WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowStartOptions,
-    errors::WorkflowGetResultError,
+    WorkflowCancelOptions, WorkflowGetResultOptions, errors::WorkflowGetResultError,
 };
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use temporalio_macros::{activities, workflow, workflow_methods};
@@ -134,14 +133,7 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
     let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("cancel");
-        let handle = client
-            .start_workflow(
-                CancellationWorkflow::run,
-                (),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-            )
-            .await?;
-        print_workflow_id(&id);
+        let handle = p.start(CancellationWorkflow::run, (), &id).await?;
 
         // Cancel only once the activity is running and heartbeating.
         tokio::time::timeout(Duration::from_secs(10), journal.first_heartbeat.notified())

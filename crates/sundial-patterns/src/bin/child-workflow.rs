@@ -12,10 +12,7 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::{bail, ensure};
 use serde::{Deserialize, Serialize};
 use sundial_patterns::{Pattern, count_events, history, print_workflow_id, run_pattern};
-use temporalio_client::{
-    WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowGetResultOptions,
-    WorkflowStartOptions,
-};
+use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionStatus};
 use temporalio_common::protos::temporal::api::{
     enums::v1::{EventType, ParentClosePolicy as ProtoParentClosePolicy},
     history::v1::history_event::Attributes,
@@ -129,15 +126,9 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
     let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("parent");
-        let handle = client
-            .start_workflow(
-                GreetingWorkflow::run,
-                "World".to_string(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-            )
+        let result = p
+            .start_and_wait(GreetingWorkflow::run, "World".to_string(), &id)
             .await?;
-        print_workflow_id(&id);
-        let result = handle.get_result(WorkflowGetResultOptions::default()).await?;
         print_workflow_id(&result.greeting_child_id);
         print_workflow_id(&result.keepalive_child_id);
         println!("parent result: {}", result.greeting);

@@ -15,8 +15,7 @@ use std::{
 };
 
 use anyhow::ensure;
-use sundial_patterns::{Pattern, count_events, history, print_workflow_id, run_pattern};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, count_events, history, run_pattern};
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
@@ -106,16 +105,12 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
     p.with_worker(options, async {
         let id = p.workflow_id("maintenance");
         let started = Instant::now();
-        let handle = client
-            .start_workflow(
+        let result = p
+            .start_and_wait(
                 MaintenanceWorkflow::run,
                 "driver@example.com".to_string(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
+                &id,
             )
-            .await?;
-        print_workflow_id(&id);
-        let result = handle
-            .get_result(WorkflowGetResultOptions::default())
             .await?;
         let elapsed = started.elapsed();
         println!("result: {result} (after {elapsed:?})");

@@ -11,8 +11,8 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{bail, ensure};
 use serde::{Deserialize, Serialize};
-use sundial_patterns::{Pattern, history, print_workflow_id, run_pattern};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, history, run_pattern};
+use temporalio_client::WorkflowGetResultOptions;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ContinueAsNewOptions, WorkerOptions, WorkflowContext, WorkflowResult};
@@ -89,17 +89,16 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
     let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("loop");
-        let handle = client
-            .start_workflow(
+        let handle = p
+            .start(
                 LongRunningWorkflow::run,
                 WorkflowInput {
                     state: None,
                     max_iterations: MAX_ITERATIONS,
                 },
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
+                &id,
             )
             .await?;
-        print_workflow_id(&id);
         // `follow_runs` (the default) follows the continue-as-new chain to the last run.
         let state = handle
             .get_result(WorkflowGetResultOptions::default())

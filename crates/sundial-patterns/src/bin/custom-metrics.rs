@@ -21,8 +21,7 @@ use std::{
 };
 
 use anyhow::{Context, anyhow, ensure};
-use sundial_patterns::{Pattern, print_workflow_id, run_pattern_with, with_worker_on};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, run_pattern_with, with_worker_on};
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions,
     metrics::{
@@ -219,16 +218,8 @@ async fn run(p: Pattern, args: MetricsArgs) -> anyhow::Result<()> {
     with_worker_on(&runtime, client, options, async {
         for i in 0..RUNS {
             let id = p.workflow_id(&format!("run{i}"));
-            let handle = client
-                .start_workflow(
-                    MyWorkflow::run,
-                    format!("metrics-{i}"),
-                    WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-                )
-                .await?;
-            print_workflow_id(&id);
-            let result = handle
-                .get_result(WorkflowGetResultOptions::default())
+            let result = p
+                .start_and_wait(MyWorkflow::run, format!("metrics-{i}"), &id)
                 .await?;
             ensure!(
                 result == format!("Hello, metrics-{i}!"),

@@ -20,8 +20,8 @@ use aes_gcm::{
 use anyhow::{Context, anyhow, ensure};
 use futures::{FutureExt, future::BoxFuture};
 use prost::Message;
-use sundial_patterns::{Pattern, history, print_workflow_id, run_pattern, with_worker};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, history, run_pattern, start_workflow, with_worker};
+use temporalio_client::WorkflowGetResultOptions;
 use temporalio_common::{
     data_converters::{
         DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConversionError,
@@ -205,14 +205,14 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
 
     let id = p.workflow_id("secret");
     let result = with_worker(&encrypted_client, options, async {
-        let handle = encrypted_client
-            .start_workflow(
-                EncryptedWorkflow::run,
-                SECRET.to_string(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-            )
-            .await?;
-        print_workflow_id(&id);
+        let handle = start_workflow(
+            &encrypted_client,
+            &p.task_queue,
+            EncryptedWorkflow::run,
+            SECRET.to_string(),
+            &id,
+        )
+        .await?;
         Ok(handle
             .get_result(WorkflowGetResultOptions::default())
             .await?)

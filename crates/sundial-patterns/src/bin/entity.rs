@@ -11,10 +11,10 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{bail, ensure};
 use serde::{Deserialize, Serialize};
-use sundial_patterns::{Pattern, count_events, history, print_workflow_id, run_pattern};
+use sundial_patterns::{Pattern, count_events, history, run_pattern};
 use temporalio_client::{
     WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowQueryOptions,
-    WorkflowSignalOptions, WorkflowStartOptions, errors::WorkflowUpdateError,
+    WorkflowSignalOptions, errors::WorkflowUpdateError,
 };
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use temporalio_macros::{activities, workflow, workflow_methods};
@@ -224,18 +224,12 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
     let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("account");
-        let handle = client
-            .start_workflow(
-                CustomerRewardAccount::run,
-                AccountInput {
-                    user_id: "alice".to_string(),
-                    starting_points: 0,
-                    starting_level: RewardLevel::Basic,
-                },
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-            )
-            .await?;
-        print_workflow_id(&id);
+        let input = AccountInput {
+            user_id: "alice".to_string(),
+            starting_points: 0,
+            starting_level: RewardLevel::Basic,
+        };
+        let handle = p.start(CustomerRewardAccount::run, input, &id).await?;
 
         // Signal: fire and forget.
         handle

@@ -16,10 +16,8 @@ use std::{
 
 use anyhow::{anyhow, bail, ensure};
 use serde::{Deserialize, Serialize};
-use sundial_patterns::{Pattern, failure_chain, print_workflow_id, run_pattern};
-use temporalio_client::{
-    WorkflowGetResultOptions, WorkflowStartOptions, errors::WorkflowGetResultError,
-};
+use sundial_patterns::{Pattern, failure_chain, run_pattern};
+use temporalio_client::{WorkflowGetResultOptions, errors::WorkflowGetResultError};
 use temporalio_common::{
     RetryPolicy,
     protos::temporal::api::{
@@ -146,17 +144,11 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
         })
         .graceful_shutdown_period(Duration::from_millis(500))
         .build();
-    let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("data");
-        let handle = client
-            .start_workflow(
-                DataProcessingWorkflow::run,
-                "test-data".to_string(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-            )
+        let handle = p
+            .start(DataProcessingWorkflow::run, "test-data".to_string(), &id)
             .await?;
-        print_workflow_id(&id);
         let err = match handle.get_result(WorkflowGetResultOptions::default()).await {
             Err(WorkflowGetResultError::Failed(err)) => err,
             other => bail!("expected the workflow to fail, got {other:?}"),

@@ -11,8 +11,7 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::ensure;
 use serde::{Deserialize, Serialize};
-use sundial_patterns::{Pattern, count_events, history, print_workflow_id, run_pattern};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, count_events, history, run_pattern};
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::{
@@ -99,16 +98,8 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
     let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("greeting");
-        let handle = client
-            .start_workflow(
-                LocalActivityWorkflow::run,
-                "Sundial".to_string(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-            )
-            .await?;
-        print_workflow_id(&id);
-        let result = handle
-            .get_result(WorkflowGetResultOptions::default())
+        let result = p
+            .start_and_wait(LocalActivityWorkflow::run, "Sundial".to_string(), &id)
             .await?;
         println!("result: {result}");
         ensure!(result == "Hello, Sundial!", "unexpected result {result:?}");

@@ -15,8 +15,7 @@
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::ensure;
-use sundial_patterns::{Pattern, print_workflow_id, run_pattern};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, run_pattern};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{WorkerOptions, WorkflowContext, WorkflowResult};
 
@@ -55,19 +54,10 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
         .register_workflow::<SecureWorkflow>()?
         .graceful_shutdown_period(Duration::from_millis(500))
         .build();
-    let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("secure");
-        let handle = client
-            .start_workflow(
-                SecureWorkflow::run,
-                "sensitive-data".to_string(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-            )
-            .await?;
-        print_workflow_id(&id);
-        let result = handle
-            .get_result(WorkflowGetResultOptions::default())
+        let result = p
+            .start_and_wait(SecureWorkflow::run, "sensitive-data".to_string(), &id)
             .await?;
         println!("result: {result}");
         ensure!(

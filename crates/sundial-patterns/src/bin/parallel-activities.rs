@@ -15,8 +15,7 @@ use std::{
 };
 
 use anyhow::ensure;
-use sundial_patterns::{Pattern, count_events, history, print_workflow_id, run_pattern};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, count_events, history, run_pattern};
 use temporalio_common::protos::temporal::api::{
     enums::v1::EventType, history::v1::history_event::Attributes,
 };
@@ -110,15 +109,7 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
             .collect();
         let id = p.workflow_id("hello");
         let started = Instant::now();
-        let handle = client
-            .start_workflow(
-                SayHelloWorkflow::run,
-                names.clone(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-            )
-            .await?;
-        print_workflow_id(&id);
-        let results = handle.get_result(WorkflowGetResultOptions::default()).await?;
+        let results = p.start_and_wait(SayHelloWorkflow::run, names.clone(), &id).await?;
         let elapsed = started.elapsed();
         println!("results: {results:?}");
         let peak = concurrency.peak.load(Ordering::SeqCst);

@@ -17,8 +17,7 @@ use std::{
 };
 
 use anyhow::{anyhow, ensure};
-use sundial_patterns::{Pattern, count_events, history, print_workflow_id, run_pattern};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, count_events, history, run_pattern};
 use temporalio_common::protos::temporal::api::{
     enums::v1::EventType, history::v1::history_event::Attributes,
 };
@@ -134,16 +133,12 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
     let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("poll");
-        let handle = client
-            .start_workflow(
+        let result = p
+            .start_and_wait(
                 FrequentPollingWorkflow::run,
                 "https://api.example.com/status".to_string(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
+                &id,
             )
-            .await?;
-        print_workflow_id(&id);
-        let result = handle
-            .get_result(WorkflowGetResultOptions::default())
             .await?;
         let calls = service.calls.load(Ordering::SeqCst);
         let beats = heartbeats.load(Ordering::SeqCst);

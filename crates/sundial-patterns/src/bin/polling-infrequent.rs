@@ -13,8 +13,7 @@ use std::{
 };
 
 use anyhow::{anyhow, ensure};
-use sundial_patterns::{Pattern, count_events, history, print_workflow_id, run_pattern};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, count_events, history, run_pattern};
 use temporalio_common::{
     RetryPolicy, protos::temporal::api::enums::v1::EventType,
     protos::temporal::api::history::v1::history_event::Attributes,
@@ -102,16 +101,12 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
     let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("poll");
-        let handle = client
-            .start_workflow(
+        let result = p
+            .start_and_wait(
                 InfrequentPollingWorkflow::run,
                 "https://api.example.com/status".to_string(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
+                &id,
             )
-            .await?;
-        print_workflow_id(&id);
-        let result = handle
-            .get_result(WorkflowGetResultOptions::default())
             .await?;
         println!("result: {result}");
         ensure!(

@@ -18,8 +18,7 @@ use anyhow::{Context, anyhow, ensure};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sundial_patterns::{Pattern, history, print_workflow_id, run_pattern};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use sundial_patterns::{Pattern, history, run_pattern};
 use temporalio_common::{
     data_converters::{
         GenericPayloadConverter, PayloadConverter, SerializationContext, SerializationContextData,
@@ -167,15 +166,7 @@ async fn run(p: Pattern) -> anyhow::Result<()> {
     let client = &p.client;
     p.with_worker(options, async {
         let id = p.workflow_id("users");
-        let handle = client
-            .start_workflow(
-                TypedPayloadsWorkflow::run,
-                users.clone(),
-                WorkflowStartOptions::new(p.task_queue.clone(), id.clone()).build(),
-            )
-            .await?;
-        print_workflow_id(&id);
-        let report = handle.get_result(WorkflowGetResultOptions::default()).await?;
+        let report = p.start_and_wait(TypedPayloadsWorkflow::run, users.clone(), &id).await?;
         println!(
             "report: processed={}, total_balance={}, earliest_signup={:?}, premium={:?}",
             report.processed, report.total_balance, report.earliest_signup, report.premium_user_ids

@@ -28,15 +28,19 @@ use std::{
 
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowFetchHistoryOptions,
-    WorkflowHandle,
+    WorkflowGetResultOptions, WorkflowHandle, WorkflowStartOptions, errors::WorkflowGetResultError,
 };
 use temporalio_common::{
-    HasWorkflowDefinition,
+    HasWorkflowDefinition, WorkflowDefinition,
+    data_converters::TemporalDeserializable,
     protos::temporal::api::{
         enums::v1::EventType, failure::v1::Failure, history::v1::HistoryEvent,
     },
 };
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use temporalio_sdk::{
+    Runtime, Worker, WorkerOptions, activities::ActivityImplementer,
+    workflows::WorkflowImplementation,
+};
 
 /// Namespace used by every test; `start-dev` servers create it at startup.
 pub const NAMESPACE: &str = "default";
@@ -268,6 +272,123 @@ pub async fn history<W: HasWorkflowDefinition>(
         .into_events()
         .await
         .expect("fetch workflow history")
+}
+
+/// Awaits a workflow result, bounded by [`RESULT_TIMEOUT`] (a result that never comes fails
+/// the test).
+pub async fn result_of<W>(
+    handle: &WorkflowHandle<Client, W>,
+) -> Result<W::Output, WorkflowGetResultError>
+where
+    W: HasWorkflowDefinition,
+    W::Output: TemporalDeserializable + 'static,
+{
+    tokio::time::timeout(
+        RESULT_TIMEOUT,
+        handle.get_result(WorkflowGetResultOptions::default()),
+    )
+    .await
+    .expect("timed out waiting for the workflow result")
+}
+
+/// How long a worker made by [`WorkflowTest::worker_with_activities`] lets running activities
+/// finish when it shuts down.
+pub const ACTIVITY_SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
+/// A test that runs one workflow on a server of its own: the server, a client, and a task
+/// queue and workflow id used by this test only.
+pub struct WorkflowTest {
+    /// Kept so that the server lives as long as the test.
+    pub server: TestServer,
+    pub client: Client,
+    /// `rs-<name>-tq-…`, unique to this test run.
+    pub task_queue: String,
+    /// `rs-<name>-wf-…`, unique to this test run.
+    pub workflow_id: String,
+}
+
+/// How a workflow run started by [`WorkflowTest::run`] ended.
+pub struct CompletedRun<T> {
+    pub result: Result<T, WorkflowGetResultError>,
+    /// From just before the start request until the result arrived.
+    pub elapsed: Duration,
+    /// The run's full history, fetched after the result.
+    pub events: Vec<HistoryEvent>,
+}
+
+impl WorkflowTest {
+    /// Starts a server (see [`TestServer::start`]) and names the task queue and workflow id
+    /// after `name`.
+    pub async fn start(name: &str) -> WorkflowTest {
+        let (server, client) = TestServer::start().await;
+        WorkflowTest {
+            server,
+            client,
+            task_queue: unique(&format!("rs-{name}-tq")),
+            workflow_id: unique(&format!("rs-{name}-wf")),
+        }
+    }
+
+    /// Options for a worker on this test's task queue that runs workflow `W`.
+    pub fn worker<W>(&self) -> WorkerOptions
+    where
+        W: WorkflowImplementation,
+        <W::Run as WorkflowDefinition>::Input: Send,
+    {
+        let mut options = WorkerOptions::new(self.task_queue.clone()).build();
+        options.register_workflow::<W>().expect("register workflow");
+        options
+    }
+
+    /// [`Self::worker`] that also runs `activities`, giving running activities
+    /// [`ACTIVITY_SHUTDOWN_GRACE`] to finish when the worker shuts down.
+    pub fn worker_with_activities<W>(&self, activities: impl ActivityImplementer) -> WorkerOptions
+    where
+        W: WorkflowImplementation,
+        <W::Run as WorkflowDefinition>::Input: Send,
+    {
+        let mut options = self.worker::<W>();
+        options.register_activities(activities);
+        options.graceful_shutdown_period = Some(ACTIVITY_SHUTDOWN_GRACE);
+        options
+    }
+
+    /// Runs a worker built from `worker_options` (which should poll [`Self::task_queue`]) and,
+    /// while it runs, starts `workflow` with `input` as [`Self::workflow_id`], waits for the
+    /// result (see [`result_of`]) and fetches the history.
+    pub async fn run<W>(
+        &self,
+        worker_options: WorkerOptions,
+        workflow: W,
+        input: W::Input,
+    ) -> CompletedRun<W::Output>
+    where
+        W: HasWorkflowDefinition,
+        W::Input: Send,
+        W::Output: TemporalDeserializable + 'static,
+    {
+        with_worker(&self.client, worker_options, async {
+            let started_at = Instant::now();
+            let handle = self
+                .client
+                .start_workflow(
+                    workflow,
+                    input,
+                    WorkflowStartOptions::new(self.task_queue.clone(), self.workflow_id.clone())
+                        .build(),
+                )
+                .await
+                .expect("start workflow");
+            let result = result_of(&handle).await;
+            let elapsed = started_at.elapsed();
+            CompletedRun {
+                result,
+                elapsed,
+                events: history(&handle).await,
+            }
+        })
+        .await
+    }
 }
 
 /// Event types of a history, in order.
