@@ -71,6 +71,17 @@ class CachedServer(SundialProcess):
         return int(match.group(1))
 
 
+def _worker(client: Client, queue: str) -> Worker:
+    # The worker keeps no run cached either: every task replays from full history.
+    return Worker(
+        client,
+        task_queue=queue,
+        workflows=[Sleeper],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        max_cached_workflows=0,
+    )
+
+
 async def _all_asleep(client: Client, ids: list[str]) -> None:
     """Waits until every workflow has its timer started (no workflow task left)."""
     for wid in ids:
@@ -104,14 +115,7 @@ async def test_evicted_workflows_wake_take_signals_queries_updates_and_survive_k
         client = await Client.connect(server.address, namespace="default")
         queue = new_id("cache-tq")
         ids = [new_id(f"sleeper{i}") for i in range(WORKFLOWS)]
-        async with Worker(
-            client,
-            task_queue=queue,
-            workflows=[Sleeper],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-            # Workers keep no run cached either: every task replays from full history.
-            max_cached_workflows=0,
-        ):
+        async with _worker(client, queue):
             for wid in ids:
                 await client.start_workflow(Sleeper.run, SLEEP_S, id=wid, task_queue=queue)
             await _all_asleep(client, ids)
@@ -135,13 +139,7 @@ async def test_evicted_workflows_wake_take_signals_queries_updates_and_survive_k
         await server.start()
         client = await Client.connect(server.address, namespace="default")
         assert await _settled_cache(server, 1) <= 1
-        async with Worker(
-            client,
-            task_queue=queue,
-            workflows=[Sleeper],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-            max_cached_workflows=0,
-        ):
+        async with _worker(client, queue):
             results = await asyncio.wait_for(
                 asyncio.gather(*(client.get_workflow_handle(w).result() for w in ids)), 60
             )
