@@ -1,6 +1,7 @@
 //! Sundial's server: the frontend (gRPC), history (execution owner), matching (task queues) and
 //! timer roles of one process, wired together over one store.
 
+pub mod around_layer;
 pub mod authz;
 pub mod batch;
 pub mod clock;
@@ -242,7 +243,7 @@ pub async fn serve(
     let http_api = match config.http_listen.or(config.ui_listen) {
         Some(_) => {
             use tower_layer::Layer;
-            let stack = metrics_layer::RpcMetricsLayer::new(config.metrics.clone()).layer(
+            let stack = metrics_layer::RpcMetrics::layer(config.metrics.clone()).layer(
                 gzip_requests::GzipRequests::layer(frontend::MAX_MESSAGE_SIZE)
                     .layer(authorization.layer(routes.clone())),
             );
@@ -320,7 +321,7 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .max_connection_age(MAX_CONNECTION_AGE)
         .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
-        .layer(metrics_layer::RpcMetricsLayer::new(config.metrics.clone()))
+        .layer(metrics_layer::RpcMetrics::layer(config.metrics.clone()))
         .layer(gzip_requests::GzipRequests::layer(
             frontend::MAX_MESSAGE_SIZE,
         ))
