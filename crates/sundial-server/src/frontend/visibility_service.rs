@@ -7,7 +7,7 @@ use crate::error::ServiceError;
 use crate::matching::{QueueKey, TaskKind};
 use prost::Message;
 use sundial_engine::api::{
-    common::v1::{Payload, WorkflowExecution},
+    common::v1::Payload,
     enums::v1::{IndexedValueType, TaskQueueType, WorkflowExecutionStatus},
     history::v1::History,
     taskqueue::v1::{PollerInfo, TaskQueueStats, TaskQueueTypeInfo, TaskQueueVersionInfo},
@@ -386,28 +386,19 @@ impl Frontend {
     pub(super) async fn delete_workflow(
         &self,
         req: DeleteWorkflowExecutionRequest,
-    ) -> Result<(), ServiceError> {
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.workflow_execution.unwrap_or_default();
+    ) -> Result<DeleteWorkflowExecutionResponse, ServiceError> {
         let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .run_of(&req.namespace, req.workflow_execution.as_ref())
             .await?;
-        self.history.delete_run(&handle).await
+        self.history.delete_run(&handle).await?;
+        Ok(DeleteWorkflowExecutionResponse {})
     }
 
     pub(super) async fn history_reverse(
         &self,
         req: GetWorkflowExecutionHistoryReverseRequest,
     ) -> Result<GetWorkflowExecutionHistoryReverseResponse, ServiceError> {
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.execution.unwrap_or_default();
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
-            .await?;
+        let handle = self.run_of(&req.namespace, req.execution.as_ref()).await?;
         let page = page_limit(req.maximum_page_size);
         let offset = parse_offset(&req.next_page_token)?;
         let (events, more) = self

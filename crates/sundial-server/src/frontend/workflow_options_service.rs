@@ -4,6 +4,7 @@
 //! options. Whether a deployment version is present in the run's task queue comes from
 //! matching (versioned workers that polled it recently).
 
+use super::ExecutionChecks;
 use super::workflow_service::Frontend;
 use crate::error::ServiceError;
 use crate::matching::{POLLER_MEMORY_MS, QueueKey, TaskKind};
@@ -14,7 +15,6 @@ use sundial_engine::api::{
         UpdateWorkflowExecutionOptionsRequest, UpdateWorkflowExecutionOptionsResponse,
     },
 };
-use sundial_engine::validate::MAX_ID_LENGTH;
 use sundial_engine::workflow_options::{OptionsUpdate, check_request};
 
 impl Frontend {
@@ -27,22 +27,10 @@ impl Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
-        if workflow_id.is_empty() {
-            return Err(ServiceError::InvalidArgument(
-                "WorkflowId is not set on request.".into(),
-            ));
-        }
-        if !run_id.is_empty() && uuid::Uuid::parse_str(&run_id).is_err() {
-            return Err(ServiceError::InvalidArgument(
-                "RunId is not valid UUID.".into(),
-            ));
-        }
-        if req.identity.len() > MAX_ID_LENGTH {
-            return Err(ServiceError::InvalidArgument(format!(
-                "identity exceeds length limit. Length={} Limit={MAX_ID_LENGTH}",
-                req.identity.len()
-            )));
-        }
+        ExecutionChecks::workflow_id(&workflow_id)
+            .run_id(&run_id)
+            .identity(&req.identity)
+            .check()?;
         let paths = req.update_mask.as_ref().map(|m| m.paths.clone());
         check_request(req.workflow_execution_options.as_ref(), paths.as_deref())?;
         let request = OptionsUpdate {
