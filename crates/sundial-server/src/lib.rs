@@ -285,13 +285,17 @@ pub async fn serve(
         if let Some(http_tls) = &http_tls {
             http_tls.watch(tls::RELOAD_POLL);
         }
+        let listen = |addr, tls| http_api::HttpListen {
+            addr,
+            tls,
+            stop: stopping.clone(),
+        };
         if let Some(addr) = config.http_listen {
-            let bound =
-                http_api::start(addr, http_tls.clone(), api.clone(), stopping.clone()).await?;
+            let bound = http_api::start(listen(addr, http_tls.clone()), api.clone()).await?;
             tracing::info!(%bound, "HTTP API at /api/v1");
         }
         if let Some(addr) = config.ui_listen {
-            let bound = ui::start(addr, http_tls, api, stopping.clone()).await?;
+            let bound = ui::start(listen(addr, http_tls), api).await?;
             let scheme = if config.tls.is_some() {
                 "https"
             } else {
