@@ -94,6 +94,19 @@ fn jitter(d: Option<&prost_wkt_types::Duration>) -> Result<Jitter, ServiceError>
     })
 }
 
+/// What ResetActivity or ResetActivityExecution `$request` asks of the activities it names
+/// (the two requests name these fields alike).
+macro_rules! reset_request {
+    ($request:expr) => {
+        jitter($request.jitter.as_ref()).map(|jitter| ResetRequest {
+            reset_heartbeat: $request.reset_heartbeat,
+            keep_paused: $request.keep_paused,
+            jitter,
+            restore_original_options: $request.restore_original_options,
+        })
+    };
+}
+
 /// The options an activity was scheduled with, from its ActivityTaskScheduled event.
 fn scheduled_options(entry: &RunEntry, scheduled_event_id: i64) -> Option<ActivityOptions> {
     match entry.events.get(scheduled_event_id) {
@@ -272,12 +285,7 @@ impl Frontend {
         use reset_activity_request::Activity;
         let execution = requested_execution(req.execution.as_ref())?;
         let target = requested_target!(req.activity, MatchAll)?;
-        let request = ResetRequest {
-            reset_heartbeat: req.reset_heartbeat,
-            keep_paused: req.keep_paused,
-            jitter: jitter(req.jitter.as_ref())?,
-            restore_original_options: req.restore_original_options,
-        };
+        let request = reset_request!(req)?;
         self.reset(&req.namespace, execution, target, &req.identity, request)
             .await?;
         Ok(ResetActivityResponse {})
@@ -289,12 +297,7 @@ impl Frontend {
     ) -> Result<ResetActivityExecutionResponse, ServiceError> {
         let (execution, target) =
             execution_target(&req.workflow_id, &req.run_id, &req.activity_id)?;
-        let request = ResetRequest {
-            reset_heartbeat: req.reset_heartbeat,
-            keep_paused: req.keep_paused,
-            jitter: jitter(req.jitter.as_ref())?,
-            restore_original_options: req.restore_original_options,
-        };
+        let request = reset_request!(req)?;
         self.reset(&req.namespace, execution, target, &req.identity, request)
             .await?;
         Ok(ResetActivityExecutionResponse {})
