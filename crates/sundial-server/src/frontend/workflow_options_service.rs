@@ -9,7 +9,6 @@ use super::workflow_service::Frontend;
 use crate::error::ServiceError;
 use crate::matching::{POLLER_MEMORY_MS, QueueKey, TaskKind};
 use sundial_engine::api::{
-    common::v1::WorkflowExecution,
     deployment::v1::WorkerDeploymentVersion,
     workflowservice::v1::{
         UpdateWorkflowExecutionOptionsRequest, UpdateWorkflowExecutionOptionsResponse,
@@ -23,12 +22,9 @@ impl Frontend {
         req: UpdateWorkflowExecutionOptionsRequest,
     ) -> Result<UpdateWorkflowExecutionOptionsResponse, ServiceError> {
         self.namespaces.check(&req.namespace)?;
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.workflow_execution.clone().unwrap_or_default();
-        ExecutionChecks::workflow_id(&workflow_id)
-            .run_id(&run_id)
+        let execution = req.workflow_execution.clone().unwrap_or_default();
+        ExecutionChecks::workflow_id(&execution.workflow_id)
+            .run_id(&execution.run_id)
             .identity(&req.identity)
             .check()?;
         let paths = req.update_mask.as_ref().map(|m| m.paths.clone());
@@ -38,9 +34,7 @@ impl Frontend {
             paths: paths.unwrap_or_default(),
             identity: req.identity,
         };
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
-            .await?;
+        let handle = self.run_of(&req.namespace, Some(&execution)).await?;
         let matching = self.history.matching();
         let since = self.history.now_ms() - POLLER_MEMORY_MS;
         let namespace = req.namespace.clone();

@@ -632,7 +632,9 @@ impl Frontend {
 ///
 /// What follows the two lists is copied into the impl as it is: the RPCs written by hand.
 /// The macro wraps the whole impl block, attributes included, so that `#[tonic::async_trait]`
-/// sees ordinary `async fn`s once it has expanded.
+/// sees ordinary `async fn`s once it has expanded. The generated methods name `Request`,
+/// `Response`, `Reply` and `long_poll_wait` as this module imports them. rustfmt leaves the
+/// body of the invocation alone: keep the hand-written RPCs as it would format them.
 macro_rules! forwarding_service {
     (
         $(#[$attribute:meta])*
@@ -709,6 +711,7 @@ forwarding_service! {
             stop_batch_operation(StopBatchOperationRequest) -> StopBatchOperationResponse => stop_batch_operation_rpc;
         }
         forward_with_long_poll {
+            // Updates (`update_service`): each may wait for the update to reach a stage.
             update_workflow_execution(UpdateWorkflowExecutionRequest) -> UpdateWorkflowExecutionResponse => update;
             poll_workflow_execution_update(PollWorkflowExecutionUpdateRequest) -> PollWorkflowExecutionUpdateResponse => poll_update;
             execute_multi_operation(ExecuteMultiOperationRequest) -> ExecuteMultiOperationResponse => update_with_start;
