@@ -336,6 +336,8 @@ impl Frontend {
         self.history.transition(&handle, op, |_, r| r).await
     }
 
+    /// PollWorkflowTaskQueue: the next workflow task (or query task) on the queue, empty when
+    /// none came within `wait`; a task handed out counts in the schedule-to-start metrics.
     #[allow(deprecated)] // worker_version_capabilities: older SDKs report build ids there
     async fn poll_workflow_task(
         &self,
@@ -345,12 +347,12 @@ impl Frontend {
         let key = self.polled_queue(&req.namespace, req.task_queue.as_ref(), TaskKind::Workflow)?;
         self.note_version(&key, req.deployment_options.as_ref());
         let until = tokio::time::Instant::now() + wait;
-        loop {
+        let task = loop {
             let Some((handle, lease)) = self
                 .next_task_until(&key, &req.identity, &req.worker_instance_key, until)
                 .await
             else {
-                return Ok(PollWorkflowTaskQueueResponse::default());
+                break PollWorkflowTaskQueueResponse::default();
             };
             if lease.task().query {
                 let task = lease.take();
@@ -364,7 +366,7 @@ impl Frontend {
                         responses::query_task(entry, query_id, query)
                     })
                     .await??;
-                return Ok(response);
+                break response;
             }
             let task = lease.task();
             let wt = WorkflowTaskRef {
@@ -387,11 +389,15 @@ impl Frontend {
                 .and_then(|task| task);
             if let Some(mut response) = settle(lease, result)? {
                 response.queries = self.queries.buffered_for(&handle.run_id);
-                return Ok(response);
+                break response;
             }
-        }
+        };
+        self.metrics.workflow_task_started(&task);
+        Ok(task)
     }
 
+    /// PollActivityTaskQueue: the next activity task on the queue, empty when none came within
+    /// `wait`; a task handed out counts in the schedule-to-start metrics.
     #[allow(deprecated)] // worker_version_capabilities: older SDKs report build ids there
     async fn poll_activity_task(
         &self,
@@ -400,12 +406,12 @@ impl Frontend {
     ) -> Result<PollActivityTaskQueueResponse, ServiceError> {
         let key = self.polled_queue(&req.namespace, req.task_queue.as_ref(), TaskKind::Activity)?;
         let until = tokio::time::Instant::now() + wait;
-        loop {
+        let task = loop {
             let Some((handle, lease)) = self
                 .next_task_until(&key, &req.identity, &req.worker_instance_key, until)
                 .await
             else {
-                return Ok(PollActivityTaskQueueResponse::default());
+                break PollActivityTaskQueueResponse::default();
             };
             let task = lease.task();
             let activity = ActivityRef {
@@ -429,9 +435,11 @@ impl Frontend {
                 )
                 .await;
             if let Some(response) = settle(lease, result)? {
-                return Ok(response);
+                break response;
             }
-        }
+        };
+        self.metrics.activity_task_started(&task);
+        Ok(task)
     }
 
     /// Commands towards other namespaces: the namespace must exist (the reference server
@@ -711,6 +719,10 @@ forwarding_service! {
             stop_batch_operation(StopBatchOperationRequest) -> StopBatchOperationResponse => stop_batch_operation_rpc;
         }
         forward_with_long_poll {
+            // Task queue polls (this module).
+            poll_workflow_task_queue(PollWorkflowTaskQueueRequest) -> PollWorkflowTaskQueueResponse => poll_workflow_task;
+            poll_activity_task_queue(PollActivityTaskQueueRequest) -> PollActivityTaskQueueResponse => poll_activity_task;
+
             // Updates (`update_service`): each may wait for the update to reach a stage.
             update_workflow_execution(UpdateWorkflowExecutionRequest) -> UpdateWorkflowExecutionResponse => update;
             poll_workflow_execution_update(PollWorkflowExecutionUpdateRequest) -> PollWorkflowExecutionUpdateResponse => poll_update;
@@ -823,16 +835,6 @@ forwarding_service! {
             }))
         }
 
-        async fn poll_workflow_task_queue(
-            &self,
-            request: Request<PollWorkflowTaskQueueRequest>,
-        ) -> Reply<PollWorkflowTaskQueueResponse> {
-            let wait = long_poll_wait(&request);
-            let task = self.poll_workflow_task(request.into_inner(), wait).await?;
-            self.metrics.workflow_task_started(&task);
-            Ok(Response::new(task))
-        }
-
         async fn respond_workflow_task_completed(
             &self,
             request: Request<RespondWorkflowTaskCompletedRequest>,
@@ -867,16 +869,6 @@ forwarding_service! {
             })
             .await?;
             Ok(Response::new(RespondWorkflowTaskFailedResponse {}))
-        }
-
-        async fn poll_activity_task_queue(
-            &self,
-            request: Request<PollActivityTaskQueueRequest>,
-        ) -> Reply<PollActivityTaskQueueResponse> {
-            let wait = long_poll_wait(&request);
-            let task = self.poll_activity_task(request.into_inner(), wait).await?;
-            self.metrics.activity_task_started(&task);
-            Ok(Response::new(task))
         }
 
         async fn record_activity_task_heartbeat(
