@@ -294,10 +294,9 @@ impl Batcher {
     /// StopBatchOperation: a running job is marked FAILED (closed now) and stops before its
     /// next step.
     pub async fn stop(&self, namespace: &str, job_id: &str) -> Result<(), ServiceError> {
-        let fence = self.history.fence(namespace, job_id)?;
-        let receipt = {
-            let mut jobs = self.jobs.lock();
-            let Some(job) = jobs.get_mut(&(namespace.to_string(), job_id.to_string())) else {
+        let key = (namespace.to_string(), job_id.to_string());
+        self.change_job(&key, |job| {
+            let Some(job) = job else {
                 return Err(ServiceError::NotFound(format!(
                     "workflow not found for ID: {job_id}"
                 )));
@@ -309,6 +308,31 @@ impl Batcher {
             }
             job.state = BatchOperationState::Failed as i32;
             job.close_time_ms = self.history.clock().now_ms();
+            Ok(true)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Changes job `key` under the jobs lock and commits its new record, fenced by the job's
+    /// ownership (taken before the lock). `change` is given the job (None: it is gone) and
+    /// answers whether there is a change to store; `Ok(false)`, or a job that is gone, commits
+    /// nothing. The answer is whether a record was committed.
+    async fn change_job(
+        &self,
+        key: &JobKey,
+        change: impl FnOnce(Option<&mut BatchJob>) -> Result<bool, ServiceError>,
+    ) -> Result<bool, ServiceError> {
+        let fence = self.history.fence(&key.0, &key.1)?;
+        let receipt = {
+            let mut jobs = self.jobs.lock();
+            let mut job = jobs.get_mut(key);
+            if !change(job.as_deref_mut())? {
+                return Ok(false);
+            }
+            let Some(job) = job else {
+                return Ok(false);
+            };
             self.store.commit(WriteBatch {
                 batch_jobs: vec![record_row(job)],
                 fence: Some(fence),
@@ -318,7 +342,7 @@ impl Batcher {
         receipt
             .await
             .unwrap_or(Err(sundial_store::StoreError::Closed))?;
-        Ok(())
+        Ok(true)
     }
 
     fn spawn(self: &Arc<Self>, key: JobKey) {
@@ -375,50 +399,35 @@ impl Batcher {
                 .await;
             let done = outcomes.iter().filter(|ok| **ok).count() as i64;
             let failed = outcomes.len() as i64 - done;
-            let fence = self.history.fence(&key.0, &key.1)?;
-            let receipt = {
-                let mut jobs = self.jobs.lock();
-                let Some(job) = jobs.get_mut(key) else {
-                    return Ok(());
-                };
-                job.cursor = end as i64;
-                job.complete += done;
-                job.failure += failed;
-                self.store.commit(WriteBatch {
-                    batch_jobs: vec![record_row(job)],
-                    fence: Some(fence),
-                    ..Default::default()
+            let stored = self
+                .change_job(key, |job| {
+                    let Some(job) = job else {
+                        return Ok(false);
+                    };
+                    job.cursor = end as i64;
+                    job.complete += done;
+                    job.failure += failed;
+                    Ok(true)
                 })
-            };
-            receipt
-                .await
-                .unwrap_or(Err(sundial_store::StoreError::Closed))?;
+                .await?;
+            if !stored {
+                return Ok(());
+            }
             let step = std::time::Duration::from_secs_f64((end - cursor) as f64 / job.rps);
             tokio::time::sleep_until(began + step).await;
         }
     }
 
     async fn finish(&self, key: &JobKey) -> Result<(), ServiceError> {
-        let fence = self.history.fence(&key.0, &key.1)?;
-        let receipt = {
-            let mut jobs = self.jobs.lock();
-            let Some(job) = jobs.get_mut(key) else {
-                return Ok(());
-            };
-            if !job.is_running() {
-                return Ok(());
+        self.change_job(key, |job| match job {
+            Some(job) if job.is_running() => {
+                job.state = BatchOperationState::Completed as i32;
+                job.close_time_ms = self.history.clock().now_ms();
+                Ok(true)
             }
-            job.state = BatchOperationState::Completed as i32;
-            job.close_time_ms = self.history.clock().now_ms();
-            self.store.commit(WriteBatch {
-                batch_jobs: vec![record_row(job)],
-                fence: Some(fence),
-                ..Default::default()
-            })
-        };
-        receipt
-            .await
-            .unwrap_or(Err(sundial_store::StoreError::Closed))?;
+            _ => Ok(false),
+        })
+        .await?;
         Ok(())
     }
 

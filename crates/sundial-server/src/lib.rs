@@ -1,6 +1,7 @@
 //! Sundial's server: the frontend (gRPC), history (execution owner), matching (task queues) and
 //! timer roles of one process, wired together over one store.
 
+pub mod around_layer;
 pub mod authz;
 pub mod batch;
 pub mod clock;
@@ -248,7 +249,7 @@ pub async fn serve(
     let http_api = match config.http_listen.or(config.ui_listen) {
         Some(_) => {
             use tower_layer::Layer;
-            let stack = metrics_layer::RpcMetricsLayer::new(config.metrics.clone()).layer(
+            let stack = metrics_layer::RpcMetrics::layer(config.metrics.clone()).layer(
                 gzip_requests::GzipRequests::layer(frontend::MAX_MESSAGE_SIZE)
                     .layer(authorization.layer(routes.clone())),
             );
@@ -290,13 +291,17 @@ pub async fn serve(
         if let Some(http_tls) = &http_tls {
             http_tls.watch(tls::RELOAD_POLL);
         }
+        let listen = |addr, tls| http_api::HttpListen {
+            addr,
+            tls,
+            stop: stopping.clone(),
+        };
         if let Some(addr) = config.http_listen {
-            let bound =
-                http_api::start(addr, http_tls.clone(), api.clone(), stopping.clone()).await?;
+            let bound = http_api::start(listen(addr, http_tls.clone()), api.clone()).await?;
             tracing::info!(%bound, "HTTP API at /api/v1");
         }
         if let Some(addr) = config.ui_listen {
-            let bound = ui::start(addr, http_tls, api, stopping.clone()).await?;
+            let bound = ui::start(listen(addr, http_tls), api).await?;
             let scheme = if config.tls.is_some() {
                 "https"
             } else {
@@ -326,7 +331,7 @@ pub async fn serve(
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .max_connection_age(MAX_CONNECTION_AGE)
         .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
-        .layer(metrics_layer::RpcMetricsLayer::new(config.metrics.clone()))
+        .layer(metrics_layer::RpcMetrics::layer(config.metrics.clone()))
         .layer(gzip_requests::GzipRequests::layer(
             frontend::MAX_MESSAGE_SIZE,
         ))

@@ -19,6 +19,9 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 use sundial_engine::api::enums::v1::WorkflowExecutionStatus;
+use sundial_engine::api::workflowservice::v1::{
+    PollActivityTaskQueueResponse, PollWorkflowTaskQueueResponse,
+};
 use sundial_store::{CommitObserver, WriteBatch};
 
 /// gRPC status codes 0 (OK) to 16 (Unauthenticated).
@@ -260,6 +263,25 @@ impl Metrics {
         });
         count.inc();
         latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a workflow task handed to a poller ([`Metrics::task_started`]).
+    pub fn workflow_task_started(&self, task: &PollWorkflowTaskQueueResponse) {
+        self.task_started(
+            TaskKind::Workflow,
+            task.scheduled_time.as_ref(),
+            task.started_time.as_ref(),
+        );
+    }
+
+    /// Records an activity task handed to a poller, or eagerly to the worker that scheduled
+    /// it ([`Metrics::task_started`]).
+    pub fn activity_task_started(&self, task: &PollActivityTaskQueueResponse) {
+        self.task_started(
+            TaskKind::Activity,
+            task.current_attempt_scheduled_time.as_ref(),
+            task.started_time.as_ref(),
+        );
     }
 
     /// Records a task handed to a poller, from the times in its poll response (an empty

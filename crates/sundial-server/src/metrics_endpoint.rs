@@ -114,6 +114,17 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// The whole HTTP answer to `GET /metrics` on `addr`.
+    async fn get_metrics(addr: SocketAddr) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).await.unwrap();
+        text
+    }
+
     #[tokio::test]
     async fn serves_metrics_and_stops_on_shutdown() {
         let metrics = Arc::new(Metrics::new().unwrap());
@@ -123,12 +134,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        conn.read_to_string(&mut text).await.unwrap();
+        let text = get_metrics(addr).await;
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(text.contains("sundial_workflows_started_total 0"));
         let _ = stop.send(());
@@ -173,12 +179,7 @@ mod tests {
         assert!(cut.await, "a trickling client was served for 10 s");
         assert!(started.elapsed() < Duration::from_secs(5));
         // The endpoint still answers.
-        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut text = String::new();
-        conn.read_to_string(&mut text).await.unwrap();
+        let text = get_metrics(addr).await;
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     }
 }

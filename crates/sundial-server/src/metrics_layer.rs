@@ -5,45 +5,26 @@
 //! status in the trailers, so a response without the header is counted as OK. Latency runs to
 //! the response headers, which for unary calls follow the handler's completion.
 
+use crate::around_layer::{AroundCall, AroundLayer, BoxFuture, GrpcRoutes};
 use crate::metrics::Metrics;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 use tonic::body::Body;
 
 /// Wraps the gRPC routes with request metrics.
+pub type RpcMetricsLayer = AroundLayer<RpcMetrics>;
+
+/// Counts and times each call ([`RpcMetricsLayer`]).
 #[derive(Clone)]
-pub struct RpcMetricsLayer {
+pub struct RpcMetrics {
     metrics: Arc<Metrics>,
 }
 
-impl RpcMetricsLayer {
-    pub fn new(metrics: Arc<Metrics>) -> RpcMetricsLayer {
-        RpcMetricsLayer { metrics }
+impl RpcMetrics {
+    pub fn layer(metrics: Arc<Metrics>) -> RpcMetricsLayer {
+        AroundLayer::new(RpcMetrics { metrics })
     }
 }
-
-impl<S> tower_layer::Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetrics<S>;
-
-    fn layer(&self, inner: S) -> RpcMetrics<S> {
-        RpcMetrics {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// The service [`RpcMetricsLayer`] produces.
-#[derive(Clone)]
-pub struct RpcMetrics<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The gRPC status code of a response: its `grpc-status` header, or OK without one.
 fn status_of(response: &http::Response<Body>) -> i32 {
@@ -55,25 +36,12 @@ fn status_of(response: &http::Response<Body>) -> i32 {
         .unwrap_or(0)
 }
 
-impl<S> tower_service::Service<http::Request<Body>> for RpcMetrics<S>
-where
-    S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<http::Response<Body>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+impl AroundCall for RpcMetrics {
+    fn call<S: GrpcRoutes>(
+        &self,
+        mut inner: S,
+        request: http::Request<Body>,
+    ) -> BoxFuture<Result<http::Response<Body>, S::Error>> {
         let metrics = self.metrics.clone();
         let rpc = metrics.rpc_index(request.uri().path());
         let started = Instant::now();

@@ -161,6 +161,29 @@ fn settled(result: Result<(), ServiceError>) -> Result<(), ServiceError> {
     }
 }
 
+/// Runs `op` in one transition on `run`, [`settled`].
+async fn settle_on(
+    history: &History,
+    run: &Arc<RunHandle>,
+    op: impl FnOnce(&mut sundial_engine::Transition<'_>) -> Result<(), sundial_engine::EngineError>,
+) -> Result<(), ServiceError> {
+    settled(history.transition(run, op, |_, ()| ()).await)
+}
+
+/// The run `run_id` of `workflow_id` (None: its current run); None when there is no such run.
+async fn existing_run(
+    history: &History,
+    namespace: &str,
+    workflow_id: &str,
+    run_id: Option<&str>,
+) -> Result<Option<Arc<RunHandle>>, ServiceError> {
+    match history.handle(namespace, workflow_id, run_id).await {
+        Ok(handle) => Ok(Some(handle)),
+        Err(ServiceError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 async fn start_child(
     history: &History,
     parent: &Arc<RunHandle>,
@@ -240,14 +263,13 @@ async fn deliver_child_close(
     close: &HistoryEvent,
 ) -> Result<(), ServiceError> {
     let initiated = parent.initiated_event_id;
-    let named = match history
-        .handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id))
-        .await
-    {
-        Ok(handle) => Some(handle),
-        Err(ServiceError::NotFound(_)) => None,
-        Err(e) => return Err(e),
-    };
+    let named = existing_run(
+        history,
+        &parent.namespace,
+        &parent.workflow_id,
+        Some(&parent.run_id),
+    )
+    .await?;
     if let Some(handle) = &named {
         let pending = history
             .read(handle, |e| {
@@ -255,38 +277,24 @@ async fn deliver_child_close(
             })
             .await?;
         if pending {
-            return settled(
-                history
-                    .transition(
-                        handle,
-                        |t| t.child_closed(initiated, child_run_id, close),
-                        |_, ()| (),
-                    )
-                    .await,
-            );
+            return settle_on(history, handle, |t| {
+                t.child_closed(initiated, child_run_id, close)
+            })
+            .await;
         }
     }
-    let current = match history
-        .handle(&parent.namespace, &parent.workflow_id, None)
-        .await
-    {
-        Ok(handle) => handle,
-        Err(ServiceError::NotFound(_)) => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(current) = existing_run(history, &parent.namespace, &parent.workflow_id, None).await?
+    else {
+        return Ok(());
     };
     if current.run_id == parent.run_id {
         return Ok(());
     }
     let from_run_id = parent.run_id.as_str();
-    settled(
-        history
-            .transition(
-                &current,
-                |t| t.child_closed_taken_over(initiated, from_run_id, child_run_id, close),
-                |_, ()| (),
-            )
-            .await,
-    )
+    settle_on(history, &current, |t| {
+        t.child_closed_taken_over(initiated, from_run_id, child_run_id, close)
+    })
+    .await
 }
 
 async fn apply_close_policy(
@@ -297,10 +305,8 @@ async fn apply_close_policy(
     run_id: &str,
     policy: i32,
 ) -> Result<(), ServiceError> {
-    let child = match history.handle(namespace, workflow_id, None).await {
-        Ok(child) => child,
-        Err(ServiceError::NotFound(_)) => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(child) = existing_run(history, namespace, workflow_id, None).await? else {
+        return Ok(());
     };
     // The child may have continued as new: act on its current run if it is still the same chain.
     let same_chain = history
@@ -311,7 +317,7 @@ async fn apply_close_policy(
     if !same_chain {
         return Ok(());
     }
-    let result = if policy == ParentClosePolicy::RequestCancel as i32 {
+    if policy == ParentClosePolicy::RequestCancel as i32 {
         let external = (
             0,
             WorkflowExecution {
@@ -320,23 +326,16 @@ async fn apply_close_policy(
             },
         );
         let request_id = format!("{}/close-policy", parent.run_id);
-        history
-            .transition(
-                &child,
-                |t| t.request_cancel("", "history-service", &request_id, Some(external)),
-                |_, ()| (),
-            )
-            .await
+        settle_on(history, &child, |t| {
+            t.request_cancel("", "history-service", &request_id, Some(external))
+        })
+        .await
     } else {
-        history
-            .transition(
-                &child,
-                |t| t.terminate("by parent close policy", None, "history-service"),
-                |_, ()| (),
-            )
-            .await
-    };
-    settled(result)
+        settle_on(history, &child, |t| {
+            t.terminate("by parent close policy", None, "history-service")
+        })
+        .await
+    }
 }
 
 async fn signal_external(
@@ -371,15 +370,10 @@ async fn signal_external(
         |t| t.signal(signal),
     )
     .await?;
-    settled(
-        history
-            .transition(
-                source,
-                |t| t.external_signal_done(initiated_event_id, delivered),
-                |_, ()| (),
-            )
-            .await,
-    )
+    settle_on(history, source, |t| {
+        t.external_signal_done(initiated_event_id, delivered)
+    })
+    .await
 }
 
 async fn cancel_external(
@@ -411,15 +405,10 @@ async fn cancel_external(
         |t| t.request_cancel(&reason, "", &request_id, Some(external)),
     )
     .await?;
-    settled(
-        history
-            .transition(
-                source,
-                |t| t.external_cancel_done(initiated_event_id, delivered),
-                |_, ()| (),
-            )
-            .await,
-    )
+    settle_on(history, source, |t| {
+        t.external_cancel_done(initiated_event_id, delivered)
+    })
+    .await
 }
 
 /// Runs `op` on the target run; false when the target does not exist or is closed.
@@ -430,10 +419,8 @@ async fn deliver(
     run_id: &str,
     op: impl FnOnce(&mut sundial_engine::Transition<'_>) -> Result<(), sundial_engine::EngineError>,
 ) -> Result<bool, ServiceError> {
-    let handle = match history.handle(namespace, workflow_id, Some(run_id)).await {
-        Ok(handle) => handle,
-        Err(ServiceError::NotFound(_)) => return Ok(false),
-        Err(e) => return Err(e),
+    let Some(handle) = existing_run(history, namespace, workflow_id, Some(run_id)).await? else {
+        return Ok(false);
     };
     match history.transition(&handle, op, |_, ()| ()).await {
         Ok(()) => Ok(true),
@@ -455,15 +442,10 @@ async fn check_child(
         .await?;
     let Some(child) = found else { return Ok(()) };
     let command = child.command.unwrap_or_default();
-    let handle = match history
-        .handle(&command.namespace, &command.workflow_id, None)
-        .await
-    {
-        Ok(handle) => handle,
-        Err(ServiceError::NotFound(_)) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    notify_parent(history, &handle).await
+    match existing_run(history, &command.namespace, &command.workflow_id, None).await? {
+        Some(handle) => notify_parent(history, &handle).await,
+        None => Ok(()),
+    }
 }
 
 /// After a restart: this run's parent may have closed, its close policy not yet applied.
@@ -471,13 +453,15 @@ async fn check_parent(history: &History, child: &Arc<RunHandle>) -> Result<(), S
     let Some(parent) = history.read(child, |e| e.state.parent.clone()).await? else {
         return Ok(());
     };
-    let handle = match history
-        .handle(&parent.namespace, &parent.workflow_id, Some(&parent.run_id))
-        .await
-    {
-        Ok(handle) => handle,
-        Err(ServiceError::NotFound(_)) => return Ok(()),
-        Err(e) => return Err(e),
+    let Some(handle) = existing_run(
+        history,
+        &parent.namespace,
+        &parent.workflow_id,
+        Some(&parent.run_id),
+    )
+    .await?
+    else {
+        return Ok(());
     };
     // A run a reset terminated applies no close policy (the new run may have taken the
     // child over).

@@ -5,6 +5,7 @@
 //! (`sundial_engine::activity_ops`, `activity_options`). Standalone activities (no workflow id) are not supported.
 
 use super::workflow_service::Frontend;
+use super::{ExecutionChecks, check_length};
 use crate::error::ServiceError;
 use crate::run::RunEntry;
 use sundial_engine::activity_ops::{
@@ -18,7 +19,6 @@ use sundial_engine::api::{
     workflowservice::v1::*,
 };
 use sundial_engine::time;
-use sundial_engine::validate::MAX_ID_LENGTH;
 
 const TARGET_NOT_SET: &str = "Either Activity.Id or Activity.Type should be set on request.";
 
@@ -26,9 +26,13 @@ fn invalid(message: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument(message.into())
 }
 
-/// The `...Execution` forms name one activity by id; without a workflow id they mean a
-/// standalone activity, which this server does not have.
-fn execution_target(workflow_id: &str, activity_id: &str) -> Result<ActivityTarget, ServiceError> {
+/// The run and the activity an `...Execution` form names: one activity by id. Without a
+/// workflow id it means a standalone activity, which this server does not have.
+fn execution_target(
+    workflow_id: &str,
+    run_id: &str,
+    activity_id: &str,
+) -> Result<(WorkflowExecution, ActivityTarget), ServiceError> {
     if workflow_id.is_empty() {
         return Err(ServiceError::Unimplemented(
             "Standalone activity is disabled".into(),
@@ -37,7 +41,35 @@ fn execution_target(workflow_id: &str, activity_id: &str) -> Result<ActivityTarg
     if activity_id.is_empty() {
         return Err(invalid("activity ID is required"));
     }
-    Ok(ActivityTarget::Id(activity_id.to_string()))
+    let execution = WorkflowExecution {
+        workflow_id: workflow_id.to_string(),
+        run_id: run_id.to_string(),
+    };
+    Ok((execution, ActivityTarget::Id(activity_id.to_string())))
+}
+
+/// The run the older forms (`PauseActivity`, ...) name: their `execution`, which must have a
+/// workflow id.
+fn requested_execution(
+    execution: Option<&WorkflowExecution>,
+) -> Result<WorkflowExecution, ServiceError> {
+    let execution = execution.cloned().unwrap_or_default();
+    ExecutionChecks::workflow_id(&execution.workflow_id).check()?;
+    Ok(execution)
+}
+
+/// The activities an older form's `activity` oneof names: by id, by type or, where the request
+/// has such a variant (`$all`), every pending activity. The oneof's type must be in scope as
+/// `Activity`.
+macro_rules! requested_target {
+    ($activity:expr $(, $all:ident)?) => {
+        match $activity {
+            Some(Activity::Id(id)) => Ok(ActivityTarget::Id(id)),
+            Some(Activity::Type(t)) => Ok(ActivityTarget::Type(t)),
+            $(Some(Activity::$all(_)) => Ok(ActivityTarget::All),)?
+            None => Err(invalid(TARGET_NOT_SET)),
+        }
+    };
 }
 
 fn check_lengths(activity: &ActivityTarget, identity: &str) -> Result<(), ServiceError> {
@@ -47,15 +79,9 @@ fn check_lengths(activity: &ActivityTarget, identity: &str) -> Result<(), Servic
         ActivityTarget::Type(t) => checked.push(("activity type", t.as_str())),
         ActivityTarget::All => {}
     }
-    for (what, value) in checked {
-        if value.len() > MAX_ID_LENGTH {
-            return Err(invalid(format!(
-                "{what} exceeds length limit. Length={} Limit={MAX_ID_LENGTH}",
-                value.len()
-            )));
-        }
-    }
-    Ok(())
+    checked
+        .into_iter()
+        .try_for_each(|(what, value)| check_length(what, value))
 }
 
 fn jitter(d: Option<&prost_wkt_types::Duration>) -> Result<Jitter, ServiceError> {
@@ -66,6 +92,19 @@ fn jitter(d: Option<&prost_wkt_types::Duration>) -> Result<Jitter, ServiceError>
         max_ms: time::duration_ms(d),
         seed: uuid::Uuid::new_v4().as_u64_pair().0,
     })
+}
+
+/// What ResetActivity or ResetActivityExecution `$request` asks of the activities it names
+/// (the two requests name these fields alike).
+macro_rules! reset_request {
+    ($request:expr) => {
+        jitter($request.jitter.as_ref()).map(|jitter| ResetRequest {
+            reset_heartbeat: $request.reset_heartbeat,
+            keep_paused: $request.keep_paused,
+            jitter,
+            restore_original_options: $request.restore_original_options,
+        })
+    };
 }
 
 /// The options an activity was scheduled with, from its ActivityTaskScheduled event.
@@ -173,15 +212,8 @@ impl Frontend {
         req: PauseActivityRequest,
     ) -> Result<PauseActivityResponse, ServiceError> {
         use pause_activity_request::Activity;
-        let execution = req.execution.clone().unwrap_or_default();
-        if execution.workflow_id.is_empty() {
-            return Err(invalid("WorkflowId is not set on request."));
-        }
-        let target = match req.activity {
-            Some(Activity::Id(id)) => ActivityTarget::Id(id),
-            Some(Activity::Type(t)) => ActivityTarget::Type(t),
-            None => return Err(invalid(TARGET_NOT_SET)),
-        };
+        let execution = requested_execution(req.execution.as_ref())?;
+        let target = requested_target!(req.activity)?;
         let request = PauseRequest {
             identity: req.identity,
             reason: req.reason,
@@ -196,15 +228,12 @@ impl Frontend {
         &self,
         req: PauseActivityExecutionRequest,
     ) -> Result<PauseActivityExecutionResponse, ServiceError> {
-        let target = execution_target(&req.workflow_id, &req.activity_id)?;
+        let (execution, target) =
+            execution_target(&req.workflow_id, &req.run_id, &req.activity_id)?;
         let request_id = if req.request_id.is_empty() {
             uuid::Uuid::new_v4().to_string()
         } else {
             req.request_id
-        };
-        let execution = WorkflowExecution {
-            workflow_id: req.workflow_id,
-            run_id: req.run_id,
         };
         let request = PauseRequest {
             identity: req.identity,
@@ -221,16 +250,8 @@ impl Frontend {
         req: UnpauseActivityRequest,
     ) -> Result<UnpauseActivityResponse, ServiceError> {
         use unpause_activity_request::Activity;
-        let execution = req.execution.clone().unwrap_or_default();
-        if execution.workflow_id.is_empty() {
-            return Err(invalid("WorkflowId is not set on request."));
-        }
-        let target = match req.activity {
-            Some(Activity::Id(id)) => ActivityTarget::Id(id),
-            Some(Activity::Type(t)) => ActivityTarget::Type(t),
-            Some(Activity::UnpauseAll(_)) => ActivityTarget::All,
-            None => return Err(invalid(TARGET_NOT_SET)),
-        };
+        let execution = requested_execution(req.execution.as_ref())?;
+        let target = requested_target!(req.activity, UnpauseAll)?;
         let request = UnpauseRequest {
             reset_attempts: req.reset_attempts,
             reset_heartbeat: req.reset_heartbeat,
@@ -245,15 +266,12 @@ impl Frontend {
         &self,
         req: UnpauseActivityExecutionRequest,
     ) -> Result<UnpauseActivityExecutionResponse, ServiceError> {
-        let target = execution_target(&req.workflow_id, &req.activity_id)?;
+        let (execution, target) =
+            execution_target(&req.workflow_id, &req.run_id, &req.activity_id)?;
         let request = UnpauseRequest {
             reset_attempts: false,
             reset_heartbeat: false,
             jitter: jitter(req.jitter.as_ref())?,
-        };
-        let execution = WorkflowExecution {
-            workflow_id: req.workflow_id,
-            run_id: req.run_id,
         };
         self.unpause(&req.namespace, execution, target, &req.identity, request)
             .await?;
@@ -265,22 +283,9 @@ impl Frontend {
         req: ResetActivityRequest,
     ) -> Result<ResetActivityResponse, ServiceError> {
         use reset_activity_request::Activity;
-        let execution = req.execution.clone().unwrap_or_default();
-        if execution.workflow_id.is_empty() {
-            return Err(invalid("WorkflowId is not set on request."));
-        }
-        let target = match req.activity {
-            Some(Activity::Id(id)) => ActivityTarget::Id(id),
-            Some(Activity::Type(t)) => ActivityTarget::Type(t),
-            Some(Activity::MatchAll(_)) => ActivityTarget::All,
-            None => return Err(invalid(TARGET_NOT_SET)),
-        };
-        let request = ResetRequest {
-            reset_heartbeat: req.reset_heartbeat,
-            keep_paused: req.keep_paused,
-            jitter: jitter(req.jitter.as_ref())?,
-            restore_original_options: req.restore_original_options,
-        };
+        let execution = requested_execution(req.execution.as_ref())?;
+        let target = requested_target!(req.activity, MatchAll)?;
+        let request = reset_request!(req)?;
         self.reset(&req.namespace, execution, target, &req.identity, request)
             .await?;
         Ok(ResetActivityResponse {})
@@ -290,17 +295,9 @@ impl Frontend {
         &self,
         req: ResetActivityExecutionRequest,
     ) -> Result<ResetActivityExecutionResponse, ServiceError> {
-        let target = execution_target(&req.workflow_id, &req.activity_id)?;
-        let request = ResetRequest {
-            reset_heartbeat: req.reset_heartbeat,
-            keep_paused: req.keep_paused,
-            jitter: jitter(req.jitter.as_ref())?,
-            restore_original_options: req.restore_original_options,
-        };
-        let execution = WorkflowExecution {
-            workflow_id: req.workflow_id,
-            run_id: req.run_id,
-        };
+        let (execution, target) =
+            execution_target(&req.workflow_id, &req.run_id, &req.activity_id)?;
+        let request = reset_request!(req)?;
         self.reset(&req.namespace, execution, target, &req.identity, request)
             .await?;
         Ok(ResetActivityExecutionResponse {})
@@ -311,16 +308,8 @@ impl Frontend {
         req: UpdateActivityOptionsRequest,
     ) -> Result<UpdateActivityOptionsResponse, ServiceError> {
         use update_activity_options_request::Activity;
-        let execution = req.execution.clone().unwrap_or_default();
-        if execution.workflow_id.is_empty() {
-            return Err(invalid("WorkflowId is not set on request."));
-        }
-        let target = match req.activity {
-            Some(Activity::Id(id)) => ActivityTarget::Id(id),
-            Some(Activity::Type(t)) => ActivityTarget::Type(t),
-            Some(Activity::MatchAll(_)) => ActivityTarget::All,
-            None => return Err(invalid(TARGET_NOT_SET)),
-        };
+        let execution = requested_execution(req.execution.as_ref())?;
+        let target = requested_target!(req.activity, MatchAll)?;
         if !req.restore_original && req.activity_options.is_some() && req.update_mask.is_none() {
             return Err(invalid("UpdateMask is not provided"));
         }
@@ -341,7 +330,8 @@ impl Frontend {
         &self,
         req: UpdateActivityExecutionOptionsRequest,
     ) -> Result<UpdateActivityExecutionOptionsResponse, ServiceError> {
-        let target = execution_target(&req.workflow_id, &req.activity_id)?;
+        let (execution, target) =
+            execution_target(&req.workflow_id, &req.run_id, &req.activity_id)?;
         let paths = req
             .update_mask
             .as_ref()
@@ -371,10 +361,6 @@ impl Frontend {
             options: req.activity_options,
             paths,
             restore_original: req.restore_original,
-        };
-        let execution = WorkflowExecution {
-            workflow_id: req.workflow_id,
-            run_id: req.run_id,
         };
         let options = self
             .update_options(&req.namespace, execution, target, &req.identity, request)

@@ -16,7 +16,9 @@ pub mod visibility_service;
 pub mod workflow_options_service;
 pub mod workflow_service;
 
+use crate::error::ServiceError;
 use std::time::Duration;
+use sundial_engine::validate::MAX_ID_LENGTH;
 
 /// Longest a long poll waits before answering empty (the SDKs' own deadline is about 70 s).
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
@@ -44,6 +46,78 @@ pub fn wait_within_deadline<T>(request: &tonic::Request<T>, margin: Duration) ->
             .clamp(Duration::from_millis(100), MAX_LONG_POLL),
         None => MAX_LONG_POLL,
     }
+}
+
+/// The checks on the workflow execution a request names, made before anything is looked up,
+/// with the reference server's messages. The workflow id is always required; an RPC adds the
+/// checks on the run id and the caller's identity where the reference server makes them
+/// (not every RPC does, and a request with several faults is refused for the first one, in
+/// the order workflow id, run id, identity).
+#[must_use = "nothing is checked until `check` is called"]
+pub(crate) struct ExecutionChecks<'a> {
+    workflow_id: &'a str,
+    run_id: Option<&'a str>,
+    identity: Option<&'a str>,
+}
+
+impl<'a> ExecutionChecks<'a> {
+    /// Requires `workflow_id` to be set.
+    pub(crate) fn workflow_id(workflow_id: &'a str) -> ExecutionChecks<'a> {
+        ExecutionChecks {
+            workflow_id,
+            run_id: None,
+            identity: None,
+        }
+    }
+
+    /// Also requires `run_id` to be empty (the current run) or a UUID.
+    pub(crate) fn run_id(self, run_id: &'a str) -> ExecutionChecks<'a> {
+        ExecutionChecks {
+            run_id: Some(run_id),
+            ..self
+        }
+    }
+
+    /// Also requires the caller's `identity` to be within [`MAX_ID_LENGTH`].
+    pub(crate) fn identity(self, identity: &'a str) -> ExecutionChecks<'a> {
+        ExecutionChecks {
+            identity: Some(identity),
+            ..self
+        }
+    }
+
+    /// Makes the checks; the first that fails is the error.
+    pub(crate) fn check(self) -> Result<(), ServiceError> {
+        if self.workflow_id.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "WorkflowId is not set on request.".into(),
+            ));
+        }
+        if let Some(run_id) = self.run_id
+            && !run_id.is_empty()
+            && uuid::Uuid::parse_str(run_id).is_err()
+        {
+            return Err(ServiceError::InvalidArgument(
+                "RunId is not valid UUID.".into(),
+            ));
+        }
+        match self.identity {
+            Some(identity) => check_length("identity", identity),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Refuses a `value` longer than [`MAX_ID_LENGTH`] bytes, naming it as `what` in the reference
+/// server's words.
+pub(crate) fn check_length(what: &str, value: &str) -> Result<(), ServiceError> {
+    if value.len() > MAX_ID_LENGTH {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{what} exceeds length limit. Length={} Limit={MAX_ID_LENGTH}",
+            value.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Parses the `grpc-timeout` header value (an integer and a unit letter).

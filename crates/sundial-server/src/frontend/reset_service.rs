@@ -2,6 +2,7 @@
 //! (`History::reset_workflow`); the new run's history is the engine's rule
 //! (`sundial_engine::reset`).
 
+use super::ExecutionChecks;
 use super::workflow_service::Frontend;
 use crate::error::ServiceError;
 use crate::history::ResetRequest;
@@ -21,11 +22,7 @@ impl Frontend {
             workflow_id,
             run_id,
         } = req.workflow_execution.clone().unwrap_or_default();
-        if workflow_id.is_empty() {
-            return Err(ServiceError::InvalidArgument(
-                "WorkflowId is not set on request.".into(),
-            ));
-        }
+        ExecutionChecks::workflow_id(&workflow_id).check()?;
         if req.request_id.len() > MAX_ID_LENGTH {
             return Err(ServiceError::InvalidArgument(
                 "RequestId length exceeds limit.".into(),

@@ -173,7 +173,6 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
         kind: TaskQueueKind::Normal as i32,
         normal_name: String::new(),
     };
-    let closed = !st.is_running();
     DescribeWorkflowExecutionResponse {
         execution_config: Some(WorkflowExecutionConfig {
             task_queue: Some(task_queue),
@@ -182,43 +181,12 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
             default_workflow_task_timeout: Some(duration(st.workflow_task_timeout_ms)),
             user_metadata: st.user_metadata.clone(),
         }),
+        // What a listing shows of the run, and what only a description does.
         workflow_execution_info: Some(WorkflowExecutionInfo {
-            execution: Some(execution(entry)),
-            r#type: Some(WorkflowType {
-                name: st.workflow_type.clone(),
-            }),
-            start_time: Some(timestamp(st.start_time_ms)),
-            close_time: closed.then(|| timestamp(st.close_time_ms)),
-            status: st.status,
-            history_length: st.next_event_id - 1,
-            state_transition_count: st.state_transition_count,
-            execution_time: Some(timestamp(st.execution_time_ms.max(st.start_time_ms))),
-            memo: st.memo.clone(),
-            search_attributes: st.search_attributes.clone(),
-            task_queue: st.task_queue.clone(),
-            history_size_bytes: st.history_size_bytes,
-            execution_duration: closed.then(|| duration(st.close_time_ms - st.start_time_ms)),
-            first_run_id: st.first_execution_run_id.clone(),
-            parent_namespace_id: st
-                .parent
-                .as_ref()
-                .map(|p| p.namespace.clone())
-                .unwrap_or_default(),
-            root_execution: Some(match &st.parent {
-                Some(p) => WorkflowExecution {
-                    workflow_id: p.root_workflow_id.clone(),
-                    run_id: p.root_run_id.clone(),
-                },
-                None => execution(entry),
-            }),
             auto_reset_points: (!st.reset_points.is_empty()).then(|| {
                 sundial_engine::api::workflow::v1::ResetPoints {
                     points: st.reset_points.clone(),
                 }
-            }),
-            parent_execution: st.parent.as_ref().map(|p| WorkflowExecution {
-                workflow_id: p.workflow_id.clone(),
-                run_id: p.run_id.clone(),
             }),
             versioning_info: st.versioning_override.as_ref().map(|o| {
                 sundial_engine::api::workflow::v1::WorkflowExecutionVersioningInfo {
@@ -226,7 +194,7 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
                     ..Default::default()
                 }
             }),
-            ..Default::default()
+            ..crate::visibility::execution_info(st)
         }),
         pending_activities: st
             .activities

@@ -31,6 +31,12 @@ fn check_schedule_id(id: &str) -> Result<(), ServiceError> {
 }
 
 impl Frontend {
+    /// The checks every RPC naming one schedule makes first: its namespace, then its id.
+    fn check_schedule_ref(&self, namespace: &str, schedule_id: &str) -> Result<(), ServiceError> {
+        self.namespaces.check(namespace)?;
+        check_schedule_id(schedule_id)
+    }
+
     /// Validates what a schedule starts: payload sizes and the action's search attributes
     /// (stamped with their types, as a workflow start's are).
     fn check_action(
@@ -65,8 +71,7 @@ impl Frontend {
         schedule: Option<sundial_engine::api::schedule::v1::Schedule>,
         search_attributes: Option<&mut sundial_engine::api::common::v1::SearchAttributes>,
     ) -> Result<sundial_engine::api::schedule::v1::Schedule, ServiceError> {
-        self.namespaces.check(namespace)?;
-        check_schedule_id(schedule_id)?;
+        self.check_schedule_ref(namespace, schedule_id)?;
         let mut schedule = schedule.unwrap_or_default();
         self.check_action(namespace, &mut schedule)?;
         self.history
@@ -114,8 +119,7 @@ impl Frontend {
         &self,
         req: DescribeScheduleRequest,
     ) -> Result<DescribeScheduleResponse, ServiceError> {
-        self.namespaces.check(&req.namespace)?;
-        check_schedule_id(&req.schedule_id)?;
+        self.check_schedule_ref(&req.namespace, &req.schedule_id)?;
         self.schedules
             .read(&req.namespace, &req.schedule_id, |m| {
                 DescribeScheduleResponse {
@@ -169,8 +173,7 @@ impl Frontend {
         &self,
         req: PatchScheduleRequest,
     ) -> Result<PatchScheduleResponse, ServiceError> {
-        self.namespaces.check(&req.namespace)?;
-        check_schedule_id(&req.schedule_id)?;
+        self.check_schedule_ref(&req.namespace, &req.schedule_id)?;
         let patch = req.patch.unwrap_or_default();
         for backfill in &patch.backfill_request {
             if backfill.start_time.is_none() || backfill.end_time.is_none() {
@@ -192,8 +195,7 @@ impl Frontend {
         &self,
         req: DeleteScheduleRequest,
     ) -> Result<DeleteScheduleResponse, ServiceError> {
-        self.namespaces.check(&req.namespace)?;
-        check_schedule_id(&req.schedule_id)?;
+        self.check_schedule_ref(&req.namespace, &req.schedule_id)?;
         self.schedules
             .delete(&req.namespace, &req.schedule_id)
             .await?;
@@ -204,8 +206,7 @@ impl Frontend {
         &self,
         req: ListScheduleMatchingTimesRequest,
     ) -> Result<ListScheduleMatchingTimesResponse, ServiceError> {
-        self.namespaces.check(&req.namespace)?;
-        check_schedule_id(&req.schedule_id)?;
+        self.check_schedule_ref(&req.namespace, &req.schedule_id)?;
         let (Some(start), Some(end)) = (&req.start_time, &req.end_time) else {
             return Err(ServiceError::InvalidArgument(
                 "missing or invalid query: start and end times are required".into(),

@@ -122,12 +122,8 @@ impl Frontend {
         req: UpdateWorkflowExecutionRequest,
         wait: Duration,
     ) -> Result<UpdateWorkflowExecutionResponse, ServiceError> {
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.workflow_execution.clone().unwrap_or_default();
         let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .run_of(&req.namespace, req.workflow_execution.as_ref())
             .await?;
         let request = req.request.clone().unwrap_or_default();
         let update_id = self.check_update_request(&request)?;
@@ -138,7 +134,7 @@ impl Frontend {
         Ok(UpdateWorkflowExecutionResponse {
             update_ref: Some(UpdateRef {
                 workflow_execution: Some(WorkflowExecution {
-                    workflow_id,
+                    workflow_id: handle.workflow_id.clone(),
                     run_id: handle.run_id.clone(),
                 }),
                 update_id,

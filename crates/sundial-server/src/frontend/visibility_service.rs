@@ -7,7 +7,7 @@ use crate::error::ServiceError;
 use crate::matching::{QueueKey, TaskKind};
 use prost::Message;
 use sundial_engine::api::{
-    common::v1::{Payload, WorkflowExecution},
+    common::v1::Payload,
     enums::v1::{IndexedValueType, TaskQueueType, WorkflowExecutionStatus},
     history::v1::History,
     taskqueue::v1::{PollerInfo, TaskQueueStats, TaskQueueTypeInfo, TaskQueueVersionInfo},
@@ -74,6 +74,29 @@ fn and(a: Option<Expr>, b: Expr) -> Option<Expr> {
     })
 }
 
+/// The responses of the listing RPCs: each is one page of executions and the next page's
+/// token (empty: the last page).
+trait ExecutionsPage {
+    fn page(executions: Vec<WorkflowExecutionInfo>, next_page_token: Vec<u8>) -> Self;
+}
+
+macro_rules! executions_page {
+    ($($response:ty),* $(,)?) => {$(
+        impl ExecutionsPage for $response {
+            fn page(executions: Vec<WorkflowExecutionInfo>, next_page_token: Vec<u8>) -> Self {
+                Self { executions, next_page_token }
+            }
+        }
+    )*};
+}
+
+executions_page!(
+    ListWorkflowExecutionsResponse,
+    ScanWorkflowExecutionsResponse,
+    ListOpenWorkflowExecutionsResponse,
+    ListClosedWorkflowExecutionsResponse,
+);
+
 impl Frontend {
     fn resolve(&self, namespace: &str, query: &Query) -> Result<VisibilityQuery, ServiceError> {
         let resolver = self.history.visibility.resolver(namespace);
@@ -86,13 +109,17 @@ impl Frontend {
             .map_err(|e| ServiceError::InvalidArgument(format!("invalid query: {e}")))
     }
 
-    async fn list(
+    /// One page of the executions `query` matches.
+    async fn list<R: ExecutionsPage>(
         &self,
-        namespace: &str,
+        page: ListPage<'_>,
         query: Query,
-        page_size: i32,
-        token: &[u8],
-    ) -> Result<(Vec<WorkflowExecutionInfo>, Vec<u8>), ServiceError> {
+    ) -> Result<R, ServiceError> {
+        let ListPage {
+            namespace,
+            size: page_size,
+            token,
+        } = page;
         self.namespaces.check(namespace)?;
         let query = self.resolve(namespace, &query)?;
         let limit = page_limit(page_size);
@@ -109,7 +136,7 @@ impl Frontend {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ServiceError::Internal(format!("corrupt visibility record: {e}")))?;
         let next = page.next.map(|key| key.encode()).unwrap_or_default();
-        Ok((infos, next))
+        Ok(R::page(infos, next))
     }
 
     pub(super) async fn list_workflows(
@@ -122,13 +149,8 @@ impl Frontend {
                 "invalid query: operation is not supported: 'GROUP BY' clause is not supported for search attribute {field}"
             )));
         }
-        let (executions, next_page_token) = self
-            .list(&req.namespace, query, req.page_size, &req.next_page_token)
-            .await?;
-        Ok(ListWorkflowExecutionsResponse {
-            executions,
-            next_page_token,
-        })
+        let page = ListPage::of(&req.namespace, req.page_size, &req.next_page_token);
+        self.list(page, query).await
     }
 
     pub(super) async fn scan_workflows(
@@ -136,13 +158,11 @@ impl Frontend {
         req: ScanWorkflowExecutionsRequest,
     ) -> Result<ScanWorkflowExecutionsResponse, ServiceError> {
         let query = self.parse_query(&req.query)?;
-        let (executions, next_page_token) = self
-            .list(&req.namespace, query, req.page_size, &req.next_page_token)
-            .await?;
-        Ok(ScanWorkflowExecutionsResponse {
-            executions,
-            next_page_token,
-        })
+        self.list(
+            ListPage::of(&req.namespace, req.page_size, &req.next_page_token),
+            query,
+        )
+        .await
     }
 
     pub(super) async fn count_workflows(
@@ -205,18 +225,9 @@ impl Frontend {
             Some(Filters::TypeFilter(f)) => Some(type_filter(&f.name)),
             None => None,
         };
-        let page = ListPage {
-            namespace: &req.namespace,
-            size: req.maximum_page_size,
-            token: &req.next_page_token,
-        };
-        let (executions, next_page_token) = self
-            .list_by_openness(Op::Eq, extra, req.start_time_filter.as_ref(), page)
-            .await?;
-        Ok(ListOpenWorkflowExecutionsResponse {
-            executions,
-            next_page_token,
-        })
+        let page = ListPage::of(&req.namespace, req.maximum_page_size, &req.next_page_token);
+        self.list_by_openness(Op::Eq, extra, req.start_time_filter.as_ref(), page)
+            .await
     }
 
     pub(super) async fn list_closed(
@@ -234,28 +245,19 @@ impl Frontend {
             }),
             None => None,
         };
-        let page = ListPage {
-            namespace: &req.namespace,
-            size: req.maximum_page_size,
-            token: &req.next_page_token,
-        };
-        let (executions, next_page_token) = self
-            .list_by_openness(Op::Ne, extra, req.start_time_filter.as_ref(), page)
-            .await?;
-        Ok(ListClosedWorkflowExecutionsResponse {
-            executions,
-            next_page_token,
-        })
+        let page = ListPage::of(&req.namespace, req.maximum_page_size, &req.next_page_token);
+        self.list_by_openness(Op::Ne, extra, req.start_time_filter.as_ref(), page)
+            .await
     }
 
     /// The older ListOpen (`running` = Eq) / ListClosed (Ne) calls as a query on the same records.
-    async fn list_by_openness(
+    async fn list_by_openness<R: ExecutionsPage>(
         &self,
         running: Op,
         extra: Option<Expr>,
         start_time: Option<&sundial_engine::api::filter::v1::StartTimeFilter>,
         page: ListPage<'_>,
-    ) -> Result<(Vec<WorkflowExecutionInfo>, Vec<u8>), ServiceError> {
+    ) -> Result<R, ServiceError> {
         let mut filter = Some(Expr::Cmp {
             field: "ExecutionStatus".into(),
             op: running,
@@ -265,16 +267,11 @@ impl Frontend {
             filter = and(filter, extra);
         }
         let filter = time_filter(filter, "StartTime", start_time);
-        self.list(
-            page.namespace,
-            Query {
-                filter,
-                ..Default::default()
-            },
-            page.size,
-            page.token,
-        )
-        .await
+        let query = Query {
+            filter,
+            ..Default::default()
+        };
+        self.list(page, query).await
     }
 
     pub(super) fn search_attribute_keys(
@@ -386,28 +383,19 @@ impl Frontend {
     pub(super) async fn delete_workflow(
         &self,
         req: DeleteWorkflowExecutionRequest,
-    ) -> Result<(), ServiceError> {
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.workflow_execution.unwrap_or_default();
+    ) -> Result<DeleteWorkflowExecutionResponse, ServiceError> {
         let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
+            .run_of(&req.namespace, req.workflow_execution.as_ref())
             .await?;
-        self.history.delete_run(&handle).await
+        self.history.delete_run(&handle).await?;
+        Ok(DeleteWorkflowExecutionResponse {})
     }
 
     pub(super) async fn history_reverse(
         &self,
         req: GetWorkflowExecutionHistoryReverseRequest,
     ) -> Result<GetWorkflowExecutionHistoryReverseResponse, ServiceError> {
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.execution.unwrap_or_default();
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
-            .await?;
+        let handle = self.run_of(&req.namespace, req.execution.as_ref()).await?;
         let page = page_limit(req.maximum_page_size);
         let offset = parse_offset(&req.next_page_token)?;
         let (events, more) = self
@@ -433,11 +421,21 @@ impl Frontend {
     }
 }
 
-/// One page of a listing request.
+/// One page of a listing request: its namespace, page size and page token.
 struct ListPage<'a> {
     namespace: &'a str,
     size: i32,
     token: &'a [u8],
+}
+
+impl<'a> ListPage<'a> {
+    fn of(namespace: &'a str, size: i32, token: &'a [u8]) -> ListPage<'a> {
+        ListPage {
+            namespace,
+            size,
+            token,
+        }
+    }
 }
 
 fn id_filter(workflow_id: &str, run_id: &str) -> Expr {
@@ -472,28 +470,21 @@ fn time_filter(
     range: Option<&sundial_engine::api::filter::v1::StartTimeFilter>,
 ) -> Option<Expr> {
     let Some(range) = range else { return filter };
+    let bounds = [
+        (Op::Ge, range.earliest_time.as_ref()),
+        (Op::Le, range.latest_time.as_ref()),
+    ];
     let mut filter = filter;
-    if let Some(t) = &range.earliest_time {
-        let ns = time::timestamp_ms(t).saturating_mul(1_000_000);
-        filter = and(
-            filter,
-            Expr::Cmp {
+    for (op, at) in bounds {
+        if let Some(t) = at {
+            let ns = time::timestamp_ms(t).saturating_mul(1_000_000);
+            let bound = Expr::Cmp {
                 field: field.into(),
-                op: Op::Ge,
+                op,
                 value: Value::Int(ns),
-            },
-        );
-    }
-    if let Some(t) = &range.latest_time {
-        let ns = time::timestamp_ms(t).saturating_mul(1_000_000);
-        filter = and(
-            filter,
-            Expr::Cmp {
-                field: field.into(),
-                op: Op::Le,
-                value: Value::Int(ns),
-            },
-        );
+            };
+            filter = and(filter, bound);
+        }
     }
     filter
 }

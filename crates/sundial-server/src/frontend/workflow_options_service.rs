@@ -4,17 +4,16 @@
 //! options. Whether a deployment version is present in the run's task queue comes from
 //! matching (versioned workers that polled it recently).
 
+use super::ExecutionChecks;
 use super::workflow_service::Frontend;
 use crate::error::ServiceError;
 use crate::matching::{POLLER_MEMORY_MS, QueueKey, TaskKind};
 use sundial_engine::api::{
-    common::v1::WorkflowExecution,
     deployment::v1::WorkerDeploymentVersion,
     workflowservice::v1::{
         UpdateWorkflowExecutionOptionsRequest, UpdateWorkflowExecutionOptionsResponse,
     },
 };
-use sundial_engine::validate::MAX_ID_LENGTH;
 use sundial_engine::workflow_options::{OptionsUpdate, check_request};
 
 impl Frontend {
@@ -23,26 +22,11 @@ impl Frontend {
         req: UpdateWorkflowExecutionOptionsRequest,
     ) -> Result<UpdateWorkflowExecutionOptionsResponse, ServiceError> {
         self.namespaces.check(&req.namespace)?;
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.workflow_execution.clone().unwrap_or_default();
-        if workflow_id.is_empty() {
-            return Err(ServiceError::InvalidArgument(
-                "WorkflowId is not set on request.".into(),
-            ));
-        }
-        if !run_id.is_empty() && uuid::Uuid::parse_str(&run_id).is_err() {
-            return Err(ServiceError::InvalidArgument(
-                "RunId is not valid UUID.".into(),
-            ));
-        }
-        if req.identity.len() > MAX_ID_LENGTH {
-            return Err(ServiceError::InvalidArgument(format!(
-                "identity exceeds length limit. Length={} Limit={MAX_ID_LENGTH}",
-                req.identity.len()
-            )));
-        }
+        let execution = req.workflow_execution.clone().unwrap_or_default();
+        ExecutionChecks::workflow_id(&execution.workflow_id)
+            .run_id(&execution.run_id)
+            .identity(&req.identity)
+            .check()?;
         let paths = req.update_mask.as_ref().map(|m| m.paths.clone());
         check_request(req.workflow_execution_options.as_ref(), paths.as_deref())?;
         let request = OptionsUpdate {
@@ -50,9 +34,7 @@ impl Frontend {
             paths: paths.unwrap_or_default(),
             identity: req.identity,
         };
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
-            .await?;
+        let handle = self.run_of(&req.namespace, Some(&execution)).await?;
         let matching = self.history.matching();
         let since = self.history.now_ms() - POLLER_MEMORY_MS;
         let namespace = req.namespace.clone();

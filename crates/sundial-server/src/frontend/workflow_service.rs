@@ -1,7 +1,7 @@
 //! `temporal.api.workflowservice.v1.WorkflowService`: the RPCs of the server foundation.
 //! RPCs not listed here answer Unimplemented through the generated default stubs.
 
-use super::{HISTORY_LONG_POLL, long_poll_wait, responses};
+use super::{ExecutionChecks, HISTORY_LONG_POLL, long_poll_wait, responses};
 use crate::error::ServiceError;
 use crate::history::History;
 use crate::matching::{QueueKey, TaskKind};
@@ -78,6 +78,20 @@ fn decode_token(bytes: &[u8], activity: bool) -> Result<TaskToken, ServiceError>
     }
 }
 
+/// The worker a poll comes from, as the task's started event records it (a new request id
+/// for each task it is handed).
+fn poller(
+    identity: &str,
+    deployment: Option<&sundial_engine::api::deployment::v1::WorkerDeploymentOptions>,
+    capabilities: Option<&sundial_engine::api::common::v1::WorkerVersionCapabilities>,
+) -> Poller {
+    Poller {
+        identity: identity.to_string(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        build_id: build_id(deployment, capabilities),
+    }
+}
+
 /// The build id a worker reports when polling (deployment options first, then the older
 /// version capabilities).
 #[allow(deprecated)]
@@ -96,6 +110,31 @@ fn activity_ref(token: &TaskToken) -> ActivityRef {
     ActivityRef {
         scheduled_event_id: token.scheduled_event_id,
         attempt: token.seq_or_attempt as i32,
+    }
+}
+
+/// An activity named by its run and its activity id, as the `...ById` RPCs name it (rather
+/// than by a task token).
+struct ActivityById<'a> {
+    namespace: &'a str,
+    workflow_id: &'a str,
+    run_id: &'a str,
+    activity_id: &'a str,
+}
+
+impl<'a> ActivityById<'a> {
+    fn of(
+        namespace: &'a str,
+        workflow_id: &'a str,
+        run_id: &'a str,
+        activity_id: &'a str,
+    ) -> ActivityById<'a> {
+        ActivityById {
+            namespace,
+            workflow_id,
+            run_id,
+            activity_id,
+        }
     }
 }
 
@@ -194,13 +233,78 @@ impl Frontend {
         run_id: &str,
     ) -> Result<Arc<RunHandle>, ServiceError> {
         self.namespaces.check(namespace)?;
-        if workflow_id.is_empty() {
-            return Err(ServiceError::InvalidArgument(
-                "WorkflowId is not set on request.".into(),
-            ));
-        }
+        ExecutionChecks::workflow_id(workflow_id).check()?;
         self.history
             .handle(namespace, workflow_id, Some(run_id))
+            .await
+    }
+
+    /// The run a request names by its `WorkflowExecution` (an empty run id: the current run;
+    /// none at all is refused for its missing workflow id, as an empty one is).
+    pub(super) async fn run_of(
+        &self,
+        namespace: &str,
+        execution: Option<&WorkflowExecution>,
+    ) -> Result<Arc<RunHandle>, ServiceError> {
+        let (workflow_id, run_id) =
+            execution.map_or(("", ""), |e| (e.workflow_id.as_str(), e.run_id.as_str()));
+        self.run_by_id(namespace, workflow_id, run_id).await
+    }
+
+    /// Runs `op` in one transition on the activity attempt a task token names.
+    async fn on_activity_by_token<R: Send + 'static>(
+        &self,
+        token: &TaskToken,
+        op: impl FnOnce(&mut Transition<'_>, ActivityRef) -> Result<R, EngineError>,
+    ) -> Result<R, ServiceError> {
+        let handle = self.run_by_token(token).await?;
+        self.run_op(handle, |t| op(t, activity_ref(token))).await
+    }
+
+    /// Runs `op` in one transition on the pending activity `activity` names (whatever its
+    /// attempt: completion by id matches any).
+    async fn on_activity_by_id<R: Send + 'static>(
+        &self,
+        activity: ActivityById<'_>,
+        op: impl FnOnce(&mut Transition<'_>, ActivityRef) -> Result<R, EngineError>,
+    ) -> Result<R, ServiceError> {
+        let handle = self
+            .run_by_id(activity.namespace, activity.workflow_id, activity.run_id)
+            .await?;
+        self.run_op(handle, |t| {
+            let attempt = by_id(t, activity.activity_id)?;
+            op(t, attempt)
+        })
+        .await
+    }
+
+    /// The queue a poll names, once its namespace is checked.
+    fn polled_queue(
+        &self,
+        namespace: &str,
+        task_queue: Option<&sundial_engine::api::taskqueue::v1::TaskQueue>,
+        kind: TaskKind,
+    ) -> Result<QueueKey, ServiceError> {
+        self.namespaces.check(namespace)?;
+        Ok(QueueKey {
+            namespace: namespace.to_string(),
+            name: queue_name(task_queue)?,
+            kind,
+        })
+    }
+
+    /// The next task on `key` for a poller, waited for until `until` at the latest (None: no
+    /// task came by then).
+    async fn next_task_until(
+        &self,
+        key: &QueueKey,
+        identity: &str,
+        worker_instance_key: &str,
+        until: tokio::time::Instant,
+    ) -> Option<(Arc<RunHandle>, crate::matching::Lease)> {
+        let remaining = until.saturating_duration_since(tokio::time::Instant::now());
+        self.history
+            .next_task(key.clone(), identity, worker_instance_key, remaining)
             .await
     }
 
@@ -232,33 +336,23 @@ impl Frontend {
         self.history.transition(&handle, op, |_, r| r).await
     }
 
+    /// PollWorkflowTaskQueue: the next workflow task (or query task) on the queue, empty when
+    /// none came within `wait`; a task handed out counts in the schedule-to-start metrics.
     #[allow(deprecated)] // worker_version_capabilities: older SDKs report build ids there
     async fn poll_workflow_task(
         &self,
         req: PollWorkflowTaskQueueRequest,
         wait: std::time::Duration,
     ) -> Result<PollWorkflowTaskQueueResponse, ServiceError> {
-        self.namespaces.check(&req.namespace)?;
-        let key = QueueKey {
-            namespace: req.namespace.clone(),
-            name: queue_name(req.task_queue.as_ref())?,
-            kind: TaskKind::Workflow,
-        };
+        let key = self.polled_queue(&req.namespace, req.task_queue.as_ref(), TaskKind::Workflow)?;
         self.note_version(&key, req.deployment_options.as_ref());
         let until = tokio::time::Instant::now() + wait;
-        loop {
-            let remaining = until.saturating_duration_since(tokio::time::Instant::now());
+        let task = loop {
             let Some((handle, lease)) = self
-                .history
-                .next_task(
-                    key.clone(),
-                    &req.identity,
-                    &req.worker_instance_key,
-                    remaining,
-                )
+                .next_task_until(&key, &req.identity, &req.worker_instance_key, until)
                 .await
             else {
-                return Ok(PollWorkflowTaskQueueResponse::default());
+                break PollWorkflowTaskQueueResponse::default();
             };
             if lease.task().query {
                 let task = lease.take();
@@ -272,21 +366,18 @@ impl Frontend {
                         responses::query_task(entry, query_id, query)
                     })
                     .await??;
-                return Ok(response);
+                break response;
             }
             let task = lease.task();
             let wt = WorkflowTaskRef {
                 scheduled_event_id: task.scheduled_event_id,
                 seq: task.seq_or_attempt,
             };
-            let poller = Poller {
-                identity: req.identity.clone(),
-                request_id: uuid::Uuid::new_v4().to_string(),
-                build_id: build_id(
-                    req.deployment_options.as_ref(),
-                    req.worker_version_capabilities.as_ref(),
-                ),
-            };
+            let poller = poller(
+                &req.identity,
+                req.deployment_options.as_ref(),
+                req.worker_version_capabilities.as_ref(),
+            );
             let result = self
                 .history
                 .transition(
@@ -298,51 +389,40 @@ impl Frontend {
                 .and_then(|task| task);
             if let Some(mut response) = settle(lease, result)? {
                 response.queries = self.queries.buffered_for(&handle.run_id);
-                return Ok(response);
+                break response;
             }
-        }
+        };
+        self.metrics.workflow_task_started(&task);
+        Ok(task)
     }
 
+    /// PollActivityTaskQueue: the next activity task on the queue, empty when none came within
+    /// `wait`; a task handed out counts in the schedule-to-start metrics.
     #[allow(deprecated)] // worker_version_capabilities: older SDKs report build ids there
     async fn poll_activity_task(
         &self,
         req: PollActivityTaskQueueRequest,
         wait: std::time::Duration,
     ) -> Result<PollActivityTaskQueueResponse, ServiceError> {
-        self.namespaces.check(&req.namespace)?;
-        let key = QueueKey {
-            namespace: req.namespace.clone(),
-            name: queue_name(req.task_queue.as_ref())?,
-            kind: TaskKind::Activity,
-        };
+        let key = self.polled_queue(&req.namespace, req.task_queue.as_ref(), TaskKind::Activity)?;
         let until = tokio::time::Instant::now() + wait;
-        loop {
-            let remaining = until.saturating_duration_since(tokio::time::Instant::now());
+        let task = loop {
             let Some((handle, lease)) = self
-                .history
-                .next_task(
-                    key.clone(),
-                    &req.identity,
-                    &req.worker_instance_key,
-                    remaining,
-                )
+                .next_task_until(&key, &req.identity, &req.worker_instance_key, until)
                 .await
             else {
-                return Ok(PollActivityTaskQueueResponse::default());
+                break PollActivityTaskQueueResponse::default();
             };
             let task = lease.task();
             let activity = ActivityRef {
                 scheduled_event_id: task.scheduled_event_id,
                 attempt: task.seq_or_attempt as i32,
             };
-            let poller = Poller {
-                identity: req.identity.clone(),
-                request_id: uuid::Uuid::new_v4().to_string(),
-                build_id: build_id(
-                    req.deployment_options.as_ref(),
-                    req.worker_version_capabilities.as_ref(),
-                ),
-            };
+            let poller = poller(
+                &req.identity,
+                req.deployment_options.as_ref(),
+                req.worker_version_capabilities.as_ref(),
+            );
             let result = self
                 .history
                 .transition(
@@ -355,9 +435,11 @@ impl Frontend {
                 )
                 .await;
             if let Some(response) = settle(lease, result)? {
-                return Ok(response);
+                break response;
             }
-        }
+        };
+        self.metrics.activity_task_started(&task);
+        Ok(task)
     }
 
     /// Commands towards other namespaces: the namespace must exist (the reference server
@@ -471,11 +553,7 @@ impl Frontend {
     ) -> Result<GetWorkflowExecutionHistoryResponse, ServiceError> {
         self.namespaces.check(&req.namespace)?;
         let execution = req.execution.clone().unwrap_or_default();
-        if execution.workflow_id.is_empty() {
-            return Err(ServiceError::InvalidArgument(
-                "WorkflowId is not set on request.".into(),
-            ));
-        }
+        ExecutionChecks::workflow_id(&execution.workflow_id).check()?;
         let page_token = if req.next_page_token.is_empty() {
             None
         } else {
@@ -551,905 +629,610 @@ impl Frontend {
     }
 }
 
-#[tonic::async_trait]
-impl WorkflowService for Frontend {
-    async fn register_namespace(
-        &self,
-        request: Request<RegisterNamespaceRequest>,
-    ) -> Reply<RegisterNamespaceResponse> {
-        self.namespaces.register(request.into_inner()).await?;
-        Ok(Response::new(RegisterNamespaceResponse {}))
-    }
-
-    async fn describe_namespace(
-        &self,
-        request: Request<DescribeNamespaceRequest>,
-    ) -> Reply<DescribeNamespaceResponse> {
-        let req = request.into_inner();
-        let found = if !req.namespace.is_empty() {
-            self.namespaces.get(&req.namespace)
-        } else if !req.id.is_empty() {
-            self.namespaces
-                .list()
-                .into_iter()
-                .find(|n| n.namespace_info.as_ref().is_some_and(|i| i.id == req.id))
-        } else {
-            return Err(
-                ServiceError::InvalidArgument("Namespace not set on request.".into()).into(),
-            );
-        };
-        let name = if req.namespace.is_empty() {
-            req.id
-        } else {
-            req.namespace
-        };
-        Ok(Response::new(self.served(
-            found.ok_or(ServiceError::NamespaceNotFound(name))?,
-        )))
-    }
-
-    async fn list_namespaces(
-        &self,
-        _request: Request<ListNamespacesRequest>,
-    ) -> Reply<ListNamespacesResponse> {
-        Ok(Response::new(ListNamespacesResponse {
-            namespaces: (self.namespaces.list().into_iter())
-                .map(|ns| self.served(ns))
-                .collect(),
-            next_page_token: Vec::new(),
-        }))
-    }
-
-    async fn update_namespace(
-        &self,
-        request: Request<UpdateNamespaceRequest>,
-    ) -> Reply<UpdateNamespaceResponse> {
-        let ns = self.served(self.namespaces.update(request.into_inner()).await?);
-        Ok(Response::new(UpdateNamespaceResponse {
-            namespace_info: ns.namespace_info,
-            config: ns.config,
-            replication_config: ns.replication_config,
-            failover_version: ns.failover_version,
-            is_global_namespace: ns.is_global_namespace,
-        }))
-    }
-
-    async fn get_system_info(
-        &self,
-        _request: Request<GetSystemInfoRequest>,
-    ) -> Reply<GetSystemInfoResponse> {
-        Ok(Response::new(GetSystemInfoResponse {
-            server_version: SERVER_VERSION.into(),
-            capabilities: Some(Capabilities {
-                signal_and_query_header: true,
-                internal_error_differentiation: true,
-                activity_failure_include_heartbeat: true,
-                supports_schedules: true,
-                encoded_failure_attributes: true,
-                // As the reference reports it: SDKs then send their build id with polls
-                // and completions, which the task events record (`worker_version`) and
-                // `workflow.info().get_current_build_id()` reads back on replay.
-                build_id_based_versioning: true,
-                upsert_memo: false,
-                eager_workflow_start: true,
-                sdk_metadata: true,
-                count_group_by_execution_status: false,
-                nexus: false,
-                ..Default::default()
-            }),
-        }))
-    }
-
-    async fn start_workflow_execution(
-        &self,
-        request: Request<StartWorkflowExecutionRequest>,
-    ) -> Reply<StartWorkflowExecutionResponse> {
-        let mut req = request.into_inner();
-        self.namespaces.check(&req.namespace)?;
-        self.check_blob(req.input.as_ref())?;
-        self.history
-            .visibility
-            .validate(&req.namespace, req.search_attributes.as_mut())?;
-        let outcome = self.history.start_workflow(&req, None).await?;
-        Ok(Response::new(StartWorkflowExecutionResponse {
-            run_id: outcome.run_id,
-            started: outcome.started,
-            eager_workflow_task: outcome.eager_task,
-            ..Default::default()
-        }))
-    }
-
-    async fn poll_workflow_task_queue(
-        &self,
-        request: Request<PollWorkflowTaskQueueRequest>,
-    ) -> Reply<PollWorkflowTaskQueueResponse> {
-        let wait = long_poll_wait(&request);
-        let task = self.poll_workflow_task(request.into_inner(), wait).await?;
-        self.metrics.task_started(
-            TaskKind::Workflow,
-            task.scheduled_time.as_ref(),
-            task.started_time.as_ref(),
-        );
-        Ok(Response::new(task))
-    }
-
-    async fn respond_workflow_task_completed(
-        &self,
-        request: Request<RespondWorkflowTaskCompletedRequest>,
-    ) -> Reply<RespondWorkflowTaskCompletedResponse> {
-        let identity = request
-            .extensions()
-            .get::<crate::peer::ConnInfo>()
-            .and_then(|c| c.identity.clone());
-        let reply = self
-            .complete_workflow_task(request.into_inner(), identity.as_deref())
-            .await?;
-        // Eagerly dispatched activities are started here rather than by a poll.
-        for task in &reply.activity_tasks {
-            self.metrics.task_started(
-                TaskKind::Activity,
-                task.current_attempt_scheduled_time.as_ref(),
-                task.started_time.as_ref(),
-            );
+/// Implements a tonic service trait for [`Frontend`], writing out the RPCs that only hand the
+/// request's message to an inherent method and wrap what it returns:
+///
+/// - under `forward`, `rpc(Request) -> Response => method;` calls
+///   `self.method(message).await`, where `method` is
+///   `async fn(&self, Request) -> Result<Response, ServiceError>`;
+/// - under `forward_with_long_poll`, the same with a second argument, the time the call may
+///   wait ([`long_poll_wait`] of the request's gRPC deadline).
+///
+/// What follows the two lists is copied into the impl as it is: the RPCs written by hand.
+/// The macro wraps the whole impl block, attributes included, so that `#[tonic::async_trait]`
+/// sees ordinary `async fn`s once it has expanded. The generated methods name `Request`,
+/// `Response`, `Reply` and `long_poll_wait` as this module imports them. rustfmt leaves the
+/// body of the invocation alone: keep the hand-written RPCs as it would format them.
+macro_rules! forwarding_service {
+    (
+        $(#[$attribute:meta])*
+        impl $service:ident for $frontend:ty {
+            forward {
+                $($rpc:ident($request:ty) -> $response:ty => $method:ident;)*
+            }
+            forward_with_long_poll {
+                $($poll_rpc:ident($poll_request:ty) -> $poll_response:ty => $poll_method:ident;)*
+            }
+            $($handwritten:tt)*
         }
-        Ok(Response::new(reply))
-    }
-
-    async fn respond_workflow_task_failed(
-        &self,
-        request: Request<RespondWorkflowTaskFailedRequest>,
-    ) -> Reply<RespondWorkflowTaskFailedResponse> {
-        let req = request.into_inner();
-        let token = decode_token(&req.task_token, false)?;
-        let handle = self.run_by_token(&token).await?;
-        let wt = WorkflowTaskRef {
-            scheduled_event_id: token.scheduled_event_id,
-            seq: token.seq_or_attempt,
-        };
-        self.run_op(handle, |t| {
-            t.fail_workflow_task(wt, req.cause, req.failure.clone(), &req.identity)
-        })
-        .await?;
-        Ok(Response::new(RespondWorkflowTaskFailedResponse {}))
-    }
-
-    async fn poll_activity_task_queue(
-        &self,
-        request: Request<PollActivityTaskQueueRequest>,
-    ) -> Reply<PollActivityTaskQueueResponse> {
-        let wait = long_poll_wait(&request);
-        let task = self.poll_activity_task(request.into_inner(), wait).await?;
-        self.metrics.task_started(
-            TaskKind::Activity,
-            task.current_attempt_scheduled_time.as_ref(),
-            task.started_time.as_ref(),
-        );
-        Ok(Response::new(task))
-    }
-
-    async fn record_activity_task_heartbeat(
-        &self,
-        request: Request<RecordActivityTaskHeartbeatRequest>,
-    ) -> Reply<RecordActivityTaskHeartbeatResponse> {
-        let req = request.into_inner();
-        let token = decode_token(&req.task_token, true)?;
-        self.check_blob(req.details.as_ref())?;
-        let handle = self.run_by_token(&token).await?;
-        let reply = self
-            .run_op(handle, |t| {
-                t.heartbeat_activity(activity_ref(&token), req.details.clone())
-            })
-            .await?;
-        Ok(Response::new(RecordActivityTaskHeartbeatResponse {
-            cancel_requested: reply.cancel_requested,
-            activity_paused: reply.activity_paused,
-            activity_reset: reply.activity_reset,
-        }))
-    }
-
-    async fn record_activity_task_heartbeat_by_id(
-        &self,
-        request: Request<RecordActivityTaskHeartbeatByIdRequest>,
-    ) -> Reply<RecordActivityTaskHeartbeatByIdResponse> {
-        let req = request.into_inner();
-        self.check_blob(req.details.as_ref())?;
-        let handle = self
-            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
-            .await?;
-        let reply = self
-            .run_op(handle, |t| {
-                let a = by_id(t, &req.activity_id)?;
-                t.heartbeat_activity(a, req.details.clone())
-            })
-            .await?;
-        Ok(Response::new(RecordActivityTaskHeartbeatByIdResponse {
-            cancel_requested: reply.cancel_requested,
-            activity_paused: reply.activity_paused,
-            activity_reset: reply.activity_reset,
-        }))
-    }
-
-    async fn respond_activity_task_completed(
-        &self,
-        request: Request<RespondActivityTaskCompletedRequest>,
-    ) -> Reply<RespondActivityTaskCompletedResponse> {
-        let req = request.into_inner();
-        let token = decode_token(&req.task_token, true)?;
-        self.check_blob(req.result.as_ref())?;
-        let handle = self.run_by_token(&token).await?;
-        self.run_op(handle, |t| {
-            t.complete_activity(activity_ref(&token), req.result.clone(), &req.identity)
-        })
-        .await?;
-        Ok(Response::new(RespondActivityTaskCompletedResponse {}))
-    }
-
-    async fn respond_activity_task_completed_by_id(
-        &self,
-        request: Request<RespondActivityTaskCompletedByIdRequest>,
-    ) -> Reply<RespondActivityTaskCompletedByIdResponse> {
-        let req = request.into_inner();
-        self.check_blob(req.result.as_ref())?;
-        let handle = self
-            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
-            .await?;
-        self.run_op(handle, |t| {
-            let a = by_id(t, &req.activity_id)?;
-            t.complete_activity(a, req.result.clone(), &req.identity)
-        })
-        .await?;
-        Ok(Response::new(RespondActivityTaskCompletedByIdResponse {}))
-    }
-
-    async fn respond_activity_task_failed(
-        &self,
-        request: Request<RespondActivityTaskFailedRequest>,
-    ) -> Reply<RespondActivityTaskFailedResponse> {
-        let req = request.into_inner();
-        let token = decode_token(&req.task_token, true)?;
-        let handle = self.run_by_token(&token).await?;
-        let failure = req.failure.clone().unwrap_or_default();
-        self.run_op(handle, |t| {
-            t.fail_activity(
-                activity_ref(&token),
-                failure,
-                req.last_heartbeat_details.clone(),
-                &req.identity,
-            )
-        })
-        .await?;
-        Ok(Response::new(RespondActivityTaskFailedResponse {
-            failures: Vec::new(),
-        }))
-    }
-
-    async fn respond_activity_task_failed_by_id(
-        &self,
-        request: Request<RespondActivityTaskFailedByIdRequest>,
-    ) -> Reply<RespondActivityTaskFailedByIdResponse> {
-        let req = request.into_inner();
-        let handle = self
-            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
-            .await?;
-        let failure = req.failure.clone().unwrap_or_default();
-        self.run_op(handle, |t| {
-            let a = by_id(t, &req.activity_id)?;
-            t.fail_activity(
-                a,
-                failure,
-                req.last_heartbeat_details.clone(),
-                &req.identity,
-            )
-        })
-        .await?;
-        Ok(Response::new(RespondActivityTaskFailedByIdResponse {
-            failures: Vec::new(),
-        }))
-    }
-
-    async fn respond_activity_task_canceled(
-        &self,
-        request: Request<RespondActivityTaskCanceledRequest>,
-    ) -> Reply<RespondActivityTaskCanceledResponse> {
-        let req = request.into_inner();
-        let token = decode_token(&req.task_token, true)?;
-        let handle = self.run_by_token(&token).await?;
-        self.run_op(handle, |t| {
-            t.cancel_activity(activity_ref(&token), req.details.clone(), &req.identity)
-        })
-        .await?;
-        Ok(Response::new(RespondActivityTaskCanceledResponse {}))
-    }
-
-    async fn respond_activity_task_canceled_by_id(
-        &self,
-        request: Request<RespondActivityTaskCanceledByIdRequest>,
-    ) -> Reply<RespondActivityTaskCanceledByIdResponse> {
-        let req = request.into_inner();
-        let handle = self
-            .run_by_id(&req.namespace, &req.workflow_id, &req.run_id)
-            .await?;
-        self.run_op(handle, |t| {
-            let a = by_id(t, &req.activity_id)?;
-            t.cancel_activity(a, req.details.clone(), &req.identity)
-        })
-        .await?;
-        Ok(Response::new(RespondActivityTaskCanceledByIdResponse {}))
-    }
-
-    async fn get_workflow_execution_history(
-        &self,
-        request: Request<GetWorkflowExecutionHistoryRequest>,
-    ) -> Reply<GetWorkflowExecutionHistoryResponse> {
-        Ok(Response::new(self.get_history(request.into_inner()).await?))
-    }
-
-    async fn describe_workflow_execution(
-        &self,
-        request: Request<DescribeWorkflowExecutionRequest>,
-    ) -> Reply<DescribeWorkflowExecutionResponse> {
-        let req = request.into_inner();
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.execution.unwrap_or_default();
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
-            .await?;
-        Ok(Response::new(
-            self.history.read(&handle, responses::describe).await?,
-        ))
-    }
-
-    async fn terminate_workflow_execution(
-        &self,
-        request: Request<TerminateWorkflowExecutionRequest>,
-    ) -> Reply<TerminateWorkflowExecutionResponse> {
-        let req = request.into_inner();
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
-            .await?;
-        self.run_op(handle, |t| {
-            t.terminate(&req.reason, req.details.clone(), &req.identity)
-        })
-        .await?;
-        Ok(Response::new(TerminateWorkflowExecutionResponse {}))
-    }
-
-    async fn signal_workflow_execution(
-        &self,
-        request: Request<SignalWorkflowExecutionRequest>,
-    ) -> Reply<SignalWorkflowExecutionResponse> {
-        let req = request.into_inner();
-        self.check_blob(req.input.as_ref())?;
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
-            .await?;
-        let signal = Signal {
-            name: req.signal_name,
-            input: req.input,
-            header: req.header,
-            identity: req.identity,
-            request_id: req.request_id,
-            external: None,
-        };
-        self.run_op(handle, |t| t.signal(signal)).await?;
-        Ok(Response::new(SignalWorkflowExecutionResponse::default()))
-    }
-
-    async fn signal_with_start_workflow_execution(
-        &self,
-        request: Request<SignalWithStartWorkflowExecutionRequest>,
-    ) -> Reply<SignalWithStartWorkflowExecutionResponse> {
-        let req = request.into_inner();
-        self.namespaces.check(&req.namespace)?;
-        self.check_blob(req.input.as_ref())?;
-        self.check_blob(req.signal_input.as_ref())?;
-        if req.signal_name.is_empty() {
-            return Err(
-                ServiceError::InvalidArgument("SignalName is not set on request.".into()).into(),
-            );
+    ) => {
+        $(#[$attribute])*
+        impl $service for $frontend {
+            $(
+                async fn $rpc(&self, request: Request<$request>) -> Reply<$response> {
+                    Ok(Response::new(self.$method(request.into_inner()).await?))
+                }
+            )*
+            $(
+                async fn $poll_rpc(&self, request: Request<$poll_request>) -> Reply<$poll_response> {
+                    let wait = long_poll_wait(&request);
+                    Ok(Response::new(self.$poll_method(request.into_inner(), wait).await?))
+                }
+            )*
+            $($handwritten)*
         }
-        let signal = Signal {
-            name: req.signal_name.clone(),
-            input: req.signal_input.clone(),
-            header: req.header.clone(),
-            identity: req.identity.clone(),
-            request_id: req.request_id.clone(),
-            external: None,
-        };
-        let start = StartWorkflowExecutionRequest {
-            namespace: req.namespace,
-            workflow_id: req.workflow_id,
-            workflow_type: req.workflow_type,
-            task_queue: req.task_queue,
-            input: req.input,
-            workflow_execution_timeout: req.workflow_execution_timeout,
-            workflow_run_timeout: req.workflow_run_timeout,
-            workflow_task_timeout: req.workflow_task_timeout,
-            identity: req.identity,
-            request_id: req.request_id,
-            workflow_id_reuse_policy: req.workflow_id_reuse_policy,
-            workflow_id_conflict_policy: req.workflow_id_conflict_policy,
-            retry_policy: req.retry_policy,
-            cron_schedule: req.cron_schedule,
-            memo: req.memo,
-            search_attributes: req.search_attributes,
-            header: req.header,
-            workflow_start_delay: req.workflow_start_delay,
-            user_metadata: req.user_metadata,
-            priority: req.priority,
-            ..Default::default()
-        };
-        let mut start = start;
-        self.history
-            .visibility
-            .validate(&start.namespace, start.search_attributes.as_mut())?;
-        let outcome = self.history.start_workflow(&start, Some(signal)).await?;
-        Ok(Response::new(SignalWithStartWorkflowExecutionResponse {
-            run_id: outcome.run_id,
-            started: outcome.started,
-            ..Default::default()
-        }))
-    }
+    };
+}
 
-    async fn request_cancel_workflow_execution(
-        &self,
-        request: Request<RequestCancelWorkflowExecutionRequest>,
-    ) -> Reply<RequestCancelWorkflowExecutionResponse> {
-        let req = request.into_inner();
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.workflow_execution.clone().unwrap_or_default();
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
-            .await?;
-        self.run_op(handle, |t| {
-            t.client_request_cancel(&req.reason, &req.identity, &req.request_id)
-        })
-        .await?;
-        Ok(Response::new(RequestCancelWorkflowExecutionResponse {}))
-    }
+forwarding_service! {
+    #[tonic::async_trait]
+    impl WorkflowService for Frontend {
+        forward {
+            // History and visibility (`visibility_service`).
+            get_workflow_execution_history(GetWorkflowExecutionHistoryRequest) -> GetWorkflowExecutionHistoryResponse => get_history;
+            list_workflow_executions(ListWorkflowExecutionsRequest) -> ListWorkflowExecutionsResponse => list_workflows;
+            scan_workflow_executions(ScanWorkflowExecutionsRequest) -> ScanWorkflowExecutionsResponse => scan_workflows;
+            count_workflow_executions(CountWorkflowExecutionsRequest) -> CountWorkflowExecutionsResponse => count_workflows;
+            list_open_workflow_executions(ListOpenWorkflowExecutionsRequest) -> ListOpenWorkflowExecutionsResponse => list_open;
+            list_closed_workflow_executions(ListClosedWorkflowExecutionsRequest) -> ListClosedWorkflowExecutionsResponse => list_closed;
+            delete_workflow_execution(DeleteWorkflowExecutionRequest) -> DeleteWorkflowExecutionResponse => delete_workflow;
+            get_workflow_execution_history_reverse(GetWorkflowExecutionHistoryReverseRequest) -> GetWorkflowExecutionHistoryReverseResponse => history_reverse;
 
-    async fn query_workflow(
-        &self,
-        request: Request<QueryWorkflowRequest>,
-    ) -> Reply<QueryWorkflowResponse> {
-        let wait = super::wait_within_deadline(&request, std::time::Duration::from_millis(100));
-        let req = request.into_inner();
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.execution.clone().unwrap_or_default();
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
-            .await?;
-        let query = req.query.clone().unwrap_or_default();
-        if query.query_type.is_empty() {
-            return Err(
-                ServiceError::InvalidArgument("QueryType is not set on request.".into()).into(),
-            );
+            // Operator changes to a run (`reset_service`, `workflow_options_service`).
+            reset_workflow_execution(ResetWorkflowExecutionRequest) -> ResetWorkflowExecutionResponse => reset_workflow_execution_rpc;
+            update_workflow_execution_options(UpdateWorkflowExecutionOptionsRequest) -> UpdateWorkflowExecutionOptionsResponse => update_workflow_execution_options_rpc;
+
+            // Schedules (`schedule_service`).
+            create_schedule(CreateScheduleRequest) -> CreateScheduleResponse => create_schedule_rpc;
+            describe_schedule(DescribeScheduleRequest) -> DescribeScheduleResponse => describe_schedule_rpc;
+            update_schedule(UpdateScheduleRequest) -> UpdateScheduleResponse => update_schedule_rpc;
+            patch_schedule(PatchScheduleRequest) -> PatchScheduleResponse => patch_schedule_rpc;
+            delete_schedule(DeleteScheduleRequest) -> DeleteScheduleResponse => delete_schedule_rpc;
+            list_schedule_matching_times(ListScheduleMatchingTimesRequest) -> ListScheduleMatchingTimesResponse => list_schedule_matching_times_rpc;
+            list_schedules(ListSchedulesRequest) -> ListSchedulesResponse => list_schedules_rpc;
+            count_schedules(CountSchedulesRequest) -> CountSchedulesResponse => count_schedules_rpc;
+
+            // Operator actions on pending activities (`activity_ops_service`).
+            pause_activity(PauseActivityRequest) -> PauseActivityResponse => pause_activity_rpc;
+            pause_activity_execution(PauseActivityExecutionRequest) -> PauseActivityExecutionResponse => pause_activity_execution_rpc;
+            unpause_activity(UnpauseActivityRequest) -> UnpauseActivityResponse => unpause_activity_rpc;
+            unpause_activity_execution(UnpauseActivityExecutionRequest) -> UnpauseActivityExecutionResponse => unpause_activity_execution_rpc;
+            reset_activity(ResetActivityRequest) -> ResetActivityResponse => reset_activity_rpc;
+            reset_activity_execution(ResetActivityExecutionRequest) -> ResetActivityExecutionResponse => reset_activity_execution_rpc;
+            update_activity_options(UpdateActivityOptionsRequest) -> UpdateActivityOptionsResponse => update_activity_options_rpc;
+            update_activity_execution_options(UpdateActivityExecutionOptionsRequest) -> UpdateActivityExecutionOptionsResponse => update_activity_execution_options_rpc;
+
+            // Batch operations (`batch_service`).
+            start_batch_operation(StartBatchOperationRequest) -> StartBatchOperationResponse => start_batch_operation_rpc;
+            describe_batch_operation(DescribeBatchOperationRequest) -> DescribeBatchOperationResponse => describe_batch_operation_rpc;
+            list_batch_operations(ListBatchOperationsRequest) -> ListBatchOperationsResponse => list_batch_operations_rpc;
+            stop_batch_operation(StopBatchOperationRequest) -> StopBatchOperationResponse => stop_batch_operation_rpc;
         }
-        if query.query_type.len() > sundial_engine::validate::MAX_ID_LENGTH {
-            return Err(
-                ServiceError::InvalidArgument("QueryType length exceeds limit.".into()).into(),
-            );
+        forward_with_long_poll {
+            // Task queue polls (this module).
+            poll_workflow_task_queue(PollWorkflowTaskQueueRequest) -> PollWorkflowTaskQueueResponse => poll_workflow_task;
+            poll_activity_task_queue(PollActivityTaskQueueRequest) -> PollActivityTaskQueueResponse => poll_activity_task;
+
+            // Updates (`update_service`): each may wait for the update to reach a stage.
+            update_workflow_execution(UpdateWorkflowExecutionRequest) -> UpdateWorkflowExecutionResponse => update;
+            poll_workflow_execution_update(PollWorkflowExecutionUpdateRequest) -> PollWorkflowExecutionUpdateResponse => poll_update;
+            execute_multi_operation(ExecuteMultiOperationRequest) -> ExecuteMultiOperationResponse => update_with_start;
         }
-        let (status, task_queue) = self
-            .history
-            .read(&handle, |e| (e.state.status, e.state.task_queue.clone()))
-            .await?;
-        if super::queries::rejects(req.query_reject_condition, status) {
-            return Ok(Response::new(QueryWorkflowResponse {
-                query_rejected: Some(sundial_engine::api::query::v1::QueryRejected { status }),
-                ..Default::default()
-            }));
+
+        async fn register_namespace(
+            &self,
+            request: Request<RegisterNamespaceRequest>,
+        ) -> Reply<RegisterNamespaceResponse> {
+            self.namespaces.register(request.into_inner()).await?;
+            Ok(Response::new(RegisterNamespaceResponse {}))
         }
-        let answer = self
-            .queries
-            .ask(&self.history, &handle, &task_queue, query, wait)
-            .await?;
-        Ok(Response::new(answer))
-    }
 
-    async fn respond_query_task_completed(
-        &self,
-        request: Request<RespondQueryTaskCompletedRequest>,
-    ) -> Reply<RespondQueryTaskCompletedResponse> {
-        let req = request.into_inner();
-        let token = decode_token(&req.task_token, false)?;
-        if token.query_id == 0 {
-            return Err(ServiceError::InvalidArgument(
-                "Task token is not a query task token.".into(),
-            )
-            .into());
+        async fn describe_namespace(
+            &self,
+            request: Request<DescribeNamespaceRequest>,
+        ) -> Reply<DescribeNamespaceResponse> {
+            let req = request.into_inner();
+            let found = if !req.namespace.is_empty() {
+                self.namespaces.get(&req.namespace)
+            } else if !req.id.is_empty() {
+                self.namespaces
+                    .list()
+                    .into_iter()
+                    .find(|n| n.namespace_info.as_ref().is_some_and(|i| i.id == req.id))
+            } else {
+                return Err(
+                    ServiceError::InvalidArgument("Namespace not set on request.".into()).into(),
+                );
+            };
+            let name = if req.namespace.is_empty() {
+                req.id
+            } else {
+                req.namespace
+            };
+            Ok(Response::new(self.served(
+                found.ok_or(ServiceError::NamespaceNotFound(name))?,
+            )))
         }
-        self.check_blob(req.query_result.as_ref())?;
-        self.queries.answer(&token, req)?;
-        Ok(Response::new(RespondQueryTaskCompletedResponse {}))
-    }
 
-    async fn update_workflow_execution(
-        &self,
-        request: Request<UpdateWorkflowExecutionRequest>,
-    ) -> Reply<UpdateWorkflowExecutionResponse> {
-        let wait = long_poll_wait(&request);
-        Ok(Response::new(
-            self.update(request.into_inner(), wait).await?,
-        ))
-    }
-
-    async fn poll_workflow_execution_update(
-        &self,
-        request: Request<PollWorkflowExecutionUpdateRequest>,
-    ) -> Reply<PollWorkflowExecutionUpdateResponse> {
-        let wait = long_poll_wait(&request);
-        Ok(Response::new(
-            self.poll_update(request.into_inner(), wait).await?,
-        ))
-    }
-
-    async fn execute_multi_operation(
-        &self,
-        request: Request<ExecuteMultiOperationRequest>,
-    ) -> Reply<ExecuteMultiOperationResponse> {
-        let wait = long_poll_wait(&request);
-        Ok(Response::new(
-            self.update_with_start(request.into_inner(), wait).await?,
-        ))
-    }
-
-    async fn list_workflow_executions(
-        &self,
-        request: Request<ListWorkflowExecutionsRequest>,
-    ) -> Reply<ListWorkflowExecutionsResponse> {
-        Ok(Response::new(
-            self.list_workflows(request.into_inner()).await?,
-        ))
-    }
-
-    async fn scan_workflow_executions(
-        &self,
-        request: Request<ScanWorkflowExecutionsRequest>,
-    ) -> Reply<ScanWorkflowExecutionsResponse> {
-        Ok(Response::new(
-            self.scan_workflows(request.into_inner()).await?,
-        ))
-    }
-
-    async fn count_workflow_executions(
-        &self,
-        request: Request<CountWorkflowExecutionsRequest>,
-    ) -> Reply<CountWorkflowExecutionsResponse> {
-        Ok(Response::new(
-            self.count_workflows(request.into_inner()).await?,
-        ))
-    }
-
-    async fn list_open_workflow_executions(
-        &self,
-        request: Request<ListOpenWorkflowExecutionsRequest>,
-    ) -> Reply<ListOpenWorkflowExecutionsResponse> {
-        Ok(Response::new(self.list_open(request.into_inner()).await?))
-    }
-
-    async fn list_closed_workflow_executions(
-        &self,
-        request: Request<ListClosedWorkflowExecutionsRequest>,
-    ) -> Reply<ListClosedWorkflowExecutionsResponse> {
-        Ok(Response::new(self.list_closed(request.into_inner()).await?))
-    }
-
-    async fn get_search_attributes(
-        &self,
-        _request: Request<GetSearchAttributesRequest>,
-    ) -> Reply<GetSearchAttributesResponse> {
-        Ok(Response::new(GetSearchAttributesResponse {
-            keys: self.search_attribute_keys("default"),
-        }))
-    }
-
-    async fn describe_task_queue(
-        &self,
-        request: Request<DescribeTaskQueueRequest>,
-    ) -> Reply<DescribeTaskQueueResponse> {
-        Ok(Response::new(
-            self.describe_task_queue(request.into_inner())?,
-        ))
-    }
-
-    async fn delete_workflow_execution(
-        &self,
-        request: Request<DeleteWorkflowExecutionRequest>,
-    ) -> Reply<DeleteWorkflowExecutionResponse> {
-        self.delete_workflow(request.into_inner()).await?;
-        Ok(Response::new(DeleteWorkflowExecutionResponse {}))
-    }
-
-    async fn get_workflow_execution_history_reverse(
-        &self,
-        request: Request<GetWorkflowExecutionHistoryReverseRequest>,
-    ) -> Reply<GetWorkflowExecutionHistoryReverseResponse> {
-        Ok(Response::new(
-            self.history_reverse(request.into_inner()).await?,
-        ))
-    }
-
-    async fn get_cluster_info(
-        &self,
-        _request: Request<GetClusterInfoRequest>,
-    ) -> Reply<GetClusterInfoResponse> {
-        Ok(Response::new(GetClusterInfoResponse {
-            server_version: SERVER_VERSION.into(),
-            cluster_id: "sundial".into(),
-            cluster_name: crate::namespaces::CLUSTER_NAME.into(),
-            history_shard_count: 1,
-            persistence_store: "sqlite".into(),
-            visibility_store: "sqlite".into(),
-            initial_failover_version: 1,
-            failover_version_increment: 10,
-            ..Default::default()
-        }))
-    }
-
-    async fn shutdown_worker(
-        &self,
-        request: Request<ShutdownWorkerRequest>,
-    ) -> Reply<ShutdownWorkerResponse> {
-        let req = request.into_inner();
-        self.namespaces.check(&req.namespace)?;
-        if self.settings.cancel_worker_polls_on_shutdown {
-            // As the reference: every poll of this worker instance completes, empty.
-            let cancelled = self
-                .history
-                .matching()
-                .cancel_worker_polls(&req.namespace, &req.worker_instance_key);
-            tracing::debug!(
-                worker_instance_key = %req.worker_instance_key,
-                cancelled,
-                "cancelled the outstanding polls of a worker that shut down"
-            );
+        async fn list_namespaces(
+            &self,
+            _request: Request<ListNamespacesRequest>,
+        ) -> Reply<ListNamespacesResponse> {
+            Ok(Response::new(ListNamespacesResponse {
+                namespaces: (self.namespaces.list().into_iter())
+                    .map(|ns| self.served(ns))
+                    .collect(),
+                next_page_token: Vec::new(),
+            }))
         }
-        if !req.sticky_task_queue.is_empty() {
+
+        async fn update_namespace(
+            &self,
+            request: Request<UpdateNamespaceRequest>,
+        ) -> Reply<UpdateNamespaceResponse> {
+            let ns = self.served(self.namespaces.update(request.into_inner()).await?);
+            Ok(Response::new(UpdateNamespaceResponse {
+                namespace_info: ns.namespace_info,
+                config: ns.config,
+                replication_config: ns.replication_config,
+                failover_version: ns.failover_version,
+                is_global_namespace: ns.is_global_namespace,
+            }))
+        }
+
+        async fn get_system_info(
+            &self,
+            _request: Request<GetSystemInfoRequest>,
+        ) -> Reply<GetSystemInfoResponse> {
+            Ok(Response::new(GetSystemInfoResponse {
+                server_version: SERVER_VERSION.into(),
+                capabilities: Some(Capabilities {
+                    signal_and_query_header: true,
+                    internal_error_differentiation: true,
+                    activity_failure_include_heartbeat: true,
+                    supports_schedules: true,
+                    encoded_failure_attributes: true,
+                    // As the reference reports it: SDKs then send their build id with polls
+                    // and completions, which the task events record (`worker_version`) and
+                    // `workflow.info().get_current_build_id()` reads back on replay.
+                    build_id_based_versioning: true,
+                    upsert_memo: false,
+                    eager_workflow_start: true,
+                    sdk_metadata: true,
+                    count_group_by_execution_status: false,
+                    nexus: false,
+                    ..Default::default()
+                }),
+            }))
+        }
+
+        async fn start_workflow_execution(
+            &self,
+            request: Request<StartWorkflowExecutionRequest>,
+        ) -> Reply<StartWorkflowExecutionResponse> {
+            let mut req = request.into_inner();
+            self.namespaces.check(&req.namespace)?;
+            self.check_blob(req.input.as_ref())?;
             self.history
-                .sticky_queue_gone(&req.namespace, &req.sticky_task_queue);
+                .visibility
+                .validate(&req.namespace, req.search_attributes.as_mut())?;
+            let outcome = self.history.start_workflow(&req, None).await?;
+            Ok(Response::new(StartWorkflowExecutionResponse {
+                run_id: outcome.run_id,
+                started: outcome.started,
+                eager_workflow_task: outcome.eager_task,
+                ..Default::default()
+            }))
         }
-        Ok(Response::new(ShutdownWorkerResponse {}))
-    }
 
-    async fn create_schedule(
-        &self,
-        request: Request<CreateScheduleRequest>,
-    ) -> Reply<CreateScheduleResponse> {
-        Ok(Response::new(
-            self.create_schedule_rpc(request.into_inner()).await?,
-        ))
-    }
+        async fn respond_workflow_task_completed(
+            &self,
+            request: Request<RespondWorkflowTaskCompletedRequest>,
+        ) -> Reply<RespondWorkflowTaskCompletedResponse> {
+            let identity = request
+                .extensions()
+                .get::<crate::peer::ConnInfo>()
+                .and_then(|c| c.identity.clone());
+            let reply = self
+                .complete_workflow_task(request.into_inner(), identity.as_deref())
+                .await?;
+            // Eagerly dispatched activities are started here rather than by a poll.
+            for task in &reply.activity_tasks {
+                self.metrics.activity_task_started(task);
+            }
+            Ok(Response::new(reply))
+        }
 
-    async fn describe_schedule(
-        &self,
-        request: Request<DescribeScheduleRequest>,
-    ) -> Reply<DescribeScheduleResponse> {
-        Ok(Response::new(
-            self.describe_schedule_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn update_schedule(
-        &self,
-        request: Request<UpdateScheduleRequest>,
-    ) -> Reply<UpdateScheduleResponse> {
-        Ok(Response::new(
-            self.update_schedule_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn patch_schedule(
-        &self,
-        request: Request<PatchScheduleRequest>,
-    ) -> Reply<PatchScheduleResponse> {
-        Ok(Response::new(
-            self.patch_schedule_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn delete_schedule(
-        &self,
-        request: Request<DeleteScheduleRequest>,
-    ) -> Reply<DeleteScheduleResponse> {
-        Ok(Response::new(
-            self.delete_schedule_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn list_schedule_matching_times(
-        &self,
-        request: Request<ListScheduleMatchingTimesRequest>,
-    ) -> Reply<ListScheduleMatchingTimesResponse> {
-        Ok(Response::new(
-            self.list_schedule_matching_times_rpc(request.into_inner())
-                .await?,
-        ))
-    }
-
-    async fn list_schedules(
-        &self,
-        request: Request<ListSchedulesRequest>,
-    ) -> Reply<ListSchedulesResponse> {
-        Ok(Response::new(
-            self.list_schedules_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn count_schedules(
-        &self,
-        request: Request<CountSchedulesRequest>,
-    ) -> Reply<CountSchedulesResponse> {
-        Ok(Response::new(
-            self.count_schedules_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn pause_activity(
-        &self,
-        request: Request<PauseActivityRequest>,
-    ) -> Reply<PauseActivityResponse> {
-        Ok(Response::new(
-            self.pause_activity_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn pause_activity_execution(
-        &self,
-        request: Request<PauseActivityExecutionRequest>,
-    ) -> Reply<PauseActivityExecutionResponse> {
-        Ok(Response::new(
-            self.pause_activity_execution_rpc(request.into_inner())
-                .await?,
-        ))
-    }
-
-    async fn start_batch_operation(
-        &self,
-        request: Request<StartBatchOperationRequest>,
-    ) -> Reply<StartBatchOperationResponse> {
-        Ok(Response::new(
-            self.start_batch_operation_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn describe_batch_operation(
-        &self,
-        request: Request<DescribeBatchOperationRequest>,
-    ) -> Reply<DescribeBatchOperationResponse> {
-        Ok(Response::new(
-            self.describe_batch_operation_rpc(request.into_inner())
-                .await?,
-        ))
-    }
-
-    async fn unpause_activity(
-        &self,
-        request: Request<UnpauseActivityRequest>,
-    ) -> Reply<UnpauseActivityResponse> {
-        Ok(Response::new(
-            self.unpause_activity_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn unpause_activity_execution(
-        &self,
-        request: Request<UnpauseActivityExecutionRequest>,
-    ) -> Reply<UnpauseActivityExecutionResponse> {
-        Ok(Response::new(
-            self.unpause_activity_execution_rpc(request.into_inner())
-                .await?,
-        ))
-    }
-
-    async fn reset_activity(
-        &self,
-        request: Request<ResetActivityRequest>,
-    ) -> Reply<ResetActivityResponse> {
-        Ok(Response::new(
-            self.reset_activity_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn reset_activity_execution(
-        &self,
-        request: Request<ResetActivityExecutionRequest>,
-    ) -> Reply<ResetActivityExecutionResponse> {
-        Ok(Response::new(
-            self.reset_activity_execution_rpc(request.into_inner())
-                .await?,
-        ))
-    }
-
-    async fn update_activity_options(
-        &self,
-        request: Request<UpdateActivityOptionsRequest>,
-    ) -> Reply<UpdateActivityOptionsResponse> {
-        Ok(Response::new(
-            self.update_activity_options_rpc(request.into_inner())
-                .await?,
-        ))
-    }
-
-    async fn update_activity_execution_options(
-        &self,
-        request: Request<UpdateActivityExecutionOptionsRequest>,
-    ) -> Reply<UpdateActivityExecutionOptionsResponse> {
-        Ok(Response::new(
-            self.update_activity_execution_options_rpc(request.into_inner())
-                .await?,
-        ))
-    }
-
-    async fn list_batch_operations(
-        &self,
-        request: Request<ListBatchOperationsRequest>,
-    ) -> Reply<ListBatchOperationsResponse> {
-        Ok(Response::new(
-            self.list_batch_operations_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn stop_batch_operation(
-        &self,
-        request: Request<StopBatchOperationRequest>,
-    ) -> Reply<StopBatchOperationResponse> {
-        Ok(Response::new(
-            self.stop_batch_operation_rpc(request.into_inner()).await?,
-        ))
-    }
-
-    async fn update_workflow_execution_options(
-        &self,
-        request: Request<UpdateWorkflowExecutionOptionsRequest>,
-    ) -> Reply<UpdateWorkflowExecutionOptionsResponse> {
-        Ok(Response::new(
-            self.update_workflow_execution_options_rpc(request.into_inner())
-                .await?,
-        ))
-    }
-
-    async fn reset_workflow_execution(
-        &self,
-        request: Request<ResetWorkflowExecutionRequest>,
-    ) -> Reply<ResetWorkflowExecutionResponse> {
-        Ok(Response::new(
-            self.reset_workflow_execution_rpc(request.into_inner())
-                .await?,
-        ))
-    }
-
-    async fn reset_sticky_task_queue(
-        &self,
-        request: Request<ResetStickyTaskQueueRequest>,
-    ) -> Reply<ResetStickyTaskQueueResponse> {
-        let req = request.into_inner();
-        let WorkflowExecution {
-            workflow_id,
-            run_id,
-        } = req.execution.unwrap_or_default();
-        let handle = self
-            .run_by_id(&req.namespace, &workflow_id, &run_id)
+        async fn respond_workflow_task_failed(
+            &self,
+            request: Request<RespondWorkflowTaskFailedRequest>,
+        ) -> Reply<RespondWorkflowTaskFailedResponse> {
+            let req = request.into_inner();
+            let token = decode_token(&req.task_token, false)?;
+            let handle = self.run_by_token(&token).await?;
+            let wt = WorkflowTaskRef {
+                scheduled_event_id: token.scheduled_event_id,
+                seq: token.seq_or_attempt,
+            };
+            self.run_op(handle, |t| {
+                t.fail_workflow_task(wt, req.cause, req.failure.clone(), &req.identity)
+            })
             .await?;
-        self.run_op(handle, |t| {
-            t.reset_stickiness();
-            Ok(())
-        })
-        .await?;
-        Ok(Response::new(ResetStickyTaskQueueResponse {}))
+            Ok(Response::new(RespondWorkflowTaskFailedResponse {}))
+        }
+
+        async fn record_activity_task_heartbeat(
+            &self,
+            request: Request<RecordActivityTaskHeartbeatRequest>,
+        ) -> Reply<RecordActivityTaskHeartbeatResponse> {
+            let req = request.into_inner();
+            let token = decode_token(&req.task_token, true)?;
+            self.check_blob(req.details.as_ref())?;
+            let reply = self
+                .on_activity_by_token(&token, |t, a| t.heartbeat_activity(a, req.details.clone()))
+                .await?;
+            Ok(Response::new(RecordActivityTaskHeartbeatResponse {
+                cancel_requested: reply.cancel_requested,
+                activity_paused: reply.activity_paused,
+                activity_reset: reply.activity_reset,
+            }))
+        }
+
+        async fn record_activity_task_heartbeat_by_id(
+            &self,
+            request: Request<RecordActivityTaskHeartbeatByIdRequest>,
+        ) -> Reply<RecordActivityTaskHeartbeatByIdResponse> {
+            let req = request.into_inner();
+            self.check_blob(req.details.as_ref())?;
+            let activity =
+                ActivityById::of(&req.namespace, &req.workflow_id, &req.run_id, &req.activity_id);
+            let reply = self
+                .on_activity_by_id(activity, |t, a| t.heartbeat_activity(a, req.details.clone()))
+                .await?;
+            Ok(Response::new(RecordActivityTaskHeartbeatByIdResponse {
+                cancel_requested: reply.cancel_requested,
+                activity_paused: reply.activity_paused,
+                activity_reset: reply.activity_reset,
+            }))
+        }
+
+        async fn respond_activity_task_completed(
+            &self,
+            request: Request<RespondActivityTaskCompletedRequest>,
+        ) -> Reply<RespondActivityTaskCompletedResponse> {
+            let req = request.into_inner();
+            let token = decode_token(&req.task_token, true)?;
+            self.check_blob(req.result.as_ref())?;
+            self.on_activity_by_token(&token, |t, a| {
+                t.complete_activity(a, req.result.clone(), &req.identity)
+            })
+            .await?;
+            Ok(Response::new(RespondActivityTaskCompletedResponse {}))
+        }
+
+        async fn respond_activity_task_completed_by_id(
+            &self,
+            request: Request<RespondActivityTaskCompletedByIdRequest>,
+        ) -> Reply<RespondActivityTaskCompletedByIdResponse> {
+            let req = request.into_inner();
+            self.check_blob(req.result.as_ref())?;
+            let activity =
+                ActivityById::of(&req.namespace, &req.workflow_id, &req.run_id, &req.activity_id);
+            self.on_activity_by_id(activity, |t, a| {
+                t.complete_activity(a, req.result.clone(), &req.identity)
+            })
+            .await?;
+            Ok(Response::new(RespondActivityTaskCompletedByIdResponse {}))
+        }
+
+        async fn respond_activity_task_failed(
+            &self,
+            request: Request<RespondActivityTaskFailedRequest>,
+        ) -> Reply<RespondActivityTaskFailedResponse> {
+            let req = request.into_inner();
+            let token = decode_token(&req.task_token, true)?;
+            let failure = req.failure.clone().unwrap_or_default();
+            let details = req.last_heartbeat_details.clone();
+            self.on_activity_by_token(&token, |t, a| {
+                t.fail_activity(a, failure, details, &req.identity)
+            })
+            .await?;
+            Ok(Response::new(RespondActivityTaskFailedResponse {
+                failures: Vec::new(),
+            }))
+        }
+
+        async fn respond_activity_task_failed_by_id(
+            &self,
+            request: Request<RespondActivityTaskFailedByIdRequest>,
+        ) -> Reply<RespondActivityTaskFailedByIdResponse> {
+            let req = request.into_inner();
+            let failure = req.failure.clone().unwrap_or_default();
+            let details = req.last_heartbeat_details.clone();
+            let activity =
+                ActivityById::of(&req.namespace, &req.workflow_id, &req.run_id, &req.activity_id);
+            self.on_activity_by_id(activity, |t, a| {
+                t.fail_activity(a, failure, details, &req.identity)
+            })
+            .await?;
+            Ok(Response::new(RespondActivityTaskFailedByIdResponse {
+                failures: Vec::new(),
+            }))
+        }
+
+        async fn respond_activity_task_canceled(
+            &self,
+            request: Request<RespondActivityTaskCanceledRequest>,
+        ) -> Reply<RespondActivityTaskCanceledResponse> {
+            let req = request.into_inner();
+            let token = decode_token(&req.task_token, true)?;
+            self.on_activity_by_token(&token, |t, a| {
+                t.cancel_activity(a, req.details.clone(), &req.identity)
+            })
+            .await?;
+            Ok(Response::new(RespondActivityTaskCanceledResponse {}))
+        }
+
+        async fn respond_activity_task_canceled_by_id(
+            &self,
+            request: Request<RespondActivityTaskCanceledByIdRequest>,
+        ) -> Reply<RespondActivityTaskCanceledByIdResponse> {
+            let req = request.into_inner();
+            let activity =
+                ActivityById::of(&req.namespace, &req.workflow_id, &req.run_id, &req.activity_id);
+            self.on_activity_by_id(activity, |t, a| {
+                t.cancel_activity(a, req.details.clone(), &req.identity)
+            })
+            .await?;
+            Ok(Response::new(RespondActivityTaskCanceledByIdResponse {}))
+        }
+
+        async fn describe_workflow_execution(
+            &self,
+            request: Request<DescribeWorkflowExecutionRequest>,
+        ) -> Reply<DescribeWorkflowExecutionResponse> {
+            let req = request.into_inner();
+            let handle = self.run_of(&req.namespace, req.execution.as_ref()).await?;
+            Ok(Response::new(
+                self.history.read(&handle, responses::describe).await?,
+            ))
+        }
+
+        async fn terminate_workflow_execution(
+            &self,
+            request: Request<TerminateWorkflowExecutionRequest>,
+        ) -> Reply<TerminateWorkflowExecutionResponse> {
+            let req = request.into_inner();
+            let handle = self.run_of(&req.namespace, req.workflow_execution.as_ref()).await?;
+            self.run_op(handle, |t| {
+                t.terminate(&req.reason, req.details.clone(), &req.identity)
+            })
+            .await?;
+            Ok(Response::new(TerminateWorkflowExecutionResponse {}))
+        }
+
+        async fn signal_workflow_execution(
+            &self,
+            request: Request<SignalWorkflowExecutionRequest>,
+        ) -> Reply<SignalWorkflowExecutionResponse> {
+            let req = request.into_inner();
+            self.check_blob(req.input.as_ref())?;
+            let handle = self.run_of(&req.namespace, req.workflow_execution.as_ref()).await?;
+            let signal = Signal {
+                name: req.signal_name,
+                input: req.input,
+                header: req.header,
+                identity: req.identity,
+                request_id: req.request_id,
+                external: None,
+            };
+            self.run_op(handle, |t| t.signal(signal)).await?;
+            Ok(Response::new(SignalWorkflowExecutionResponse::default()))
+        }
+
+        async fn signal_with_start_workflow_execution(
+            &self,
+            request: Request<SignalWithStartWorkflowExecutionRequest>,
+        ) -> Reply<SignalWithStartWorkflowExecutionResponse> {
+            let req = request.into_inner();
+            self.namespaces.check(&req.namespace)?;
+            self.check_blob(req.input.as_ref())?;
+            self.check_blob(req.signal_input.as_ref())?;
+            if req.signal_name.is_empty() {
+                return Err(
+                    ServiceError::InvalidArgument("SignalName is not set on request.".into()).into(),
+                );
+            }
+            let signal = Signal {
+                name: req.signal_name.clone(),
+                input: req.signal_input.clone(),
+                header: req.header.clone(),
+                identity: req.identity.clone(),
+                request_id: req.request_id.clone(),
+                external: None,
+            };
+            let start = StartWorkflowExecutionRequest {
+                namespace: req.namespace,
+                workflow_id: req.workflow_id,
+                workflow_type: req.workflow_type,
+                task_queue: req.task_queue,
+                input: req.input,
+                workflow_execution_timeout: req.workflow_execution_timeout,
+                workflow_run_timeout: req.workflow_run_timeout,
+                workflow_task_timeout: req.workflow_task_timeout,
+                identity: req.identity,
+                request_id: req.request_id,
+                workflow_id_reuse_policy: req.workflow_id_reuse_policy,
+                workflow_id_conflict_policy: req.workflow_id_conflict_policy,
+                retry_policy: req.retry_policy,
+                cron_schedule: req.cron_schedule,
+                memo: req.memo,
+                search_attributes: req.search_attributes,
+                header: req.header,
+                workflow_start_delay: req.workflow_start_delay,
+                user_metadata: req.user_metadata,
+                priority: req.priority,
+                ..Default::default()
+            };
+            let mut start = start;
+            self.history
+                .visibility
+                .validate(&start.namespace, start.search_attributes.as_mut())?;
+            let outcome = self.history.start_workflow(&start, Some(signal)).await?;
+            Ok(Response::new(SignalWithStartWorkflowExecutionResponse {
+                run_id: outcome.run_id,
+                started: outcome.started,
+                ..Default::default()
+            }))
+        }
+
+        async fn request_cancel_workflow_execution(
+            &self,
+            request: Request<RequestCancelWorkflowExecutionRequest>,
+        ) -> Reply<RequestCancelWorkflowExecutionResponse> {
+            let req = request.into_inner();
+            let handle = self.run_of(&req.namespace, req.workflow_execution.as_ref()).await?;
+            self.run_op(handle, |t| {
+                t.client_request_cancel(&req.reason, &req.identity, &req.request_id)
+            })
+            .await?;
+            Ok(Response::new(RequestCancelWorkflowExecutionResponse {}))
+        }
+
+        async fn query_workflow(
+            &self,
+            request: Request<QueryWorkflowRequest>,
+        ) -> Reply<QueryWorkflowResponse> {
+            let wait = super::wait_within_deadline(&request, std::time::Duration::from_millis(100));
+            let req = request.into_inner();
+            let handle = self.run_of(&req.namespace, req.execution.as_ref()).await?;
+            let query = req.query.clone().unwrap_or_default();
+            if query.query_type.is_empty() {
+                return Err(
+                    ServiceError::InvalidArgument("QueryType is not set on request.".into()).into(),
+                );
+            }
+            if query.query_type.len() > sundial_engine::validate::MAX_ID_LENGTH {
+                return Err(
+                    ServiceError::InvalidArgument("QueryType length exceeds limit.".into()).into(),
+                );
+            }
+            let (status, task_queue) = self
+                .history
+                .read(&handle, |e| (e.state.status, e.state.task_queue.clone()))
+                .await?;
+            if super::queries::rejects(req.query_reject_condition, status) {
+                return Ok(Response::new(QueryWorkflowResponse {
+                    query_rejected: Some(sundial_engine::api::query::v1::QueryRejected { status }),
+                    ..Default::default()
+                }));
+            }
+            let answer = self
+                .queries
+                .ask(&self.history, &handle, &task_queue, query, wait)
+                .await?;
+            Ok(Response::new(answer))
+        }
+
+        async fn respond_query_task_completed(
+            &self,
+            request: Request<RespondQueryTaskCompletedRequest>,
+        ) -> Reply<RespondQueryTaskCompletedResponse> {
+            let req = request.into_inner();
+            let token = decode_token(&req.task_token, false)?;
+            if token.query_id == 0 {
+                return Err(ServiceError::InvalidArgument(
+                    "Task token is not a query task token.".into(),
+                )
+                .into());
+            }
+            self.check_blob(req.query_result.as_ref())?;
+            self.queries.answer(&token, req)?;
+            Ok(Response::new(RespondQueryTaskCompletedResponse {}))
+        }
+
+        async fn get_search_attributes(
+            &self,
+            _request: Request<GetSearchAttributesRequest>,
+        ) -> Reply<GetSearchAttributesResponse> {
+            Ok(Response::new(GetSearchAttributesResponse {
+                keys: self.search_attribute_keys("default"),
+            }))
+        }
+
+        async fn describe_task_queue(
+            &self,
+            request: Request<DescribeTaskQueueRequest>,
+        ) -> Reply<DescribeTaskQueueResponse> {
+            Ok(Response::new(
+                self.describe_task_queue(request.into_inner())?,
+            ))
+        }
+
+        async fn get_cluster_info(
+            &self,
+            _request: Request<GetClusterInfoRequest>,
+        ) -> Reply<GetClusterInfoResponse> {
+            Ok(Response::new(GetClusterInfoResponse {
+                server_version: SERVER_VERSION.into(),
+                cluster_id: "sundial".into(),
+                cluster_name: crate::namespaces::CLUSTER_NAME.into(),
+                history_shard_count: 1,
+                persistence_store: "sqlite".into(),
+                visibility_store: "sqlite".into(),
+                initial_failover_version: 1,
+                failover_version_increment: 10,
+                ..Default::default()
+            }))
+        }
+
+        async fn shutdown_worker(
+            &self,
+            request: Request<ShutdownWorkerRequest>,
+        ) -> Reply<ShutdownWorkerResponse> {
+            let req = request.into_inner();
+            self.namespaces.check(&req.namespace)?;
+            if self.settings.cancel_worker_polls_on_shutdown {
+                // As the reference: every poll of this worker instance completes, empty.
+                let cancelled = self
+                    .history
+                    .matching()
+                    .cancel_worker_polls(&req.namespace, &req.worker_instance_key);
+                tracing::debug!(
+                    worker_instance_key = %req.worker_instance_key,
+                    cancelled,
+                    "cancelled the outstanding polls of a worker that shut down"
+                );
+            }
+            if !req.sticky_task_queue.is_empty() {
+                self.history
+                    .sticky_queue_gone(&req.namespace, &req.sticky_task_queue);
+            }
+            Ok(Response::new(ShutdownWorkerResponse {}))
+        }
+
+        async fn reset_sticky_task_queue(
+            &self,
+            request: Request<ResetStickyTaskQueueRequest>,
+        ) -> Reply<ResetStickyTaskQueueResponse> {
+            let req = request.into_inner();
+            let handle = self.run_of(&req.namespace, req.execution.as_ref()).await?;
+            self.run_op(handle, |t| {
+                t.reset_stickiness();
+                Ok(())
+            })
+            .await?;
+            Ok(Response::new(ResetStickyTaskQueueResponse {}))
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! handed to the same service stack the gRPC port serves (metrics, gzip, authorization, then
 //! the services), with the connection's [`ConnInfo`] attached as the gRPC server attaches it.
 
+use crate::around_layer::{BoxFuture, GrpcRoutes};
 use crate::peer::ConnInfo;
-use crate::request_filter::BoxFuture;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -23,11 +23,7 @@ impl Grpc {
     /// Wraps `service` (cloned for every call, as the gRPC server does per connection).
     pub fn new<S>(service: S) -> Grpc
     where
-        S: tower_service::Service<http::Request<Body>, Response = http::Response<Body>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        S: GrpcRoutes,
         S::Error: Into<BoxError>,
     {
         let service = parking_lot::Mutex::new(service);

@@ -148,13 +148,18 @@ impl HttpApi {
     }
 }
 
-/// Serves `api` on `addr` (with TLS when `tls` is given) until `stop` turns true; returns the
-/// bound address. `on_request` answers every request, so a caller can put other pages beside
-/// the API (the web UI does).
+/// Where and how long an HTTP port (the HTTP API's, the web UI's) is served: on `addr`, with
+/// TLS when `tls` is given, until `stop` turns true.
+pub struct HttpListen {
+    pub addr: SocketAddr,
+    pub tls: Option<Arc<ReloadingTls>>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Serves an HTTP port as `listen` says; returns the bound address. `on_request` answers
+/// every request, so a caller can put other pages beside the API (the web UI does).
 pub async fn serve<F, Fut>(
-    addr: SocketAddr,
-    tls: Option<Arc<ReloadingTls>>,
-    stop: watch::Receiver<bool>,
+    listen: HttpListen,
     what: &'static str,
     on_request: F,
 ) -> anyhow::Result<SocketAddr>
@@ -162,6 +167,7 @@ where
     F: Fn(http::Request<hyper::body::Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = http::Response<Full<Bytes>>> + Send + 'static,
 {
+    let HttpListen { addr, tls, stop } = listen;
     let tcp = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for the {what}"))?;
@@ -224,14 +230,9 @@ pub fn cross_origin_write<B>(request: &http::Request<B>) -> bool {
     !matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-/// Serves the HTTP API alone on `addr`.
-pub async fn start(
-    addr: SocketAddr,
-    tls: Option<Arc<ReloadingTls>>,
-    api: Arc<HttpApi>,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<SocketAddr> {
-    serve(addr, tls, stop, "HTTP API", move |request, conn| {
+/// Serves the HTTP API alone, as `listen` says.
+pub async fn start(listen: HttpListen, api: Arc<HttpApi>) -> anyhow::Result<SocketAddr> {
+    serve(listen, "HTTP API", move |request, conn| {
         let api = api.clone();
         async move {
             if cross_origin_write(&request) {

@@ -8,14 +8,12 @@
 //! refused outright. Pages may not be framed. With TLS the port asks for client certificates
 //! like the gRPC port, and authorization applies to the API calls as on gRPC.
 
-use crate::http_api::HttpApi;
+use crate::http_api::{HttpApi, HttpListen};
 use crate::peer::ConnInfo;
-use crate::tls::ReloadingTls;
 use bytes::Bytes;
 use http_body_util::Full;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::watch;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -160,18 +158,13 @@ impl Ui {
     }
 }
 
-/// Serves the UI on `addr` until `stop` turns true; returns the bound address.
-pub async fn start(
-    addr: SocketAddr,
-    tls: Option<Arc<ReloadingTls>>,
-    api: Arc<HttpApi>,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<SocketAddr> {
+/// Serves the UI as `listen` says; returns the bound address.
+pub async fn start(listen: HttpListen, api: Arc<HttpApi>) -> anyhow::Result<SocketAddr> {
     let ui = Arc::new(Ui {
         api,
         csrf: uuid::Uuid::new_v4().simple().to_string(),
     });
-    crate::http_api::serve(addr, tls, stop, "web UI", move |request, conn| {
+    crate::http_api::serve(listen, "web UI", move |request, conn| {
         let ui = ui.clone();
         async move { ui.handle(request, conn).await }
     })
