@@ -505,12 +505,16 @@ impl History {
         }
         *last = std::time::Instant::now();
         self.evicted_since_trim.store(0, Ordering::Relaxed);
+        // Off the caller's path: this runs inside a change, and trimming a large heap takes
+        // milliseconds.
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only returns free memory of the allocator's heaps to the
-        // system; it takes no pointers and is safe to call from any thread at any time.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        tokio::task::spawn_blocking(|| {
+            // SAFETY: malloc_trim only returns free memory of the allocator's heaps to the
+            // system; it takes no pointers and is safe to call from any thread at any time.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        });
     }
 
     /// Runs [`History::shrink_cache`] again in a moment (once, however often asked).
