@@ -373,7 +373,10 @@ async def test_overlap_policies(client, task_queue, new_id, policy):
         elif policy == "CANCEL_OTHER":
             assert info.num_actions >= 2
             assert WorkflowExecutionStatus.CANCELED in statuses
-            assert running == 1
+            # Never two at once. The pause may land while the latest one is being cancelled,
+            # before its successor starts (that start waits for the close; the pause drops
+            # it), so none running is right too.
+            assert running <= 1
         elif policy == "TERMINATE_OTHER":
             assert info.num_actions >= 3
             assert statuses.count(WorkflowExecutionStatus.TERMINATED) == len(statuses) - 1
