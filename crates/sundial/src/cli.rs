@@ -292,17 +292,7 @@ fn dynamic_config_frontend(values: &[String]) -> anyhow::Result<sundial_server::
         let Some((key, value)) = kv.split_once('=') else {
             continue; // refused with its message by `dynamic_config_limits`
         };
-        let number = || -> anyhow::Result<i64> {
-            value
-                .trim()
-                .trim_matches('"')
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .with_context(|| {
-                    format!("--dynamic-config-value {key}: {value:?} is not a positive integer")
-                })
-        };
+        let number = || parse_positive(key, value);
         match key {
             "frontend.enableCancelWorkerPollsOnShutdown" => {
                 settings.cancel_worker_polls_on_shutdown = parse_bool(key, value)?
@@ -328,20 +318,24 @@ fn dynamic_config_cache_size(values: &[String]) -> anyhow::Result<usize> {
     let mut size = sundial_server::history::DEFAULT_CACHE_SIZE;
     for kv in values {
         if let Some(("history.hostLevelCacheMaxSize", value)) = kv.split_once('=') {
-            size = value
-                .trim()
-                .trim_matches('"')
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .with_context(|| {
-                    format!(
-                        "--dynamic-config-value history.hostLevelCacheMaxSize: {value:?} is not a positive integer"
-                    )
-                })?;
+            let key = "history.hostLevelCacheMaxSize";
+            size = usize::try_from(parse_positive(key, value)?).unwrap_or(usize::MAX);
         }
     }
     Ok(size)
+}
+
+/// A dynamic configuration value that must be a positive integer (quotes allowed).
+fn parse_positive(key: &str, value: &str) -> anyhow::Result<i64> {
+    value
+        .trim()
+        .trim_matches('"')
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .with_context(|| {
+            format!("--dynamic-config-value {key}: {value:?} is not a positive integer")
+        })
 }
 
 fn parse_bool(key: &str, value: &str) -> anyhow::Result<bool> {
