@@ -53,6 +53,18 @@ pub struct Deadline {
     pub kind: DeadlineKind,
 }
 
+/// When a running run must next be looked at by the server on its own (see
+/// [`ExecutionState::wake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// As soon as the server starts: the run has work to hand out or to carry out.
+    AtStart,
+    /// At this instant (Unix ms, at least 1): the run's earliest deadline.
+    At(i64),
+    /// Only when a request names it: nothing is due on its own.
+    OnDemand,
+}
+
 impl ExecutionState {
     /// Every deadline the execution currently has, as a set: the caller compares it with the
     /// deadlines it registered before, in time linear in their number.
@@ -118,7 +130,7 @@ impl ExecutionState {
             } else {
                 // Retries wait for their backoff; a first attempt rescheduled by an operator
                 // (unpause or reset with jitter) for its delay.
-                if attempt > 1 || a.attempt_scheduled_time_ms > a.scheduled_time_ms {
+                if a.waits_for_retry() {
                     push(
                         a.attempt_scheduled_time_ms,
                         DeadlineKind::ActivityRetry {
@@ -157,6 +169,38 @@ impl ExecutionState {
             );
         }
         out
+    }
+
+    /// When the server must look at the run again without being asked: what the store's
+    /// wake index holds for it, so that a run out of memory is found again in time.
+    ///
+    /// [`Wake::AtStart`] exactly when the run has work that no deadline stands for: its
+    /// workflow task, activity attempts ready the moment they were scheduled, work towards
+    /// other runs, or a parent to check on. Otherwise its earliest deadline, or
+    /// [`Wake::OnDemand`] when it has none (it waits for a request, such as a signal).
+    /// Everything [`ExecutionState::ready_tasks`] returns at any time is covered by one of
+    /// the two: an attempt waiting out a backoff has its retry deadline.
+    pub fn wake(&self) -> Wake {
+        if !self.is_running() {
+            return Wake::OnDemand;
+        }
+        let dispatchable_activity = self
+            .activities
+            .iter()
+            .any(|a| !a.is_started() && !a.paused && !a.waits_for_retry());
+        if self.workflow_task.is_some()
+            || dispatchable_activity
+            || !self.children.is_empty()
+            || !self.external_signals.is_empty()
+            || !self.external_cancels.is_empty()
+            || self.parent.is_some()
+        {
+            return Wake::AtStart;
+        }
+        match self.deadlines().iter().map(|d| d.at_ms).min() {
+            Some(at_ms) => Wake::At(at_ms.max(1)),
+            None => Wake::OnDemand,
+        }
     }
 
     /// Tasks that should be waiting in a queue right now (used after a restart, when the

@@ -32,7 +32,7 @@ pub mod workflow_task;
 #[cfg(test)]
 mod tests;
 
-pub use deadline::{Deadline, DeadlineKind};
+pub use deadline::{Deadline, DeadlineKind, Wake};
 pub use error::EngineError;
 pub use start::{StartParams, new_execution};
 pub use state::{ActivityInfo, ActivityPauseInfo, ExecutionState, TimerInfo, WorkflowTaskInfo};

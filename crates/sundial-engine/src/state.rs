@@ -384,6 +384,13 @@ impl ActivityInfo {
         self.started_time_ms != 0
     }
 
+    /// The attempt, once not started, waits for a time of its own before it may be
+    /// dispatched: a retry's backoff, or the delay of a first attempt an operator rescheduled
+    /// (unpause or reset with jitter). Its retry deadline then stands for it.
+    pub fn waits_for_retry(&self) -> bool {
+        self.attempt > 1 || self.attempt_scheduled_time_ms > self.scheduled_time_ms
+    }
+
     /// The absolute deadline past which the activity is not retried (0: none).
     pub fn retry_expiration_ms(&self) -> i64 {
         match self.fixed_retry_expiration_ms {

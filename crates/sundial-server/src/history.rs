@@ -13,9 +13,9 @@ use crate::clock::{Clock, Hold};
 use crate::detached::run_detached;
 use crate::error::ServiceError;
 use crate::matching::{Lease, Matching, QueueKey, QueuedTask, TaskKind};
-use crate::run::{EntryGuard, RunEntry, RunHandle, stored_version};
+use crate::run::{EntryGuard, RunEntry, RunHandle, stored_version, wake_column};
 use crate::run_events::RunEvents;
-use crate::timers::Timers;
+use crate::timers::{Due, Timers};
 use parking_lot::Mutex;
 use prost::Message;
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ use sundial_engine::api::history::v1::HistoryEvent;
 use sundial_engine::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use sundial_engine::start_policy::{self, StartDecision};
 use sundial_engine::{
-    Deadline, DeadlineKind, Effect, EngineError, ExecutionState, Inputs, Limits, Persist, Signal,
+    Deadline, Effect, EngineError, ExecutionState, Inputs, Limits, Persist, Signal,
     StartParams, Transition, WorkflowTaskRef,
 };
 use sundial_store::{
@@ -34,6 +34,7 @@ use sundial_store::{
 use tokio::sync::mpsc;
 
 mod reset_run;
+mod wakeups;
 pub use reset_run::ResetRequest;
 
 /// How long a closed run stays cached after it closed.
@@ -46,6 +47,8 @@ const GONE_STICKY_MEMORY: std::time::Duration = std::time::Duration::from_secs(6
 const START_LOCK_SHARDS: usize = 64;
 /// Runs kept in memory unless configured otherwise (`history.hostLevelCacheMaxSize`).
 pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+/// How far ahead the wake index is read unless configured otherwise.
+pub const DEFAULT_WAKE_LOOKAHEAD: std::time::Duration = std::time::Duration::from_secs(60);
 /// Idle runs one change may evict: eviction keeps pace with loading without a long pause.
 const EVICTIONS_PER_CHANGE: usize = 4;
 /// How soon idle runs that were in use are looked at again.
@@ -122,6 +125,8 @@ pub struct History {
     ownership: Arc<crate::ownership::Ownership>,
     /// How many runs `runs` may hold before idle ones are evicted.
     cache_limit: std::sync::atomic::AtomicUsize,
+    /// How far ahead of the clock the wake index is read, in ms (`wakeups.rs`).
+    wake_lookahead_ms: std::sync::atomic::AtomicI64,
     /// Running runs that were idle ([`RunEntry::is_idle`]) when last changed or loaded,
     /// oldest first: the candidates for eviction. Each is queued at most once
     /// (`RunEntry::idle_queued`).
@@ -182,6 +187,7 @@ fn add_run(
         version: state.state_transition_count,
         previous,
         state: state.encode_to_vec(),
+        wake_at: wake_column(state),
     });
     batch.events.extend(events.map(|(event_id, data)| EventRow {
         run_id: state.run_id.clone(),
@@ -201,6 +207,11 @@ fn encode_all(events: &[HistoryEvent]) -> Vec<(i64, Vec<u8>)> {
 fn decode_state(row: &ExecutionRow) -> Result<ExecutionState, ServiceError> {
     ExecutionState::decode(row.state.as_slice())
         .map_err(|e| ServiceError::Internal(format!("corrupt state of run {}: {e}", row.run_id)))
+}
+
+/// A loaded row as the version the store holds and its state.
+fn decode_row(row: &ExecutionRow) -> Result<(RowVersion, ExecutionState), ServiceError> {
+    Ok((row.written_version(), decode_state(row)?))
 }
 
 impl History {
@@ -233,6 +244,9 @@ impl History {
             clock,
             ownership,
             cache_limit: std::sync::atomic::AtomicUsize::new(DEFAULT_CACHE_SIZE),
+            wake_lookahead_ms: std::sync::atomic::AtomicI64::new(
+                DEFAULT_WAKE_LOOKAHEAD.as_millis() as i64,
+            ),
             idle: Mutex::new(std::collections::VecDeque::new()),
             sweep_scheduled: std::sync::atomic::AtomicBool::new(false),
             evicted_since_trim: std::sync::atomic::AtomicUsize::new(0),
@@ -247,6 +261,15 @@ impl History {
     pub fn limit_cache(&self, runs: usize) {
         self.cache_limit
             .store(runs.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets how far ahead of the clock the wake index is read (at least 1 ms): the longer,
+    /// the more sleeping runs' deadlines stay in memory after they leave it; the shorter,
+    /// the more often the index is read.
+    pub fn set_wake_lookahead(&self, lookahead: std::time::Duration) {
+        let ms = i64::try_from(lookahead.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.wake_lookahead_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The timer loop's handle.
@@ -275,14 +298,17 @@ impl History {
         self.cross_run_queue.lock().take()
     }
 
-    /// Rebuilds running executions after a start: their deadlines go back to the timer loop
-    /// and their ready tasks back to the queues.
+    /// Resumes running executions after a start: the runs with work to hand out are loaded
+    /// (their deadlines go back to the timer loop and their ready tasks back to the queues),
+    /// and the wake index is read ahead of time for the others, which stay in the store
+    /// until something of theirs is due or a request names them. Returns how many were
+    /// loaded.
     pub async fn recover(&self) -> Result<usize, ServiceError> {
         const _: () =
             assert!(WorkflowExecutionStatus::Running as i32 == sundial_store::RUNNING_STATUS);
         let mut rows = Vec::new();
         for slots in self.ownership.owned_slots() {
-            rows.extend(self.store.load_running_executions(slots).await?);
+            rows.extend(self.store.load_runs_to_resume(slots).await?);
         }
         let count = rows.len();
         // Task tokens handed out before the restart must not match the tasks dispatched after
@@ -295,14 +321,15 @@ impl History {
         )
         .unwrap_or(i64::MAX);
         for row in rows {
-            let state = decode_state(&row)?;
-            let handle = RunHandle::new(state, RunEvents::unloaded());
+            let (persisted, state) = decode_row(&row)?;
+            let handle = RunHandle::loaded(persisted, state, RunEvents::unloaded());
             let mut entry = handle.fresh_entry();
             self.install(&handle);
             entry.state.renumber_unstarted_workflow_task(epoch);
             let ready = entry.state.ready_tasks(self.clock.now_ms());
             self.after_change(&handle, &mut entry, ready);
         }
+        self.start_wake_reader().await?;
         Ok(count)
     }
 
@@ -322,9 +349,9 @@ impl History {
             .load_execution(&handle.namespace, &handle.workflow_id, Some(&handle.run_id))
             .await?
             .ok_or_else(|| Self::not_found(&handle.workflow_id, Some(&handle.run_id)))?;
-        let state = decode_state(&row)?;
+        let (persisted, state) = decode_row(&row)?;
         tracing::warn!(run_id = %handle.run_id, "run reloaded from the store after a refused write");
-        entry.persisted = stored_version(&state);
+        entry.persisted = persisted;
         entry.unsaved = false;
         entry.state = state;
         entry.events = RunEvents::unloaded();
@@ -384,13 +411,21 @@ impl History {
         else {
             return Err(Self::not_found(workflow_id, run_id));
         };
-        Ok(self.cache_loaded(decode_state(&row)?, run_id.is_none()))
+        let (persisted, state) = decode_row(&row)?;
+        Ok(self.cache_loaded(persisted, state, run_id.is_none()))
     }
 
-    /// Puts a run loaded from the store into the cache (unless another load already did),
-    /// as the workflow id's latest run when `latest`. A closed run leaves again after a
-    /// grace period; a running one joins the idle queue, as it was idle when evicted.
-    fn cache_loaded(&self, state: ExecutionState, latest: bool) -> Arc<RunHandle> {
+    /// Puts a run loaded from the store (at version `persisted`) into the cache unless
+    /// another load already did, as the workflow id's latest run when `latest`. A closed run
+    /// leaves again after a grace period; a running one has its deadlines registered (the
+    /// loop kept only those up to the horizon) and joins the idle queue, as it was idle when
+    /// evicted.
+    fn cache_loaded(
+        &self,
+        persisted: RowVersion,
+        state: ExecutionState,
+        latest: bool,
+    ) -> Arc<RunHandle> {
         let run_id = state.run_id.clone();
         let running = state.is_running();
         if !running {
@@ -403,7 +438,13 @@ impl History {
                 .entry(run_id.clone())
                 .or_insert_with(|| {
                     inserted = true;
-                    RunHandle::reloaded(state)
+                    let handle = RunHandle::loaded(persisted, state, RunEvents::unloaded());
+                    if running {
+                        let mut entry = handle.fresh_entry();
+                        self.sync_deadlines(&handle, &mut entry);
+                        entry.idle_queued = true;
+                    }
+                    handle
                 })
                 .clone();
             if latest {
@@ -415,9 +456,6 @@ impl History {
             (handle, inserted)
         };
         if inserted && running {
-            if let Ok(mut entry) = handle.entry.try_lock() {
-                entry.idle_queued = true;
-            }
             self.idle.lock().push_back(run_id);
             self.shrink_cache(EVICTIONS_PER_CHANGE);
         }
@@ -434,7 +472,8 @@ impl History {
         let Some(row) = self.store.load_run(run_id).await? else {
             return Ok(None);
         };
-        Ok(Some(self.cache_loaded(decode_state(&row)?, false)))
+        let (persisted, state) = decode_row(&row)?;
+        Ok(Some(self.cache_loaded(persisted, state, false)))
     }
 
     /// Queues a run that just became idle as a candidate for eviction, then evicts idle
@@ -551,6 +590,14 @@ impl History {
             entry.idle_queued = false;
             if !entry.is_idle(self.clock.now_ms()) {
                 return Eviction::Settled;
+            }
+            // Past the horizon the wake index stands for the run (an idle run's entry is its
+            // earliest deadline, never "at start"; the check keeps a wrong entry harmless).
+            if entry.persisted.wake_at != Some(sundial_store::RESUME_AT_START) {
+                let horizon = self.timers.horizon();
+                for deadline in entry.registered.iter().filter(|d| d.at_ms > horizon) {
+                    self.timers.cancel(run_id, *deadline);
+                }
             }
         }
         let Some(handle) = runs.remove(run_id) else {
@@ -780,7 +827,9 @@ impl History {
         Ok(result?)
     }
 
-    fn after_change(&self, handle: &RunHandle, entry: &mut RunEntry, effects: Vec<Effect>) {
+    /// Hands the timer loop the deadlines the run's state has and takes back those it no
+    /// longer has.
+    fn sync_deadlines(&self, handle: &RunHandle, entry: &mut RunEntry) {
         let deadlines = entry.state.deadlines();
         entry.registered.retain(|d| {
             let kept = deadlines.contains(d);
@@ -794,6 +843,10 @@ impl History {
                 self.timers.add(&handle.run_id, deadline);
             }
         }
+    }
+
+    fn after_change(&self, handle: &RunHandle, entry: &mut RunEntry, effects: Vec<Effect>) {
+        self.sync_deadlines(handle, entry);
         for effect in effects {
             self.dispatch(&handle.namespace, &handle.run_id, effect);
         }
@@ -1168,12 +1221,13 @@ impl History {
         })
     }
 
-    /// A deadline fired for a run.
-    pub async fn fire_deadline(&self, run_id: &str, kind: DeadlineKind) {
-        // A sleeping run may have left the cache: it is loaded again (its deadlines stayed).
-        let result = match self.run_by_id(run_id).await {
-            Ok(None) => return,
-            Ok(Some(handle)) => {
+    /// Carries out what the timer loop found due: a deadline's transition, or the load of a
+    /// run out of memory whose wake index entry came due (its deadlines then take over). A
+    /// run out of memory is loaded again for either. On failure it is tried again in 1 s.
+    pub async fn fire(&self, run_id: &str, due: Due) {
+        let result = match (self.run_by_id(run_id).await, due) {
+            (Ok(None), _) | (Ok(Some(_)), Due::Wake) => return,
+            (Ok(Some(handle)), Due::Deadline(kind)) => {
                 self.transition(
                     &handle,
                     |t| {
@@ -1184,10 +1238,10 @@ impl History {
                 )
                 .await
             }
-            Err(e) => Err(e),
+            (Err(e), _) => Err(e),
         };
         if let Err(e) = result {
-            tracing::warn!(run_id, ?kind, error = %e, "deadline transition failed; retrying in 1s");
+            tracing::warn!(run_id, ?due, error = %e, "due entry failed; retrying in 1s");
             let timers = self.timers.clone();
             let run = run_id.to_string();
             let clock = self.clock.clone();
@@ -1196,13 +1250,11 @@ impl History {
             tokio::spawn(async move {
                 let _hold = hold;
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                timers.add(
-                    &run,
-                    Deadline {
-                        at_ms: clock.now_ms(),
-                        kind,
-                    },
-                );
+                let at_ms = clock.now_ms();
+                match due {
+                    Due::Deadline(kind) => timers.add(&run, Deadline { at_ms, kind }),
+                    Due::Wake => timers.wake(&run, at_ms),
+                }
             });
         }
     }

@@ -89,6 +89,8 @@ pub struct ServerConfig {
     /// How many runs stay in memory; idle running runs beyond it are evicted and loaded
     /// again on demand ([`history::DEFAULT_CACHE_SIZE`] by default).
     pub cache_size: usize,
+    /// How far ahead of the clock the store's wake index is read (see `history::wakeups`).
+    pub wake_lookahead: std::time::Duration,
     /// TLS on the gRPC frontend; plain TCP when `None`.
     pub tls: Option<tls::TlsSettings>,
     /// The authorization table; every identity may do everything when `None`.
@@ -165,6 +167,7 @@ pub async fn serve(
         ownership,
     );
     history.limit_cache(config.cache_size);
+    history.set_wake_lookahead(config.wake_lookahead);
     {
         let matching = matching.clone();
         let timers = history.timers().clone();
@@ -186,7 +189,7 @@ pub async fn serve(
             while let Some(f) = fired.recv().await {
                 let history = history.clone();
                 tokio::spawn(async move {
-                    history.fire_deadline(&f.run_id, f.kind).await;
+                    history.fire(&f.run_id, f.due).await;
                     drop(f.hold);
                 });
             }

@@ -6,8 +6,8 @@ use crate::run_events::RunEvents;
 use crate::updates::UpdateRegistry;
 use std::collections::HashSet;
 use std::sync::Arc;
-use sundial_engine::{Deadline, ExecutionState};
-use sundial_store::RowVersion;
+use sundial_engine::{Deadline, ExecutionState, Wake};
+use sundial_store::{RESUME_AT_START, RowVersion};
 use tokio::sync::watch;
 
 /// One run's cached state and history. Guarded by its handle's lock.
@@ -44,12 +44,23 @@ pub struct RunHandle {
 /// The run's lock, held by whoever carries out its current transition.
 pub(crate) type EntryGuard = tokio::sync::OwnedMutexGuard<RunEntry>;
 
-/// The version a state as stored has (it was just loaded or committed).
+/// The version a state as this server writes it has (it was just committed).
 pub(crate) fn stored_version(state: &ExecutionState) -> RowVersion {
     RowVersion {
         version: state.state_transition_count,
         next_event_id: state.next_event_id,
         status: state.status,
+        wake_at: wake_column(state),
+    }
+}
+
+/// The state's entry in the store's wake index ([`sundial_store::ExecutionRow::wake_at`]),
+/// as the engine decides it ([`ExecutionState::wake`]).
+pub(crate) fn wake_column(state: &ExecutionState) -> Option<i64> {
+    match state.wake() {
+        Wake::AtStart => Some(RESUME_AT_START),
+        Wake::At(at_ms) => Some(at_ms),
+        Wake::OnDemand => None,
     }
 }
 
@@ -64,8 +75,10 @@ impl RunEntry {
     /// loading the run from the store again gives the same entry: a running run with no
     /// workflow task (its unwritten attempts, speculative tasks and started events live
     /// here), nothing ready to dispatch (tasks in queues, work for other runs), no admitted
-    /// update, and nothing a transition changed without committing. Its deadlines stay in
-    /// the timer loop while it is out of memory.
+    /// update, and nothing a transition changed without committing, its wake index entry
+    /// included (a run written before the index existed stays until its next write). While
+    /// it is out of memory, the timer loop keeps its deadlines up to the horizon and the wake
+    /// index stands for the rest.
     pub(crate) fn is_idle(&self, now_ms: i64) -> bool {
         self.state.is_running()
             && self.state.workflow_task.is_none()
@@ -77,25 +90,17 @@ impl RunEntry {
 }
 
 impl RunHandle {
-    /// The handle of a run whose `state` is what the store holds.
+    /// The handle of a run this server just committed as `state`.
     pub(crate) fn new(state: ExecutionState, events: RunEvents) -> Arc<RunHandle> {
-        RunHandle::with_registered(state, events, HashSet::new())
+        RunHandle::loaded(stored_version(&state), state, events)
     }
 
-    /// The handle of a running run loaded again after it left the cache: its deadlines are
-    /// still in the timer loop (eviction leaves them there), so they count as registered.
-    pub(crate) fn reloaded(state: ExecutionState) -> Arc<RunHandle> {
-        let registered = match state.is_running() {
-            true => state.deadlines().into_iter().collect(),
-            false => HashSet::new(),
-        };
-        RunHandle::with_registered(state, RunEvents::unloaded(), registered)
-    }
-
-    fn with_registered(
+    /// The handle of a run the store holds at version `persisted` with `state`. Its
+    /// deadlines are not registered yet.
+    pub(crate) fn loaded(
+        persisted: RowVersion,
         state: ExecutionState,
         events: RunEvents,
-        registered: HashSet<Deadline>,
     ) -> Arc<RunHandle> {
         let next = state.next_event_id;
         let closed = !state.is_running();
@@ -106,8 +111,8 @@ impl RunHandle {
             progress: watch::channel(next).0,
             entry: Arc::new(tokio::sync::Mutex::new(RunEntry {
                 events,
-                persisted: stored_version(&state),
-                registered,
+                persisted,
+                registered: HashSet::new(),
                 updates: parking_lot::Mutex::new(Default::default()),
                 eviction_scheduled: closed,
                 idle_queued: false,

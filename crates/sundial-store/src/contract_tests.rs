@@ -31,7 +31,7 @@ pub(crate) async fn holding_the_shard<S: Store>(store: S) -> S {
 /// The run ids of `store`'s running executions in every slot, sorted.
 pub(crate) async fn running_run_ids(store: &dyn Store) -> Vec<String> {
     let mut runs: Vec<String> = store
-        .load_running_executions(ALL_SLOTS)
+        .load_runs_to_resume(ALL_SLOTS)
         .await
         .unwrap()
         .into_iter()
@@ -52,6 +52,7 @@ pub(crate) fn row(run: &str, status: i32) -> ExecutionRow {
         version: 1,
         previous: None,
         state: vec![status as u8],
+        wake_at: Some(crate::RESUME_AT_START),
     }
 }
 
@@ -221,7 +222,7 @@ pub(crate) async fn a_workflow_id_has_at_most_one_running_run(store: &dyn Store)
         ..Default::default()
     };
     store.commit(closes).await.unwrap().unwrap();
-    let running = store.load_running_executions(ALL_SLOTS).await.unwrap();
+    let running = store.load_runs_to_resume(ALL_SLOTS).await.unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].run_id, "r2");
     let current = || async {
@@ -324,14 +325,14 @@ pub(crate) async fn writes_under_a_lost_fence_are_refused(store: &dyn Store) {
     };
     store.commit(current).await.unwrap().unwrap();
     assert_eq!(
-        store.load_running_executions(ALL_SLOTS).await.unwrap(),
+        store.load_runs_to_resume(ALL_SLOTS).await.unwrap(),
         vec![row("r1", 1)]
     );
     // Running runs load by slot range: the run's own slot finds it, the others do not.
     let slot = crate::shard::slot_of("default", "wf");
     assert_eq!(
         store
-            .load_running_executions(slot..=slot)
+            .load_runs_to_resume(slot..=slot)
             .await
             .unwrap()
             .len(),
@@ -344,7 +345,7 @@ pub(crate) async fn writes_under_a_lost_fence_are_refused(store: &dyn Store) {
     };
     assert!(
         store
-            .load_running_executions(others)
+            .load_runs_to_resume(others)
             .await
             .unwrap()
             .is_empty()
@@ -442,7 +443,7 @@ pub(crate) async fn commits_are_readable_and_a_bad_batch_is_rolled_back(store: &
         vec![("default".to_string(), "Color".to_string(), 2)]
     );
     assert_eq!(
-        store.load_running_executions(ALL_SLOTS).await.unwrap(),
+        store.load_runs_to_resume(ALL_SLOTS).await.unwrap(),
         vec![row("r1", 1)]
     );
     let current = |workflow_id: &'static str| async move {
@@ -743,8 +744,88 @@ macro_rules! contract {
     };
 }
 
+/// The wake index: runs with work to hand out are loaded at start-up; the others come out of
+/// the index in (time, run id) order, page by page, up to a time, from their slots only;
+/// closed runs and runs that wait for a request are not in it; and a write that changes
+/// only the state keeps the entry.
+async fn the_wake_index_finds_runs_by_time_and_resumes_the_busy(store: &dyn Store) {
+    let at = |run: &str, workflow_id: &str, wake_at: Option<i64>| ExecutionRow {
+        workflow_id: workflow_id.into(),
+        wake_at,
+        ..row(run, 1)
+    };
+    let runs = vec![
+        at("busy", "w-busy", Some(crate::RESUME_AT_START)),
+        at("late", "w-late", Some(3_000)),
+        at("b-early", "w-b", Some(1_000)),
+        at("a-early", "w-a", Some(1_000)),
+        at("middle", "w-middle", Some(2_000)),
+        at("waiting", "w-waiting", None),
+        at("closing", "w-closing", Some(1_500)),
+    ];
+    let batch = WriteBatch {
+        executions: runs.clone(),
+        fence: TEST_FENCE,
+        ..Default::default()
+    };
+    store.commit(batch).await.unwrap().unwrap();
+    // Closing a run takes it out of the index; a state-only write keeps the entry.
+    let closing = runs.iter().find(|r| r.run_id == "closing").unwrap();
+    let closed = ExecutionRow {
+        wake_at: None,
+        ..next(closing, 2, 9)
+    };
+    store.commit(only(closed)).await.unwrap().unwrap();
+    let middle = runs.iter().find(|r| r.run_id == "middle").unwrap();
+    store.commit(only(next(middle, 1, 8))).await.unwrap().unwrap();
+    let resumed = store.load_runs_to_resume(ALL_SLOTS).await.unwrap();
+    assert_eq!(
+        resumed.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+        ["busy"]
+    );
+    assert_eq!(resumed[0].wake_at, Some(crate::RESUME_AT_START));
+    let key = |at_ms, run: &str| crate::WakeKey {
+        at_ms,
+        run_id: run.into(),
+    };
+    let all = store
+        .load_wakeups(ALL_SLOTS, None, i64::MAX, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        [
+            key(1_000, "a-early"),
+            key(1_000, "b-early"),
+            key(2_000, "middle"),
+            key(3_000, "late")
+        ]
+    );
+    // Pages: after a key, up to a time, at most a limit.
+    let first = store.load_wakeups(ALL_SLOTS, None, 2_000, 1).await.unwrap();
+    assert_eq!(first, [key(1_000, "a-early")]);
+    let rest = store
+        .load_wakeups(ALL_SLOTS, first.last(), 2_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(rest, [key(1_000, "b-early"), key(2_000, "middle")]);
+    let after_all = store
+        .load_wakeups(ALL_SLOTS, rest.last(), 2_999, 10)
+        .await
+        .unwrap();
+    assert!(after_all.is_empty(), "{after_all:?}");
+    // Only the slots asked for.
+    let slot = crate::shard::slot_of("default", "w-late");
+    let own = store.load_wakeups(slot..=slot, None, i64::MAX, 10).await.unwrap();
+    assert_eq!(own, [key(3_000, "late")]);
+    // The loaded row carries its entry.
+    let late = store.load_run("late").await.unwrap().unwrap();
+    assert_eq!(late.wake_at, Some(3_000));
+}
+
 contract!(
     batch_jobs_keep_a_record_and_pages_apart,
+    the_wake_index_finds_runs_by_time_and_resumes_the_busy,
     commits_are_readable_and_a_bad_batch_is_rolled_back,
     written_batches_are_read_back,
     a_run_closing_leaves_the_running_set_and_keeps_its_latest_state,
@@ -839,7 +920,7 @@ async fn postgres_upgrades_a_schema_1_database() {
     let current = store.load_execution("default", "wf", None).await.unwrap();
     assert_eq!(current.map(|r| r.run_id).as_deref(), Some("new"));
     let slot = crate::shard::slot_of("default", "wf");
-    let running = store.load_running_executions(slot..=slot).await.unwrap();
+    let running = store.load_runs_to_resume(slot..=slot).await.unwrap();
     assert_eq!(running.len(), 1);
     // The upgraded run is written under the fence like any other.
     let closing = ExecutionRow {
@@ -851,6 +932,7 @@ async fn postgres_upgrades_a_schema_1_database() {
             version: 1,
             next_event_id: 2,
             status: 1,
+            wake_at: Some(crate::RESUME_AT_START),
         }),
         ..row("new", 2)
     };

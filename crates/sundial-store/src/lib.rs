@@ -96,6 +96,22 @@ pub struct ExecutionRow {
     /// The version this write replaces; `None` creates the run.
     pub previous: Option<RowVersion>,
     pub state: Vec<u8>,
+    /// The run's entry in the wake index: when the server must look at it again on its own.
+    /// `None`: only when a request names it; `Some(`[`RESUME_AT_START`]`)`: as soon as a
+    /// server starts (or takes its shard); `Some(t)`, `t >= 1`: at Unix ms `t`. Only running
+    /// runs are in the index. Rows written before the index existed read as
+    /// `Some(RESUME_AT_START)`.
+    pub wake_at: Option<i64>,
+}
+
+/// The wake index's value for a run that must be loaded when a server starts.
+pub const RESUME_AT_START: i64 = 0;
+
+/// A run's place in the wake index: its wake time, then its id (the index's order).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WakeKey {
+    pub at_ms: i64,
+    pub run_id: String,
 }
 
 /// What a conditional write expects to find in the store.
@@ -104,6 +120,9 @@ pub struct RowVersion {
     pub version: i64,
     pub next_event_id: i64,
     pub status: i32,
+    /// The run's wake index entry (not compared: a backend uses it to leave an unchanged
+    /// entry alone).
+    pub wake_at: Option<i64>,
 }
 
 impl ExecutionRow {
@@ -113,6 +132,7 @@ impl ExecutionRow {
             version: self.version,
             next_event_id: self.next_event_id,
             status: self.status,
+            wake_at: self.wake_at,
         }
     }
 }
@@ -296,12 +316,23 @@ pub trait Store: Send + Sync + 'static {
     /// after [`StoreError::Failed`].
     fn healthy(&self) -> bool;
     async fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
-    /// Every run in `slots` whose status is [`RUNNING_STATUS`], oldest first (used at
-    /// start-up, and when a node takes a shard, to rebuild running executions).
-    async fn load_running_executions(
+    /// Every running run in `slots` whose wake is [`RESUME_AT_START`], oldest first (used at
+    /// start-up, and when a node takes a shard, to hand out their work again). The other
+    /// running runs are found through [`Store::load_wakeups`] or when a request names them.
+    async fn load_runs_to_resume(
         &self,
         slots: std::ops::RangeInclusive<u32>,
     ) -> Result<Vec<ExecutionRow>, StoreError>;
+    /// One page of the wake index: running runs in `slots` whose wake time is a time (not
+    /// [`RESUME_AT_START`]), at most `until_ms`, and whose key comes after `after`, in key
+    /// order, at most `limit` of them.
+    async fn load_wakeups(
+        &self,
+        slots: std::ops::RangeInclusive<u32>,
+        after: Option<&WakeKey>,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WakeKey>, StoreError>;
     /// A run by id, or the workflow id's current run (the one created last, as its
     /// current-execution row names it) when `run_id` is `None`.
     async fn load_execution(

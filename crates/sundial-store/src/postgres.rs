@@ -15,8 +15,8 @@ use crate::query_sql;
 use crate::sqlite::page_of;
 use crate::{
     BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
-    PageKey, Predicate, ScheduleRow, ShardFence, ShardLease, SqlValue, Store, StoreError,
-    VisibilityPage, VisibilityQuery, WriteBatch,
+    PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease, SqlValue, Store,
+    StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
 };
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -28,8 +28,9 @@ use tokio_postgres::{Client, Statement};
 
 /// The schema this build writes (the row of `sundial_schema`).
 /// 1: the first layout; 2: current-execution rows (replacing the unique index on running
-/// runs), slots on runs, shard leases and the fence check.
-const SCHEMA_VERSION: i64 = 2;
+/// runs), slots on runs, shard leases and the fence check; 3: the wake index
+/// (`executions.wake_at`, see [`ExecutionRow::wake_at`]).
+const SCHEMA_VERSION: i64 = 3;
 /// Advisory lock keys: schema migrations, and the one writer of a database.
 const MIGRATION_LOCK: i64 = 0x5375_6e64_0001;
 const WRITER_LOCK: i64 = 0x5375_6e64_0002;
@@ -155,6 +156,13 @@ BEGIN
     END IF;
     RETURN matched;
 END $$;
+",
+    // 3: the wake index. Runs written before it are loaded at start-up, as they always were;
+    // each gets its own entry with its next write.
+    "
+ALTER TABLE executions ADD COLUMN wake_at BIGINT;
+UPDATE executions SET wake_at = 0 WHERE status = 1;
+CREATE INDEX executions_wake ON executions(wake_at, run_id) WHERE status = 1 AND wake_at IS NOT NULL;
 ",
 ];
 
@@ -586,17 +594,18 @@ impl Writer {
             )
             .await?,
             create_execution: prepare(
-                "INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state, slot)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state, slot, wake_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .await?,
-            // Setting an unchanged status costs nothing: PostgreSQL compares indexed values
-            // and keeps the update in place (HOT) when they are equal. No row at the expected
+            // Setting an unchanged status or wake costs nothing: PostgreSQL compares indexed
+            // values and keeps the update in place (HOT) when they are equal. No row at the expected
             // version fails the statement (and so the batch) with SD409, no row at all with
             // SD404.
             replace_execution: prepare(
                 "WITH written AS (
-                    UPDATE executions SET status = $7, next_event_id = $2, version = $3, state = $4
+                    UPDATE executions SET status = $7, next_event_id = $2, version = $3, state = $4,
+                        wake_at = $8
                     WHERE run_id = $1 AND version = $5 AND next_event_id = $6 RETURNING 1)
                  SELECT sundial_expect_version((SELECT count(*) FROM written),
                     EXISTS (SELECT 1 FROM executions WHERE run_id = $1),
@@ -938,6 +947,7 @@ fn batch_statements<'a>(
                         &e.version,
                         &e.state,
                         &slot,
+                        &e.wake_at,
                     ],
                 ));
             }
@@ -952,6 +962,7 @@ fn batch_statements<'a>(
                         &previous.version,
                         &previous.next_event_id,
                         &e.status,
+                        &e.wake_at,
                     ],
                 ));
                 if previous.status != e.status {
@@ -975,9 +986,9 @@ fn batch_statements<'a>(
     }
 }
 
-/// Columns: namespace, workflow_id, run_id, status, next_event_id, version, state.
+/// Columns: namespace, workflow_id, run_id, status, next_event_id, version, state, wake_at.
 const EXECUTION_COLUMNS: &str =
-    "namespace, workflow_id, run_id, status, next_event_id, version, state";
+    "namespace, workflow_id, run_id, status, next_event_id, version, state, wake_at";
 
 fn execution_from_row(row: &tokio_postgres::Row) -> ExecutionRow {
     ExecutionRow {
@@ -989,6 +1000,7 @@ fn execution_from_row(row: &tokio_postgres::Row) -> ExecutionRow {
         version: row.get(5),
         previous: None,
         state: row.get(6),
+        wake_at: row.get(7),
     }
 }
 
@@ -1057,17 +1069,49 @@ impl Store for PostgresStore {
             .collect())
     }
 
-    async fn load_running_executions(
+    async fn load_runs_to_resume(
         &self,
         slots: std::ops::RangeInclusive<u32>,
     ) -> Result<Vec<ExecutionRow>, StoreError> {
         let sql = format!(
             "SELECT {EXECUTION_COLUMNS} FROM executions
-             WHERE status = 1 AND slot BETWEEN $1 AND $2 ORDER BY seq"
+             WHERE status = 1 AND wake_at IS NOT NULL AND wake_at = {RESUME_AT_START}
+                AND slot BETWEEN $1 AND $2 ORDER BY seq"
         );
         let (first, last) = (*slots.start() as i32, *slots.end() as i32);
         let rows = self.query(&sql, &[&first, &last]).await?;
         Ok(rows.iter().map(execution_from_row).collect())
+    }
+
+    async fn load_wakeups(
+        &self,
+        slots: std::ops::RangeInclusive<u32>,
+        after: Option<&WakeKey>,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WakeKey>, StoreError> {
+        let (after_ms, after_run) = match after {
+            Some(key) => (key.at_ms, key.run_id.as_str()),
+            None => (RESUME_AT_START, ""),
+        };
+        let (first, last) = (*slots.start() as i32, *slots.end() as i32);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT wake_at, run_id FROM executions
+             WHERE status = 1 AND wake_at IS NOT NULL AND wake_at > {RESUME_AT_START}
+                AND (wake_at, run_id) > ($1, $2) AND wake_at <= $3 AND slot BETWEEN $4 AND $5
+             ORDER BY wake_at, run_id LIMIT $6"
+        );
+        let rows = self
+            .query(&sql, &[&after_ms, &after_run, &until_ms, &first, &last, &limit])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| WakeKey {
+                at_ms: r.get(0),
+                run_id: r.get(1),
+            })
+            .collect())
     }
 
     fn shard_count(&self) -> u32 {

@@ -9,8 +9,8 @@ use crate::query_sql;
 use crate::sqlite_query::Sqlite;
 use crate::{
     BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
-    PageKey, Predicate, ScheduleRow, ShardFence, ShardLease, SqlValue, Store, StoreError,
-    VisibilityPage, VisibilityQuery, WriteBatch,
+    PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease, SqlValue, Store,
+    StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS executions (
     state BLOB NOT NULL,
     next_event_id INTEGER,
     version INTEGER,
-    slot INTEGER
+    slot INTEGER,
+    wake_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS executions_by_workflow ON executions(namespace, workflow_id, seq);
 CREATE TABLE IF NOT EXISTS current_executions (
@@ -116,8 +117,9 @@ const READERS: usize = 4;
 /// were recorded (no row versions on executions); 2: conditional writes (`next_event_id`,
 /// `version`) and one running run per workflow id; 3: batch operation jobs (`batch_jobs`);
 /// 4: current-execution rows (`current_executions`, which replace the unique index on running
-/// runs), slots on runs (`executions.slot`) and shard leases (`shards`).
-const SCHEMA_VERSION: i64 = 4;
+/// runs), slots on runs (`executions.slot`) and shard leases (`shards`); 5: the wake index
+/// (`executions.wake_at`, see [`ExecutionRow::wake_at`]).
+const SCHEMA_VERSION: i64 = 5;
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -171,7 +173,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             columns.push(name?);
         }
     }
-    for column in ["next_event_id", "version", "slot"] {
+    for column in ["next_event_id", "version", "slot", "wake_at"] {
         if !columns.iter().any(|c| c == column) {
             conn.execute_batch(&format!(
                 "ALTER TABLE executions ADD COLUMN {column} INTEGER"
@@ -181,6 +183,16 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if found < 4 {
         to_current_executions(conn)?;
     }
+    if found < 5 {
+        // Runs written before the index are loaded at start-up, as they always were; each
+        // gets its own entry with its next write.
+        conn.execute("UPDATE executions SET wake_at = ?1 WHERE status = 1", [RESUME_AT_START])?;
+    }
+    // The literals `status = 1` and `wake_at IS NOT NULL` in a query let SQLite use it.
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS executions_wake ON executions(wake_at, run_id)
+            WHERE status = 1 AND wake_at IS NOT NULL",
+    )?;
     conn.execute(
         "INSERT INTO shards (shard_id, owner, epoch, expires_ms)
          SELECT 0, '', 0, 0 WHERE NOT EXISTS (SELECT 1 FROM shards)",
@@ -492,19 +504,8 @@ fn write_batch(
                 (SELECT namespace, workflow_id FROM executions WHERE run_id = ?1)",
     )?;
     let mut create_execution = tx.prepare_cached(
-        "INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state, slot)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    // Most transitions change only a run's state. Setting `status` would make SQLite rewrite
-    // the partial indexes on it even when the value stays, so the status is set only when it
-    // changes. Rows written before versions were recorded have none and match any.
-    let mut replace_state = tx.prepare_cached(
-        "UPDATE executions SET next_event_id = ?2, version = ?3, state = ?4
-         WHERE run_id = ?1 AND (version IS NULL OR (version = ?5 AND next_event_id = ?6))",
-    )?;
-    let mut replace_with_status = tx.prepare_cached(
-        "UPDATE executions SET status = ?7, next_event_id = ?2, version = ?3, state = ?4
-         WHERE run_id = ?1 AND (version IS NULL OR (version = ?5 AND next_event_id = ?6))",
+        "INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state, slot, wake_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut put_event =
         tx.prepare_cached("INSERT INTO history (run_id, event_id, data) VALUES (?1, ?2, ?3)")?;
@@ -618,30 +619,12 @@ fn write_batch(
                     e.next_event_id,
                     e.version,
                     e.state,
-                    crate::shard::slot_of(&e.namespace, &e.workflow_id)
+                    crate::shard::slot_of(&e.namespace, &e.workflow_id),
+                    e.wake_at
                 ])?;
             }
             Some(previous) => {
-                let written = if previous.status == e.status {
-                    replace_state.execute(params![
-                        e.run_id,
-                        e.next_event_id,
-                        e.version,
-                        e.state,
-                        previous.version,
-                        previous.next_event_id
-                    ])?
-                } else {
-                    replace_with_status.execute(params![
-                        e.run_id,
-                        e.next_event_id,
-                        e.version,
-                        e.state,
-                        previous.version,
-                        previous.next_event_id,
-                        e.status
-                    ])?
-                };
+                let written = replace_execution(&tx, e, &previous)?;
                 if written == 0 {
                     let exists = tx
                         .prepare_cached("SELECT 1 FROM executions WHERE run_id = ?1")?
@@ -672,6 +655,40 @@ fn write_batch(
     Ok(())
 }
 
+/// Writes a run's new version over `previous`; 0 rows when the store holds another version.
+///
+/// Most transitions change only a run's state. Setting `status` or `wake_at` would make
+/// SQLite rewrite the partial indexes on them even when the value stays, so each is set only
+/// when it changes. Rows written before versions were recorded have none and match any.
+fn replace_execution(
+    tx: &rusqlite::Transaction<'_>,
+    e: &ExecutionRow,
+    previous: &crate::RowVersion,
+) -> rusqlite::Result<usize> {
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &e.run_id,
+        &e.next_event_id,
+        &e.version,
+        &e.state,
+        &previous.version,
+        &previous.next_event_id,
+    ];
+    let mut set = String::from("next_event_id = ?2, version = ?3, state = ?4");
+    if previous.status != e.status {
+        values.push(&e.status);
+        set.push_str(&format!(", status = ?{}", values.len()));
+    }
+    if previous.wake_at != e.wake_at {
+        values.push(&e.wake_at);
+        set.push_str(&format!(", wake_at = ?{}", values.len()));
+    }
+    tx.prepare_cached(&format!(
+        "UPDATE executions SET {set}
+         WHERE run_id = ?1 AND (version IS NULL OR (version = ?5 AND next_event_id = ?6))"
+    ))?
+    .execute(values.as_slice())
+}
+
 pub(crate) fn bind(namespace: &str, params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
     use rusqlite::types::Value as V;
     std::iter::once(V::Text(namespace.to_string()))
@@ -694,9 +711,8 @@ fn sort_value(value: rusqlite::types::Value) -> SqlValue {
     }
 }
 
-/// Columns: namespace, workflow_id, run_id, status, next_event_id, version, state. A row
-/// written before versions were recorded reads as version 0 / next event id 0; its first
-/// write matches it whatever it expects.
+/// Columns: [`EXECUTION_COLUMNS`]. A row written before versions were recorded reads as
+/// version 0 / next event id 0; its first write matches it whatever it expects.
 fn execution_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
     let next_event_id = row.get::<_, Option<i64>>(4)?.unwrap_or(0);
     let version = row.get::<_, Option<i64>>(5)?.unwrap_or(0);
@@ -710,8 +726,13 @@ fn execution_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow>
         version,
         previous: None,
         state: row.get(6)?,
+        wake_at: row.get(7)?,
     })
 }
+
+/// The columns [`execution_from_row`] reads, in its order.
+const EXECUTION_COLUMNS: &str =
+    "namespace, workflow_id, run_id, status, next_event_id, version, state, wake_at";
 
 /// Read connections, used on tokio's blocking threads: a read never holds up an async worker,
 /// and reads run concurrently with each other and with the writer (WAL readers do not block).
@@ -796,17 +817,52 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn load_running_executions(
+    async fn load_runs_to_resume(
         &self,
         slots: std::ops::RangeInclusive<u32>,
     ) -> Result<Vec<ExecutionRow>, StoreError> {
         self.read(move |conn| {
-            // The literal (not a parameter) lets SQLite use the partial index `executions_running`.
-            let mut stmt = conn.prepare_cached(
-                "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
-                 WHERE status = 1 AND slot BETWEEN ?1 AND ?2 ORDER BY seq",
-            )?;
+            // The literals (not parameters) let SQLite use the partial index `executions_wake`.
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions
+                 WHERE status = 1 AND wake_at IS NOT NULL AND wake_at = {RESUME_AT_START}
+                    AND slot BETWEEN ?1 AND ?2 ORDER BY seq"
+            ))?;
             let rows = stmt.query_map(params![slots.start(), slots.end()], execution_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn load_wakeups(
+        &self,
+        slots: std::ops::RangeInclusive<u32>,
+        after: Option<&WakeKey>,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<WakeKey>, StoreError> {
+        let (after_ms, after_run) = match after {
+            Some(key) => (key.at_ms, key.run_id.clone()),
+            None => (RESUME_AT_START, String::new()),
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT wake_at, run_id FROM executions
+                 WHERE status = 1 AND wake_at IS NOT NULL AND wake_at > {RESUME_AT_START}
+                    AND (wake_at, run_id) > (?1, ?2) AND wake_at <= ?3
+                    AND slot BETWEEN ?4 AND ?5
+                 ORDER BY wake_at, run_id LIMIT ?6"
+            ))?;
+            let rows = stmt.query_map(
+                params![after_ms, after_run, until_ms, slots.start(), slots.end(), limit],
+                |r| {
+                    Ok(WakeKey {
+                        at_ms: r.get(0)?,
+                        run_id: r.get(1)?,
+                    })
+                },
+            )?;
             rows.collect()
         })
         .await
@@ -889,14 +945,14 @@ impl Store for SqliteStore {
         self.read(move |conn| match run_id {
             Some(run_id) => conn
                 .prepare_cached(
-                    "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
-                     WHERE run_id = ?1 AND namespace = ?2 AND workflow_id = ?3",
+                    &format!("SELECT {EXECUTION_COLUMNS} FROM executions
+                     WHERE run_id = ?1 AND namespace = ?2 AND workflow_id = ?3"),
                 )?
                 .query_row(params![run_id, namespace, workflow_id], execution_from_row)
                 .optional(),
             None => conn
                 .prepare_cached(
-                    "SELECT e.namespace, e.workflow_id, e.run_id, e.status, e.next_event_id, e.version, e.state
+                    "SELECT e.namespace, e.workflow_id, e.run_id, e.status, e.next_event_id, e.version, e.state, e.wake_at
                      FROM current_executions c JOIN executions e ON e.run_id = c.run_id
                      WHERE c.namespace = ?1 AND c.workflow_id = ?2",
                 )?
@@ -909,10 +965,9 @@ impl Store for SqliteStore {
     async fn load_run(&self, run_id: &str) -> Result<Option<ExecutionRow>, StoreError> {
         let run_id = run_id.to_string();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT namespace, workflow_id, run_id, status, next_event_id, version, state FROM executions
-                 WHERE run_id = ?1",
-            )?
+            conn.prepare_cached(&format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions WHERE run_id = ?1"
+            ))?
             .query_row(params![run_id], execution_from_row)
             .optional()
         })
@@ -1185,7 +1240,7 @@ mod tests {
         }
         let store = SqliteStore::open(Some(&path)).unwrap();
         assert_eq!(
-            store.load_running_executions(ALL_SLOTS).await.unwrap(),
+            store.load_runs_to_resume(ALL_SLOTS).await.unwrap(),
             vec![row("r1", 1)]
         );
         assert_eq!(store.load_events("r1", 1).await.unwrap(), vec![vec![7]]);
@@ -1214,6 +1269,8 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!((old.run_id.as_str(), old.version), ("old", 0));
+            // A running run of before the wake index is resumed at start-up.
+            assert_eq!(old.wake_at, Some(RESUME_AT_START));
             // Its first write matches whatever version it names.
             let update = ExecutionRow {
                 next_event_id: 5,
@@ -1222,6 +1279,7 @@ mod tests {
                     version: 3,
                     next_event_id: 4,
                     status: 1,
+                    wake_at: Some(RESUME_AT_START),
                 }),
                 ..old
             };

@@ -106,11 +106,23 @@ impl Store for FaultyStore {
         self.inner.load_namespaces().await
     }
 
-    async fn load_running_executions(
+    async fn load_runs_to_resume(
         &self,
         slots: std::ops::RangeInclusive<u32>,
     ) -> Result<Vec<ExecutionRow>, StoreError> {
-        self.inner.load_running_executions(slots).await
+        self.inner.load_runs_to_resume(slots).await
+    }
+
+    async fn load_wakeups(
+        &self,
+        slots: std::ops::RangeInclusive<u32>,
+        after: Option<&crate::WakeKey>,
+        until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::WakeKey>, StoreError> {
+        self.inner
+            .load_wakeups(slots, after, until_ms, limit)
+            .await
     }
 
     fn shard_count(&self) -> u32 {

@@ -115,7 +115,16 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
     init_logging(&args.log_level, args.log_format)?;
     let limits = dynamic_config_limits(&args.dynamic_config)?;
     let frontend = dynamic_config_frontend(&args.dynamic_config)?;
-    let cache_size = dynamic_config_cache_size(&args.dynamic_config)?;
+    let cache_size = dynamic_config_positive(
+        &args.dynamic_config,
+        CACHE_SIZE_KEY,
+        sundial_server::history::DEFAULT_CACHE_SIZE,
+    )?;
+    let wake_lookahead = Duration::from_millis(dynamic_config_positive(
+        &args.dynamic_config,
+        WAKE_LOOKAHEAD_KEY,
+        sundial_server::history::DEFAULT_WAKE_LOOKAHEAD.as_millis() as usize,
+    )? as u64);
     let search_attributes = search_attribute_types(&args.search_attributes)?;
     run(Settings {
         listen: SocketAddr::new(args.ip, args.port),
@@ -128,6 +137,7 @@ fn start_dev(args: StartDev) -> anyhow::Result<()> {
         limits,
         frontend,
         cache_size,
+        wake_lookahead,
         tls: None,
         authorization: None,
         metrics_listen: args.metrics_port.map(|p| SocketAddr::new(args.ip, p)),
@@ -166,6 +176,7 @@ fn start(args: Start) -> anyhow::Result<()> {
         limits: config.engine_limits(),
         frontend: sundial_server::FrontendSettings::default(),
         cache_size: config.server.cache_size,
+        wake_lookahead: sundial_server::history::DEFAULT_WAKE_LOOKAHEAD,
         tls: config.tls_settings()?,
         authorization: config.policy(),
         metrics_listen: config.server.metrics_listen,
@@ -192,6 +203,7 @@ struct Settings {
     limits: sundial_engine::Limits,
     frontend: sundial_server::FrontendSettings,
     cache_size: usize,
+    wake_lookahead: Duration,
     tls: Option<sundial_server::tls::TlsSettings>,
     authorization: Option<sundial_server::authz::Policy>,
     metrics_listen: Option<SocketAddr>,
@@ -230,6 +242,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             limits: settings.limits,
             frontend: settings.frontend,
             cache_size: settings.cache_size,
+            wake_lookahead: settings.wake_lookahead,
             tls: settings.tls,
             authorization: settings.authorization,
             metrics,
@@ -314,15 +327,23 @@ fn dynamic_config_frontend(values: &[String]) -> anyhow::Result<sundial_server::
 /// host-wide mutable-state cache; Sundial's default is [`DEFAULT_CACHE_SIZE`]).
 ///
 /// [`DEFAULT_CACHE_SIZE`]: sundial_server::history::DEFAULT_CACHE_SIZE
-fn dynamic_config_cache_size(values: &[String]) -> anyhow::Result<usize> {
-    let mut size = sundial_server::history::DEFAULT_CACHE_SIZE;
+const CACHE_SIZE_KEY: &str = "history.hostLevelCacheMaxSize";
+/// `sundial.wakeIndexLookaheadMs`: how far ahead the wake index is read (Sundial's own key;
+/// tests shorten it so that sleeping runs leave memory and come back within seconds).
+const WAKE_LOOKAHEAD_KEY: &str = "sundial.wakeIndexLookaheadMs";
+
+/// The last value of `key` among the dynamic configuration values, a positive integer, or
+/// `default`.
+fn dynamic_config_positive(values: &[String], key: &str, default: usize) -> anyhow::Result<usize> {
+    let mut found = default;
     for kv in values {
-        if let Some(("history.hostLevelCacheMaxSize", value)) = kv.split_once('=') {
-            let key = "history.hostLevelCacheMaxSize";
-            size = usize::try_from(parse_positive(key, value)?).unwrap_or(usize::MAX);
+        if let Some((k, value)) = kv.split_once('=')
+            && k == key
+        {
+            found = usize::try_from(parse_positive(key, value)?).unwrap_or(usize::MAX);
         }
     }
-    Ok(size)
+    Ok(found)
 }
 
 /// A dynamic configuration value that must be a positive integer (quotes allowed).
@@ -385,7 +406,7 @@ fn dynamic_config_limits(values: &[String]) -> anyhow::Result<sundial_engine::Li
             "frontend.enableCancelWorkerPollsOnShutdown"
             | "worker.batcherRPS"
             | "frontend.MaxConcurrentBatchOperationPerNamespace" => {} // dynamic_config_frontend
-            "history.hostLevelCacheMaxSize" => {} // dynamic_config_cache_size
+            CACHE_SIZE_KEY | WAKE_LOOKAHEAD_KEY => {} // dynamic_config_positive
             _ => tracing::debug!(key, "dynamic config key not used by Sundial"),
         }
     }

@@ -73,6 +73,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         limits: sundial_engine::Limits::default(),
         frontend: sundial_server::FrontendSettings::default(),
         cache_size: sundial_server::history::DEFAULT_CACHE_SIZE,
+        wake_lookahead: sundial_server::history::DEFAULT_WAKE_LOOKAHEAD,
         tls: None,
         authorization: None,
         metrics,
