@@ -366,3 +366,147 @@ impl crate::Transition<'_> {
         self.time_out_workflow();
     }
 }
+
+#[cfg(test)]
+mod wake_tests {
+    use super::*;
+    use crate::state::{ActivityInfo, ChildInfo, ParentInfo, TimerInfo, WorkflowTaskInfo};
+
+    const RUNNING: i32 = 1;
+
+    fn running() -> ExecutionState {
+        ExecutionState {
+            status: RUNNING,
+            ..Default::default()
+        }
+    }
+
+    fn timer(fire_time_ms: i64) -> TimerInfo {
+        TimerInfo {
+            fire_time_ms,
+            started_event_id: fire_time_ms,
+            ..Default::default()
+        }
+    }
+
+    fn activity(attempt: i32, scheduled: i64, attempt_scheduled: i64) -> ActivityInfo {
+        ActivityInfo {
+            scheduled_event_id: 5,
+            attempt,
+            scheduled_time_ms: scheduled,
+            attempt_scheduled_time_ms: attempt_scheduled,
+            ..Default::default()
+        }
+    }
+
+    /// (what the run has) -> its wake index entry.
+    #[test]
+    fn the_wake_entry_is_at_start_for_work_to_hand_out_else_the_earliest_deadline() {
+        let started = ActivityInfo {
+            started_time_ms: 2_000,
+            start_to_close_ms: 1_000,
+            ..activity(1, 1_000, 1_000)
+        };
+        let paused = ActivityInfo {
+            paused: true,
+            ..activity(1, 1_000, 1_000)
+        };
+        let rows: Vec<(&str, ExecutionState, Wake)> = vec![
+            (
+                "closed",
+                ExecutionState {
+                    status: 2,
+                    timers: vec![timer(5_000)],
+                    ..Default::default()
+                },
+                Wake::OnDemand,
+            ),
+            ("waits for a signal", running(), Wake::OnDemand),
+            (
+                "a timer",
+                ExecutionState {
+                    timers: vec![timer(5_000)],
+                    ..running()
+                },
+                Wake::At(5_000),
+            ),
+            (
+                "a timer and an earlier run timeout",
+                ExecutionState {
+                    timers: vec![timer(5_000)],
+                    run_expiration_ms: 3_000,
+                    ..running()
+                },
+                Wake::At(3_000),
+            ),
+            (
+                "a workflow task",
+                ExecutionState {
+                    workflow_task: Some(WorkflowTaskInfo::default()),
+                    timers: vec![timer(5_000)],
+                    ..running()
+                },
+                Wake::AtStart,
+            ),
+            (
+                "an activity to dispatch",
+                ExecutionState {
+                    activities: vec![activity(1, 1_000, 1_000)],
+                    ..running()
+                },
+                Wake::AtStart,
+            ),
+            (
+                "an activity waiting out its retry backoff",
+                ExecutionState {
+                    activities: vec![activity(2, 1_000, 7_000)],
+                    ..running()
+                },
+                Wake::At(7_000),
+            ),
+            (
+                "a started activity",
+                ExecutionState {
+                    activities: vec![started],
+                    ..running()
+                },
+                Wake::At(3_000),
+            ),
+            (
+                "a paused activity",
+                ExecutionState {
+                    activities: vec![paused],
+                    ..running()
+                },
+                Wake::OnDemand,
+            ),
+            (
+                "a child",
+                ExecutionState {
+                    children: vec![ChildInfo::default()],
+                    ..running()
+                },
+                Wake::AtStart,
+            ),
+            (
+                "a parent",
+                ExecutionState {
+                    parent: Some(ParentInfo::default()),
+                    timers: vec![timer(5_000)],
+                    ..running()
+                },
+                Wake::AtStart,
+            ),
+        ];
+        for (case, state, expected) in rows {
+            assert_eq!(state.wake(), expected, "{case}");
+            // Whatever it has to hand out at any time, a deadline or start-up covers.
+            if state.wake() != Wake::AtStart {
+                assert!(
+                    state.workflow_task.is_none() && state.ready_tasks(i64::MIN).is_empty(),
+                    "{case}"
+                );
+            }
+        }
+    }
+}

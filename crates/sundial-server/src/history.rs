@@ -25,8 +25,8 @@ use sundial_engine::api::history::v1::HistoryEvent;
 use sundial_engine::api::workflowservice::v1::StartWorkflowExecutionRequest;
 use sundial_engine::start_policy::{self, StartDecision};
 use sundial_engine::{
-    Deadline, Effect, EngineError, ExecutionState, Inputs, Limits, Persist, Signal,
-    StartParams, Transition, WorkflowTaskRef,
+    Deadline, Effect, EngineError, ExecutionState, Inputs, Limits, Persist, Signal, StartParams,
+    Transition, WorkflowTaskRef,
 };
 use sundial_store::{
     Durability, EventRow, ExecutionRow, RowVersion, ShardFence, Store, StoreError, WriteBatch,
@@ -267,7 +267,9 @@ impl History {
     /// the more sleeping runs' deadlines stay in memory after they leave it; the shorter,
     /// the more often the index is read.
     pub fn set_wake_lookahead(&self, lookahead: std::time::Duration) {
-        let ms = i64::try_from(lookahead.as_millis()).unwrap_or(i64::MAX).max(1);
+        let ms = i64::try_from(lookahead.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
         self.wake_lookahead_ms
             .store(ms, std::sync::atomic::Ordering::Relaxed);
     }

@@ -331,11 +331,7 @@ pub(crate) async fn writes_under_a_lost_fence_are_refused(store: &dyn Store) {
     // Running runs load by slot range: the run's own slot finds it, the others do not.
     let slot = crate::shard::slot_of("default", "wf");
     assert_eq!(
-        store
-            .load_runs_to_resume(slot..=slot)
-            .await
-            .unwrap()
-            .len(),
+        store.load_runs_to_resume(slot..=slot).await.unwrap().len(),
         1
     );
     let others = if slot == 0 {
@@ -343,13 +339,7 @@ pub(crate) async fn writes_under_a_lost_fence_are_refused(store: &dyn Store) {
     } else {
         0..=slot - 1
     };
-    assert!(
-        store
-            .load_runs_to_resume(others)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.load_runs_to_resume(others).await.unwrap().is_empty());
 }
 
 /// Batch operation jobs: a record part and target pages, read apart.
@@ -777,10 +767,17 @@ async fn the_wake_index_finds_runs_by_time_and_resumes_the_busy(store: &dyn Stor
     };
     store.commit(only(closed)).await.unwrap().unwrap();
     let middle = runs.iter().find(|r| r.run_id == "middle").unwrap();
-    store.commit(only(next(middle, 1, 8))).await.unwrap().unwrap();
+    store
+        .commit(only(next(middle, 1, 8)))
+        .await
+        .unwrap()
+        .unwrap();
     let resumed = store.load_runs_to_resume(ALL_SLOTS).await.unwrap();
     assert_eq!(
-        resumed.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+        resumed
+            .iter()
+            .map(|r| r.run_id.as_str())
+            .collect::<Vec<_>>(),
         ["busy"]
     );
     assert_eq!(resumed[0].wake_at, Some(crate::RESUME_AT_START));
@@ -816,7 +813,10 @@ async fn the_wake_index_finds_runs_by_time_and_resumes_the_busy(store: &dyn Stor
     assert!(after_all.is_empty(), "{after_all:?}");
     // Only the slots asked for.
     let slot = crate::shard::slot_of("default", "w-late");
-    let own = store.load_wakeups(slot..=slot, None, i64::MAX, 10).await.unwrap();
+    let own = store
+        .load_wakeups(slot..=slot, None, i64::MAX, 10)
+        .await
+        .unwrap();
     assert_eq!(own, [key(3_000, "late")]);
     // The loaded row carries its entry.
     let late = store.load_run("late").await.unwrap().unwrap();

@@ -106,6 +106,10 @@ pub struct ExecutionRow {
 
 /// The wake index's value for a run that must be loaded when a server starts.
 pub const RESUME_AT_START: i64 = 0;
+/// The earliest wake time: a page of [`Store::load_wakeups`] starts at least here, which
+/// both leaves out [`RESUME_AT_START`] and gives the index scan its lower bound (a row-value
+/// bound alone would make SQLite scan from the index's start).
+pub const FIRST_WAKE_TIME: i64 = 1;
 
 /// A run's place in the wake index: its wake time, then its id (the index's order).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

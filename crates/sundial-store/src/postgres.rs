@@ -14,9 +14,9 @@ use crate::postgres_query::Postgres;
 use crate::query_sql;
 use crate::sqlite::page_of;
 use crate::{
-    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
-    PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease, SqlValue, Store,
-    StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
+    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, FIRST_WAKE_TIME,
+    NamespaceRow, PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease,
+    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
 };
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -157,12 +157,13 @@ BEGIN
     RETURN matched;
 END $$;
 ",
-    // 3: the wake index. Runs written before it are loaded at start-up, as they always were;
-    // each gets its own entry with its next write.
+    // 3: the wake index, which replaces the index of running runs. Runs written before it are
+    // loaded at start-up, as they always were; each gets its own entry with its next write.
     "
 ALTER TABLE executions ADD COLUMN wake_at BIGINT;
 UPDATE executions SET wake_at = 0 WHERE status = 1;
 CREATE INDEX executions_wake ON executions(wake_at, run_id) WHERE status = 1 AND wake_at IS NOT NULL;
+DROP INDEX executions_running;
 ",
 ];
 
@@ -1091,19 +1092,20 @@ impl Store for PostgresStore {
         limit: usize,
     ) -> Result<Vec<WakeKey>, StoreError> {
         let (after_ms, after_run) = match after {
-            Some(key) => (key.at_ms, key.run_id.as_str()),
-            None => (RESUME_AT_START, ""),
+            Some(key) => (key.at_ms.max(FIRST_WAKE_TIME), key.run_id.as_str()),
+            None => (FIRST_WAKE_TIME, ""),
         };
         let (first, last) = (*slots.start() as i32, *slots.end() as i32);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let sql = format!(
-            "SELECT wake_at, run_id FROM executions
-             WHERE status = 1 AND wake_at IS NOT NULL AND wake_at > {RESUME_AT_START}
+        let sql = "SELECT wake_at, run_id FROM executions
+             WHERE status = 1 AND wake_at IS NOT NULL AND wake_at >= $1
                 AND (wake_at, run_id) > ($1, $2) AND wake_at <= $3 AND slot BETWEEN $4 AND $5
-             ORDER BY wake_at, run_id LIMIT $6"
-        );
+             ORDER BY wake_at, run_id LIMIT $6";
         let rows = self
-            .query(&sql, &[&after_ms, &after_run, &until_ms, &first, &last, &limit])
+            .query(
+                sql,
+                &[&after_ms, &after_run, &until_ms, &first, &last, &limit],
+            )
             .await?;
         Ok(rows
             .iter()

@@ -8,9 +8,9 @@ use crate::group::{self, Health, Job};
 use crate::query_sql;
 use crate::sqlite_query::Sqlite;
 use crate::{
-    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
-    PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease, SqlValue, Store,
-    StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
+    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, FIRST_WAKE_TIME,
+    NamespaceRow, PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease,
+    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS shards (
     expires_ms INTEGER NOT NULL
 );
 DROP INDEX IF EXISTS executions_by_status;
-CREATE INDEX IF NOT EXISTS executions_running ON executions(seq) WHERE status = 1;
+DROP INDEX IF EXISTS executions_running;
 CREATE TABLE IF NOT EXISTS visibility (
     run_id TEXT PRIMARY KEY,
     namespace TEXT NOT NULL,
@@ -186,7 +186,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if found < 5 {
         // Runs written before the index are loaded at start-up, as they always were; each
         // gets its own entry with its next write.
-        conn.execute("UPDATE executions SET wake_at = ?1 WHERE status = 1", [RESUME_AT_START])?;
+        conn.execute(
+            "UPDATE executions SET wake_at = ?1 WHERE status = 1",
+            [RESUME_AT_START],
+        )?;
     }
     // The literals `status = 1` and `wake_at IS NOT NULL` in a query let SQLite use it.
     conn.execute_batch(
@@ -624,7 +627,7 @@ fn write_batch(
                 ])?;
             }
             Some(previous) => {
-                let written = replace_execution(&tx, e, &previous)?;
+                let written = replace_execution(tx, e, &previous)?;
                 if written == 0 {
                     let exists = tx
                         .prepare_cached("SELECT 1 FROM executions WHERE run_id = ?1")?
@@ -842,20 +845,27 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<WakeKey>, StoreError> {
         let (after_ms, after_run) = match after {
-            Some(key) => (key.at_ms, key.run_id.clone()),
-            None => (RESUME_AT_START, String::new()),
+            Some(key) => (key.at_ms.max(FIRST_WAKE_TIME), key.run_id.clone()),
+            None => (FIRST_WAKE_TIME, String::new()),
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
+            let mut stmt = conn.prepare_cached(
                 "SELECT wake_at, run_id FROM executions
-                 WHERE status = 1 AND wake_at IS NOT NULL AND wake_at > {RESUME_AT_START}
+                 WHERE status = 1 AND wake_at IS NOT NULL AND wake_at >= ?1
                     AND (wake_at, run_id) > (?1, ?2) AND wake_at <= ?3
                     AND slot BETWEEN ?4 AND ?5
-                 ORDER BY wake_at, run_id LIMIT ?6"
-            ))?;
+                 ORDER BY wake_at, run_id LIMIT ?6",
+            )?;
             let rows = stmt.query_map(
-                params![after_ms, after_run, until_ms, slots.start(), slots.end(), limit],
+                params![
+                    after_ms,
+                    after_run,
+                    until_ms,
+                    slots.start(),
+                    slots.end(),
+                    limit
+                ],
                 |r| {
                     Ok(WakeKey {
                         at_ms: r.get(0)?,

@@ -120,9 +120,7 @@ impl Store for FaultyStore {
         until_ms: i64,
         limit: usize,
     ) -> Result<Vec<crate::WakeKey>, StoreError> {
-        self.inner
-            .load_wakeups(slots, after, until_ms, limit)
-            .await
+        self.inner.load_wakeups(slots, after, until_ms, limit).await
     }
 
     fn shard_count(&self) -> u32 {

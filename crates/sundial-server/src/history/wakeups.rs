@@ -103,19 +103,20 @@ impl History {
     }
 
     /// One step of the reader towards `target`: reads at most about [`PAGE`] entries past
-    /// the cursor (more only when they share one millisecond), after moving the horizon to
-    /// the time it reads up to (when `move_horizon`), and hands the runs not in memory to
-    /// the timer loop as wake-ups.
+    /// the cursor (more only when they share one millisecond) and hands the runs not in
+    /// memory to the timer loop as wake-ups. `paced` (the wall clock): first moves the
+    /// horizon to the time it reads up to, and reads nothing while the loop holds
+    /// [`MAX_WAKES_HELD`] wake-ups.
     async fn read_wakeups(
         &self,
         cursor: &mut Cursor,
         target: i64,
-        move_horizon: bool,
+        paced: bool,
     ) -> Result<Step, ServiceError> {
         if cursor.read_to >= target {
             return Ok(Step::Done);
         }
-        if self.timers.wakes_pending() >= MAX_WAKES_HELD {
+        if paced && self.timers.wakes_pending() >= MAX_WAKES_HELD {
             return Ok(Step::Behind);
         }
         let after = cursor.after();
@@ -133,7 +134,7 @@ impl History {
                 cut_short = true;
             }
         }
-        if move_horizon {
+        if paced {
             self.timers.advance_horizon(until);
         }
         for slots in &cursor.slots {
