@@ -27,6 +27,7 @@
 //! (50 by default, as the reference): when the request names none, or more, the server's
 //! limit applies.
 
+use crate::detached::run_detached;
 use crate::error::ServiceError;
 use crate::history::{History, ResetRequest};
 use futures::StreamExt;
@@ -158,8 +159,12 @@ pub struct Batcher {
     history: Arc<History>,
     store: Arc<dyn Store>,
     settings: BatchSettings,
-    /// Every job's latest record (what the store holds, or is about to).
-    jobs: Mutex<HashMap<JobKey, BatchJob>>,
+    /// Every job's latest committed record. A change is computed on a copy, committed, and
+    /// only then installed here.
+    jobs: Arc<Mutex<HashMap<JobKey, BatchJob>>>,
+    /// Held from computing a change (a new job or a new record) until it is installed, so
+    /// that changes are decided on the record last committed and installed in commit order.
+    changes: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn record_row(job: &BatchJob) -> BatchJobRow {
@@ -194,7 +199,8 @@ impl Batcher {
             history,
             store,
             settings,
-            jobs: Mutex::new(jobs),
+            jobs: Arc::new(Mutex::new(jobs)),
+            changes: Arc::new(tokio::sync::Mutex::new(())),
         });
         for key in running {
             tracing::info!(namespace = %key.0, job_id = %key.1, "resuming batch job");
@@ -239,8 +245,9 @@ impl Batcher {
                 data: Some(data),
             });
         }
+        let serial = self.changes.clone().lock_owned().await;
         let receipt = {
-            let mut jobs = self.jobs.lock();
+            let jobs = self.jobs.lock();
             if jobs.contains_key(&key) {
                 return Err(ServiceError::AlreadyExistsPlain(format!(
                     "a batch operation with job ID {} already exists",
@@ -256,18 +263,21 @@ impl Batcher {
                     "Max concurrent batch operations is reached".into(),
                 ));
             }
-            jobs.insert(key.clone(), job);
             self.store.commit(batch)
         };
-        let committed = receipt
-            .await
-            .unwrap_or(Err(sundial_store::StoreError::Closed));
-        if let Err(e) = committed {
-            self.jobs.lock().remove(&key);
-            return Err(e.into());
-        }
-        self.spawn(key);
-        Ok(())
+        // Once queued, the commit is carried out and installed whether or not the caller
+        // still waits.
+        let me = self.clone();
+        run_detached(async move {
+            let _serial = serial;
+            receipt
+                .await
+                .unwrap_or(Err(sundial_store::StoreError::Closed))?;
+            me.jobs.lock().insert(key.clone(), job);
+            me.spawn(key);
+            Ok(())
+        })
+        .await
     }
 
     /// A job's record.
@@ -314,35 +324,40 @@ impl Batcher {
         Ok(())
     }
 
-    /// Changes job `key` under the jobs lock and commits its new record, fenced by the job's
-    /// ownership (taken before the lock). `change` is given the job (None: it is gone) and
-    /// answers whether there is a change to store; `Ok(false)`, or a job that is gone, commits
-    /// nothing. The answer is whether a record was committed.
+    /// Changes job `key`: `change` is given a copy of its record (None: it is gone) and
+    /// answers whether there is a change to store; the new record is committed, fenced by the
+    /// job's ownership, and installed once committed (also when the caller gives up
+    /// meanwhile). `Ok(false)`, or a job that is gone, commits nothing; a failed commit
+    /// installs nothing. The answer is whether a record was committed.
     async fn change_job(
         &self,
         key: &JobKey,
         change: impl FnOnce(Option<&mut BatchJob>) -> Result<bool, ServiceError>,
     ) -> Result<bool, ServiceError> {
         let fence = self.history.fence(&key.0, &key.1)?;
-        let receipt = {
-            let mut jobs = self.jobs.lock();
-            let mut job = jobs.get_mut(key);
-            if !change(job.as_deref_mut())? {
-                return Ok(false);
-            }
-            let Some(job) = job else {
-                return Ok(false);
-            };
-            self.store.commit(WriteBatch {
-                batch_jobs: vec![record_row(job)],
-                fence: Some(fence),
-                ..Default::default()
-            })
+        let serial = self.changes.clone().lock_owned().await;
+        let mut job = self.jobs.lock().get(key).cloned();
+        if !change(job.as_mut())? {
+            return Ok(false);
+        }
+        let Some(job) = job else {
+            return Ok(false);
         };
-        receipt
-            .await
-            .unwrap_or(Err(sundial_store::StoreError::Closed))?;
-        Ok(true)
+        let receipt = self.store.commit(WriteBatch {
+            batch_jobs: vec![record_row(&job)],
+            fence: Some(fence),
+            ..Default::default()
+        });
+        let (jobs, key) = (self.jobs.clone(), key.clone());
+        run_detached(async move {
+            let _serial = serial;
+            receipt
+                .await
+                .unwrap_or(Err(sundial_store::StoreError::Closed))?;
+            jobs.lock().insert(key, job);
+            Ok(true)
+        })
+        .await
     }
 
     fn spawn(self: &Arc<Self>, key: JobKey) {
@@ -619,5 +634,57 @@ impl Batcher {
                 "batch reset to a build id is not supported".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sundial_store::testing::Fault;
+    use sundial_store::{FaultyStore, SqliteStore, StoreError};
+
+    /// A job with no targets, so it runs nothing on its own before a test changes it.
+    fn job(job_id: &str) -> BatchJob {
+        BatchJob {
+            request: Some(StartBatchOperationRequest {
+                namespace: "default".into(),
+                job_id: job_id.into(),
+                ..Default::default()
+            }),
+            state: BatchOperationState::Running as i32,
+            rps: 1.0,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_whose_commit_fails_leaves_the_job_as_stored() {
+        let faulty = FaultyStore::new(Arc::new(SqliteStore::open(None).unwrap()));
+        let history = crate::history::history_over(faulty.clone()).await;
+        let batcher = Batcher::start(history, faulty.clone(), BatchSettings::default())
+            .await
+            .unwrap();
+        // A failed start leaves no job behind.
+        faulty.inject(
+            1,
+            Fault::Fail(StoreError::Backend("disk on fire".into())),
+            |_| true,
+        );
+        assert!(batcher.submit(job("lost"), Vec::new()).await.is_err());
+        assert!(batcher.get("default", "lost").is_none());
+        // A stop whose commit fails changes nothing; the next one stops the job.
+        batcher.submit(job("j"), Vec::new()).await.unwrap();
+        let stored = batcher.get("default", "j").unwrap();
+        faulty.inject(
+            1,
+            Fault::Fail(StoreError::Backend("disk on fire".into())),
+            |_| true,
+        );
+        assert!(batcher.stop("default", "j").await.is_err());
+        let after = batcher.get("default", "j").unwrap();
+        assert_eq!(after.state, stored.state, "memory moved ahead of the store");
+        batcher.stop("default", "j").await.unwrap();
+        let stopped = batcher.get("default", "j").unwrap();
+        assert_eq!(stopped.state, BatchOperationState::Failed as i32);
     }
 }

@@ -1348,6 +1348,31 @@ impl History {
     }
 }
 
+/// A history role over `store` (wall clock, default limits, every shard), for unit tests.
+#[cfg(test)]
+pub(crate) async fn history_over(store: Arc<dyn Store>) -> Arc<History> {
+    let (timers, _fired) = Timers::start(Clock::Wall);
+    let visibility = Arc::new(
+        crate::visibility::SearchAttributes::load(store.clone())
+            .await
+            .expect("search attributes of the test store"),
+    );
+    let ownership = Arc::new(
+        crate::ownership::Ownership::take_all(&*store, 0)
+            .await
+            .expect("the test store's shards"),
+    );
+    History::new(
+        store,
+        Matching::new(),
+        timers,
+        Limits::default(),
+        visibility,
+        Clock::Wall,
+        ownership,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1359,28 +1384,7 @@ mod tests {
     use sundial_store::testing::Fault;
     use sundial_store::{FaultyStore, SqliteStore};
 
-    async fn history_over(store: Arc<dyn Store>) -> Arc<History> {
-        let (timers, _fired) = Timers::start(Clock::Wall);
-        let visibility = Arc::new(
-            crate::visibility::SearchAttributes::load(store.clone())
-                .await
-                .unwrap(),
-        );
-        let ownership = Arc::new(
-            crate::ownership::Ownership::take_all(&*store, 0)
-                .await
-                .unwrap(),
-        );
-        History::new(
-            store,
-            Matching::new(),
-            timers,
-            Limits::default(),
-            visibility,
-            Clock::Wall,
-            ownership,
-        )
-    }
+    use super::history_over;
 
     fn start_request(workflow_id: &str) -> StartWorkflowExecutionRequest {
         StartWorkflowExecutionRequest {
