@@ -118,6 +118,17 @@ pub struct WakeKey {
     pub run_id: String,
 }
 
+impl WakeKey {
+    /// Where a page of [`Store::load_wakeups`] that comes after `after` starts: the time
+    /// (at least [`FIRST_WAKE_TIME`]) and the run id, both exclusive together.
+    pub fn page_start(after: Option<&WakeKey>) -> (i64, &str) {
+        match after {
+            Some(key) => (key.at_ms.max(FIRST_WAKE_TIME), key.run_id.as_str()),
+            None => (FIRST_WAKE_TIME, ""),
+        }
+    }
+}
+
 /// What a conditional write expects to find in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowVersion {

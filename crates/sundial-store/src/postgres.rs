@@ -14,9 +14,9 @@ use crate::postgres_query::Postgres;
 use crate::query_sql;
 use crate::sqlite::page_of;
 use crate::{
-    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, FIRST_WAKE_TIME,
-    NamespaceRow, PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease,
-    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
+    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
+    PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease, SqlValue, Store,
+    StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
 };
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -1091,10 +1091,7 @@ impl Store for PostgresStore {
         until_ms: i64,
         limit: usize,
     ) -> Result<Vec<WakeKey>, StoreError> {
-        let (after_ms, after_run) = match after {
-            Some(key) => (key.at_ms.max(FIRST_WAKE_TIME), key.run_id.as_str()),
-            None => (FIRST_WAKE_TIME, ""),
-        };
+        let (after_ms, after_run) = WakeKey::page_start(after);
         let (first, last) = (*slots.start() as i32, *slots.end() as i32);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = "SELECT wake_at, run_id FROM executions

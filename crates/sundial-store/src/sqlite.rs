@@ -8,9 +8,9 @@ use crate::group::{self, Health, Job};
 use crate::query_sql;
 use crate::sqlite_query::Sqlite;
 use crate::{
-    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, FIRST_WAKE_TIME,
-    NamespaceRow, PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease,
-    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
+    BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
+    PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease, SqlValue, Store,
+    StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -844,10 +844,8 @@ impl Store for SqliteStore {
         until_ms: i64,
         limit: usize,
     ) -> Result<Vec<WakeKey>, StoreError> {
-        let (after_ms, after_run) = match after {
-            Some(key) => (key.at_ms.max(FIRST_WAKE_TIME), key.run_id.clone()),
-            None => (FIRST_WAKE_TIME, String::new()),
-        };
+        let (after_ms, after_run) = WakeKey::page_start(after);
+        let after_run = after_run.to_string();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
