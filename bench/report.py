@@ -278,8 +278,8 @@ def sleepers_section(Z: dict, S: dict) -> list[str]:
     if db:
         row("database bytes per sleeping workflow (file + -wal)", fmt(db.get("bytes_per_sleeper"), " B"), "reported")
         row("  database file, -wal file", f"{fmt((db.get('db_bytes') or 0) / 1e6, ' MB')}, {fmt((db.get('wal_bytes') or 0) / 1e6, ' MB')}")
-        if db.get("bytes_per_sleeper_after_stop") is not None:
-            row("  per sleeping workflow after the stop (-wal checkpointed)", fmt(db.get("bytes_per_sleeper_after_stop"), " B"))
+        if db.get("checkpointed_bytes_per_sleeper"):
+            row("  pages in use per sleeping workflow, -wal checkpointed after the restart", fmt(db.get("checkpointed_bytes_per_sleeper"), " B"))
     if restart:
         row("restart: start to ready", fmt(restart.get("ready_ms"), " ms") if restart.get("ok") else status(restart), "≤ 1 s")
         row(f"restart: RSS {fmt(restart.get('idle_wait_s'))} s after ready", fmt(restart.get("idle_rss_mb"), " MB"), "≤ 300 MB")

@@ -90,8 +90,8 @@ struct Args {
     /// PID of the server process, for CPU seconds and peak RSS of the measured phase.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Give up on the measured phase after this many seconds (sleepers: after the last start
-    /// for arming, after the last timer's due time for completing).
+    /// Give up on the measured phase after this many seconds (sleepers: when no more workflow
+    /// was armed, or completed after the first timer was due, for this many seconds).
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
     /// Scenario name printed in the JSON line.

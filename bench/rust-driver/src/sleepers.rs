@@ -33,10 +33,11 @@ use crate::{RssSampler, cpu_seconds, percentile, round3, rss_kib};
 const MEASURED: usize = 0;
 const PROBE: usize = 1;
 
-/// One bit per workflow index, plus the number of distinct bits set.
+/// One bit per workflow index, plus the number of distinct bits set and when the first was.
 struct Marks {
     words: Vec<AtomicU64>,
     count: AtomicU64,
+    first_at: OnceLock<Instant>,
 }
 
 impl Marks {
@@ -44,6 +45,7 @@ impl Marks {
         Marks {
             words: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             count: AtomicU64::new(0),
+            first_at: OnceLock::new(),
         }
     }
 
@@ -53,6 +55,7 @@ impl Marks {
         };
         let bit = 1u64 << (index % 64);
         if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            self.first_at.get_or_init(Instant::now);
             self.count.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -114,8 +117,8 @@ pub struct Options {
     /// Timer length; `None` in `fire` mode = derived from a probe batch.
     pub timer_s: Option<f64>,
     pub server_pid: Option<u32>,
-    /// Seconds to wait for all to be armed after the last start (and, in `fire` mode, for all
-    /// to complete after the last timer was due).
+    /// Give up waiting for all to be armed (or, in `fire` mode, completed, counted from the
+    /// first timer's due time) when none more was for this many seconds.
     pub timeout_s: u64,
     /// Seconds between "all armed" and the memory reading of `arm` mode.
     pub rss_wait_s: f64,
@@ -174,11 +177,24 @@ async fn start_all(
     (errors.len(), errors.into_iter().next())
 }
 
-/// Waits until `count()` reaches `target` or the deadline passes; returns the last count.
-async fn wait_count(count: impl Fn() -> usize, target: usize, deadline: Instant) -> usize {
+/// Waits until `count()` reaches `target`, or, once `not_before` has passed, until it has not
+/// grown for `stall`; returns the last count.
+async fn wait_count(
+    count: impl Fn() -> usize,
+    target: usize,
+    not_before: Instant,
+    stall: Duration,
+) -> usize {
+    let mut last = count();
+    let mut last_change = Instant::now();
     loop {
         let c = count();
-        if c >= target || Instant::now() >= deadline {
+        let now = Instant::now();
+        if c != last {
+            last = c;
+            last_change = now;
+        }
+        if c >= target || (now >= not_before && now >= last_change.max(not_before) + stall) {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -294,9 +310,10 @@ pub async fn run(
         (_, Some(d)) => d,
         (Mode::Arm, None) => 86_400.0,
         (Mode::Fire, None) => {
-            // The probe's arming rate (start calls plus the worker's first workflow tasks)
-            // estimates how long arming W takes; the measured timers are 1.5 times that plus
-            // 10 s, so that the last one is armed before the first fires.
+            // The probe's arming rate (start calls plus the worker's first workflow tasks,
+            // from the first armed to the last, so without the worker's first poll) estimates
+            // how long arming W takes; the measured timers are 1.5 times that plus 10 s, so
+            // that the last one is armed before the first fires.
             let t = Instant::now();
             let (failed, first) = start_all(
                 client,
@@ -314,15 +331,24 @@ pub async fn run(
                     first.unwrap_or_default()
                 ));
             }
-            let deadline = Instant::now() + Duration::from_secs(o.timeout_s);
-            if wait_count(|| probe.armed.count(), probe_n, deadline).await < probe_n {
-                return Err("probe: not all armed in time".into());
+            let stall = Duration::from_secs(o.timeout_s);
+            if wait_count(|| probe.armed.count(), probe_n, Instant::now(), stall).await < probe_n {
+                return Err(format!(
+                    "probe: not all armed (none more for {} s)",
+                    o.timeout_s
+                ));
             }
-            let rate = probe_n as f64 / t.elapsed().as_secs_f64().max(0.001);
+            let since = probe.armed.first_at.get().copied().unwrap_or(t);
+            let rate =
+                probe_n.saturating_sub(1).max(1) as f64 / since.elapsed().as_secs_f64().max(0.001);
             probe_rate = Some(rate);
             // Let the probe's timers fire and its workflows finish before the measured run.
-            if wait_count(|| probe.fired.count(), probe_n, deadline).await < probe_n {
-                return Err("probe: not all fired in time".into());
+            let due = t + Duration::from_secs(1);
+            if wait_count(|| probe.fired.count(), probe_n, due, stall).await < probe_n {
+                return Err(format!(
+                    "probe: not all fired (none more for {} s)",
+                    o.timeout_s
+                ));
             }
             (1.5 * o.n as f64 / rate + 10.0).ceil()
         }
@@ -348,8 +374,9 @@ pub async fn run(
 
     // All armed: every started workflow marked by the worker, then the last ones' histories
     // show TimerStarted (the worker's commands reached the server).
-    let arm_deadline = Instant::now() + Duration::from_secs(o.timeout_s);
-    let armed_counted = wait_count(|| measured.armed.count(), started, arm_deadline).await;
+    let stall = Duration::from_secs(o.timeout_s);
+    let armed_counted = wait_count(|| measured.armed.count(), started, Instant::now(), stall).await;
+    let arm_deadline = Instant::now() + stall;
     let check_ids: Vec<String> = (o.n.saturating_sub(o.arm_check)..o.n)
         .map(|i| workflow_id(&prefix, MEASURED, i))
         .collect();
@@ -382,7 +409,7 @@ pub async fn run(
     let mut ok = failed == 0 && all_armed;
     let mut error = (!all_armed).then(|| {
         format!(
-            "not all armed within {} s of the last start: {armed_counted} of {started} marked, \
+            "not all armed (none more for {} s): {armed_counted} of {started} marked, \
              {checked_armed} of the last {} with TimerStarted",
             o.timeout_s,
             checked.len()
@@ -400,10 +427,9 @@ pub async fn run(
             out["probe_armed_rate_per_s"] = json!(probe_rate.map(round3));
             out["all_armed_before_first_fire"] = json!(all_armed && armed_all < timer_s);
             out["server_rss_all_sleeping_mb"] = json!(mb(o.server_pid.and_then(rss_kib)));
-            // The last timer is due D after the last start.
-            let due_last = t0 + Duration::from_secs_f64(start_phase + timer_s);
-            let fire_deadline = due_last + Duration::from_secs(o.timeout_s);
-            let completed = wait_count(|| measured.fired.count(), started, fire_deadline).await;
+            // The first timer is due D after the first start.
+            let due_first = t0 + Duration::from_secs_f64(timer_s);
+            let completed = wait_count(|| measured.fired.count(), started, due_first, stall).await;
             let t_done = t0.elapsed().as_secs_f64();
             out["completed"] = json!(completed);
             out["wall_s"] = json!(round3(t_done));
@@ -413,7 +439,7 @@ pub async fn run(
             out["fire_rate_per_s"] = json!(round3(completed as f64 / fire_phase));
             if completed < started && error.is_none() {
                 error = Some(format!(
-                    "{completed} of {started} completed within {} s of the last timer's due time",
+                    "{completed} of {started} completed (none more for {} s)",
                     o.timeout_s
                 ));
             }
