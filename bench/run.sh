@@ -81,7 +81,7 @@ while [ $# -gt 0 ]; do
         --sleepers|--timers-hold) SLEEPERS="$2"; shift ;;
         --sleepers-fire) SLEEPERS_FIRE="$2"; shift ;;
         --) shift; EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,55p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
