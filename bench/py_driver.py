@@ -837,8 +837,6 @@ async def sc_timers(ctx: Ctx, w: int) -> dict:
 
     d = a.timer_sleep
     probe_rate = None
-    if a.timers_arm_only:
-        return await _timers_arm_only(ctx, w, d or 3600.0, start_one)
     if d is None:
         # Probe: how fast do sleepers get started *and armed* (the worker's first task
         # completes)? Their full run (two workflow tasks around a 1 s timer) gives a
@@ -948,40 +946,6 @@ async def _wait_armed(handles: list, deadline: float) -> int:
         if armed == len(handles) or time.perf_counter() > deadline:
             return armed
         await asyncio.sleep(0.2)
-
-
-async def _timers_arm_only(ctx: Ctx, w: int, d: float, start_one) -> dict:
-    """Memory only: start W sleepers on a long timer, measure the server with all of them
-    asleep, and leave them sleeping (the server is expected to be thrown away after)."""
-
-    await start_sampling(ctx)
-    t0 = time.perf_counter()
-    handles = await asyncio.gather(*(start_one(d, "timer") for _ in range(w)), return_exceptions=True)
-    t1 = time.perf_counter()
-    errors = [f"{type(h).__name__}: {h}" for h in handles if isinstance(h, BaseException)]
-    handles = [h for h in handles if not isinstance(h, BaseException)]
-    # The last workflows' first tasks (which arm the timers) complete shortly after their
-    # starts; check on the last ones.
-    tail = handles[-50:]
-    armed = await _wait_armed(tail, deadline=time.perf_counter() + 900.0)
-    t2 = time.perf_counter()
-    await asyncio.sleep(2.0)
-    rss = ctx.sampler.now_rss()
-    return {
-        "n": w,
-        "timer_s": d,
-        "arm_only": True,
-        "start_phase_s": _r(t1 - t0),
-        "start_rate_per_s": _r(w / (t1 - t0)),
-        "armed_all_s": _r(t2 - t0),
-        "armed_rate_per_s": _r(w / (t2 - t0)),
-        "last_50_armed": armed,
-        "server_rss_all_sleeping_mb": _r(rss),
-        "started": len(handles),
-        "failed": len(errors),
-        "first_error": errors[0] if errors else None,
-        "ok": not errors and armed == len(tail),
-    }
 
 
 async def sc_fsync(ctx: Ctx, n: int) -> dict:
@@ -1242,8 +1206,6 @@ def main() -> int:
     p.add_argument("--timers", type=int, default=10000, help="workflows sleeping at once (up to 100000)")
     p.add_argument("--timer-sleep", type=float, default=None, help="timer duration in s (default: from a probe)")
     p.add_argument("--timer-min-sleep", type=float, default=5.0)
-    p.add_argument("--timers-arm-only", action="store_true",
-                   help="timers: only start W sleepers (default timer 1 h) and measure memory; do not wait")
     p.add_argument("--start-concurrency", type=int, default=200, help="starts in flight (timers)")
     p.add_argument("--result-concurrency", type=int, default=200, help="result waits in flight (timers)")
     p.add_argument("--history-sample", type=int, default=200, help="histories read for server fire delay")

@@ -235,6 +235,74 @@ def pg_section(S: dict, P: dict, T: dict) -> list[str]:
     return L
 
 
+def sleepers_section(Z: dict, S: dict) -> list[str]:
+    """Scenario sleepers (issue 17): W asleep on a one-day timer, a restart with them, then
+    W' on a short timer all fired. Z: the scenario's JSON lines by name; S: Sundial's
+    side-by-side results (for today's fire delay of the timers scenario)."""
+    arm, db = Z.get("rust:sleepers_arm"), Z.get("sleepers_db")
+    restart, fire = Z.get("sleepers_restart"), Z.get("rust:sleepers_fire")
+    if not (arm or fire):
+        return []
+
+    def status(d: dict | None) -> str:
+        if not d:
+            return "not run"
+        return "ok" if d.get("ok") else "FAILED: " + str(d.get("error") or d.get("first_error"))
+
+    n = (arm or {}).get("n")
+    L = [f"### Sundial alone: scenario `sleepers`, {fmt(n)} workflows asleep" if n else "### Sundial alone: scenario `sleepers`", ""]
+    L.append(
+        "Sundial on SQLite, Rust SDK driver (bench/rust-driver `--scenario sleepers`). Each workflow sleeps on one timer, "
+        "then completes. (a) W workflows on a one-day timer on a fresh server and database file: the server's RSS 2 s "
+        "after the last is armed, the database (file + `-wal`) per sleeping workflow; (b) that server stopped (SIGTERM) "
+        "and started on the same file, every sleeper still running; (c) a fresh server and file, W' workflows on a timer "
+        "short enough to fire within the run (1.5 times the arming time estimated from a probe batch, plus 10 s), all "
+        "of them completed; the server fire delay is TimerFired time - TimerStarted time - D from an evenly spread "
+        "sample of histories. Targets from issue 17."
+    )
+    L.append("")
+    L.append("| | Sundial | target |")
+    L.append("|---|---:|---|")
+
+    def row(label: str, v: str, target: str = "") -> None:
+        L.append(f"| {label} | {v} | {target} |")
+
+    if arm:
+        rss = arm.get("server_rss_all_sleeping_mb")
+        row("workflows asleep (W)", fmt(arm.get("n")))
+        row("start calls per second", fmt(arm.get("start_rate_per_s"), " wf/s"))
+        row("all armed after", f"{fmt(arm.get('armed_all_s'), ' s')} ({fmt(arm.get('armed_rate_per_s'), ' wf/s')})")
+        row("server RSS while asleep", fmt(rss, " MB"), "≤ 300 MB")
+        row("  per sleeping workflow", fmt((rss or 0) * 1024 / max(1, arm.get("n") or 1), " KB") if rss else "—")
+        row("server peak RSS while arming", fmt(arm.get("server_peak_rss_mb"), " MB"))
+    if db:
+        row("database bytes per sleeping workflow (file + -wal)", fmt(db.get("bytes_per_sleeper"), " B"), "reported")
+        row("  database file, -wal file", f"{fmt((db.get('db_bytes') or 0) / 1e6, ' MB')}, {fmt((db.get('wal_bytes') or 0) / 1e6, ' MB')}")
+        if db.get("checkpointed_bytes_per_sleeper"):
+            row("  pages in use per sleeping workflow, -wal checkpointed after the restart", fmt(db.get("checkpointed_bytes_per_sleeper"), " B"))
+    if restart:
+        row("restart: start to ready", fmt(restart.get("ready_ms"), " ms") if restart.get("ok") else status(restart), "≤ 1 s")
+        row(f"restart: RSS {fmt(restart.get('idle_wait_s'))} s after ready", fmt(restart.get("idle_rss_mb"), " MB"), "≤ 300 MB")
+    if arm:
+        row("status (a)", status(arm))
+    if fire:
+        today = (S.get("timers") or {}).get("server_fire_delay_p99_ms")
+        row("fired (c): workflows W'", fmt(fire.get("n")))
+        row("  timer D", fmt(fire.get("timer_s"), " s") + (" (from a probe)" if fire.get("timer_from") == "probe" else ""))
+        row("  all armed before the first fired", fmt(fire.get("all_armed_before_first_fire")))
+        row("  server RSS with all asleep", fmt(fire.get("server_rss_all_sleeping_mb"), " MB"))
+        row("  completed / W'", f"{fmt(fire.get('completed'))} / {fmt(fire.get('n'))}", "all")
+        row("  fire phase (first timer due to last completed)", f"{fmt(fire.get('fire_phase_s'), ' s')} ({fmt(fire.get('fire_rate_per_s'), ' wf/s')})")
+        row("  server fire delay p50", fmt(fire.get("server_fire_delay_p50_ms"), " ms"))
+        row("  server fire delay p99", fmt(fire.get("server_fire_delay_p99_ms"), " ms"),
+            f"as today's ({fmt(today, ' ms')}, timers scenario above)" if today is not None else "as today's")
+        row("  server fire delay max", fmt(fire.get("server_fire_delay_max_ms"), " ms"))
+        row("  histories sampled", fmt(fire.get("server_delay_sample")))
+        row("status (c)", status(fire))
+    L.append("")
+    return L
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--sundial", required=True)
@@ -246,10 +314,12 @@ def main() -> int:
     p.add_argument("--sundial-desc", default="")
     p.add_argument("--sundial-pg", default="", help="JSON lines of Sundial on PostgreSQL")
     p.add_argument("--postgres-desc", default="", help="PostgreSQL version and settings")
+    p.add_argument("--sleepers", default="", help="JSON lines of scenario sleepers (Sundial alone)")
     a = p.parse_args()
 
     S, T = load(a.sundial), load(a.temporal)
     P = load(a.sundial_pg) if a.sundial_pg else {}
+    Z = load(a.sleepers) if a.sleepers else {}
     has_pg = bool(a.sundial_pg)
 
     # (label, scenario, key, higher_is_better, unit)
@@ -306,7 +376,7 @@ def main() -> int:
         ("Peak resident memory over the side-by-side scenarios", "peak", "server_peak_rss_mb", False, " MB"),
     ]
     for R in (S, T, P):
-        peaks = [d.get("server_peak_rss_mb") for k, d in R.items() if not k.startswith(("large_", "hold_")) and d.get("server_peak_rss_mb")]
+        peaks = [d.get("server_peak_rss_mb") for k, d in R.items() if not k.startswith("large_") and d.get("server_peak_rss_mb")]
         if peaks:
             R["peak"] = {"ok": True, "server_peak_rss_mb": max(peaks)}
 
@@ -416,27 +486,7 @@ def main() -> int:
             L.append(f"| {label} | {v} |")
         L.append("")
 
-    hold, restart = S.get("hold_timers"), S.get("restart_with_sleepers")
-    if hold:
-        L.append(f"### Sundial alone: {hold.get('n'):,} workflows left asleep, then a restart")
-        L.append("")
-        L.append(
-            "Each workflow sleeps on a 1 h timer; once the last ones are armed the server's memory is read, "
-            "then the server is stopped and started again on the same database (start-up loads every running execution)."
-            + (" Sundial on SQLite only (not run on PostgreSQL)." if has_pg else "")
-        )
-        L.append("")
-        L.append("| | Sundial |")
-        L.append("|---|---:|")
-        L.append(f"| start calls per second | {fmt(hold.get('start_rate_per_s'), ' wf/s')} |")
-        L.append(f"| all armed after | {fmt(hold.get('armed_all_s'), ' s')} ({fmt(hold.get('armed_rate_per_s'), ' wf/s')}) |")
-        L.append(f"| server RSS with all of them asleep | {fmt(hold.get('server_rss_all_sleeping_mb'), ' MB')} |")
-        L.append(f"| per sleeping workflow | {fmt((hold.get('server_rss_all_sleeping_mb') or 0) * 1024 / max(1, hold.get('n') or 1), ' KB')} |")
-        if restart:
-            L.append(f"| restart: start to ready | {fmt(restart.get('ready_ms'), ' ms')} |")
-            L.append(f"| restart: RSS 2 s after ready | {fmt(restart.get('idle_rss_mb'), ' MB')} |")
-        L.append(f"| status | {'ok' if hold.get('ok') else 'FAILED: ' + str(hold.get('error') or hold.get('first_error'))} |")
-        L.append("")
+    L.extend(sleepers_section(Z, S))
 
     # Per-scenario details.
     L.append("## Per scenario")
@@ -454,7 +504,7 @@ def main() -> int:
     L.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     order = []
     for R in (S, P, T):
-        order += [k for k in R if k not in order and k not in ("startup", "lifetime", "peak", "restart_with_sleepers")]
+        order += [k for k in R if k not in order and k not in ("startup", "lifetime", "peak")]
     names = (("Sundial", S), ("Sundial (PostgreSQL)", P), ("Temporal", T)) if has_pg else (("Sundial", S), ("Temporal", T))
     for sc in order:
         for name, R in names:

