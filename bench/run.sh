@@ -91,14 +91,15 @@ done
 # Idle RSS is read this long after a server is ready (shorter in the smoke run).
 IDLE_WAIT=2
 [ "$SMOKE" = 1 ] && IDLE_WAIT=0.5
-# Sleepers: 1,000,000 in a full run. The smoke run leaves them out unless given --sleepers W:
-# its cold debug build of bench/rust-driver takes some 10 minutes on this machine kind, and
-# the scenario itself 2 1/2-4 minutes at W = 10,000 with debug builds (the server and the
-# driver arm some 170-330 a second together here, depending on the other load; 20,000 took
-# 4 1/2-8 minutes, 100,000 would take over 20). 10,000 is the size meant for CI.
+# Sleepers: 1,000,000 in a full run; 10,000 in the smoke run (CI), with the sleepers' servers
+# keeping at most 1,000 runs in memory so that most of them leave it as at full size. With
+# debug builds the server and the driver arm some 170-330 a second together here, so 10,000
+# take 2 1/2-4 minutes (20,000 took 4 1/2-8, 100,000 would take over 20).
+SLEEPERS_CACHE=()
 if [ -z "$SLEEPERS" ]; then
-    if [ "$SMOKE" = 1 ]; then SLEEPERS=0; else SLEEPERS=1000000; fi
+    if [ "$SMOKE" = 1 ]; then SLEEPERS=10000; else SLEEPERS=1000000; fi
 fi
+[ "$SMOKE" = 1 ] && SLEEPERS_CACHE=(--dynamic-config-value history.hostLevelCacheMaxSize=1000)
 [ -n "$SLEEPERS_FIRE" ] || SLEEPERS_FIRE="$SLEEPERS"
 case "$SLEEPERS$SLEEPERS_FIRE" in
     *[!0-9]*) echo "bench/run.sh: --sleepers and --sleepers-fire take a number of workflows" >&2; exit 2 ;;
@@ -243,13 +244,20 @@ pg_create_db() {
 }
 
 # --- the Rust driver (throughput with --rust; scenario sleepers) --------------------------------
+# A workspace member: `cargo test --workspace` (scripts/test.sh) leaves the debug build the
+# smoke run uses; a full run builds it in release.
 RUST_BIN="${BENCH_RUST_BIN:-}"
 if [ -z "$RUST_BIN" ] && { [ "$RUST" = 1 ] || [ "$SLEEPERS" -gt 0 ]; }; then
-    rust_profile=release rust_flags=(--release)
-    [ "$SMOKE" = 1 ] && rust_profile=debug rust_flags=()
-    log "building bench/rust-driver ($rust_profile)"
-    if (cd bench/rust-driver && CARGO_TARGET_DIR="$REPO/target/bench-rust" cargo build "${rust_flags[@]}" >&2); then
-        RUST_BIN="$REPO/target/bench-rust/$rust_profile/sundial-bench-rust"
+    if [ "$SMOKE" = 1 ]; then
+        # Built the way scripts/test.sh builds everything (one feature set for the SDK).
+        [ -x target/debug/sundial-bench-rust ] || cargo test --workspace --no-run >&2
+        built=(true) rust_out="$REPO/target/debug/sundial-bench-rust"
+    else
+        built=(cargo build --release -p sundial-bench-rust) rust_out="$REPO/target/release/sundial-bench-rust"
+    fi
+    log "bench/rust-driver: $rust_out"
+    if "${built[@]}" >&2 && [ -x "$rust_out" ]; then
+        RUST_BIN="$rust_out"
     elif [ "$SMOKE" = 1 ]; then
         echo "bench/run.sh: the Rust driver did not build" >&2
         exit 1
@@ -270,7 +278,7 @@ sleepers_step() {
     db="$TMP/sleepers.db"
     log "sleepers: $SLEEPERS workflows asleep on a one-day timer"
     # shellcheck disable=SC2046
-    start_server sleepers "$port" $(sundial_cmd "$port" "$db") || return 1
+    start_server sleepers "$port" $(sundial_cmd "$port" "$db") "${SLEEPERS_CACHE[@]}" || return 1
     spid="$PID"
     "$RUST_BIN" --scenario sleepers --mode arm --address "127.0.0.1:$port" --n "$SLEEPERS" \
         --concurrency "$CONC" --timer-s 86400 --rss-wait-s 2 --server-pid "$spid" --timeout-s "$wait_s" \
@@ -282,7 +290,7 @@ sleepers_step() {
     log "sleepers: restart with $SLEEPERS asleep"
     # shellcheck disable=SC2046
     if line="$("$PY" bench/py_driver.py startup --label sleepers_restart --address "127.0.0.1:$port" \
-            --log "$TMP/sleepers.log" --idle-wait "$IDLE_WAIT" -- $(sundial_cmd "$port" "$db"))"; then
+            --log "$TMP/sleepers.log" --idle-wait "$IDLE_WAIT" -- $(sundial_cmd "$port" "$db") "${SLEEPERS_CACHE[@]}")"; then
         log "sleepers: restarted: $line"
     else
         log "sleepers: restart failed: $line"
@@ -310,7 +318,7 @@ print((q("page_count") - q("freelist_count")) * q("page_size"))' "$db" 2>/dev/nu
     db="$TMP/sleepers_fire.db"
     log "sleepers: $SLEEPERS_FIRE workflows on a short timer, all fired"
     # shellcheck disable=SC2046
-    start_server sleepers_fire "$port" $(sundial_cmd "$port" "$db") || return 1
+    start_server sleepers_fire "$port" $(sundial_cmd "$port" "$db") "${SLEEPERS_CACHE[@]}" || return 1
     spid="$PID"
     "$RUST_BIN" --scenario sleepers --mode fire --address "127.0.0.1:$port" --n "$SLEEPERS_FIRE" \
         --concurrency "$CONC" --server-pid "$spid" --timeout-s "$wait_s" --label sleepers_fire \
