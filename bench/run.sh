@@ -20,8 +20,8 @@
 # large timer runs (--timers-large, --sleepers) are Sundial-on-SQLite only.
 #
 # Scenario `sleepers` (issue 17; Sundial on SQLite alone, with the Rust driver, which is built
-# for it even without --rust: a debug build in the smoke run, which runs it only when asked
-# with --sleepers W): (a) W workflows armed on a one-day timer on a fresh server and database
+# for it even without --rust; the smoke run uses the debug build `cargo test --workspace`
+# leaves, with 10,000 sleepers through a 1,000-run cache): (a) W workflows armed on a one-day timer on a fresh server and database
 # file, the server's RSS read 2 s after the last is armed, the database size (file + -wal, and
 # the pages in use once checkpointed) per sleeping workflow; (b) that server stopped
 # (SIGTERM) and started again on the same file, timed to ready, its RSS 2 s after; (c) on
@@ -36,7 +36,7 @@
 # tens of per cent within minutes, and one short run catches only one moment of it), --concurrency C (default 100), --timers W (sleeping workflows on both
 # servers, default 500: the reference server arms only some 20-40 timers a second here),
 # --timers-large W (Sundial alone, default 10000, up to 100000; 0 skips it), --sleepers W
-# (scenario `sleepers`, above: default 1000000, 0 = skipped in the smoke run; 0 skips it;
+# (scenario `sleepers`, above: default 1000000, 10000 in the smoke run; 0 skips it;
 # --timers-hold is the same option), --sleepers-fire W' (workflows of its part (c), default W;
 # 0 skips (c)), --no-reference
 # (Sundial only, no doc), --no-postgres (no Sundial-on-PostgreSQL server, smoke run too),
