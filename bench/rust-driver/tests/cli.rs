@@ -12,7 +12,10 @@ fn help_names_both_scenarios_and_both_sleeper_modes() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for word in ["throughput", "sleepers", "arm", "fire"] {
-        assert!(help.contains(word), "--help does not mention {word}:\n{help}");
+        assert!(
+            help.contains(word),
+            "--help does not mention {word}:\n{help}"
+        );
     }
 }
 
