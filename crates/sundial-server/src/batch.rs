@@ -643,7 +643,7 @@ mod tests {
     use sundial_store::testing::Fault;
     use sundial_store::{FaultyStore, SqliteStore, StoreError};
 
-    /// A job with no targets, so it runs nothing on its own before a test changes it.
+    /// A job with no targets.
     fn job(job_id: &str) -> BatchJob {
         BatchJob {
             request: Some(StartBatchOperationRequest {
@@ -672,8 +672,22 @@ mod tests {
         );
         assert!(batcher.submit(job("lost"), Vec::new()).await.is_err());
         assert!(batcher.get("default", "lost").is_none());
+        // A job held still: stored and installed without a runner, which would otherwise
+        // finish a job without targets at once and race the stops below.
+        faulty
+            .commit(WriteBatch {
+                batch_jobs: vec![record_row(&job("j"))],
+                fence: Some(batcher.history.fence("default", "j").unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        batcher
+            .jobs
+            .lock()
+            .insert(("default".into(), "j".into()), job("j"));
         // A stop whose commit fails changes nothing; the next one stops the job.
-        batcher.submit(job("j"), Vec::new()).await.unwrap();
         let stored = batcher.get("default", "j").unwrap();
         faulty.inject(
             1,
