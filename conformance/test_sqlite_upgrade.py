@@ -48,10 +48,29 @@ class Waiter:
         return self.names
 
 
+def keep_closed_runs(db: Path) -> None:
+    """Gives the fixture's namespace a retention of ten years, as an operator could with
+    UpdateNamespace: its completed run closed on 2026-12-02 with the default retention of one
+    day, so on later days the server's retention would rightly delete it at start-up. The
+    namespace record keeps the encoding that release wrote; only the retention changes."""
+    import sqlite3
+
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceResponse
+
+    with sqlite3.connect(db) as conn:
+        (data,) = conn.execute("SELECT data FROM namespaces WHERE name = 'default'").fetchone()
+        ns = DescribeNamespaceResponse.FromString(data)
+        ns.config.workflow_execution_retention_ttl.FromSeconds(10 * 365 * 24 * 3600)
+        conn.execute(
+            "UPDATE namespaces SET data = ? WHERE name = 'default'", (ns.SerializeToString(),)
+        )
+
+
 @pytest.mark.sqlite_only
 async def test_a_file_of_the_previous_release_keeps_working(tmp_path):
     db = tmp_path / "old.db"
     shutil.copy(FIXTURE, db)
+    keep_closed_runs(db)
     server = SundialProcess(db, log_path=tmp_path / "old.log")
     await server.start()
     try:

@@ -72,6 +72,7 @@ impl Transition<'_> {
             memo: st.memo.clone(),
             search_attributes: st.search_attributes.clone(),
             header: st.header.clone(),
+            completion_callbacks: st.completion_callbacks.clone(),
             ..Default::default()
         }
     }

@@ -65,9 +65,15 @@ fn reject(cause: Cause, message: impl Into<String>) -> Rejection {
 /// `WORKFLOW_TASK_FAILED_CAUSE_PENDING_ACTIVITIES_LIMIT_EXCEEDED`.
 pub(crate) fn cause_name(cause: Cause) -> String {
     let upper = cause.as_str_name();
-    let words = upper
-        .strip_prefix("WORKFLOW_TASK_FAILED_CAUSE_")
-        .unwrap_or(upper);
+    upper_snake_to_camel(
+        upper
+            .strip_prefix("WORKFLOW_TASK_FAILED_CAUSE_")
+            .unwrap_or(upper),
+    )
+}
+
+/// `NEXUS_OPERATION_SCHEDULED` as `NexusOperationScheduled`.
+pub(crate) fn upper_snake_to_camel(words: &str) -> String {
     words
         .split('_')
         .map(|word| {
@@ -110,20 +116,26 @@ pub(crate) fn check_pending(
 }
 
 impl Transition<'_> {
-    /// Applies a RespondWorkflowTaskCompleted for the started task `task`.
+    /// Applies a RespondWorkflowTaskCompleted for the started task `task` whose commands
+    /// name no Nexus endpoint (one they name is not registered).
     pub fn complete_workflow_task(
         &mut self,
         task: WorkflowTaskRef,
         req: &RespondWorkflowTaskCompletedRequest,
     ) -> Result<CompletionOutcome, EngineError> {
+        self.complete_workflow_task_with_endpoints(task, req, Default::default())
+    }
+
+    /// Applies a RespondWorkflowTaskCompleted for the started task `task`; `endpoints` are
+    /// the registered Nexus endpoints its ScheduleNexusOperation commands name.
+    pub fn complete_workflow_task_with_endpoints(
+        &mut self,
+        task: WorkflowTaskRef,
+        req: &RespondWorkflowTaskCompletedRequest,
+        endpoints: crate::nexus::NexusEndpointTargets,
+    ) -> Result<CompletionOutcome, EngineError> {
         self.check_started_workflow_task(task)?;
-        for command in &req.commands {
-            if let Some(name) = unsupported_command(command) {
-                return Err(EngineError::Unimplemented(format!(
-                    "command {name} is not supported by this Sundial version yet"
-                )));
-            }
-        }
+        self.nexus_endpoints = endpoints;
         let snapshot = self.state.clone();
         let (events_before, effects_before) = (self.events.len(), self.effects.len());
         match self.apply_completion(req) {
@@ -409,6 +421,13 @@ impl Transition<'_> {
                 self.cancel_external(a, completed_id)?;
                 Ok(false)
             }
+            Some(Cmd::ScheduleNexusOperationCommandAttributes(a)) => {
+                self.schedule_nexus_operation(a, completed_id)?;
+                Ok(false)
+            }
+            Some(Cmd::RequestCancelNexusOperationCommandAttributes(a)) => {
+                self.request_cancel_nexus_operation(a, completed_id)
+            }
             Some(Cmd::CancelWorkflowExecutionCommandAttributes(a)) => {
                 let id = self.append(Attributes::WorkflowExecutionCanceledEventAttributes(
                     WorkflowExecutionCanceledEventAttributes {
@@ -681,15 +700,6 @@ impl Transition<'_> {
             },
         ));
         Ok(())
-    }
-}
-
-/// Names a command this version does not handle yet (None when it is handled).
-fn unsupported_command(command: &Command) -> Option<&'static str> {
-    match &command.attributes {
-        Some(Cmd::ScheduleNexusOperationCommandAttributes(_))
-        | Some(Cmd::RequestCancelNexusOperationCommandAttributes(_)) => Some("(nexus operation)"),
-        _ => None,
     }
 }
 

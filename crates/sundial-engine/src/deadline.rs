@@ -44,6 +44,18 @@ pub enum DeadlineKind {
     WorkflowExecutionTimeout,
     /// The first workflow task of a retried or delayed run may be scheduled.
     WorkflowBackoff,
+    /// A Nexus operation's request attempt: its backoff ended, or its worker's time is up.
+    NexusAttempt {
+        scheduled_event_id: i64,
+        cancel: bool,
+        attempt: i32,
+    },
+    /// A Nexus operation's schedule-to-close, schedule-to-start or start-to-close timeout.
+    NexusTimeout {
+        scheduled_event_id: i64,
+        /// `TimeoutType` as i32.
+        timeout_type: i32,
+    },
 }
 
 /// An instant (Unix ms) and what is due then.
@@ -156,6 +168,28 @@ impl ExecutionState {
                 );
             }
         }
+        for op in &self.nexus_operations {
+            let scheduled_event_id = op.scheduled_event_id;
+            if let Some((at_ms, cancel, attempt)) = op.attempt_deadline() {
+                push(
+                    at_ms,
+                    DeadlineKind::NexusAttempt {
+                        scheduled_event_id,
+                        cancel,
+                        attempt,
+                    },
+                );
+            }
+            for (at_ms, timeout_type) in op.timeouts() {
+                push(
+                    at_ms,
+                    DeadlineKind::NexusTimeout {
+                        scheduled_event_id,
+                        timeout_type: timeout_type as i32,
+                    },
+                );
+            }
+        }
         if self.run_expiration_ms > 0 {
             push(self.run_expiration_ms, DeadlineKind::WorkflowRunTimeout);
         }
@@ -194,6 +228,7 @@ impl ExecutionState {
             || !self.external_signals.is_empty()
             || !self.external_cancels.is_empty()
             || self.parent.is_some()
+            || self.nexus_operations.iter().any(nexus_needs_start)
         {
             return Wake::AtStart;
         }
@@ -244,6 +279,14 @@ impl ExecutionState {
         if self.parent.is_some() {
             out.push(crate::Effect::CheckParent);
         }
+        for op in &self.nexus_operations {
+            out.extend(ExecutionState::nexus_dispatch(op));
+            if op.handler_workflow.is_some() {
+                out.push(crate::Effect::CheckNexusOperation {
+                    scheduled_event_id: op.scheduled_event_id,
+                });
+            }
+        }
         for a in &self.activities {
             if !a.is_started() && !a.paused && a.attempt_scheduled_time_ms <= now {
                 out.push(crate::Effect::DispatchActivityTask {
@@ -255,6 +298,12 @@ impl ExecutionState {
         }
         out
     }
+}
+
+/// A Nexus operation has a request to hand out, or a handler workflow to check on, after a
+/// restart (what [`ExecutionState::ready_tasks`] returns for it).
+fn nexus_needs_start(op: &crate::state::NexusOperationInfo) -> bool {
+    op.start_dispatchable() || op.cancel_dispatchable() || op.handler_workflow.is_some()
 }
 
 impl crate::Transition<'_> {
@@ -329,6 +378,15 @@ impl crate::Transition<'_> {
                 let at = self.state.execution_expiration_ms;
                 self.workflow_timed_out(at)
             }
+            DeadlineKind::NexusAttempt {
+                scheduled_event_id,
+                cancel,
+                attempt,
+            } => self.nexus_attempt_due(scheduled_event_id, cancel, attempt),
+            DeadlineKind::NexusTimeout {
+                scheduled_event_id,
+                timeout_type,
+            } => self.nexus_timed_out(scheduled_event_id, timeout_type),
             DeadlineKind::WorkflowBackoff => {
                 if self.state.backoff_until_ms > 0 && self.now >= self.state.backoff_until_ms {
                     self.state.backoff_until_ms = 0;

@@ -20,6 +20,7 @@ pub mod activity_options;
 pub mod chain;
 mod children;
 pub mod commands;
+pub mod nexus;
 pub mod signal;
 pub mod start;
 pub mod start_policy;

@@ -230,6 +230,7 @@ pub fn new_execution(
         memo: req.memo.clone(),
         search_attributes: req.search_attributes.clone(),
         user_metadata: req.user_metadata.clone(),
+        completion_callbacks: req.completion_callbacks.clone(),
         ..Default::default()
     };
     let mut t = Transition::new(&mut state, now);
@@ -292,9 +293,11 @@ pub fn new_execution(
             header: req.header.clone(),
             workflow_id: req.workflow_id.clone(),
             priority: req.priority.clone(),
+            completion_callbacks: req.completion_callbacks.clone(),
             ..Default::default()
         },
     ));
+
     if let Some(metadata) = &req.user_metadata {
         t.set_user_metadata(0, metadata);
     }

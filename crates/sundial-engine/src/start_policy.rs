@@ -28,6 +28,10 @@ pub enum StartDecision {
     Deduplicated,
     /// USE_EXISTING on a running run: answer with it, not started, make nothing.
     UseExisting,
+    /// USE_EXISTING on a running run with `on_conflict_options`: attach the request's id,
+    /// completion callbacks and links to it ([`crate::Transition::attach_start`]), then answer
+    /// with it, not started.
+    AttachToExisting,
     /// Signal-with-start on a running run: signal it instead of starting.
     SignalExisting,
     /// Terminate the running run and make the new one, in one commit.
@@ -46,6 +50,11 @@ pub fn decide(
     if !req.request_id.is_empty() && current.start_request_id == req.request_id {
         return StartDecision::Deduplicated;
     }
+    let attached =
+        !req.request_id.is_empty() && current.attached_request_ids.contains(&req.request_id);
+    if current.is_running() && attached {
+        return StartDecision::UseExisting;
+    }
     if current.is_running() {
         if with_signal {
             return StartDecision::SignalExisting;
@@ -55,6 +64,13 @@ pub fn decide(
         let terminate_if_running =
             req.workflow_id_reuse_policy == WorkflowIdReusePolicy::TerminateIfRunning as i32;
         return match conflict {
+            WorkflowIdConflictPolicy::UseExisting
+                if req.on_conflict_options.as_ref().is_some_and(|o| {
+                    o.attach_request_id || o.attach_completion_callbacks || o.attach_links
+                }) =>
+            {
+                StartDecision::AttachToExisting
+            }
             WorkflowIdConflictPolicy::UseExisting => StartDecision::UseExisting,
             WorkflowIdConflictPolicy::TerminateExisting => StartDecision::TerminateExisting,
             _ if terminate_if_running => StartDecision::TerminateExisting,

@@ -148,6 +148,17 @@ pub struct ExecutionState {
     /// applied to the children of a run a reset terminated (as the reference server).
     #[prost(string, tag = "51")]
     pub reset_new_run_id: String,
+    /// Nexus operations this run scheduled that have not closed, in event order (see `nexus`).
+    #[prost(message, repeated, tag = "52")]
+    pub nexus_operations: Vec<NexusOperationInfo>,
+    /// The start's completion callbacks: this run backs a Nexus operation of another run,
+    /// which is told of the chain's close (carried over by continue-as-new, retry and cron).
+    #[prost(message, repeated, tag = "53")]
+    pub completion_callbacks: Vec<crate::api::common::v1::Callback>,
+    /// Request ids of starts attached to this running run (USE_EXISTING with
+    /// `on_conflict_options`): repeating one answers with this run and attaches nothing again.
+    #[prost(string, repeated, tag = "54")]
+    pub attached_request_ids: Vec<String>,
     /// Reset points: the first completed workflow task of each worker build, in order (see
     /// `reset::record_reset_point`). Tag 100 keeps clear of the fields added in sequence.
     #[prost(message, repeated, tag = "100")]
@@ -403,6 +414,108 @@ impl ActivityInfo {
     }
 }
 
+/// A Nexus operation the run scheduled, until it closes (completed, failed, canceled, timed
+/// out). `state` is a `PendingNexusOperationState`: SCHEDULED while its start request waits for
+/// (or is with) a handler worker, BACKING_OFF between attempts, STARTED once the handler
+/// answered that it runs asynchronously (its outcome then comes through a completion callback).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NexusOperationInfo {
+    #[prost(int64, tag = "1")]
+    pub scheduled_event_id: i64,
+    #[prost(string, tag = "2")]
+    pub endpoint: String,
+    #[prost(string, tag = "3")]
+    pub endpoint_id: String,
+    #[prost(string, tag = "4")]
+    pub service: String,
+    #[prost(string, tag = "5")]
+    pub operation: String,
+    /// The endpoint's worker target when the operation was scheduled.
+    #[prost(string, tag = "6")]
+    pub target_namespace: String,
+    #[prost(string, tag = "7")]
+    pub target_task_queue: String,
+    /// 0: no schedule-to-close timeout.
+    #[prost(int64, tag = "8")]
+    pub schedule_to_close_ms: i64,
+    #[prost(int64, tag = "9")]
+    pub scheduled_time_ms: i64,
+    #[prost(string, tag = "10")]
+    pub request_id: String,
+    #[prost(int32, tag = "11")]
+    pub state: i32,
+    /// The start request's attempt (1-based).
+    #[prost(int32, tag = "12")]
+    pub attempt: i32,
+    /// Set once started (asynchronous operations).
+    #[prost(string, tag = "13")]
+    pub operation_token: String,
+    /// Event id of NexusOperationStarted (0: not started, -1 while it waits in the buffer).
+    #[prost(int64, tag = "14")]
+    pub started_event_id: i64,
+    /// BACKING_OFF: when the next attempt is dispatched.
+    #[prost(int64, tag = "15")]
+    pub next_attempt_time_ms: i64,
+    #[prost(int64, tag = "16")]
+    pub last_attempt_complete_time_ms: i64,
+    #[prost(message, optional, tag = "17")]
+    pub last_attempt_failure: Option<Failure>,
+    /// When the current attempt was handed to a worker (0: waiting in its queue). A worker
+    /// that does not answer within the request timeout loses the attempt.
+    #[prost(int64, tag = "18")]
+    pub attempt_dispatched_ms: i64,
+    #[prost(message, optional, tag = "19")]
+    pub cancellation: Option<NexusCancellationInfo>,
+    /// The handler's workflow, from the link a started answer carried (none: unknown). After a
+    /// restart its close is looked up there in case its callback was lost.
+    #[prost(message, optional, tag = "20")]
+    pub handler_workflow: Option<NexusHandlerWorkflow>,
+    /// Longest the operation may wait to start (0: no limit).
+    #[prost(int64, tag = "21")]
+    pub schedule_to_start_ms: i64,
+    /// Longest a started operation may run (0: no limit).
+    #[prost(int64, tag = "22")]
+    pub start_to_close_ms: i64,
+    /// When it started (0: not started).
+    #[prost(int64, tag = "23")]
+    pub started_time_ms: i64,
+}
+
+/// The workflow run backing a started Nexus operation.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NexusHandlerWorkflow {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(string, tag = "2")]
+    pub workflow_id: String,
+    #[prost(string, tag = "3")]
+    pub run_id: String,
+}
+
+/// A cancellation the run requested for a Nexus operation. `state` is a
+/// `NexusOperationCancellationState`: SCHEDULED until the operation has started and a handler
+/// worker took the cancel request, BACKING_OFF between attempts, SUCCEEDED or FAILED once
+/// answered.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NexusCancellationInfo {
+    #[prost(int64, tag = "1")]
+    pub requested_event_id: i64,
+    #[prost(int64, tag = "2")]
+    pub requested_time_ms: i64,
+    #[prost(int32, tag = "3")]
+    pub state: i32,
+    #[prost(int32, tag = "4")]
+    pub attempt: i32,
+    #[prost(int64, tag = "5")]
+    pub attempt_dispatched_ms: i64,
+    #[prost(int64, tag = "6")]
+    pub next_attempt_time_ms: i64,
+    #[prost(int64, tag = "7")]
+    pub last_attempt_complete_time_ms: i64,
+    #[prost(message, optional, tag = "8")]
+    pub last_attempt_failure: Option<Failure>,
+}
+
 /// A pending user timer.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TimerInfo {
@@ -495,6 +608,34 @@ impl ExecutionState {
             s.initiated_event_id
         })
         .map(|i| &self.external_cancels[i])
+    }
+
+    pub fn nexus_operation(&self, scheduled_event_id: i64) -> Option<&NexusOperationInfo> {
+        find_by_event_id(&self.nexus_operations, scheduled_event_id, |o| {
+            o.scheduled_event_id
+        })
+        .map(|i| &self.nexus_operations[i])
+    }
+
+    pub fn nexus_operation_mut(
+        &mut self,
+        scheduled_event_id: i64,
+    ) -> Option<&mut NexusOperationInfo> {
+        find_by_event_id(&self.nexus_operations, scheduled_event_id, |o| {
+            o.scheduled_event_id
+        })
+        .map(|i| &mut self.nexus_operations[i])
+    }
+
+    /// Removes a pending Nexus operation (keeping the others in event order).
+    pub fn remove_nexus_operation(
+        &mut self,
+        scheduled_event_id: i64,
+    ) -> Option<NexusOperationInfo> {
+        find_by_event_id(&self.nexus_operations, scheduled_event_id, |o| {
+            o.scheduled_event_id
+        })
+        .map(|i| self.nexus_operations.remove(i))
     }
 
     pub fn activity_by_id(&self, activity_id: &str) -> Option<&ActivityInfo> {

@@ -49,6 +49,21 @@ pub enum Effect {
     CheckChild { initiated_event_id: i64 },
     /// After a restart: ask whether this run's parent closed meanwhile.
     CheckParent,
+    /// Offer a Nexus operation's start (or cancel) request to pollers of `task_queue` in
+    /// `namespace` (the endpoint's target).
+    DispatchNexusTask {
+        namespace: String,
+        task_queue: String,
+        scheduled_event_id: i64,
+        cancel: bool,
+        attempt: i32,
+    },
+    /// This run (backing a Nexus operation) closed: deliver its outcome to the completion
+    /// callbacks of its start.
+    InvokeCallbacks,
+    /// After a restart: ask whether the workflow backing this started Nexus operation closed
+    /// meanwhile (its callback may have been lost with the process).
+    CheckNexusOperation { scheduled_event_id: i64 },
 }
 
 /// How a transition's outcome is written before it is installed and answered.
@@ -92,6 +107,9 @@ pub struct Transition<'a> {
     pub(crate) activity_ids: Option<std::collections::HashSet<String>>,
     /// Pending timers by id (started event id), built on first use.
     pub(crate) timer_ids: Option<std::collections::HashMap<String, i64>>,
+    /// The Nexus endpoints the completed task's commands name (the completion's input, see
+    /// [`Transition::complete_workflow_task_with_endpoints`]).
+    pub(crate) nexus_endpoints: crate::nexus::NexusEndpointTargets,
 }
 
 /// Server-configured thresholds the engine applies.
@@ -124,6 +142,8 @@ pub struct Limits {
     /// Whether workflows may start children in, signal or cancel workflows of another
     /// namespace (`system.enableCrossNamespaceCommands`).
     pub cross_namespace_commands: bool,
+    /// Pending Nexus operations past which ScheduleNexusOperation fails (0: none).
+    pub pending_nexus_operations: i64,
 }
 
 impl Default for Limits {
@@ -132,7 +152,8 @@ impl Default for Limits {
     /// `limit.historySize.error`, `limit.blobSize.error`, `limit.numPendingActivities.error`,
     /// `limit.numPendingChildExecutions.error`, `limit.numPendingSignals.error`,
     /// `limit.numPendingCancelRequests.error`, `history.maxInFlightUpdates`,
-    /// `history.maxTotalUpdates`, `system.enableCrossNamespaceCommands`).
+    /// `history.maxTotalUpdates`, `system.enableCrossNamespaceCommands`,
+    /// `limit.numPendingNexusOperations.error`).
     fn default() -> Self {
         Limits {
             suggest_continue_as_new_events: 4 * 1024,
@@ -147,6 +168,7 @@ impl Default for Limits {
             max_in_flight_updates: 10,
             max_total_updates: 2000,
             cross_namespace_commands: false,
+            pending_nexus_operations: 30,
         }
     }
 }
@@ -201,6 +223,7 @@ impl<'a> Transition<'a> {
             dropped_speculative_at: 0,
             activity_ids: None,
             timer_ids: None,
+            nexus_endpoints: Default::default(),
         }
     }
 
@@ -210,6 +233,7 @@ impl<'a> Transition<'a> {
         let worker_may_ignore = matches!(
             attributes,
             Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(_)
+                | Attributes::NexusOperationCancelRequestCompletedEventAttributes(_)
         );
         HistoryEvent {
             event_id: 0,
@@ -272,8 +296,13 @@ impl<'a> Transition<'a> {
     /// Records an event caused from outside the workflow (an activity result, a timer): while
     /// a workflow task is started it waits in the buffer, otherwise it is appended.
     pub(crate) fn record(&mut self, attributes: Attributes) {
+        let event = self.build_event(attributes);
+        self.record_event(event);
+    }
+
+    /// [`Transition::record`] for an event built by the caller (links set).
+    pub(crate) fn record_event(&mut self, event: HistoryEvent) {
         if self.state.workflow_task_started() {
-            let event = self.build_event(attributes);
             self.state.buffered_events.push(event);
             return;
         }
@@ -287,7 +316,7 @@ impl<'a> Transition<'a> {
             // `ensure_workflow_task` schedules a regular one after this event.
             self.state.workflow_task = None;
         }
-        self.append(attributes);
+        self.push_event(event);
     }
 
     /// Writes the buffered events. Started events go first, as the reference server orders
@@ -300,6 +329,7 @@ impl<'a> Transition<'a> {
         let (started, rest): (Vec<_>, Vec<_>) = buffered.into_iter().partition(|e| {
             e.event_type == EventType::ActivityTaskStarted as i32
                 || e.event_type == EventType::ChildWorkflowExecutionStarted as i32
+                || e.event_type == EventType::NexusOperationStarted as i32
         });
         let mut started_ids = std::collections::HashMap::new();
         for event in started {
@@ -308,12 +338,16 @@ impl<'a> Transition<'a> {
                 Some(Attributes::ChildWorkflowExecutionStartedEventAttributes(a)) => {
                     a.initiated_event_id
                 }
+                Some(Attributes::NexusOperationStartedEventAttributes(a)) => a.scheduled_event_id,
                 _ => 0,
             };
             let id = self.push_event(event);
             started_ids.insert(key, id);
             if let Some(child) = self.state.child_mut(key) {
                 child.started_event_id = id;
+            }
+            if let Some(op) = self.state.nexus_operation_mut(key) {
+                op.started_event_id = id;
             }
         }
         for mut event in rest {
@@ -410,6 +444,12 @@ impl<'a> Transition<'a> {
         if self.state.parent.is_some() && self.state.new_execution_run_id.is_empty() {
             self.effects.push(Effect::NotifyParent);
         }
+        if !self.state.completion_callbacks.is_empty() && self.state.new_execution_run_id.is_empty()
+        {
+            self.effects.push(Effect::InvokeCallbacks);
+        }
+        // Operations still pending are abandoned, as on the reference server.
+        self.state.nexus_operations.clear();
         // The reference server applies no close policy when a reset terminates the run, nor
         // to a child a reset took over from another run (the child names that run).
         let closed_by_reset = !self.state.reset_new_run_id.is_empty();
@@ -568,6 +608,21 @@ pub fn event_type(attributes: &Attributes) -> EventType {
         }
         A::WorkflowExecutionOptionsUpdatedEventAttributes(_) => {
             EventType::WorkflowExecutionOptionsUpdated
+        }
+        A::NexusOperationScheduledEventAttributes(_) => EventType::NexusOperationScheduled,
+        A::NexusOperationStartedEventAttributes(_) => EventType::NexusOperationStarted,
+        A::NexusOperationCompletedEventAttributes(_) => EventType::NexusOperationCompleted,
+        A::NexusOperationFailedEventAttributes(_) => EventType::NexusOperationFailed,
+        A::NexusOperationCanceledEventAttributes(_) => EventType::NexusOperationCanceled,
+        A::NexusOperationTimedOutEventAttributes(_) => EventType::NexusOperationTimedOut,
+        A::NexusOperationCancelRequestedEventAttributes(_) => {
+            EventType::NexusOperationCancelRequested
+        }
+        A::NexusOperationCancelRequestCompletedEventAttributes(_) => {
+            EventType::NexusOperationCancelRequestCompleted
+        }
+        A::NexusOperationCancelRequestFailedEventAttributes(_) => {
+            EventType::NexusOperationCancelRequestFailed
         }
         _ => EventType::Unspecified,
     }

@@ -251,6 +251,62 @@ fn version_to_check(o: &VersioningOverride) -> Option<WorkerDeploymentVersion> {
 pub type VersionPresent<'a> = &'a dyn Fn(&WorkerDeploymentVersion) -> bool;
 
 impl Transition<'_> {
+    /// A start that found this run running with USE_EXISTING and `on_conflict_options`
+    /// attaches to it: WorkflowExecutionOptionsUpdated records the request id and the
+    /// completion callbacks it asked to attach (and its links, on the event), and the callbacks
+    /// are told of this run's chain's close like its own. A request id attached before
+    /// attaches nothing again.
+    pub fn attach_start(
+        &mut self,
+        req: &crate::api::workflowservice::v1::StartWorkflowExecutionRequest,
+    ) -> Result<(), EngineError> {
+        if !self.state.is_running() {
+            return Err(EngineError::NotFound(WORKFLOW_COMPLETED.into()));
+        }
+        let options = req.on_conflict_options.clone().unwrap_or_default();
+        if !req.request_id.is_empty() && self.state.attached_request_ids.contains(&req.request_id) {
+            self.persist = Persist::Nothing;
+            return Ok(());
+        }
+        let callbacks = if options.attach_completion_callbacks {
+            req.completion_callbacks.clone()
+        } else {
+            Vec::new()
+        };
+        let request_id = if options.attach_request_id {
+            req.request_id.clone()
+        } else {
+            String::new()
+        };
+        let had_unwritten_task = self
+            .state
+            .workflow_task
+            .as_ref()
+            .is_some_and(|wt| wt.unwritten);
+        let mut event =
+            self.build_event(Attributes::WorkflowExecutionOptionsUpdatedEventAttributes(
+                WorkflowExecutionOptionsUpdatedEventAttributes {
+                    attached_request_id: request_id,
+                    attached_completion_callbacks: callbacks.clone(),
+                    identity: req.identity.clone(),
+                    ..Default::default()
+                },
+            ));
+        if options.attach_links {
+            event.links = req.links.clone();
+        }
+        self.record_event(event);
+        if had_unwritten_task {
+            // The event replaced a task whose events were not written (see `record`).
+            self.ensure_workflow_task();
+        }
+        if !req.request_id.is_empty() {
+            self.state.attached_request_ids.push(req.request_id.clone());
+        }
+        self.state.completion_callbacks.extend(callbacks);
+        Ok(())
+    }
+
     /// UpdateWorkflowExecutionOptions on a checked request ([`check_request`]): replaces the
     /// run's versioning override (or removes it), writes WorkflowExecutionOptionsUpdated when
     /// that changes the options, and returns the options after the update.

@@ -66,6 +66,8 @@ const CACHE_SWEEP_BUDGET: usize = 4096;
 enum Existing {
     Done(Box<StartOutcome>),
     Signal(Arc<RunHandle>),
+    /// Attach the start to the running run (USE_EXISTING with `on_conflict_options`).
+    Attach(Arc<RunHandle>),
     Terminate(Arc<RunHandle>),
     Start,
 }
@@ -936,7 +938,9 @@ impl History {
     }
 
     fn dispatch(&self, namespace: &str, run_id: &str, effect: Effect) {
-        let (name, kind, scheduled_event_id, seq_or_attempt) = match effect {
+        let mut namespace = namespace;
+        let mut nexus_cancel = false;
+        let (name, kind, scheduled_event_id, seq_or_attempt) = match &effect {
             Effect::DispatchWorkflowTask {
                 task_queue,
                 scheduled_event_id,
@@ -947,22 +951,43 @@ impl History {
                     .lock()
                     .contains_key(&(namespace.to_string(), task_queue.clone()));
                 if gone {
-                    self.redirect(run_id.to_string(), seq);
+                    self.redirect(run_id.to_string(), *seq);
                     return;
                 }
-                (task_queue, TaskKind::Workflow, scheduled_event_id, seq)
+                (
+                    task_queue.clone(),
+                    TaskKind::Workflow,
+                    *scheduled_event_id,
+                    *seq,
+                )
             }
             Effect::DispatchActivityTask {
                 task_queue,
                 scheduled_event_id,
                 attempt,
             } => (
-                task_queue,
+                task_queue.clone(),
                 TaskKind::Activity,
-                scheduled_event_id,
-                i64::from(attempt),
+                *scheduled_event_id,
+                i64::from(*attempt),
             ),
-            effect => {
+            Effect::DispatchNexusTask {
+                namespace: target_namespace,
+                task_queue,
+                scheduled_event_id,
+                cancel,
+                attempt,
+            } => {
+                namespace = target_namespace;
+                nexus_cancel = *cancel;
+                (
+                    task_queue.clone(),
+                    TaskKind::Nexus,
+                    *scheduled_event_id,
+                    i64::from(*attempt),
+                )
+            }
+            _ => {
                 // Work for another run: the cross-run worker (`outbound.rs`) carries it out
                 // and reports back with a transition of this run. Nobody takes the queue only
                 // in unit tests of this module.
@@ -985,6 +1010,7 @@ impl History {
                 scheduled_event_id,
                 seq_or_attempt,
                 query: false,
+                nexus_cancel,
             },
         );
     }
@@ -1049,6 +1075,15 @@ impl History {
             Existing::Signal(handle) => {
                 let signal = signal.expect("decided on a signal");
                 self.transition(&handle, |t| t.signal(signal), |_, ()| ())
+                    .await?;
+                Ok(StartOutcome {
+                    run_id: handle.run_id.clone(),
+                    started: false,
+                    eager_task: None,
+                })
+            }
+            Existing::Attach(handle) => {
+                self.transition(&handle, |t| t.attach_start(req), |_, ()| ())
                     .await?;
                 Ok(StartOutcome {
                     run_id: handle.run_id.clone(),
@@ -1131,6 +1166,7 @@ impl History {
             StartDecision::Deduplicated => outcome(true),
             StartDecision::UseExisting => outcome(false),
             StartDecision::SignalExisting => Existing::Signal(existing.clone()),
+            StartDecision::AttachToExisting => Existing::Attach(existing.clone()),
             StartDecision::TerminateExisting => Existing::Terminate(existing.clone()),
             StartDecision::AlreadyStarted => {
                 return Err(ServiceError::AlreadyStarted {

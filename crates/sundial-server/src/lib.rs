@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod metrics_endpoint;
 pub mod metrics_layer;
 pub mod namespaces;
+pub mod nexus_endpoints;
 pub mod outbound;
 pub mod ownership;
 pub mod peer;
@@ -138,6 +139,15 @@ pub async fn serve(
             .await
             .with_context(|| format!("registering namespace {}", ns.name))?;
     }
+    // The cluster's Nexus endpoints (shared with whatever routes Nexus calls to them).
+    let nexus_endpoints = Arc::new(
+        nexus_endpoints::NexusEndpoints::load(
+            config.store.clone(),
+            namespaces.clone(),
+            config.clock.clone(),
+        )
+        .await?,
+    );
     let search_attributes =
         Arc::new(visibility::SearchAttributes::load(config.store.clone()).await?);
     if !config.search_attributes.is_empty() {
@@ -211,6 +221,7 @@ pub async fn serve(
         metrics: config.metrics.clone(),
         authorization: config.authorization.clone().map(Arc::new),
         settings: config.frontend,
+        nexus_endpoints: nexus_endpoints.clone(),
     };
     // Requests may be gzip-compressed (the Go clients send them so); replies are not: a gzip
     // encoder per response cost about a quarter of the server's CPU under load.
@@ -226,6 +237,7 @@ pub async fn serve(
             frontend::operator_service::Operator {
                 namespaces: namespaces.clone(),
                 search_attributes: search_attributes.clone(),
+                nexus_endpoints: nexus_endpoints.clone(),
             },
         )
         .accept_compressed(CompressionEncoding::Gzip);

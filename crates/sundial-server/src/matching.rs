@@ -11,11 +11,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Workflow tasks and activity tasks of the same queue name are separate queues.
+/// Workflow, activity and Nexus tasks of the same queue name are separate queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskKind {
     Workflow,
     Activity,
+    /// Requests of Nexus operations (start or cancel), queued in the endpoint's target
+    /// namespace; `run_id` is the caller's run.
+    Nexus,
 }
 
 /// A queue's identity.
@@ -31,8 +34,11 @@ pub struct QueueKey {
 pub struct QueuedTask {
     pub run_id: String,
     pub scheduled_event_id: i64,
-    /// Workflow tasks: dispatch sequence. Activities: attempt. Queries: the query id.
+    /// Workflow tasks: dispatch sequence. Activities and Nexus requests: attempt. Queries: the
+    /// query id.
     pub seq_or_attempt: i64,
+    /// A Nexus task's cancel request (else its start request).
+    pub nexus_cancel: bool,
     /// A query task (in memory only; never persisted).
     pub query: bool,
 }
@@ -390,6 +396,7 @@ mod tests {
             scheduled_event_id: n,
             seq_or_attempt: 1,
             query: false,
+            nexus_cancel: false,
         }
     }
 

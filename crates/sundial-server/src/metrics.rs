@@ -71,6 +71,7 @@ fn kind_label(kind: TaskKind) -> &'static str {
     match kind {
         TaskKind::Workflow => "workflow",
         TaskKind::Activity => "activity",
+        TaskKind::Nexus => "nexus",
     }
 }
 
@@ -304,6 +305,7 @@ impl Metrics {
         let i = match kind {
             TaskKind::Workflow => 0,
             TaskKind::Activity => 1,
+            TaskKind::Nexus => return,
         };
         self.schedule_to_start[i].observe(elapsed.as_secs_f64());
     }

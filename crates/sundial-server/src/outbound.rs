@@ -12,8 +12,10 @@
 use crate::error::ServiceError;
 use crate::history::History;
 use crate::run::RunHandle;
+use crate::tokens::{CALLBACK_TOKEN_HEADER, NexusCallbackToken};
 use std::sync::Arc;
 use std::time::Duration;
+use sundial_engine::api::common::v1::callback;
 use sundial_engine::api::{
     common::v1::WorkflowExecution,
     enums::v1::{ParentClosePolicy, StartChildWorkflowExecutionFailedCause},
@@ -149,7 +151,13 @@ async fn perform_once(
             check_child(history, source, *initiated_event_id).await
         }
         Effect::CheckParent => check_parent(history, source).await,
-        Effect::DispatchWorkflowTask { .. } | Effect::DispatchActivityTask { .. } => Ok(()),
+        Effect::InvokeCallbacks => invoke_callbacks(history, source).await,
+        Effect::CheckNexusOperation { scheduled_event_id } => {
+            check_nexus_operation(history, source, *scheduled_event_id).await
+        }
+        Effect::DispatchWorkflowTask { .. }
+        | Effect::DispatchActivityTask { .. }
+        | Effect::DispatchNexusTask { .. } => Ok(()),
     }
 }
 
@@ -482,6 +490,91 @@ async fn check_parent(history: &History, child: &Arc<RunHandle>) -> Result<(), S
         parent.close_policy,
     )
     .await
+}
+
+/// The run `handler`, backing Nexus operations, closed: its outcome goes to each operation its
+/// start's completion callbacks name (on the caller's run, through the callback token this
+/// server gave the handler). Repeated deliveries change nothing.
+async fn invoke_callbacks(history: &History, handler: &Arc<RunHandle>) -> Result<(), ServiceError> {
+    let found = history
+        .read(handler, |entry| {
+            let st = &entry.state;
+            if st.is_running()
+                || !st.new_execution_run_id.is_empty()
+                || st.completion_callbacks.is_empty()
+            {
+                return None;
+            }
+            let close = match entry.events.get(st.close_event_id) {
+                Ok(close) => close?,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(Ok((st.completion_callbacks.clone(), close)))
+        })
+        .await?
+        .transpose()?;
+    let Some((callbacks, close)) = found else {
+        return Ok(());
+    };
+    let Some(outcome) = sundial_engine::nexus::handler_outcome(&close) else {
+        return Ok(());
+    };
+    for callback in &callbacks {
+        let Some(callback::Variant::Nexus(target)) = &callback.variant else {
+            continue;
+        };
+        let header = |name: &str| {
+            (target.header.iter())
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let Some(token) = header(CALLBACK_TOKEN_HEADER).and_then(NexusCallbackToken::decode_string)
+        else {
+            tracing::warn!(run_id = %handler.run_id, url = %target.url, "completion callback without a callback token of this server; skipped");
+            continue;
+        };
+        let operation_token = header("nexus-operation-token")
+            .unwrap_or_default()
+            .to_string();
+        let Some(caller) = existing_run(
+            history,
+            &token.namespace,
+            &token.workflow_id,
+            Some(&token.run_id),
+        )
+        .await?
+        else {
+            continue;
+        };
+        let outcome = outcome.clone();
+        settle_on(history, &caller, |t| {
+            t.nexus_handler_closed(token.scheduled_event_id, &operation_token, outcome)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// After a restart: the workflow backing a started Nexus operation may have closed while its
+/// callback was lost; its chain's current run delivers it again if so.
+async fn check_nexus_operation(
+    history: &History,
+    caller: &Arc<RunHandle>,
+    scheduled_event_id: i64,
+) -> Result<(), ServiceError> {
+    let found = history
+        .read(caller, |entry| {
+            entry
+                .state
+                .nexus_operation(scheduled_event_id)
+                .and_then(|op| op.handler_workflow.clone())
+        })
+        .await?;
+    let Some(handler) = found else { return Ok(()) };
+    match existing_run(history, &handler.namespace, &handler.workflow_id, None).await? {
+        Some(current) => invoke_callbacks(history, &current).await,
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

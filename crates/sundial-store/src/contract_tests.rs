@@ -7,8 +7,9 @@
 use crate::predicate::{self, AttrType, Column};
 use crate::{
     BATCH_JOB_RECORD, BatchJobRow, Durability, EventRow, ExecutionRow, NamespaceRow,
-    PostgresOptions, PostgresStore, RUNNING_STATUS, ScheduleRow, SearchAttributeRow, ShardFence,
-    SqliteStore, Store, StoreError, VisibilityQuery, VisibilityRow, WriteBatch,
+    NexusEndpointRow, PostgresOptions, PostgresStore, RUNNING_STATUS, ScheduleRow,
+    SearchAttributeRow, ShardFence, SqliteStore, Store, StoreError, VisibilityQuery, VisibilityRow,
+    WriteBatch,
 };
 use std::collections::BTreeMap;
 
@@ -169,6 +170,84 @@ pub(crate) async fn schedules_are_written_replaced_and_deleted(store: &dyn Store
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].schedule_id, "a");
     assert_eq!(rows[0].data, Some(vec![3]));
+}
+
+/// A batch of Nexus endpoint rows, by name: `Some` writes, `None` deletes.
+fn endpoints(rows: &[(&str, Option<&[u8]>)]) -> WriteBatch {
+    WriteBatch {
+        nexus_endpoints: rows
+            .iter()
+            .map(|(name, data)| NexusEndpointRow {
+                name: name.to_string(),
+                data: data.map(<[u8]>::to_vec),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Nexus endpoints are cluster-wide rows keyed by name: written without a fence (and with one,
+/// next to shard-owned rows), overwritten, deleted (also a name that is not there), renamed
+/// as a deletion and a write in one batch, and loaded by name; a refused batch writes none.
+pub(crate) async fn nexus_endpoints_are_written_overwritten_and_deleted(store: &dyn Store) {
+    assert!(store.load_nexus_endpoints().await.unwrap().is_empty());
+    let commit = |batch: WriteBatch| async { store.commit(batch).await.unwrap() };
+    commit(endpoints(&[
+        ("b-endpoint", Some(b"b1")),
+        ("a-endpoint", Some(b"a1")),
+    ]))
+    .await
+    .unwrap();
+    commit(endpoints(&[("c-endpoint", Some(b"c1"))]))
+        .await
+        .unwrap();
+    // Overwrite, and delete one that exists and one that never did.
+    commit(endpoints(&[
+        ("a-endpoint", Some(b"a2")),
+        ("c-endpoint", None),
+        ("never", None),
+    ]))
+    .await
+    .unwrap();
+    // A rename: the old name goes, the new one comes, together.
+    commit(endpoints(&[
+        ("b-endpoint", None),
+        ("d-endpoint", Some(b"b2")),
+    ]))
+    .await
+    .unwrap();
+    let loaded = |rows: Vec<NexusEndpointRow>| {
+        rows.into_iter()
+            .map(|r| (r.name, r.data))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        loaded(store.load_nexus_endpoints().await.unwrap()),
+        [
+            ("a-endpoint".to_string(), Some(b"a2".to_vec())),
+            ("d-endpoint".to_string(), Some(b"b2".to_vec())),
+        ]
+    );
+    // Under a fence, with a run; and a refused batch (its run conflicts) leaves the endpoints.
+    let mut fenced = endpoints(&[("e-endpoint", Some(b"e1"))]);
+    fenced.executions = vec![row("r1", RUNNING_STATUS)];
+    fenced.fence = TEST_FENCE;
+    commit(fenced).await.unwrap();
+    let mut refused = endpoints(&[("a-endpoint", None), ("f-endpoint", Some(b"f1"))]);
+    refused.executions = vec![row("r2", RUNNING_STATUS)];
+    refused.fence = TEST_FENCE;
+    assert!(matches!(
+        commit(refused).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        loaded(store.load_nexus_endpoints().await.unwrap()),
+        [
+            ("a-endpoint".to_string(), Some(b"a2".to_vec())),
+            ("d-endpoint".to_string(), Some(b"b2".to_vec())),
+            ("e-endpoint".to_string(), Some(b"e1".to_vec())),
+        ]
+    );
 }
 
 pub(crate) async fn a_write_expecting_another_version_is_refused_and_fails_alone(
@@ -824,6 +903,7 @@ async fn the_wake_index_finds_runs_by_time_and_resumes_the_busy(store: &dyn Stor
 }
 
 contract!(
+    nexus_endpoints_are_written_overwritten_and_deleted,
     batch_jobs_keep_a_record_and_pages_apart,
     the_wake_index_finds_runs_by_time_and_resumes_the_busy,
     commits_are_readable_and_a_bad_batch_is_rolled_back,
@@ -940,6 +1020,60 @@ async fn postgres_upgrades_a_schema_1_database() {
     store.commit(only(row("third", 1))).await.unwrap().unwrap();
     let current = store.load_execution("default", "wf", None).await.unwrap();
     assert_eq!(current.map(|r| r.run_id).as_deref(), Some("third"));
+    // The Nexus endpoint registry (schema 4) is there too.
+    store
+        .commit(endpoints(&[("upgraded", Some(b"e"))]))
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = store.load_nexus_endpoints().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    drop(store);
+    db.drop_database().await;
+}
+
+/// PostgreSQL only: a database of schema 3 (the release before the Nexus endpoint registry)
+/// gains the registry on open, keeps its runs, and records the current schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_upgrades_a_schema_3_database_with_the_nexus_registry() {
+    let db = FreshPostgres::new().await;
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for migration in &crate::postgres::MIGRATIONS[..3] {
+        client.batch_execute(migration).await.unwrap();
+    }
+    client
+        .batch_execute(
+            "CREATE TABLE sundial_schema (version BIGINT NOT NULL);
+             INSERT INTO sundial_schema (version) VALUES (3);
+             INSERT INTO executions (run_id, namespace, workflow_id, status, next_event_id, version, state, slot, wake_at)
+                VALUES ('old', 'default', 'wf', 2, 2, 1, '\\x02', 0, NULL);",
+        )
+        .await
+        .unwrap();
+    let store = holding_the_shard(db.open().await).await;
+    assert!(store.load_run("old").await.unwrap().is_some());
+    store
+        .commit(endpoints(&[("after-upgrade", Some(b"e"))]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.load_nexus_endpoints().await.unwrap(),
+        [NexusEndpointRow {
+            name: "after-upgrade".into(),
+            data: Some(b"e".to_vec()),
+        }]
+    );
+    let version: i64 = client
+        .query_one("SELECT version FROM sundial_schema", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 4);
+    drop(client);
     drop(store);
     db.drop_database().await;
 }

@@ -1,9 +1,10 @@
 //! Durable storage behind one narrow trait.
 //!
 //! The store knows rows, not workflows: executions (a state blob per run), their append-only
-//! history, and namespaces. Encoding is the engine's business. Every write goes through
-//! [`Store::commit`], which resolves only after the batch is durable; implementations group
-//! concurrent batches into one transaction (group commit).
+//! history, namespaces and the cluster's other registries (search attributes, Nexus
+//! endpoints). Encoding is the engine's business. Every write goes through [`Store::commit`],
+//! which resolves only after the batch is durable; implementations group concurrent batches
+//! into one transaction (group commit).
 
 mod checkpoint;
 #[cfg(test)]
@@ -224,6 +225,16 @@ pub struct BatchJobRow {
 /// The part of a batch job that holds its record.
 pub const BATCH_JOB_RECORD: i64 = 0;
 
+/// One Nexus endpoint of the cluster, by its name: written (`Some`, the encoded
+/// `temporal.api.nexus.v1.Endpoint`, opaque to the store) or deleted (`None`). A cluster-wide
+/// row like a namespace (no shard owns it, no fence guards it); one row per name, so a
+/// rename is the old name's deletion and the new name's write in one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NexusEndpointRow {
+    pub name: String,
+    pub data: Option<Vec<u8>>,
+}
+
 /// Everything one transition writes; applied atomically.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {
@@ -238,10 +249,13 @@ pub struct WriteBatch {
     pub schedules: Vec<ScheduleRow>,
     /// Batch operation jobs' parts written or deleted.
     pub batch_jobs: Vec<BatchJobRow>,
+    /// Nexus endpoints written or deleted, applied in order (cluster-wide rows).
+    pub nexus_endpoints: Vec<NexusEndpointRow>,
     /// The shard and lease epoch the batch is written under. Required when the batch writes
     /// shard-owned rows (runs, their events and visibility, deletions, schedules, batch jobs),
     /// all of which must belong to that shard; `None` only for cluster-wide rows (namespaces,
-    /// search attributes). See [`shard`].
+    /// search attributes, Nexus endpoints), which a batch with a fence may carry too. See
+    /// [`shard`].
     pub fence: Option<ShardFence>,
     /// What the commit waits for before the batch counts as committed.
     pub durability: Durability,
@@ -400,6 +414,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Every registered custom search attribute: (namespace, name, type).
     async fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError>;
+    /// Every Nexus endpoint of the cluster, by name (each row's `data` is `Some`).
+    async fn load_nexus_endpoints(&self) -> Result<Vec<NexusEndpointRow>, StoreError>;
     /// Up to `limit` of the namespace's runs matching `query`, in its order, starting after
     /// `after` (the first page when `None`).
     async fn list_visibility(

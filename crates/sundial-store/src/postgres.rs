@@ -15,8 +15,8 @@ use crate::query_sql;
 use crate::sqlite::page_of;
 use crate::{
     BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
-    PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease, SqlValue, Store,
-    StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
+    NexusEndpointRow, PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease,
+    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
 };
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -29,8 +29,9 @@ use tokio_postgres::{Client, Statement};
 /// The schema this build writes (the row of `sundial_schema`).
 /// 1: the first layout; 2: current-execution rows (replacing the unique index on running
 /// runs), slots on runs, shard leases and the fence check; 3: the wake index
-/// (`executions.wake_at`, see [`ExecutionRow::wake_at`]).
-const SCHEMA_VERSION: i64 = 3;
+/// (`executions.wake_at`, see [`ExecutionRow::wake_at`]); 4: the Nexus endpoint registry
+/// (`nexus_endpoints`).
+const SCHEMA_VERSION: i64 = 4;
 /// Advisory lock keys: schema migrations, and the one writer of a database.
 const MIGRATION_LOCK: i64 = 0x5375_6e64_0001;
 const WRITER_LOCK: i64 = 0x5375_6e64_0002;
@@ -164,6 +165,13 @@ ALTER TABLE executions ADD COLUMN wake_at BIGINT;
 UPDATE executions SET wake_at = 0 WHERE status = 1;
 CREATE INDEX executions_wake ON executions(wake_at, run_id) WHERE status = 1 AND wake_at IS NOT NULL;
 DROP INDEX executions_running;
+",
+    // 4: the Nexus endpoint registry, one row per endpoint name (cluster-wide, unfenced).
+    "
+CREATE TABLE nexus_endpoints (
+    name TEXT COLLATE \"C\" PRIMARY KEY,
+    data BYTEA NOT NULL
+);
 ",
 ];
 
@@ -546,6 +554,8 @@ struct Writer {
     drop_schedule: Statement,
     put_batch_job: Statement,
     drop_batch_job: Statement,
+    put_nexus_endpoint: Statement,
+    drop_nexus_endpoint: Statement,
 }
 
 impl Writer {
@@ -667,6 +677,12 @@ impl Writer {
                 "DELETE FROM batch_jobs WHERE namespace = $1 AND job_id = $2 AND part = $3",
             )
             .await?,
+            put_nexus_endpoint: prepare(
+                "INSERT INTO nexus_endpoints (name, data) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET data = excluded.data",
+            )
+            .await?,
+            drop_nexus_endpoint: prepare("DELETE FROM nexus_endpoints WHERE name = $1").await?,
             client,
         })
     }
@@ -888,6 +904,12 @@ fn batch_statements<'a>(
                 [&job.namespace, &job.job_id, &job.part, data]
             ),
             None => op!(&w.drop_batch_job, [&job.namespace, &job.job_id, &job.part]),
+        });
+    }
+    for endpoint in &batch.nexus_endpoints {
+        ops.push(match &endpoint.data {
+            Some(data) => op!(&w.put_nexus_endpoint, [&endpoint.name, data]),
+            None => op!(&w.drop_nexus_endpoint, [&endpoint.name]),
         });
     }
     for v in &batch.visibility {
@@ -1271,6 +1293,19 @@ impl Store for PostgresStore {
             )
             .await?;
         Ok(rows.iter().map(batch_job_from_row).collect())
+    }
+
+    async fn load_nexus_endpoints(&self) -> Result<Vec<NexusEndpointRow>, StoreError> {
+        let rows = self
+            .query("SELECT name, data FROM nexus_endpoints ORDER BY name", &[])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| NexusEndpointRow {
+                name: r.get(0),
+                data: Some(r.get(1)),
+            })
+            .collect())
     }
 
     async fn load_search_attributes(&self) -> Result<Vec<(String, String, i32)>, StoreError> {

@@ -9,8 +9,8 @@ use crate::query_sql;
 use crate::sqlite_query::Sqlite;
 use crate::{
     BATCH_JOB_RECORD, BatchJobRow, CommitObserver, CommitReceipt, ExecutionRow, NamespaceRow,
-    PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease, SqlValue, Store,
-    StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
+    NexusEndpointRow, PageKey, Predicate, RESUME_AT_START, ScheduleRow, ShardFence, ShardLease,
+    SqlValue, Store, StoreError, VisibilityPage, VisibilityQuery, WakeKey, WriteBatch,
 };
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -108,6 +108,10 @@ CREATE TABLE IF NOT EXISTS history (
     data BLOB NOT NULL,
     PRIMARY KEY (run_id, event_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS nexus_endpoints (
+    name TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Read connections of a database file.
@@ -123,8 +127,9 @@ const STATEMENT_CACHE: usize = 128;
 /// `version`) and one running run per workflow id; 3: batch operation jobs (`batch_jobs`);
 /// 4: current-execution rows (`current_executions`, which replace the unique index on running
 /// runs), slots on runs (`executions.slot`) and shard leases (`shards`); 5: the wake index
-/// (`executions.wake_at`, see [`ExecutionRow::wake_at`]).
-const SCHEMA_VERSION: i64 = 5;
+/// (`executions.wake_at`, see [`ExecutionRow::wake_at`]); 6: the Nexus endpoint registry
+/// (`nexus_endpoints`, created by [`SCHEMA`] on an older file like every table).
+const SCHEMA_VERSION: i64 = 6;
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
@@ -555,6 +560,19 @@ fn write_batch(
     let mut drop_batch_job = tx.prepare_cached(
         "DELETE FROM batch_jobs WHERE namespace = ?1 AND job_id = ?2 AND part = ?3",
     )?;
+    for endpoint in &batch.nexus_endpoints {
+        match &endpoint.data {
+            Some(data) => tx
+                .prepare_cached(
+                    "INSERT INTO nexus_endpoints (name, data) VALUES (?1, ?2)
+                     ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+                )?
+                .execute(params![endpoint.name, data])?,
+            None => tx
+                .prepare_cached("DELETE FROM nexus_endpoints WHERE name = ?1")?
+                .execute([&endpoint.name])?,
+        };
+    }
     for job in &batch.batch_jobs {
         match &job.data {
             Some(data) => {
@@ -1015,6 +1033,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn load_nexus_endpoints(&self) -> Result<Vec<NexusEndpointRow>, StoreError> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT name, data FROM nexus_endpoints ORDER BY name")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(NexusEndpointRow {
+                    name: r.get(0)?,
+                    data: Some(r.get(1)?),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
     async fn load_batch_jobs(&self) -> Result<Vec<BatchJobRow>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
@@ -1317,6 +1350,37 @@ mod tests {
                 .is_some_and(|m| m.contains("newer than this Sundial supports")),
             "{refused:?}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A file of schema 5 (before the Nexus endpoint registry) gains the registry's table on
+    /// open and records schema 6.
+    #[tokio::test]
+    async fn a_schema_5_file_gains_the_nexus_endpoint_registry() {
+        let (dir, path) = fresh_db("schema5");
+        drop(SqliteStore::open(Some(&path)).unwrap());
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE nexus_endpoints; PRAGMA user_version = 5;")
+                .unwrap();
+        }
+        let store = SqliteStore::open(Some(&path)).unwrap();
+        let batch = WriteBatch {
+            nexus_endpoints: vec![crate::NexusEndpointRow {
+                name: "after-upgrade".into(),
+                data: Some(vec![1]),
+            }],
+            ..Default::default()
+        };
+        store.commit(batch).await.unwrap().unwrap();
+        let rows = store.load_nexus_endpoints().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -195,6 +195,10 @@ impl Store for FaultyStore {
         self.inner.load_search_attributes().await
     }
 
+    async fn load_nexus_endpoints(&self) -> Result<Vec<crate::NexusEndpointRow>, StoreError> {
+        self.inner.load_nexus_endpoints().await
+    }
+
     async fn list_visibility(
         &self,
         namespace: &str,

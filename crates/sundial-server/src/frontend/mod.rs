@@ -4,6 +4,7 @@
 pub mod activity_ops_service;
 pub mod batch_service;
 pub mod health;
+pub mod nexus_service;
 pub mod operator_service;
 pub mod queries;
 pub mod reset_service;

@@ -1,7 +1,9 @@
-//! `temporal.api.operatorservice.v1.OperatorService`: custom search attributes. Other RPCs
-//! answer Unimplemented through the default stubs.
+//! `temporal.api.operatorservice.v1.OperatorService`: custom search attributes and the Nexus
+//! endpoint registry ([`crate::nexus_endpoints`]). Other RPCs answer Unimplemented through the
+//! default stubs.
 
 use crate::namespaces::Namespaces;
+use crate::nexus_endpoints::NexusEndpoints;
 use crate::visibility::{SYSTEM_ATTRIBUTES, SearchAttributes};
 use std::sync::Arc;
 use sundial_engine::api::operatorservice::v1::*;
@@ -11,6 +13,7 @@ use tonic::{Request, Response, Status};
 pub struct Operator {
     pub namespaces: Arc<Namespaces>,
     pub search_attributes: Arc<SearchAttributes>,
+    pub nexus_endpoints: Arc<NexusEndpoints>,
 }
 
 #[tonic::async_trait]
@@ -57,5 +60,50 @@ impl OperatorService for Operator {
                 .collect(),
             storage_schema: Default::default(),
         }))
+    }
+
+    async fn create_nexus_endpoint(
+        &self,
+        request: Request<CreateNexusEndpointRequest>,
+    ) -> Result<Response<CreateNexusEndpointResponse>, Status> {
+        let endpoint = self.nexus_endpoints.create(request.into_inner()).await?;
+        Ok(Response::new(CreateNexusEndpointResponse {
+            endpoint: Some(endpoint),
+        }))
+    }
+
+    async fn update_nexus_endpoint(
+        &self,
+        request: Request<UpdateNexusEndpointRequest>,
+    ) -> Result<Response<UpdateNexusEndpointResponse>, Status> {
+        let endpoint = self.nexus_endpoints.update(request.into_inner()).await?;
+        Ok(Response::new(UpdateNexusEndpointResponse {
+            endpoint: Some(endpoint),
+        }))
+    }
+
+    async fn delete_nexus_endpoint(
+        &self,
+        request: Request<DeleteNexusEndpointRequest>,
+    ) -> Result<Response<DeleteNexusEndpointResponse>, Status> {
+        self.nexus_endpoints.delete(request.into_inner()).await?;
+        Ok(Response::new(DeleteNexusEndpointResponse {}))
+    }
+
+    async fn get_nexus_endpoint(
+        &self,
+        request: Request<GetNexusEndpointRequest>,
+    ) -> Result<Response<GetNexusEndpointResponse>, Status> {
+        let endpoint = self.nexus_endpoints.get(request.get_ref())?;
+        Ok(Response::new(GetNexusEndpointResponse {
+            endpoint: Some(endpoint),
+        }))
+    }
+
+    async fn list_nexus_endpoints(
+        &self,
+        request: Request<ListNexusEndpointsRequest>,
+    ) -> Result<Response<ListNexusEndpointsResponse>, Status> {
+        Ok(Response::new(self.nexus_endpoints.list(request.get_ref())?))
     }
 }

@@ -211,6 +211,7 @@ impl Queries {
             scheduled_event_id: 0,
             seq_or_attempt: id as i64,
             query: true,
+            nexus_cancel: false,
         };
         let _registration = Registration {
             queries: self,

@@ -248,6 +248,12 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
                 }
             })
             .collect(),
+        pending_nexus_operations: st
+            .nexus_operations
+            .iter()
+            .map(pending_nexus_operation)
+            .collect(),
+        callbacks: callbacks(st),
         pending_workflow_task: st.workflow_task.as_ref().map(|wt| PendingWorkflowTaskInfo {
             state: if wt.is_started() {
                 PendingWorkflowTaskState::Started
@@ -261,6 +267,204 @@ pub fn describe(entry: &RunEntry) -> DescribeWorkflowExecutionResponse {
         }),
         ..Default::default()
     }
+}
+
+/// A pending Nexus operation as DescribeWorkflowExecution shows it.
+#[allow(deprecated)] // operation_id: still filled in by the reference
+fn pending_nexus_operation(
+    op: &sundial_engine::state::NexusOperationInfo,
+) -> sundial_engine::api::workflow::v1::PendingNexusOperationInfo {
+    use sundial_engine::api::enums::v1::{
+        NexusOperationCancellationState, PendingNexusOperationState,
+    };
+    use sundial_engine::api::workflow::v1::{
+        NexusOperationCancellationInfo, PendingNexusOperationInfo,
+    };
+    let ms_time = |ms: i64| (ms > 0).then(|| timestamp(ms));
+    PendingNexusOperationInfo {
+        endpoint: op.endpoint.clone(),
+        service: op.service.clone(),
+        operation: op.operation.clone(),
+        operation_id: op.operation_token.clone(),
+        schedule_to_close_timeout: Some(duration(op.schedule_to_close_ms)),
+        scheduled_time: Some(timestamp(op.scheduled_time_ms)),
+        state: op.state,
+        // Attempts finished, as the reference counts them (0 until the first one ends).
+        attempt: if op.state == PendingNexusOperationState::Started as i32 {
+            op.attempt
+        } else {
+            op.attempt - 1
+        },
+        last_attempt_complete_time: ms_time(op.last_attempt_complete_time_ms),
+        last_attempt_failure: op.last_attempt_failure.clone(),
+        next_attempt_schedule_time: (op.state == PendingNexusOperationState::BackingOff as i32)
+            .then(|| timestamp(op.next_attempt_time_ms)),
+        cancellation_info: op
+            .cancellation
+            .as_ref()
+            .map(|c| NexusOperationCancellationInfo {
+                requested_time: Some(timestamp(c.requested_time_ms)),
+                state: c.state,
+                attempt: if c.state == NexusOperationCancellationState::Succeeded as i32
+                    || c.state == NexusOperationCancellationState::Failed as i32
+                {
+                    c.attempt
+                } else {
+                    c.attempt - 1
+                },
+                last_attempt_complete_time: ms_time(c.last_attempt_complete_time_ms),
+                last_attempt_failure: c.last_attempt_failure.clone(),
+                next_attempt_schedule_time: ms_time(c.next_attempt_time_ms),
+                blocked_reason: String::new(),
+            }),
+        scheduled_event_id: op.scheduled_event_id,
+        blocked_reason: String::new(),
+        operation_token: op.operation_token.clone(),
+        ..Default::default()
+    }
+}
+
+/// The run's completion callbacks (it backs a Nexus operation): STANDBY while it runs,
+/// SUCCEEDED once it closed (the outcome is delivered after the close's commit, retried
+/// until it is).
+fn callbacks(
+    st: &sundial_engine::ExecutionState,
+) -> Vec<sundial_engine::api::workflow::v1::CallbackInfo> {
+    use sundial_engine::api::enums::v1::CallbackState;
+    use sundial_engine::api::workflow::v1::{CallbackInfo, callback_info};
+    st.completion_callbacks
+        .iter()
+        .map(|callback| CallbackInfo {
+            callback: Some(callback.clone()),
+            trigger: Some(callback_info::Trigger {
+                variant: Some(callback_info::trigger::Variant::WorkflowClosed(
+                    callback_info::WorkflowClosed {},
+                )),
+            }),
+            registration_time: Some(timestamp(st.start_time_ms)),
+            state: if st.is_running() {
+                CallbackState::Standby
+            } else {
+                CallbackState::Succeeded
+            } as i32,
+            attempt: i32::from(!st.is_running()),
+            last_attempt_complete_time: (!st.is_running()).then(|| timestamp(st.close_time_ms)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A Nexus operation's start or cancel request as a handler worker receives it: the headers
+/// (request timeout, what is left of the operation's timeout, the link back to the caller's
+/// scheduled event, the command's own headers), and the request. None when the operation is
+/// gone or its scheduled event cannot be read.
+#[allow(deprecated)] // operation_id: still filled in by the reference
+pub fn nexus_task(
+    entry: &RunEntry,
+    task: sundial_engine::nexus::NexusTaskRef,
+    now_ms: i64,
+) -> Option<sundial_engine::api::workflowservice::v1::PollNexusTaskQueueResponse> {
+    use sundial_engine::api::enums::v1::EventType;
+    use sundial_engine::api::nexus::v1::{
+        CancelOperationRequest, Link, Request, StartOperationRequest, request,
+    };
+    use sundial_engine::nexus::{NEXUS_REQUEST_TIMEOUT_MS, workflow_event_link};
+    let st = &entry.state;
+    let op = st.nexus_operation(task.scheduled_event_id)?;
+    let scheduled = match entry.events.get(task.scheduled_event_id) {
+        Ok(Some(HistoryEvent {
+            attributes: Some(Attributes::NexusOperationScheduledEventAttributes(scheduled)),
+            ..
+        })) => scheduled,
+        other => {
+            tracing::error!(
+                run_id = %st.run_id,
+                scheduled_event_id = task.scheduled_event_id,
+                found = ?other.map(|e| e.map(|e| e.event_type)),
+                "a pending Nexus operation's scheduled event is missing"
+            );
+            return None;
+        }
+    };
+    let link_type = "temporal.api.common.v1.Link.WorkflowEvent";
+    let link = workflow_event_link(
+        &st.namespace,
+        &st.workflow_id,
+        &st.run_id,
+        op.scheduled_event_id,
+        EventType::NexusOperationScheduled,
+    );
+    let mut header = scheduled.nexus_header.clone();
+    // The worker's time for this request: the request timeout, or less when one of the
+    // operation's timeouts passes sooner (the handler is then cancelled in time).
+    let timeouts = op.timeouts();
+    let soonest = timeouts.iter().map(|(at, _)| at - now_ms).min();
+    let request_ms = soonest.map_or(NEXUS_REQUEST_TIMEOUT_MS, |left| {
+        left.clamp(0, NEXUS_REQUEST_TIMEOUT_MS)
+    });
+    header.insert("request-timeout".into(), format!("{request_ms}ms"));
+    if let Some(left) = soonest {
+        header.insert("operation-timeout".into(), format!("{}ms", left.max(0)));
+    }
+    header.insert(
+        "nexus-link".into(),
+        format!("<{link}>; type=\"{link_type}\""),
+    );
+    let variant = if task.cancel {
+        request::Variant::CancelOperation(CancelOperationRequest {
+            service: op.service.clone(),
+            operation: op.operation.clone(),
+            operation_id: op.operation_token.clone(),
+            operation_token: op.operation_token.clone(),
+        })
+    } else {
+        let callback = crate::tokens::NexusCallbackToken {
+            namespace: st.namespace.clone(),
+            workflow_id: st.workflow_id.clone(),
+            run_id: st.run_id.clone(),
+            scheduled_event_id: op.scheduled_event_id,
+        };
+        request::Variant::StartOperation(StartOperationRequest {
+            service: op.service.clone(),
+            operation: op.operation.clone(),
+            request_id: op.request_id.clone(),
+            callback: "temporal://system".into(),
+            payload: scheduled.input,
+            callback_header: [(
+                crate::tokens::CALLBACK_TOKEN_HEADER.to_string(),
+                callback.encode_string(),
+            )]
+            .into_iter()
+            .collect(),
+            links: vec![Link {
+                url: link,
+                r#type: link_type.into(),
+            }],
+        })
+    };
+    let token = crate::tokens::NexusTaskToken {
+        namespace: st.namespace.clone(),
+        workflow_id: st.workflow_id.clone(),
+        run_id: st.run_id.clone(),
+        scheduled_event_id: op.scheduled_event_id,
+        cancel: task.cancel,
+        attempt: task.attempt,
+    };
+    Some(
+        sundial_engine::api::workflowservice::v1::PollNexusTaskQueueResponse {
+            task_token: token.encode_bytes(),
+            request: Some(Request {
+                header,
+                scheduled_time: Some(timestamp(op.scheduled_time_ms)),
+                capabilities: Some(request::Capabilities {
+                    temporal_failure_responses: true,
+                }),
+                variant: Some(variant),
+                endpoint: op.endpoint.clone(),
+            }),
+            ..Default::default()
+        },
+    )
 }
 
 /// A pending activity's state as the reference shows it: a paused activity that is not

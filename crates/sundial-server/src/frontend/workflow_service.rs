@@ -40,6 +40,8 @@ pub struct Frontend {
     pub authorization: Option<Arc<crate::authz::Policy>>,
     /// Dynamic configuration of the frontend.
     pub settings: crate::FrontendSettings,
+    /// The registered Nexus endpoints (`crate::nexus_endpoints`).
+    pub nexus_endpoints: Arc<crate::nexus_endpoints::NexusEndpoints>,
 }
 
 impl Frontend {
@@ -174,7 +176,7 @@ fn foreign_namespaces<'a>(commands: &'a [Command], own: &str) -> Vec<&'a str> {
 /// What a poll does with a task it tried to start: a started task (`Some`) and a stale one
 /// (`None`, or NotFound) are taken from the lease; on any other error the lease is dropped, so
 /// the task goes back to its queue, and the error is the poll's.
-fn settle<T>(
+pub(super) fn settle<T>(
     lease: crate::matching::Lease,
     started: Result<Option<T>, ServiceError>,
 ) -> Result<Option<T>, ServiceError> {
@@ -279,7 +281,7 @@ impl Frontend {
     }
 
     /// The queue a poll names, once its namespace is checked.
-    fn polled_queue(
+    pub(super) fn polled_queue(
         &self,
         namespace: &str,
         task_queue: Option<&sundial_engine::api::taskqueue::v1::TaskQueue>,
@@ -295,7 +297,7 @@ impl Frontend {
 
     /// The next task on `key` for a poller, waited for until `until` at the latest (None: no
     /// task came by then).
-    async fn next_task_until(
+    pub(super) async fn next_task_until(
         &self,
         key: &QueueKey,
         identity: &str,
@@ -492,6 +494,7 @@ impl Frontend {
             self.queries.answer_buffered(&token, &req.query_results);
         }
         let inline_wanted = req.return_new_workflow_task;
+        let endpoints = self.nexus_endpoint_targets(&req.commands);
         let poller = Poller {
             identity: req.identity.clone(),
             request_id: "request-from-RespondWorkflowTaskCompleted".into(),
@@ -502,7 +505,7 @@ impl Frontend {
             .transition(
                 &handle,
                 |t| {
-                    let outcome = t.complete_workflow_task(wt, &req)?;
+                    let outcome = t.complete_workflow_task_with_endpoints(wt, &req, endpoints)?;
                     if outcome.rejected.is_some() || !t.state.is_running() {
                         return Ok((outcome, false, Vec::new()));
                     }
@@ -712,6 +715,10 @@ forwarding_service! {
             update_activity_options(UpdateActivityOptionsRequest) -> UpdateActivityOptionsResponse => update_activity_options_rpc;
             update_activity_execution_options(UpdateActivityExecutionOptionsRequest) -> UpdateActivityExecutionOptionsResponse => update_activity_execution_options_rpc;
 
+            // Nexus tasks (`nexus_service`).
+            respond_nexus_task_completed(RespondNexusTaskCompletedRequest) -> RespondNexusTaskCompletedResponse => respond_nexus_completed;
+            respond_nexus_task_failed(RespondNexusTaskFailedRequest) -> RespondNexusTaskFailedResponse => respond_nexus_failed;
+
             // Batch operations (`batch_service`).
             start_batch_operation(StartBatchOperationRequest) -> StartBatchOperationResponse => start_batch_operation_rpc;
             describe_batch_operation(DescribeBatchOperationRequest) -> DescribeBatchOperationResponse => describe_batch_operation_rpc;
@@ -722,6 +729,7 @@ forwarding_service! {
             // Task queue polls (this module).
             poll_workflow_task_queue(PollWorkflowTaskQueueRequest) -> PollWorkflowTaskQueueResponse => poll_workflow_task;
             poll_activity_task_queue(PollActivityTaskQueueRequest) -> PollActivityTaskQueueResponse => poll_activity_task;
+            poll_nexus_task_queue(PollNexusTaskQueueRequest) -> PollNexusTaskQueueResponse => poll_nexus_task;
 
             // Updates (`update_service`): each may wait for the update to reach a stage.
             update_workflow_execution(UpdateWorkflowExecutionRequest) -> UpdateWorkflowExecutionResponse => update;
@@ -810,7 +818,7 @@ forwarding_service! {
                     eager_workflow_start: true,
                     sdk_metadata: true,
                     count_group_by_execution_status: false,
-                    nexus: false,
+                    nexus: true,
                     ..Default::default()
                 }),
             }))
