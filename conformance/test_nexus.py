@@ -326,14 +326,14 @@ def _assert_scheduled(event, endpoint: str, operation: str) -> None:
     assert attrs.input.data  # the serialized argument
 
 
-async def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):
+async def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = await predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"{what} not reached within {timeout}s")
         await asyncio.sleep(interval)
 
 

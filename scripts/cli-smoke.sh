@@ -380,6 +380,23 @@ eventually "workflow list of the worker's task queue" \
 eventually "workflow count of completed CliGreet runs" "re.search(r'Total: 1\b', out)" -- \
     workflow count --namespace "$NS" --query "TaskQueue = '$WTQ' AND WorkflowType = 'CliGreet' AND ExecutionStatus = 'Completed'"
 
+# --- Nexus endpoints (cluster-wide, so the name is unique to this run) -----------------------
+NEXUS_EP="cli-smoke-$SUFFIX"
+check "operator nexus endpoint create" "'successfully created' in out" -- \
+    operator nexus endpoint create --name "$NEXUS_EP" --target-namespace "$NS" --target-task-queue "$WTQ"
+check "operator nexus endpoint get" \
+    "j['spec']['name'] == '$NEXUS_EP' and j['spec']['target']['worker'] == {'namespace': '$NS', 'taskQueue': '$WTQ'} and j['version'] == '1'" -- \
+    operator nexus endpoint get --name "$NEXUS_EP" -o json
+check "operator nexus endpoint update" "'successfully updated' in out" -- \
+    operator nexus endpoint update --name "$NEXUS_EP" --target-task-queue "$TQ"
+check "operator nexus endpoint list after update" \
+    "[(e['spec']['target']['worker']['taskQueue'], e['version']) for e in j if e['spec']['name'] == '$NEXUS_EP'] == [('$TQ', '2')]" -- \
+    operator nexus endpoint list -o json
+check "operator nexus endpoint delete" "True" -- \
+    operator nexus endpoint delete --name "$NEXUS_EP"
+check_fails "operator nexus endpoint get after delete" "'$NEXUS_EP' in out or 'not found' in out.lower()" -- \
+    operator nexus endpoint get --name "$NEXUS_EP"
+
 # --- remove a search attribute -----------------------------------------------------------
 check "operator search-attribute remove" "True" -- \
     operator search-attribute remove --namespace "$NS" --name SmokeInt --yes

@@ -554,7 +554,14 @@ impl Transition<'_> {
                 ..Default::default()
             });
         }
-        self.dispatch_nexus(id);
+        // Only the cancel request: a start request still waiting was dispatched already.
+        if self
+            .state
+            .nexus_operation(id)
+            .is_some_and(NexusOperationInfo::cancel_dispatchable)
+        {
+            self.dispatch_nexus(id);
+        }
         Ok(false)
     }
 

@@ -235,6 +235,7 @@ fn app_failure() -> Failure {
 use EventType as E;
 
 mod activity_ops;
+mod nexus;
 
 fn poller() -> crate::Poller {
     crate::Poller {

@@ -263,7 +263,7 @@ impl Transition<'_> {
         if !self.state.is_running() {
             return Err(EngineError::NotFound(WORKFLOW_COMPLETED.into()));
         }
-        let options = req.on_conflict_options.clone().unwrap_or_default();
+        let options = req.on_conflict_options.unwrap_or_default();
         if !req.request_id.is_empty() && self.state.attached_request_ids.contains(&req.request_id) {
             self.persist = Persist::Nothing;
             return Ok(());
