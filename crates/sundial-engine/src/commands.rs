@@ -42,6 +42,18 @@ pub struct CompletionOutcome {
     pub reset_history_event_id: i64,
 }
 
+/// What a whole RespondWorkflowTaskCompleted decided
+/// ([`Transition::respond_workflow_task_completed`]): the completion and the tasks its reply
+/// hands back to the completing worker.
+#[derive(Debug, Default)]
+pub struct TaskCompletion {
+    pub outcome: CompletionOutcome,
+    /// The next workflow task was started for the completing worker, to go in the reply.
+    pub inline_task: bool,
+    /// Scheduled event ids of the activities started eagerly for the completing worker.
+    pub eager_activities: Vec<i64>,
+}
+
 /// Why a command fails its workflow task.
 pub(crate) struct Rejection {
     cause: Cause,
@@ -124,6 +136,37 @@ impl Transition<'_> {
         req: &RespondWorkflowTaskCompletedRequest,
     ) -> Result<CompletionOutcome, EngineError> {
         self.complete_workflow_task_with_endpoints(task, req, Default::default())
+    }
+
+    /// RespondWorkflowTaskCompleted as a whole, for the worker `poller`: the completion
+    /// ([`Transition::complete_workflow_task_with_endpoints`]); then, unless a command was
+    /// rejected or the run closed, the activities it asks to run eagerly on its own task queue,
+    /// started for that worker; then, when it asks for it (`return_new_workflow_task`) and
+    /// the completion scheduled one, the next workflow task, started for it instead of being
+    /// dispatched.
+    pub fn respond_workflow_task_completed(
+        &mut self,
+        task: WorkflowTaskRef,
+        req: &RespondWorkflowTaskCompletedRequest,
+        endpoints: crate::nexus::NexusEndpointTargets,
+        poller: &crate::Poller,
+    ) -> Result<TaskCompletion, EngineError> {
+        let outcome = self.complete_workflow_task_with_endpoints(task, req, endpoints)?;
+        if outcome.rejected.is_some() || !self.state.is_running() {
+            return Ok(TaskCompletion {
+                outcome,
+                ..TaskCompletion::default()
+            });
+        }
+        let eager_activities = self.start_eager_activities(req, poller);
+        let inline_task = req.return_new_workflow_task
+            && outcome.new_workflow_task
+            && self.start_inline_workflow_task(poller)?;
+        Ok(TaskCompletion {
+            outcome,
+            inline_task,
+            eager_activities,
+        })
     }
 
     /// Applies a RespondWorkflowTaskCompleted for the started task `task`; `endpoints` are

@@ -37,11 +37,11 @@ pub use deadline::{Deadline, DeadlineKind, Wake};
 pub use error::EngineError;
 pub use start::{StartParams, new_execution};
 pub use state::{ActivityInfo, ActivityPauseInfo, ExecutionState, TimerInfo, WorkflowTaskInfo};
-pub use transition::{Effect, Inputs, Limits, Persist, Transition};
+pub use transition::{CreatedRun, Decided, Effect, Inputs, Limits, Persist, Transition};
 
 pub use activity::{ActivityRef, HeartbeatReply};
 pub use chain::{Continuation, NextRun};
-pub use commands::CompletionOutcome;
+pub use commands::{CompletionOutcome, TaskCompletion};
 pub use signal::Signal;
 pub use state::ParentInfo;
 /// Re-export of the Temporal message types the engine speaks.

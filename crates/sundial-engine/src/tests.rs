@@ -236,6 +236,7 @@ use EventType as E;
 
 mod activity_ops;
 mod nexus;
+mod task_completion;
 
 fn poller() -> crate::Poller {
     crate::Poller {

@@ -9,6 +9,7 @@ use crate::api::{
 };
 use crate::state::{ExecutionState, WorkflowTaskInfo};
 use crate::time;
+use crate::{EngineError, StartParams};
 use prost::Message;
 
 /// Placeholder for `started_event_id` in a buffered activity outcome: patched on flush to the
@@ -83,22 +84,23 @@ pub enum Persist {
     Synced,
 }
 
-/// One transition in progress over a state. Build it, call operations on it, then read
-/// `events`, `effects` and `persist`.
+/// One transition in progress over a state. Build it, call operations on it, then close it
+/// with [`Transition::finish`], whose [`Decided`] is all the server carries out.
 pub struct Transition<'a> {
+    /// The run's state, changed in place (read-only to the server's operations).
     pub state: &'a mut ExecutionState,
     pub now: i64,
     /// Events appended to the history by this transition, ids assigned.
-    pub events: Vec<HistoryEvent>,
-    pub effects: Vec<Effect>,
+    pub(crate) events: Vec<HistoryEvent>,
+    pub(crate) effects: Vec<Effect>,
     /// How the outcome must be written before it is installed and answered.
-    pub persist: Persist,
+    pub(crate) persist: Persist,
     /// Thresholds the server is configured with (from [`Inputs`]).
     pub(crate) limits: Limits,
     /// The run id a next run of the chain gets if this transition creates one (from [`Inputs`]).
     pub(crate) new_run_id: String,
     /// The run to create in the same commit (continue-as-new, retry).
-    pub next_run: Option<crate::chain::NextRun>,
+    pub(crate) next_run: Option<crate::chain::NextRun>,
     /// Updates admitted and waiting to be delivered to the workflow (from [`Inputs`]).
     pub(crate) pending_update_ids: Vec<String>,
     /// Last written event id when a speculative workflow task was dropped (0: none was).
@@ -110,6 +112,30 @@ pub struct Transition<'a> {
     /// The Nexus endpoints the completed task's commands name (the completion's input, see
     /// [`Transition::complete_workflow_task_with_endpoints`]).
     pub(crate) nexus_endpoints: crate::nexus::NexusEndpointTargets,
+}
+
+/// A finished transition's outcome, closed ([`Transition::finish`]): the new state is the one
+/// the transition was given, changed in place.
+#[derive(Debug)]
+pub struct Decided {
+    /// Events appended to the run's history, ids assigned.
+    pub events: Vec<HistoryEvent>,
+    /// What the server does once the outcome is committed and installed.
+    pub effects: Vec<Effect>,
+    /// How the outcome must be written (a created next run is always synced).
+    pub persist: Persist,
+    /// The next run of the chain, created in the same commit.
+    pub next_run: Option<CreatedRun>,
+    /// The history outgrew the error limits and the run was terminated.
+    pub terminated_by_history_limit: bool,
+}
+
+/// A run created by a transition of the run it continues: its first state, events and effects.
+#[derive(Debug)]
+pub struct CreatedRun {
+    pub state: ExecutionState,
+    pub events: Vec<HistoryEvent>,
+    pub effects: Vec<Effect>,
 }
 
 /// Server-configured thresholds the engine applies.
@@ -225,6 +251,44 @@ impl<'a> Transition<'a> {
             timer_ids: None,
             nexus_endpoints: Default::default(),
         }
+    }
+
+    /// Closes the transition: applies the history limits (a run that outgrew them is
+    /// terminated), creates the next run of its chain if it continues (continue-as-new, retry,
+    /// cron: that run's first transition), and counts the transition in the state when
+    /// something is written. Nothing changes the returned outcome afterwards; the server
+    /// commits it, installs the state and carries out the effects.
+    pub fn finish(mut self) -> Result<Decided, EngineError> {
+        let terminated_by_history_limit = self.enforce_history_limits();
+        let next_run = match self.next_run.take() {
+            Some(next) => {
+                let (mut state, events, effects) = crate::start::new_execution(StartParams {
+                    request: &next.request,
+                    run_id: next.run_id,
+                    now: self.now,
+                    signal: None,
+                    continuation: Some(next.continuation),
+                    parent: next.parent,
+                })?;
+                state.state_transition_count = 1;
+                Some(CreatedRun {
+                    state,
+                    events,
+                    effects,
+                })
+            }
+            None => None,
+        };
+        if self.persist != Persist::Nothing || next_run.is_some() {
+            self.state.state_transition_count += 1;
+        }
+        Ok(Decided {
+            events: self.events,
+            effects: self.effects,
+            persist: self.persist,
+            next_run,
+            terminated_by_history_limit,
+        })
     }
 
     pub(crate) fn build_event(&self, attributes: Attributes) -> HistoryEvent {

@@ -11,13 +11,7 @@
 use crate::virtual_clock::VirtualClock;
 use std::sync::Arc;
 
-/// Current Unix time in milliseconds by the system clock.
-pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::wall_clock::wall_ms;
 
 /// Where the server reads the time. Cheap to clone and to read.
 #[derive(Clone, Default)]

@@ -696,45 +696,26 @@ impl History {
         };
         let mut t = Transition::with_inputs(&mut state, inputs);
         let result = op(&entry, &mut t)?;
-        if t.enforce_history_limits() {
+        let decided = t.finish()?;
+        if decided.terminated_by_history_limit {
             tracing::warn!(run_id = %handle.run_id, "history limit exceeded: workflow terminated");
         }
-        let events = std::mem::take(&mut t.events);
-        let effects = std::mem::take(&mut t.effects);
-        let next_run = t.next_run.take();
-        let persist = t.persist;
+        let persist = decided.persist;
         // A run that continues (continue-as-new, retry) is created in the same commit.
-        let next = match next_run {
-            Some(next) => {
-                let params = StartParams {
-                    request: &next.request,
-                    run_id: next.run_id.clone(),
-                    now,
-                    signal: None,
-                    continuation: Some(next.continuation.clone()),
-                    parent: next.parent.clone(),
-                };
-                let (mut next_state, next_events, next_effects) =
-                    sundial_engine::new_execution(params)?;
-                next_state.state_transition_count = 1;
-                Some(NewRun {
-                    events: encode_all(&next_events),
-                    state: next_state,
-                    effects: next_effects,
-                    initial_update: None,
-                })
-            }
-            None => None,
-        };
+        let next = decided.next_run.map(|next| NewRun {
+            events: encode_all(&next.events),
+            state: next.state,
+            effects: next.effects,
+            initial_update: None,
+        });
         let (next, start_guard) = match creates {
             Some((run, guard)) => (Some(run), Some(guard)),
             None => (next, None),
         };
-        let encoded = encode_all(&events);
         let outcome = Outcome {
             state,
-            encoded,
-            effects,
+            encoded: encode_all(&decided.events),
+            effects: decided.effects,
         };
         if persist == Persist::Nothing && next.is_none() {
             // Nothing to commit: installed at once, with no await before the reply.
@@ -742,8 +723,6 @@ impl History {
             self.install_outcome(handle, &mut entry, outcome);
             return Ok(finish(&entry, result));
         }
-        let mut outcome = outcome;
-        outcome.state.state_transition_count += 1;
         let mut batch = WriteBatch {
             durability: match (persist, &next) {
                 (Persist::Written, None) => Durability::Written,
@@ -1108,7 +1087,7 @@ impl History {
                         let created = self
                             .handle(&req.namespace, &req.workflow_id, Some(&run_id))
                             .await?;
-                        self.read(&created, crate::frontend::responses::workflow_task)
+                        self.read(&created, crate::responses::workflow_task)
                             .await??
                     }
                     false => None,
@@ -1231,7 +1210,7 @@ impl History {
             let run_id = run.state.run_id.clone();
             let (_, entry) = history.install_new_run(run);
             let eager_task = if eager {
-                crate::frontend::responses::workflow_task(&entry)?
+                crate::responses::workflow_task(&entry)?
             } else {
                 None
             };

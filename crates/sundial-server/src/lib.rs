@@ -24,6 +24,7 @@ pub mod outbound;
 pub mod ownership;
 pub mod peer;
 pub mod request_filter;
+pub mod responses;
 pub mod retention;
 pub mod run;
 pub mod run_events;
@@ -35,6 +36,7 @@ pub mod ui;
 pub mod updates;
 pub mod virtual_clock;
 pub mod visibility;
+pub mod wall_clock;
 
 use anyhow::Context;
 use std::net::SocketAddr;

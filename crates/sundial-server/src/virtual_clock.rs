@@ -18,7 +18,7 @@
 //! - The skip rule is evaluated, under one mutex, every time one of its inputs goes down or a
 //!   target moves, so no idle moment is missed and no jump races a change.
 
-use crate::clock::wall_ms;
+use crate::wall_clock::wall_ms;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! A list query's filter with its attribute names resolved and its literals converted to the
-//! values the attributes are stored as: the one meaning of the query language. The SQLite
-//! backend turns a [`Predicate`] into SQL (`sql_filter.rs`); [`Predicate::matches`] evaluates
-//! it in memory (schedules, and any backend without SQL) with the same result.
+//! values the attributes are stored as: the one meaning of the query language. Each SQL
+//! backend turns a [`Predicate`] into its own dialect's SQL (`query_sql.rs`);
+//! [`Predicate::matches`] evaluates it in memory (schedules, and any backend without SQL) with
+//! the same result.
 //!
 //! Everything that can refuse a query (unknown attribute, literal of the wrong type, operator
 //! the attribute's type does not support) is decided by [`resolve`], before any row

@@ -1,6 +1,7 @@
 //! Command-line interface. `sundial server start-dev` takes the flags of
 //! `temporal server start-dev` that matter, with the same meanings.
 
+use crate::config::StoreChoice;
 use crate::dev_namespaces::dev_namespaces;
 use crate::logging::{LogFormat, init_logging};
 use crate::shutdown::interrupted;
@@ -188,13 +189,6 @@ fn start(args: Start) -> anyhow::Result<()> {
 }
 
 /// Everything both start commands decide.
-/// Where state is kept.
-pub enum StoreChoice {
-    /// An SQLite file, or memory (`None`).
-    Sqlite(Option<PathBuf>),
-    Postgres(sundial_store::PostgresOptions),
-}
-
 struct Settings {
     listen: SocketAddr,
     store: StoreChoice,

@@ -91,6 +91,13 @@ fn default_retention_scan() -> String {
     "60s".into()
 }
 
+/// Where state is kept.
+pub enum StoreChoice {
+    /// An SQLite file, or memory (`None`).
+    Sqlite(Option<PathBuf>),
+    Postgres(sundial_store::PostgresOptions),
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
@@ -111,7 +118,7 @@ pub struct Storage {
 
 impl Storage {
     /// Which store the section names.
-    pub fn choice(&self) -> anyhow::Result<crate::cli::StoreChoice> {
+    pub fn choice(&self) -> anyhow::Result<StoreChoice> {
         match (&self.path, &self.url) {
             (Some(_), Some(_)) => {
                 bail!("[storage] sets both path (SQLite) and url (PostgreSQL); choose one")
@@ -129,7 +136,7 @@ impl Storage {
                         parse_duration(timeout).context("[storage] connect_timeout")?;
                 }
                 options.ca_file = self.ca_file.clone();
-                Ok(crate::cli::StoreChoice::Postgres(options))
+                Ok(StoreChoice::Postgres(options))
             }
             (path, None) => {
                 if self.pool_size.is_some()
@@ -140,7 +147,7 @@ impl Storage {
                         "[storage] pool_size, connect_timeout and ca_file apply to PostgreSQL (url) only"
                     );
                 }
-                Ok(crate::cli::StoreChoice::Sqlite(path.clone()))
+                Ok(StoreChoice::Sqlite(path.clone()))
             }
         }
     }

@@ -8,7 +8,6 @@ pub mod nexus_service;
 pub mod operator_service;
 pub mod queries;
 pub mod reset_service;
-pub mod responses;
 pub mod schedule_service;
 pub mod test_service;
 pub mod update_service;

@@ -2,10 +2,10 @@
 //! RespondNexusTaskFailed, and the endpoints a workflow task's commands name. The rules of an
 //! operation's life are `sundial_engine::nexus`; this module only carries them out.
 
-use super::responses;
 use super::workflow_service::{Frontend, settle};
 use crate::error::ServiceError;
 use crate::matching::TaskKind;
+use crate::responses;
 use crate::tokens::NexusTaskToken;
 use sundial_engine::api::{
     command::v1::{Command, command::Attributes as Cmd},

@@ -48,16 +48,17 @@ impl Frontend {
         if let Some(Action::StartWorkflow(start)) =
             schedule.action.as_mut().and_then(|a| a.action.as_mut())
         {
-            self.check_blob(start.input.as_ref())?;
+            self.check_start_input(
+                namespace,
+                start.input.as_ref(),
+                start.search_attributes.as_mut(),
+            )?;
             // As the reference stores it: a task queue without a kind is a normal one.
             if let Some(queue) = start.task_queue.as_mut()
                 && queue.kind == 0
             {
                 queue.kind = sundial_engine::api::enums::v1::TaskQueueKind::Normal as i32;
             }
-            self.history
-                .visibility
-                .validate(namespace, start.search_attributes.as_mut())?;
         }
         Ok(())
     }

@@ -277,12 +277,13 @@ impl Frontend {
             Some(invalid("WorkflowStartDelay is not supported."))
         } else {
             start.namespace.clone_from(&namespace);
-            let checked = self.check_blob(start.input.as_ref()).and_then(|()| {
-                self.history
-                    .visibility
-                    .validate(&start.namespace, start.search_attributes.as_mut())
-            });
-            checked.err().map(|e| OpError::Failed(Box::new(e)))
+            self.check_start_input(
+                &start.namespace,
+                start.input.as_ref(),
+                start.search_attributes.as_mut(),
+            )
+            .err()
+            .map(|e| OpError::Failed(Box::new(e)))
         };
         let target = update.workflow_execution.clone().unwrap_or_default();
         let update_error = if !update.namespace.is_empty() && update.namespace != namespace {

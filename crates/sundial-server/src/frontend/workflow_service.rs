@@ -1,11 +1,12 @@
 //! `temporal.api.workflowservice.v1.WorkflowService`: the RPCs of the server foundation.
 //! RPCs not listed here answer Unimplemented through the generated default stubs.
 
-use super::{ExecutionChecks, HISTORY_LONG_POLL, long_poll_wait, responses};
+use super::{ExecutionChecks, HISTORY_LONG_POLL, long_poll_wait};
 use crate::error::ServiceError;
 use crate::history::History;
 use crate::matching::{QueueKey, TaskKind};
 use crate::namespaces::Namespaces;
+use crate::responses;
 use crate::run::RunHandle;
 use crate::tokens::{HistoryPageToken, TaskToken};
 use std::sync::Arc;
@@ -219,6 +220,23 @@ impl Frontend {
             ));
         }
         Ok(())
+    }
+
+    /// The frontend's checks of what any start carries (a client start, signal-with-start,
+    /// update-with-start, a schedule's action), after its namespace: the input's size, then
+    /// the search attributes against the namespace's registry (stamped with their types, as
+    /// they are stored). The rest of a start request is checked on the one start path
+    /// (`sundial_engine::start::validate_start`).
+    pub(super) fn check_start_input(
+        &self,
+        namespace: &str,
+        input: Option<&Payloads>,
+        search_attributes: Option<&mut sundial_engine::api::common::v1::SearchAttributes>,
+    ) -> Result<(), ServiceError> {
+        self.check_blob(input)?;
+        self.history
+            .visibility
+            .validate(namespace, search_attributes)
     }
 
     async fn run_by_token(&self, token: &TaskToken) -> Result<Arc<RunHandle>, ServiceError> {
@@ -493,7 +511,6 @@ impl Frontend {
         {
             self.queries.answer_buffered(&token, &req.query_results);
         }
-        let inline_wanted = req.return_new_workflow_task;
         let endpoints = self.nexus_endpoint_targets(&req.commands);
         let poller = Poller {
             identity: req.identity.clone(),
@@ -504,26 +521,18 @@ impl Frontend {
             .history
             .transition(
                 &handle,
-                |t| {
-                    let outcome = t.complete_workflow_task_with_endpoints(wt, &req, endpoints)?;
-                    if outcome.rejected.is_some() || !t.state.is_running() {
-                        return Ok((outcome, false, Vec::new()));
-                    }
-                    let eager = t.start_eager_activities(&req, &poller);
-                    let inline = inline_wanted
-                        && outcome.new_workflow_task
-                        && t.start_inline_workflow_task(&poller)?;
-                    Ok((outcome, inline, eager))
-                },
-                |entry, (outcome, inline, eager)| {
+                |t| t.respond_workflow_task_completed(wt, &req, endpoints, &poller),
+                |entry, completion| {
+                    let outcome = completion.outcome;
                     entry.updates.lock().apply(&outcome.updates);
-                    let activities: Vec<_> = eager
+                    let activities: Vec<_> = completion
+                        .eager_activities
                         .iter()
                         .filter_map(|id| responses::activity_task(entry, *id))
                         .collect();
                     (
                         outcome,
-                        if inline {
+                        if completion.inline_task {
                             responses::workflow_task(entry)
                         } else {
                             Ok(None)
@@ -830,10 +839,11 @@ forwarding_service! {
         ) -> Reply<StartWorkflowExecutionResponse> {
             let mut req = request.into_inner();
             self.namespaces.check(&req.namespace)?;
-            self.check_blob(req.input.as_ref())?;
-            self.history
-                .visibility
-                .validate(&req.namespace, req.search_attributes.as_mut())?;
+            self.check_start_input(
+                &req.namespace,
+                req.input.as_ref(),
+                req.search_attributes.as_mut(),
+            )?;
             let outcome = self.history.start_workflow(&req, None).await?;
             Ok(Response::new(StartWorkflowExecutionResponse {
                 run_id: outcome.run_id,
@@ -1093,9 +1103,11 @@ forwarding_service! {
                 ..Default::default()
             };
             let mut start = start;
-            self.history
-                .visibility
-                .validate(&start.namespace, start.search_attributes.as_mut())?;
+            self.check_start_input(
+                &start.namespace,
+                start.input.as_ref(),
+                start.search_attributes.as_mut(),
+            )?;
             let outcome = self.history.start_workflow(&start, Some(signal)).await?;
             Ok(Response::new(SignalWithStartWorkflowExecutionResponse {
                 run_id: outcome.run_id,
