@@ -222,6 +222,13 @@ fn complete() -> Cmd {
     )
 }
 
+/// ContinueAsNewWorkflowExecution with everything defaulted (the same workflow again).
+fn continue_as_new() -> Cmd {
+    Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(
+        crate::api::command::v1::ContinueAsNewWorkflowExecutionCommandAttributes::default(),
+    )
+}
+
 fn app_failure() -> Failure {
     Failure {
         message: "boom".into(),
@@ -556,7 +563,6 @@ mod messages_and_lifecycle {
     use super::*;
     use crate::api::{
         command::v1::{
-            ContinueAsNewWorkflowExecutionCommandAttributes,
             FailWorkflowExecutionCommandAttributes, ProtocolMessageCommandAttributes,
             StartChildWorkflowExecutionCommandAttributes,
         },
@@ -776,12 +782,7 @@ mod messages_and_lifecycle {
         let (mut run, _) = Run::start();
         let wt = run.start_wt();
         let next = run
-            .close_and_chain(
-                wt,
-                Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(
-                    ContinueAsNewWorkflowExecutionCommandAttributes::default(),
-                ),
-            )
+            .close_and_chain(wt, continue_as_new())
             .expect("a next run");
         assert_eq!(next.run_id, "run-2");
         assert_eq!(next.continuation.previous_run_id, "run-1");

@@ -6,8 +6,8 @@
 use super::*;
 use crate::api::{
     command::v1::{
-        ContinueAsNewWorkflowExecutionCommandAttributes, FailWorkflowExecutionCommandAttributes,
-        RequestCancelNexusOperationCommandAttributes, ScheduleNexusOperationCommandAttributes,
+        FailWorkflowExecutionCommandAttributes, RequestCancelNexusOperationCommandAttributes,
+        ScheduleNexusOperationCommandAttributes,
     },
     common::v1::{Callback, Payload, callback, link},
     enums::v1::{NexusOperationCancellationState, PendingNexusOperationState, TimeoutType},
@@ -1041,11 +1041,7 @@ fn callbacks() -> Vec<Callback> {
 /// continues as new leaves them to its next run; pending operations are abandoned.
 #[test]
 fn closing_a_run_with_completion_callbacks_invokes_them() {
-    let continue_as_new = || {
-        Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(
-            ContinueAsNewWorkflowExecutionCommandAttributes::default(),
-        )
-    };
+    let continue_as_new = || continue_as_new();
     let fail = || {
         Cmd::FailWorkflowExecutionCommandAttributes(FailWorkflowExecutionCommandAttributes {
             failure: Some(app_failure()),
@@ -1107,12 +1103,7 @@ fn continue_as_new_carries_the_callbacks_to_the_next_runs_start() {
     let (mut run, _) = Run::start_with(|r| r.completion_callbacks = callbacks(), 1_000).unwrap();
     let wt = run.start_wt();
     let next = run
-        .close_and_chain(
-            wt,
-            Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(
-                ContinueAsNewWorkflowExecutionCommandAttributes::default(),
-            ),
-        )
+        .close_and_chain(wt, continue_as_new())
         .expect("a next run");
     assert_eq!(next.request.completion_callbacks, callbacks());
     let (state, history, _) = new_execution(StartParams {

@@ -4,7 +4,6 @@
 //! the transition count).
 
 use super::*;
-use crate::api::command::v1::ContinueAsNewWorkflowExecutionCommandAttributes;
 use crate::{Inputs, Limits, Signal, TaskCompletion};
 
 /// Activity `id` asking to run eagerly, on `queue` (the workflow's own when empty).
@@ -155,9 +154,7 @@ fn finish_creates_the_next_run_of_a_chain_in_the_same_outcome() {
     let (mut run, _) = Run::start();
     let wt = run.start_wt();
     let req = RespondWorkflowTaskCompletedRequest {
-        commands: as_commands(vec![Cmd::ContinueAsNewWorkflowExecutionCommandAttributes(
-            ContinueAsNewWorkflowExecutionCommandAttributes::default(),
-        )]),
+        commands: as_commands(vec![continue_as_new()]),
         ..Default::default()
     };
     let before = run.state.state_transition_count;
