@@ -36,6 +36,15 @@ pub(crate) fn as_commands(attributes: Vec<Cmd>) -> Vec<Command> {
         .collect()
 }
 
+/// The test worker's completion of a workflow task with `commands`, in order.
+pub(crate) fn completion(commands: Vec<Cmd>) -> RespondWorkflowTaskCompletedRequest {
+    RespondWorkflowTaskCompletedRequest {
+        commands: as_commands(commands),
+        identity: "worker".into(),
+        ..Default::default()
+    }
+}
+
 /// The test workflow ([`request`]) started as run `run-1` at 1 000 ms: its state, its first
 /// events and the effects of the start.
 pub(crate) fn started_run() -> (ExecutionState, Vec<HistoryEvent>, Vec<Effect>) {
@@ -196,11 +205,7 @@ impl Run {
 
     fn complete_wt(&mut self, commands: Vec<Cmd>) -> (crate::CompletionOutcome, Vec<Effect>) {
         let wt = self.start_wt();
-        let req = RespondWorkflowTaskCompletedRequest {
-            commands: as_commands(commands),
-            identity: "worker".into(),
-            ..Default::default()
-        };
+        let req = completion(commands);
         let (r, effects, _) = self.step(|t| t.complete_workflow_task(wt, &req));
         (r.unwrap(), effects)
     }
@@ -960,11 +965,7 @@ mod limits {
 
     fn complete_with(run: &mut Run, limits: Limits, commands: Vec<Cmd>) -> CompletionOutcome {
         let wt = run.start_wt();
-        let req = RespondWorkflowTaskCompletedRequest {
-            commands: as_commands(commands),
-            identity: "worker".into(),
-            ..Default::default()
-        };
+        let req = completion(commands);
         let (r, _, _) = run.step(|t| {
             t.limits = limits;
             t.complete_workflow_task(wt, &req)

@@ -79,11 +79,7 @@ fn respond_with(
         run.step(|t| t.ensure_workflow_task());
     }
     let wt = run.start_wt();
-    let req = RespondWorkflowTaskCompletedRequest {
-        commands: as_commands(commands),
-        identity: "worker".into(),
-        ..Default::default()
-    };
+    let req = completion(commands);
     let (r, effects, _) = run.step(|t| {
         t.limits = limits;
         t.complete_workflow_task_with_endpoints(wt, &req, endpoints())

@@ -29,10 +29,8 @@ fn respond(
     return_new_workflow_task: bool,
 ) -> (TaskCompletion, Vec<Effect>) {
     let req = RespondWorkflowTaskCompletedRequest {
-        commands: as_commands(commands),
-        identity: "worker".into(),
         return_new_workflow_task,
-        ..Default::default()
+        ..completion(commands)
     };
     let (r, effects, _) =
         run.step(|t| t.respond_workflow_task_completed(wt, &req, Default::default(), &poller()));
