@@ -1,9 +1,9 @@
 """The run cache: idle workflows leave memory and come back on demand.
 
 A server started with ``--dynamic-config-value history.hostLevelCacheMaxSize=1`` keeps at
-most one run in memory beyond those with work in flight: every workflow asleep on a timer is
-evicted, and each request, timer, signal, query, update or task that reaches it loads it
-from the store again. The gauge ``sundial_cached_runs`` shows how many runs are in memory.
+most one run in memory beyond those with work in flight: every workflow asleep on a timer,
+or waiting in a task queue for a worker, is evicted, and each request, timer, signal, query,
+update or task that reaches it loads it from the store again. The gauge ``sundial_cached_runs`` shows how many runs are in memory.
 Everything must behave as with every run cached, across a kill -9 too.
 """
 
@@ -15,7 +15,7 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-from temporalio import workflow
+from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -48,6 +48,20 @@ class Sleeper:
     def bump(self) -> int:
         self.updates += 1
         return self.updates
+
+
+@activity.defn
+async def shout(text: str) -> str:
+    return text.upper()
+
+
+@workflow.defn
+class Backlogged:
+    @workflow.run
+    async def run(self, text: str) -> str:
+        return await workflow.execute_activity(
+            shout, text, start_to_close_timeout=timedelta(seconds=30)
+        )
 
 
 class CachedServer(SundialProcess):
@@ -90,17 +104,22 @@ def _worker(client: Client, queue: str) -> Worker:
     )
 
 
-async def _all_asleep(client: Client, ids: list[str]) -> None:
-    """Waits until every workflow has its timer started (no workflow task left)."""
+async def _all_have_written(client: Client, ids: list[str], attributes: str, what: str) -> None:
+    """Waits until every workflow's history holds an event with ``attributes``."""
     for wid in ids:
         handle = client.get_workflow_handle(wid)
-        for _ in range(100):
+        for _ in range(200):
             events = [e async for e in handle.fetch_history_events()]
-            if any(e.HasField("timer_started_event_attributes") for e in events):
+            if any(e.HasField(attributes) for e in events):
                 break
             await asyncio.sleep(0.05)
         else:
-            raise AssertionError(f"{wid} never started its timer")
+            raise AssertionError(f"{wid} never {what}")
+
+
+async def _all_asleep(client: Client, ids: list[str]) -> None:
+    """Waits until every workflow has its timer started (no workflow task left)."""
+    await _all_have_written(client, ids, "timer_started_event_attributes", "started its timer")
 
 
 async def _task_done_after_signal(client: Client, wid: str) -> None:
@@ -237,5 +256,80 @@ async def test_sleepers_past_the_lookahead_live_in_the_wake_index_and_fire_on_ti
             # within the index's read interval and a loaded machine's slack.
             assert -50 <= late <= 3_000, (wid, late)
         assert server.gauge("sundial_timers_pending") == 0
+    finally:
+        server.kill()
+
+
+async def test_a_backlog_waiting_for_workers_leaves_memory_and_is_dispatched_once(
+    external_address, tmp_path, new_id
+):
+    """Workflows whose tasks wait in their queues (no worker yet) are not held in memory:
+    the queue names each run, which a poll loads again. First their workflow tasks wait,
+    then their activity tasks; a kill -9 with the activity tasks queued rebuilds the queues
+    at start-up and evicts the runs again (a run whose workflow task start-up renumbers stays
+    until its next commit). Every task is handed out once: one workflow task
+    attempt and one activity attempt each, dense event ids, the right result."""
+    if external_address:
+        pytest.skip("needs a server process managed by the suite (SUNDIAL_ADDRESS is set)")
+    count = 30
+    server = CachedServer(tmp_path / "backlog.db")
+    try:
+        await server.start()
+        client = await Client.connect(server.address, namespace="default")
+        queue = new_id("backlog-tq")
+        ids = [new_id(f"queued{i}") for i in range(count)]
+        for wid in ids:
+            await client.start_workflow(Backlogged.run, wid, id=wid, task_queue=queue)
+        # No worker: every run has a workflow task in the queue, and none is in memory.
+        assert await _settled_cache(server, 1) <= 1
+        described = await client.get_workflow_handle(ids[0]).describe()
+        assert described.status == WorkflowExecutionStatus.RUNNING
+
+        # A worker with the workflow and no activities: the activity tasks queue up.
+        workflows_only = Worker(
+            client,
+            task_queue=queue,
+            workflows=[Backlogged],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+            max_cached_workflows=0,
+        )
+        async with workflows_only:
+            await _all_have_written(
+                client, ids, "activity_task_scheduled_event_attributes", "scheduled its activity"
+            )
+        assert await _settled_cache(server, 1) <= 1
+
+        server.kill()
+        await server.start()
+        client = await Client.connect(server.address, namespace="default")
+        # Start-up loaded the runs to queue their tasks again, then let them go.
+        assert await _settled_cache(server, 1) <= 1
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=[Backlogged],
+            activities=[shout],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+            max_cached_workflows=0,
+        )
+        async with worker:
+            results = await asyncio.wait_for(
+                asyncio.gather(*(client.get_workflow_handle(w).result() for w in ids)), 60
+            )
+        assert results == [wid.upper() for wid in ids]
+        for wid in ids:
+            events = [e async for e in client.get_workflow_handle(wid).fetch_history_events()]
+            event_ids = [e.event_id for e in events]
+            assert event_ids == list(range(1, len(event_ids) + 1)), wid
+            started = [e for e in events if e.HasField("activity_task_started_event_attributes")]
+            assert [e.activity_task_started_event_attributes.attempt for e in started] == [1], wid
+            scheduled = [
+                e for e in events if e.HasField("workflow_task_scheduled_event_attributes")
+            ]
+            assert all(
+                e.workflow_task_scheduled_event_attributes.attempt == 1 for e in scheduled
+            ), wid
+            assert not any(e.HasField("workflow_task_timed_out_event_attributes") for e in events)
+            assert not any(e.HasField("workflow_task_failed_event_attributes") for e in events)
     finally:
         server.kill()

@@ -329,7 +329,11 @@ impl History {
             let handle = RunHandle::loaded(persisted, state, RunEvents::unloaded());
             let mut entry = handle.fresh_entry();
             self.install(&handle);
+            let stored_seq = entry.state.workflow_task.as_ref().map(|wt| wt.seq);
             entry.state.renumber_unstarted_workflow_task(epoch);
+            // A renumbered task differs from the stored one until the run's next commit:
+            // the run stays in memory so that its queued task keeps matching it.
+            entry.unsaved = entry.state.workflow_task.as_ref().map(|wt| wt.seq) != stored_seq;
             let ready = entry.state.ready_tasks(self.clock.now_ms());
             self.after_change(&handle, &mut entry, ready);
         }
@@ -595,8 +599,9 @@ impl History {
             if !entry.is_idle(self.clock.now_ms()) {
                 return Eviction::Settled;
             }
-            // Past the horizon the wake index stands for the run (an idle run's entry is its
-            // earliest deadline, never "at start"; the check keeps a wrong entry harmless).
+            // Past the horizon the wake index stands for the run, unless its entry is "at
+            // start" (a task in a queue): only start-up reads those, so the loop keeps all
+            // of its deadlines.
             if entry.persisted.wake_at != Some(sundial_store::RESUME_AT_START) {
                 let horizon = self.timers.horizon();
                 for deadline in entry.registered.iter().filter(|d| d.at_ms > horizon) {
@@ -895,7 +900,6 @@ impl History {
             return;
         };
         tokio::spawn(async move {
-            // A run with a task in a queue is never idle, so it is in memory.
             let Ok(Some(handle)) = history.run_by_id(&run_id).await else {
                 return;
             };
@@ -1529,5 +1533,45 @@ mod tests {
         );
         let handle = history.handle("default", "wf", None).await.unwrap();
         assert_memory_matches_store(&history, &handle).await;
+    }
+
+    #[tokio::test]
+    async fn runs_waiting_in_a_queue_leave_the_cache_and_the_poll_loads_them_back() {
+        let history = history_over(Arc::new(SqliteStore::open(None).unwrap())).await;
+        history.limit_cache(1);
+        let mut run_ids = Vec::new();
+        for i in 0..5 {
+            let started = history
+                .start_workflow(&start_request(&format!("wf{i}")), None)
+                .await
+                .unwrap();
+            run_ids.push(started.run_id);
+        }
+        // Nobody polls: each run's only work is its task in the queue, so it may leave.
+        tokio::time::sleep(CACHE_SWEEP_DELAY * 4).await;
+        assert!(
+            history.cached_runs() <= 1,
+            "{} cached",
+            history.cached_runs()
+        );
+        let key = QueueKey {
+            namespace: "default".into(),
+            name: "q".into(),
+            kind: TaskKind::Workflow,
+        };
+        for run_id in &run_ids {
+            let (handle, lease) = history
+                .next_task(key.clone(), "poller", "", Duration::from_secs(1))
+                .await
+                .expect("every queued task is handed out");
+            assert_eq!(&handle.run_id, run_id);
+            // The run loaded again is the one the queued task was dispatched for.
+            let entry = handle.entry.lock().await;
+            let task = entry.state.workflow_task.as_ref().expect("still scheduled");
+            assert_eq!(lease.task().scheduled_event_id, task.scheduled_event_id);
+            assert_eq!(lease.task().seq_or_attempt, task.seq);
+            assert!(!task.is_started());
+            lease.take();
+        }
     }
 }

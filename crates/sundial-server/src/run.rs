@@ -6,7 +6,7 @@ use crate::run_events::RunEvents;
 use crate::updates::UpdateRegistry;
 use std::collections::HashSet;
 use std::sync::Arc;
-use sundial_engine::{Deadline, ExecutionState, Wake};
+use sundial_engine::{Deadline, Effect, ExecutionState, Wake};
 use sundial_store::{RESUME_AT_START, RowVersion};
 use tokio::sync::watch;
 
@@ -72,20 +72,31 @@ impl RunEntry {
     }
 
     /// Whether the entry holds nothing that lives only in memory, so that dropping it and
-    /// loading the run from the store again gives the same entry: a running run with no
-    /// workflow task (its unwritten attempts, speculative tasks and started events live
-    /// here), nothing ready to dispatch (tasks in queues, work for other runs), no admitted
-    /// update, and nothing a transition changed without committing, its wake index entry
-    /// included (a run written before the index existed stays until its next write). While
-    /// it is out of memory, the timer loop keeps its deadlines up to the horizon and the wake
-    /// index stands for the rest.
+    /// loading the run from the store again gives the same entry:
+    /// a running run whose workflow task, if any, is written and not started (unwritten
+    /// attempts, speculative tasks and started events live here); whose ready work is only
+    /// tasks already in their queues (which name the run by id and load it when a poller
+    /// takes them), not work for other runs; with no admitted update and nothing a
+    /// transition changed without committing, its wake index entry included (a run written
+    /// before the index existed stays until its next write). While it is out of memory, the
+    /// timer loop keeps its deadlines up to the horizon (all of them when its entry is "at
+    /// start") and the wake index stands for the rest.
     pub(crate) fn is_idle(&self, now_ms: i64) -> bool {
         self.state.is_running()
-            && self.state.workflow_task.is_none()
+            && self
+                .state
+                .workflow_task
+                .as_ref()
+                .is_none_or(|wt| !wt.is_started() && !wt.unwritten && !wt.speculative)
             && !self.unsaved
             && self.persisted == stored_version(&self.state)
             && self.updates.lock().is_empty()
-            && self.state.ready_tasks(now_ms).is_empty()
+            && self.state.ready_tasks(now_ms).iter().all(|effect| {
+                matches!(
+                    effect,
+                    Effect::DispatchWorkflowTask { .. } | Effect::DispatchActivityTask { .. }
+                )
+            })
     }
 }
 
