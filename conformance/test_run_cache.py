@@ -264,11 +264,10 @@ async def test_a_backlog_waiting_for_workers_leaves_memory_and_is_dispatched_onc
     external_address, tmp_path, new_id
 ):
     """Workflows whose tasks wait in their queues (no worker yet) are not held in memory:
-    the queue names each run, which a poll loads again. First their workflow tasks wait,
-    then their activity tasks; a kill -9 with the activity tasks queued rebuilds the queues
-    at start-up and evicts the runs again (a run whose workflow task start-up renumbers stays
-    until its next commit). Every task is handed out once: one workflow task
-    attempt and one activity attempt each, dense event ids, the right result."""
+    the queue names each run, which a poll loads again. First their workflow tasks wait
+    (across a kill -9: start-up queues them again and lets the runs go), then their activity
+    tasks (across another kill -9). Every task is handed out once: one workflow task attempt
+    and one activity attempt each, dense event ids, the right result."""
     if external_address:
         pytest.skip("needs a server process managed by the suite (SUNDIAL_ADDRESS is set)")
     count = 30
@@ -284,6 +283,10 @@ async def test_a_backlog_waiting_for_workers_leaves_memory_and_is_dispatched_onc
         assert await _settled_cache(server, 1) <= 1
         described = await client.get_workflow_handle(ids[0]).describe()
         assert described.status == WorkflowExecutionStatus.RUNNING
+        server.kill()
+        await server.start()
+        client = await Client.connect(server.address, namespace="default")
+        assert await _settled_cache(server, 1) <= 1
 
         # A worker with the workflow and no activities: the activity tasks queue up.
         workflows_only = Worker(

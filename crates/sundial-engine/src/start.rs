@@ -106,10 +106,12 @@ pub fn validate_start(req: &StartWorkflowExecutionRequest) -> Result<(), EngineE
 
 /// A client's start: [`new_execution`], and with `request_eager_execution` (eager workflow
 /// start) the first workflow task already started for the caller, in the same commit as the
-/// start, instead of dispatched to a queue.
+/// start, instead of dispatched to a queue (numbered from `task_seq_floor`, see
+/// [`crate::Inputs::task_seq_floor`]).
 pub fn start_execution(
     params: StartParams<'_>,
     limits: crate::Limits,
+    task_seq_floor: i64,
 ) -> Result<(ExecutionState, Vec<HistoryEvent>, Vec<Effect>), EngineError> {
     let req = params.request;
     let now = params.now;
@@ -122,6 +124,7 @@ pub fn start_execution(
             crate::Inputs {
                 now,
                 limits,
+                task_seq_floor,
                 ..crate::Inputs::default()
             },
         );

@@ -528,21 +528,6 @@ pub struct TimerInfo {
 }
 
 impl ExecutionState {
-    /// After a restart: gives a workflow task that is not started (as stored; it may have
-    /// been handed out before the crash, its start kept in memory only) a dispatch number of
-    /// at least `epoch`, so a task token from before the restart no longer matches it.
-    /// `epoch` must exceed every number handed out by earlier processes (the boot time in
-    /// microseconds does: a dispatch takes longer than that).
-    pub fn renumber_unstarted_workflow_task(&mut self, epoch: i64) {
-        let next = self.next_task_seq.max(epoch);
-        if let Some(wt) = self.workflow_task.as_mut()
-            && !wt.is_started()
-        {
-            wt.seq = next;
-            self.next_task_seq = next.saturating_add(1);
-        }
-    }
-
     pub fn is_running(&self) -> bool {
         self.status == crate::api::enums::v1::WorkflowExecutionStatus::Running as i32
     }

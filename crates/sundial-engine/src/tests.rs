@@ -181,7 +181,8 @@ impl Run {
                 "a task's start is written (without a sync) before the poller sees it"
             );
         }
-        wt
+        // The started task's own number: what its token names.
+        self.wt()
     }
 
     /// Completes the started task `wt` with one closing command; the next run it chains to
@@ -1458,7 +1459,7 @@ fn eager_start_starts_the_first_task_instead_of_dispatching_it() {
             parent: None,
         };
         let (state, history, effects) =
-            crate::start::start_execution(params, Default::default()).unwrap();
+            crate::start::start_execution(params, Default::default(), 0).unwrap();
         assert_eq!(history.len(), events, "eager {eager}");
         let dispatch = effects
             .iter()
@@ -1862,4 +1863,66 @@ fn command_user_metadata_goes_on_its_event_and_counts_in_the_history_size() {
         .map(|e| prost::Message::encoded_len(e) as i64)
         .sum();
     assert_eq!(run.state.history_size_bytes, total);
+}
+
+/// A start carries the floor it is given in its transition's inputs.
+fn start_with_floor(run: &mut Run, floor: i64) -> WorkflowTaskRef {
+    let task = run.wt();
+    run.now += 10;
+    let mut t = Transition::with_inputs(
+        &mut run.state,
+        crate::Inputs {
+            now: run.now,
+            task_seq_floor: floor,
+            ..Default::default()
+        },
+    );
+    t.start_workflow_task(task, &poller()).unwrap();
+    run.history.append(&mut t.events);
+    run.wt()
+}
+
+#[test]
+fn a_token_of_a_start_lost_to_a_power_loss_matches_no_later_start() {
+    let (mut run, _) = Run::start();
+    let stored = run.state.clone();
+    let stored_history = run.history.clone();
+    let lost = start_with_floor(&mut run, 1_000);
+    assert!(lost.seq >= 1_000);
+    // The start was written, not synced, and the power went: the store holds `stored`. The
+    // next process starts the same scheduled task from its own, higher floor.
+    run.state = stored;
+    run.history = stored_history;
+    let started = start_with_floor(&mut run, 2_000);
+    assert!(started.seq >= 2_000);
+    assert_eq!(lost.scheduled_event_id, started.scheduled_event_id);
+    let req = completion(vec![]);
+    let (r, _, _) = run.step(|t| t.complete_workflow_task(lost, &req));
+    assert!(matches!(r, Err(crate::EngineError::NotFound(_))), "{r:?}");
+    let (r, _, _) = run.step(|t| t.complete_workflow_task(started, &req));
+    r.unwrap();
+}
+
+#[test]
+fn each_start_of_a_retried_task_has_its_own_number() {
+    let (mut run, _) = Run::start();
+    let cause = WorkflowTaskFailedCause::WorkflowWorkerUnhandledFailure as i32;
+    let first = start_with_floor(&mut run, 1_000);
+    run.step(|t| t.fail_workflow_task(first, cause, None, "worker"))
+        .0
+        .unwrap();
+    // Attempts after the first are unwritten and share their scheduled event id.
+    let second = start_with_floor(&mut run, 1_000);
+    run.step(|t| t.fail_workflow_task(second, cause, None, "worker"))
+        .0
+        .unwrap();
+    let third = start_with_floor(&mut run, 1_000);
+    assert_eq!(second.scheduled_event_id, third.scheduled_event_id);
+    assert_ne!(second.seq, third.seq);
+    // The second attempt's token no longer completes anything.
+    let req = completion(vec![]);
+    let (r, _, _) = run.step(|t| t.complete_workflow_task(second, &req));
+    assert!(matches!(r, Err(crate::EngineError::NotFound(_))), "{r:?}");
+    let (r, _, _) = run.step(|t| t.complete_workflow_task(third, &req));
+    r.unwrap();
 }

@@ -77,8 +77,8 @@ pub enum Persist {
     /// of the process (kill -9), and after a power loss it may be missing until the next synced
     /// commit would have covered it. A workflow task's start: the worker is shown its
     /// WorkflowTaskStarted event id, which must not be given to another event after a crash;
-    /// a power loss returns the task to "scheduled" and its token is refused (see
-    /// `ExecutionState::renumber_unstarted_workflow_task`).
+    /// a power loss returns the task to "scheduled" and its token is refused (the next start
+    /// numbers the task from the new process's [`Inputs::task_seq_floor`]).
     Written,
     /// Written and synced to disk before the reply.
     Synced,
@@ -103,6 +103,8 @@ pub struct Transition<'a> {
     pub(crate) next_run: Option<crate::chain::NextRun>,
     /// Updates admitted and waiting to be delivered to the workflow (from [`Inputs`]).
     pub(crate) pending_update_ids: Vec<String>,
+    /// The least dispatch number of a workflow task started here (from [`Inputs`]).
+    pub(crate) task_seq_floor: i64,
     /// Last written event id when a speculative workflow task was dropped (0: none was).
     pub dropped_speculative_at: i64,
     /// Ids of pending activities, built on first use by a command that needs them.
@@ -214,6 +216,10 @@ pub struct Inputs {
     /// Updates admitted and waiting to be delivered to the workflow: the server's update
     /// registry keeps them (in memory, as the reference server does), not the run's state.
     pub pending_update_ids: Vec<String>,
+    /// The least dispatch number a workflow task gets when it is started (see
+    /// [`Transition::start_workflow_task`]): the server passes a number above every one an
+    /// earlier process of it handed out (its start time in microseconds).
+    pub task_seq_floor: i64,
 }
 
 impl<'a> Transition<'a> {
@@ -235,6 +241,7 @@ impl<'a> Transition<'a> {
             limits,
             new_run_id,
             pending_update_ids,
+            task_seq_floor,
         } = inputs;
         Transition {
             state,
@@ -246,6 +253,7 @@ impl<'a> Transition<'a> {
             new_run_id,
             next_run: None,
             pending_update_ids,
+            task_seq_floor,
             dropped_speculative_at: 0,
             activity_ids: None,
             timer_ids: None,

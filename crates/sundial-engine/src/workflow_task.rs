@@ -63,10 +63,11 @@ impl crate::ExecutionState {
 }
 
 impl Transition<'_> {
-    /// Hands the scheduled workflow task to a poller. The start is written before the poller
-    /// sees it (`Persist::Written`): the WorkflowTaskStarted event id it is shown is never given
-    /// to another event, and after a crash of the process the task is still the poller's (its
-    /// token stays valid; the start-to-close timeout decides). A speculative task's start stays
+    /// Hands the scheduled workflow task to a poller, numbering the dispatch anew (its token's
+    /// number). The start is written before the poller sees it (`Persist::Written`): the
+    /// WorkflowTaskStarted event id it is shown is never given to another event, and after a
+    /// crash of the process the task is still the poller's (its token stays valid; the
+    /// start-to-close timeout decides). A speculative task's start stays
     /// in memory, as in the reference server: a crash forgets it with the updates it carried.
     #[allow(deprecated)] // worker_version: still what the reference server records
     pub fn start_workflow_task(
@@ -123,7 +124,13 @@ impl Transition<'_> {
             self.append(attributes)
         };
         let now = self.now;
+        // The started task gets a dispatch number of its own, at least this process's floor:
+        // a token handed out by an earlier process whose start was lost (a power loss before
+        // the unsynced write reached the disk) never names this start.
+        let seq = self.state.next_task_seq.max(self.task_seq_floor);
+        self.state.next_task_seq = seq.saturating_add(1);
         if let Some(wt) = self.state.workflow_task.as_mut() {
+            wt.seq = seq;
             wt.started_event_id = started;
             wt.started_time_ms = now;
             wt.identity = poller.identity.clone();

@@ -138,6 +138,10 @@ pub struct History {
     /// Runs evicted since freed memory was last handed back ([`History::release_freed_memory`]).
     evicted_since_trim: std::sync::atomic::AtomicUsize,
     last_trim: Mutex<std::time::Instant>,
+    /// The least dispatch number of the workflow tasks this process starts
+    /// ([`Inputs::task_seq_floor`]): its start time in microseconds, above every number an
+    /// earlier process handed out (a dispatch takes longer than that).
+    task_seq_floor: i64,
 }
 
 /// What an attempt to evict an idle run found.
@@ -253,6 +257,13 @@ impl History {
             sweep_scheduled: std::sync::atomic::AtomicBool::new(false),
             evicted_since_trim: std::sync::atomic::AtomicUsize::new(0),
             last_trim: Mutex::new(std::time::Instant::now()),
+            task_seq_floor: i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_micros(),
+            )
+            .unwrap_or(i64::MAX),
         });
         let _ = history.me.set(Arc::downgrade(&history));
         history
@@ -315,25 +326,11 @@ impl History {
             rows.extend(self.store.load_runs_to_resume(slots).await?);
         }
         let count = rows.len();
-        // Task tokens handed out before the restart must not match the tasks dispatched after
-        // it: workflow tasks get dispatch numbers from this boot's epoch on.
-        let epoch = i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros(),
-        )
-        .unwrap_or(i64::MAX);
         for row in rows {
             let (persisted, state) = decode_row(&row)?;
             let handle = RunHandle::loaded(persisted, state, RunEvents::unloaded());
             let mut entry = handle.fresh_entry();
             self.install(&handle);
-            let stored_seq = entry.state.workflow_task.as_ref().map(|wt| wt.seq);
-            entry.state.renumber_unstarted_workflow_task(epoch);
-            // A renumbered task differs from the stored one until the run's next commit:
-            // the run stays in memory so that its queued task keeps matching it.
-            entry.unsaved = entry.state.workflow_task.as_ref().map(|wt| wt.seq) != stored_seq;
             let ready = entry.state.ready_tasks(self.clock.now_ms());
             self.after_change(&handle, &mut entry, ready);
         }
@@ -698,6 +695,7 @@ impl History {
             limits: self.limits,
             new_run_id: new_run_id(),
             pending_update_ids: entry.updates.lock().waiting_ids(),
+            task_seq_floor: self.task_seq_floor,
         };
         let mut t = Transition::with_inputs(&mut state, inputs);
         let result = op(&entry, &mut t)?;
@@ -1179,7 +1177,8 @@ impl History {
             continuation: None,
             parent,
         };
-        let (state, events, effects) = sundial_engine::start::start_execution(params, self.limits)?;
+        let (state, events, effects) =
+            sundial_engine::start::start_execution(params, self.limits, self.task_seq_floor)?;
         Ok(NewRun {
             events: encode_all(&events),
             state,

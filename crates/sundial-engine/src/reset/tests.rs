@@ -55,6 +55,12 @@ impl Run {
         };
         self.step(|t| t.start_workflow_task(task, &poller(build_id)))
             .expect("start task");
+        // The started task's own number: what its token names.
+        let started = self.state.workflow_task.as_ref().expect("started");
+        let task = WorkflowTaskRef {
+            scheduled_event_id: started.scheduled_event_id,
+            seq: started.seq,
+        };
         let req = RespondWorkflowTaskCompletedRequest {
             commands: crate::tests::as_commands(commands),
             identity: "worker".into(),
