@@ -51,6 +51,8 @@ pub const DEFAULT_CACHE_SIZE: usize = 10_000;
 pub const DEFAULT_WAKE_LOOKAHEAD: std::time::Duration = std::time::Duration::from_secs(60);
 /// Idle runs one change may evict: eviction keeps pace with loading without a long pause.
 const EVICTIONS_PER_CHANGE: usize = 4;
+/// Runs read per page at start-up ([`History::recover`]).
+const RESUME_PAGE: usize = 1000;
 /// How soon idle runs that were in use are looked at again.
 const CACHE_SWEEP_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 /// How many more ids than cached runs the idle queue may hold before it is pruned.
@@ -313,26 +315,38 @@ impl History {
         self.cross_run_queue.lock().take()
     }
 
-    /// Resumes running executions after a start: the runs with work to hand out are loaded
-    /// (their deadlines go back to the timer loop and their ready tasks back to the queues),
-    /// and the wake index is read ahead of time for the others, which stay in the store
-    /// until something of theirs is due or a request names them. Returns how many were
-    /// loaded.
+    /// Resumes running executions after a start: the runs with work to hand out are loaded,
+    /// a page of [`RESUME_PAGE`] at a time (their deadlines go back to the timer loop and
+    /// their ready tasks back to the queues, after which those whose only work is queued
+    /// tasks may leave memory again, so a large backlog is read but not held), and the wake
+    /// index is read ahead of time for the others, which stay in the store until something
+    /// of theirs is due or a request names them. Returns how many were loaded.
     pub async fn recover(&self) -> Result<usize, ServiceError> {
         const _: () =
             assert!(WorkflowExecutionStatus::Running as i32 == sundial_store::RUNNING_STATUS);
-        let mut rows = Vec::new();
+        let mut count = 0;
         for slots in self.ownership.owned_slots() {
-            rows.extend(self.store.load_runs_to_resume(slots).await?);
-        }
-        let count = rows.len();
-        for row in rows {
-            let (persisted, state) = decode_row(&row)?;
-            let handle = RunHandle::loaded(persisted, state, RunEvents::unloaded());
-            let mut entry = handle.fresh_entry();
-            self.install(&handle);
-            let ready = entry.state.ready_tasks(self.clock.now_ms());
-            self.after_change(&handle, &mut entry, ready);
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .store
+                    .load_runs_to_resume(slots.clone(), after.as_deref(), RESUME_PAGE)
+                    .await?;
+                let full = page.len() == RESUME_PAGE;
+                after = page.last().map(|row| row.run_id.clone());
+                count += page.len();
+                for row in page {
+                    let (persisted, state) = decode_row(&row)?;
+                    let handle = RunHandle::loaded(persisted, state, RunEvents::unloaded());
+                    let mut entry = handle.fresh_entry();
+                    self.install(&handle);
+                    let ready = entry.state.ready_tasks(self.clock.now_ms());
+                    self.after_change(&handle, &mut entry, ready);
+                }
+                if !full {
+                    break;
+                }
+            }
         }
         self.start_wake_reader().await?;
         Ok(count)
@@ -1572,5 +1586,37 @@ mod tests {
             assert!(!task.is_started());
             lease.take();
         }
+    }
+
+    #[tokio::test]
+    async fn start_up_queues_a_backlog_larger_than_a_page_without_holding_it() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(None).unwrap());
+        let backlog = RESUME_PAGE * 2 + 7;
+        {
+            let before = history_over(store.clone()).await;
+            for i in 0..backlog {
+                before
+                    .start_workflow(&start_request(&format!("wf{i}")), None)
+                    .await
+                    .unwrap();
+            }
+        }
+        // A new process on the same store: every run's task is queued again, read page by
+        // page, and the runs leave memory once their tasks are in the queue.
+        let history = history_over(store).await;
+        history.limit_cache(10);
+        assert_eq!(history.recover().await.unwrap(), backlog);
+        let key = QueueKey {
+            namespace: "default".into(),
+            name: "q".into(),
+            kind: TaskKind::Workflow,
+        };
+        assert_eq!(history.matching.backlog(&key), backlog);
+        tokio::time::sleep(CACHE_SWEEP_DELAY * 4).await;
+        assert!(
+            history.cached_runs() <= 10,
+            "{} cached",
+            history.cached_runs()
+        );
     }
 }

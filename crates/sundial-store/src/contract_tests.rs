@@ -29,12 +29,38 @@ pub(crate) async fn holding_the_shard<S: Store>(store: S) -> S {
     store
 }
 
+/// Every run [`Store::load_runs_to_resume`] gives for `slots`, read two to a page, checking
+/// that pages come in run id order and never repeat a run.
+pub(crate) async fn resume_all(
+    store: &dyn Store,
+    slots: std::ops::RangeInclusive<u32>,
+) -> Vec<ExecutionRow> {
+    let mut all: Vec<ExecutionRow> = Vec::new();
+    loop {
+        let after = all.last().map(|r| r.run_id.clone());
+        let page = store
+            .load_runs_to_resume(slots.clone(), after.as_deref(), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2, "a page holds at most its limit");
+        let done = page.len() < 2;
+        for run in page {
+            assert!(
+                all.last().is_none_or(|last| run.run_id > last.run_id),
+                "pages come in run id order without repeats"
+            );
+            all.push(run);
+        }
+        if done {
+            return all;
+        }
+    }
+}
+
 /// The run ids of `store`'s running executions in every slot, sorted.
 pub(crate) async fn running_run_ids(store: &dyn Store) -> Vec<String> {
-    let mut runs: Vec<String> = store
-        .load_runs_to_resume(ALL_SLOTS)
+    let mut runs: Vec<String> = resume_all(store, ALL_SLOTS)
         .await
-        .unwrap()
         .into_iter()
         .map(|r| r.run_id)
         .collect();
@@ -301,7 +327,7 @@ pub(crate) async fn a_workflow_id_has_at_most_one_running_run(store: &dyn Store)
         ..Default::default()
     };
     store.commit(closes).await.unwrap().unwrap();
-    let running = store.load_runs_to_resume(ALL_SLOTS).await.unwrap();
+    let running = resume_all(store, ALL_SLOTS).await;
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].run_id, "r2");
     let current = || async {
@@ -403,22 +429,16 @@ pub(crate) async fn writes_under_a_lost_fence_are_refused(store: &dyn Store) {
         ..Default::default()
     };
     store.commit(current).await.unwrap().unwrap();
-    assert_eq!(
-        store.load_runs_to_resume(ALL_SLOTS).await.unwrap(),
-        vec![row("r1", 1)]
-    );
+    assert_eq!(resume_all(store, ALL_SLOTS).await, vec![row("r1", 1)]);
     // Running runs load by slot range: the run's own slot finds it, the others do not.
     let slot = crate::shard::slot_of("default", "wf");
-    assert_eq!(
-        store.load_runs_to_resume(slot..=slot).await.unwrap().len(),
-        1
-    );
+    assert_eq!(resume_all(store, slot..=slot).await.len(), 1);
     let others = if slot == 0 {
         1..=crate::shard::SLOTS - 1
     } else {
         0..=slot - 1
     };
-    assert!(store.load_runs_to_resume(others).await.unwrap().is_empty());
+    assert!(resume_all(store, others).await.is_empty());
 }
 
 /// Batch operation jobs: a record part and target pages, read apart.
@@ -511,10 +531,7 @@ pub(crate) async fn commits_are_readable_and_a_bad_batch_is_rolled_back(store: &
         store.load_search_attributes().await.unwrap(),
         vec![("default".to_string(), "Color".to_string(), 2)]
     );
-    assert_eq!(
-        store.load_runs_to_resume(ALL_SLOTS).await.unwrap(),
-        vec![row("r1", 1)]
-    );
+    assert_eq!(resume_all(store, ALL_SLOTS).await, vec![row("r1", 1)]);
     let current = |workflow_id: &'static str| async move {
         let run = store.load_execution("default", workflow_id, None).await;
         run.unwrap().map(|r| r.run_id)
@@ -825,6 +842,8 @@ async fn the_wake_index_finds_runs_by_time_and_resumes_the_busy(store: &dyn Stor
     };
     let runs = vec![
         at("busy", "w-busy", Some(crate::RESUME_AT_START)),
+        at("busy-3", "w-busy-3", Some(crate::RESUME_AT_START)),
+        at("busy-2", "w-busy-2", Some(crate::RESUME_AT_START)),
         at("late", "w-late", Some(3_000)),
         at("b-early", "w-b", Some(1_000)),
         at("a-early", "w-a", Some(1_000)),
@@ -851,13 +870,13 @@ async fn the_wake_index_finds_runs_by_time_and_resumes_the_busy(store: &dyn Stor
         .await
         .unwrap()
         .unwrap();
-    let resumed = store.load_runs_to_resume(ALL_SLOTS).await.unwrap();
+    let resumed = resume_all(store, ALL_SLOTS).await;
     assert_eq!(
         resumed
             .iter()
             .map(|r| r.run_id.as_str())
             .collect::<Vec<_>>(),
-        ["busy"]
+        ["busy", "busy-2", "busy-3"]
     );
     assert_eq!(resumed[0].wake_at, Some(crate::RESUME_AT_START));
     let key = |at_ms, run: &str| crate::WakeKey {
@@ -1000,7 +1019,7 @@ async fn postgres_upgrades_a_schema_1_database() {
     let current = store.load_execution("default", "wf", None).await.unwrap();
     assert_eq!(current.map(|r| r.run_id).as_deref(), Some("new"));
     let slot = crate::shard::slot_of("default", "wf");
-    let running = store.load_runs_to_resume(slot..=slot).await.unwrap();
+    let running = resume_all(&store, slot..=slot).await;
     assert_eq!(running.len(), 1);
     // The upgraded run is written under the fence like any other.
     let closing = ExecutionRow {

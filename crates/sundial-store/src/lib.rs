@@ -345,12 +345,16 @@ pub trait Store: Send + Sync + 'static {
     /// after [`StoreError::Failed`].
     fn healthy(&self) -> bool;
     async fn load_namespaces(&self) -> Result<Vec<NamespaceRow>, StoreError>;
-    /// Every running run in `slots` whose wake is [`RESUME_AT_START`], oldest first (used at
-    /// start-up, and when a node takes a shard, to hand out their work again). The other
-    /// running runs are found through [`Store::load_wakeups`] or when a request names them.
+    /// One page of the running runs in `slots` whose wake is [`RESUME_AT_START`], in run id
+    /// order (creation order for the time-ordered ids the server makes), those after
+    /// `after_run_id`, at most `limit` (used at start-up, and when a node takes a shard, to
+    /// hand out their work again, a page at a time). The other running runs are found
+    /// through [`Store::load_wakeups`] or when a request names them.
     async fn load_runs_to_resume(
         &self,
         slots: std::ops::RangeInclusive<u32>,
+        after_run_id: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<ExecutionRow>, StoreError>;
     /// One page of the wake index: running runs in `slots` whose wake time is a time (not
     /// [`RESUME_AT_START`]), at most `until_ms`, and whose key comes after `after`, in key

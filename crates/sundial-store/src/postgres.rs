@@ -1095,14 +1095,20 @@ impl Store for PostgresStore {
     async fn load_runs_to_resume(
         &self,
         slots: std::ops::RangeInclusive<u32>,
+        after_run_id: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<ExecutionRow>, StoreError> {
         let sql = format!(
             "SELECT {EXECUTION_COLUMNS} FROM executions
              WHERE status = 1 AND wake_at IS NOT NULL AND wake_at = {RESUME_AT_START}
-                AND slot BETWEEN $1 AND $2 ORDER BY seq"
+                AND run_id > $3 AND slot BETWEEN $1 AND $2 ORDER BY run_id LIMIT $4"
         );
         let (first, last) = (*slots.start() as i32, *slots.end() as i32);
-        let rows = self.query(&sql, &[&first, &last]).await?;
+        let after_run_id = after_run_id.unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(&sql, &[&first, &last, &after_run_id, &limit])
+            .await?;
         Ok(rows.iter().map(execution_from_row).collect())
     }
 

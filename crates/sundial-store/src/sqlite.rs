@@ -847,15 +847,23 @@ impl Store for SqliteStore {
     async fn load_runs_to_resume(
         &self,
         slots: std::ops::RangeInclusive<u32>,
+        after_run_id: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<ExecutionRow>, StoreError> {
+        let after_run_id = after_run_id.unwrap_or_default().to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            // The literals (not parameters) let SQLite use the partial index `executions_wake`.
+            // The literals (not parameters) let SQLite use the partial index `executions_wake`
+            // (wake_at, run_id): a page is a range of it.
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions
                  WHERE status = 1 AND wake_at IS NOT NULL AND wake_at = {RESUME_AT_START}
-                    AND slot BETWEEN ?1 AND ?2 ORDER BY seq"
+                    AND run_id > ?3 AND slot BETWEEN ?1 AND ?2 ORDER BY run_id LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(params![slots.start(), slots.end()], execution_from_row)?;
+            let rows = stmt.query_map(
+                params![slots.start(), slots.end(), after_run_id, limit],
+                execution_from_row,
+            )?;
             rows.collect()
         })
         .await
@@ -1287,7 +1295,7 @@ mod tests {
         }
         let store = SqliteStore::open(Some(&path)).unwrap();
         assert_eq!(
-            store.load_runs_to_resume(ALL_SLOTS).await.unwrap(),
+            crate::contract_tests::resume_all(&store, ALL_SLOTS).await,
             vec![row("r1", 1)]
         );
         assert_eq!(store.load_events("r1", 1).await.unwrap(), vec![vec![7]]);

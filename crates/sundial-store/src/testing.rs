@@ -109,8 +109,12 @@ impl Store for FaultyStore {
     async fn load_runs_to_resume(
         &self,
         slots: std::ops::RangeInclusive<u32>,
+        after_run_id: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<ExecutionRow>, StoreError> {
-        self.inner.load_runs_to_resume(slots).await
+        self.inner
+            .load_runs_to_resume(slots, after_run_id, limit)
+            .await
     }
 
     async fn load_wakeups(
