@@ -93,15 +93,23 @@ class CachedServer(SundialProcess):
         return self.gauge("sundial_cached_runs")
 
 
-def _worker(client: Client, queue: str) -> Worker:
+def _worker(client: Client, queue: str, workflows=(Sleeper,), activities=()) -> Worker:
     # The worker keeps no run cached either: every task replays from full history.
     return Worker(
         client,
         task_queue=queue,
-        workflows=[Sleeper],
+        workflows=list(workflows),
+        activities=list(activities),
         workflow_runner=UnsandboxedWorkflowRunner(),
         max_cached_workflows=0,
     )
+
+
+async def _killed_and_restarted(server: CachedServer) -> Client:
+    """kill -9, a new process on the same file, and a client of it."""
+    server.kill()
+    await server.start()
+    return await Client.connect(server.address, namespace="default")
 
 
 async def _all_have_written(client: Client, ids: list[str], attributes: str, what: str) -> None:
@@ -176,9 +184,7 @@ async def test_evicted_workflows_wake_take_signals_queries_updates_and_survive_k
 
         # kill -9 while they sleep (out of memory, timers pending); the restarted server
         # loads them, evicts them again, and fires every timer.
-        server.kill()
-        await server.start()
-        client = await Client.connect(server.address, namespace="default")
+        client = await _killed_and_restarted(server)
         assert await _settled_cache(server, 1) <= 1
         async with _worker(client, queue):
             results = await asyncio.wait_for(
@@ -283,38 +289,20 @@ async def test_a_backlog_waiting_for_workers_leaves_memory_and_is_dispatched_onc
         assert await _settled_cache(server, 1) <= 1
         described = await client.get_workflow_handle(ids[0]).describe()
         assert described.status == WorkflowExecutionStatus.RUNNING
-        server.kill()
-        await server.start()
-        client = await Client.connect(server.address, namespace="default")
+        client = await _killed_and_restarted(server)
         assert await _settled_cache(server, 1) <= 1
 
         # A worker with the workflow and no activities: the activity tasks queue up.
-        workflows_only = Worker(
-            client,
-            task_queue=queue,
-            workflows=[Backlogged],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-            max_cached_workflows=0,
-        )
-        async with workflows_only:
+        async with _worker(client, queue, workflows=[Backlogged]):
             await _all_have_written(
                 client, ids, "activity_task_scheduled_event_attributes", "scheduled its activity"
             )
         assert await _settled_cache(server, 1) <= 1
 
-        server.kill()
-        await server.start()
-        client = await Client.connect(server.address, namespace="default")
+        client = await _killed_and_restarted(server)
         # Start-up loaded the runs to queue their tasks again, then let them go.
         assert await _settled_cache(server, 1) <= 1
-        worker = Worker(
-            client,
-            task_queue=queue,
-            workflows=[Backlogged],
-            activities=[shout],
-            workflow_runner=UnsandboxedWorkflowRunner(),
-            max_cached_workflows=0,
-        )
+        worker = _worker(client, queue, workflows=[Backlogged], activities=[shout])
         async with worker:
             results = await asyncio.wait_for(
                 asyncio.gather(*(client.get_workflow_handle(w).result() for w in ids)), 60
