@@ -72,9 +72,9 @@ impl RunEntry {
     }
 
     /// Whether the entry holds nothing that lives only in memory, so that dropping it and
-    /// loading the run from the store again gives the same entry:
-    /// a running run whose workflow task, if any, is written and not started (unwritten
-    /// attempts, speculative tasks and started events live here); whose ready work is only
+    /// loading the run from the store again gives the same entry: a running run whose
+    /// workflow task, if any, is written and not started (unwritten attempts, speculative
+    /// tasks and started events live here); whose ready work is only
     /// tasks already in their queues (which name the run by id and load it when a poller
     /// takes them), not work for other runs; with no admitted update and nothing a
     /// transition changed without committing, its wake index entry included (a run written
